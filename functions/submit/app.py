@@ -1,0 +1,28 @@
+"""SubmitFunction: an S3 ObjectCreated event (or its re-drive through SQS) becomes async upscale tasks."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from upscaler.job_metrics import add_submit_metrics
+from upscaler.runtime import build_submitter, deadline_for
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+submitter = build_submitter()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    outcomes = submitter.submit_event(event, deadline=deadline_for(context))
+    for outcome in outcomes:
+        logger.info("source processed", extra=asdict(outcome))
+    add_submit_metrics(metrics, outcomes)
+    return {"jobs": [asdict(outcome) for outcome in outcomes]}

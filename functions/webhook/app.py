@@ -1,0 +1,37 @@
+"""WebhookFunction: Runware's result POST (through the HTTP API) is verified and recorded."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from upscaler.job_metrics import add_result_metrics
+from upscaler.runtime import build_webhook_receiver
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+app = APIGatewayHttpResolver()
+receiver = build_webhook_receiver()
+
+
+@app.post("/webhook")
+def receive_result() -> Response:
+    event = app.current_event
+    query = event.query_string_parameters or {}
+    body = event.decoded_body or ""
+    reply = receiver.receive(query.get("job"), query.get("token"), body.encode() if isinstance(body, str) else body)
+    logger.info("webhook answered", extra={"jobId": query.get("job"), "statusCode": reply.status_code})
+    add_result_metrics(metrics, reply.recorded)
+    return Response(reply.status_code, "application/json", json.dumps(reply.body))
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

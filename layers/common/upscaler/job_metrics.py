@@ -1,0 +1,48 @@
+"""CloudWatch metrics (through Powertools' embedded metric format) for what happened to jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from upscaler.jobs import JobStatus
+from upscaler.results import Recorded
+from upscaler.submission import DUPLICATE, SubmitOutcome
+
+_SUBMIT_METRICS = {
+    JobStatus.SUBMITTED: "JobsSubmitted",
+    JobStatus.REJECTED: "JobsRejected",
+    JobStatus.FAILED: "JobsFailed",
+    DUPLICATE: "DuplicateDeliveries",
+}
+_RESULT_METRICS = {
+    JobStatus.COMPLETED: "JobsCompleted",
+    JobStatus.FAILED: "JobsFailed",
+    JobStatus.TIMED_OUT: "JobsTimedOut",
+}
+
+
+def add_submit_metrics(metrics: Metrics, outcomes: Iterable[SubmitOutcome]) -> None:
+    for outcome in outcomes:
+        name = _SUBMIT_METRICS.get(outcome.status)
+        if name:
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+
+
+def add_result_metrics(metrics: Metrics, recorded: Iterable[Recorded]) -> None:
+    for item in recorded:
+        if not item.changed:
+            metrics.add_metric(name="RepeatedReports", unit=MetricUnit.Count, value=1)
+            continue
+        name = _RESULT_METRICS.get(JobStatus(item.status))
+        if name:
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+        if item.status == JobStatus.COMPLETED:
+            if item.job.get("cost") is not None:
+                metrics.add_metric(name="CostUSD", unit=MetricUnit.NoUnit, value=float(item.job["cost"]))
+            if item.job.get("totalSeconds") is not None:
+                metrics.add_metric(
+                    name="EndToEndLatency", unit=MetricUnit.Seconds, value=float(item.job["totalSeconds"])
+                )

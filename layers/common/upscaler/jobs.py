@@ -1,0 +1,230 @@
+"""The job store: one DynamoDB item per source object version, moved through its states by
+conditional writes so that duplicates and races can never produce a second job or undo an ending.
+
+States: CLAIMED (being submitted) -> SUBMITTED -> COMPLETED | FAILED | TIMED_OUT; REJECTED is
+written directly for input that is never sent. The only move out of a terminal state is
+TIMED_OUT -> COMPLETED, so a late success is still recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+STATUS_INDEX = "jobsByStatus"
+
+
+class JobStatus(StrEnum):
+    CLAIMED = "CLAIMED"
+    SUBMITTED = "SUBMITTED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    REJECTED = "REJECTED"
+    TIMED_OUT = "TIMED_OUT"
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.REJECTED, JobStatus.TIMED_OUT})
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def job_id_for(bucket: str, key: str, version: str) -> str:
+    """The job id (and Runware taskUUID) of one source object version.
+
+    Derived, not random: every delivery of the same S3 event, and every retry after a crash, names
+    the same job, so the table's primary key alone enforces one job per version. The hash is
+    shaped as a UUID v4 because Runware requires that format.
+    """
+    digest = hashlib.sha256(f"{bucket}\x00{key}\x00{version}".encode()).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class TransitionRefused(Exception):
+    """The job was not in a state that allows this change (a duplicate, a race, or a regression)."""
+
+    def __init__(self, job_id: str, current: Mapping[str, Any] | None) -> None:
+        self.job_id = job_id
+        self.current = dict(current) if current else None
+        status = self.current.get("status") if self.current else "missing"
+        super().__init__(f"job {job_id} is {status}")
+
+
+class JobStore:
+    def __init__(self, dynamodb_client: Any, table_name: str, retention_days: int = 90) -> None:
+        self._db = dynamodb_client
+        self.table_name = table_name
+        self.retention_days = retention_days
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        response = self._db.get_item(TableName=self.table_name, Key=_key(job_id), ConsistentRead=True)
+        item = response.get("Item")
+        return _from_dynamo(item) if item else None
+
+    def create(self, job: Mapping[str, Any], status: JobStatus, now: datetime | None = None) -> None:
+        """Write a new job item; refused if any job already exists under that id."""
+        moment = now or utc_now()
+        item = {
+            **job,
+            "status": status.value,
+            "createdAt": iso(moment),
+            "updatedAt": iso(moment),
+            "expiresAt": int(moment.timestamp()) + self.retention_days * 86400,
+        }
+        try:
+            self._db.put_item(
+                TableName=self.table_name,
+                Item=_to_dynamo(item),
+                ConditionExpression="attribute_not_exists(jobId)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            raise _refused(job["jobId"], error) from None
+
+    def transition(
+        self,
+        job_id: str,
+        allowed_from: frozenset[JobStatus] | set[JobStatus],
+        to: JobStatus,
+        changes: Mapping[str, Any] | None = None,
+        *,
+        remove: tuple[str, ...] = (),
+        increment: str | None = None,
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Move a job to `to` if it is currently in one of `allowed_from`; returns the new item."""
+        moment = now or utc_now()
+        values: dict[str, Any] = {k: v for k, v in (changes or {}).items() if v is not None}
+        values.update({"status": to.value, "updatedAt": iso(moment)})
+        names: dict[str, str] = {}
+        placeholders: dict[str, Any] = {}
+        sets: list[str] = []
+        for index, (name, value) in enumerate(values.items()):
+            names[f"#f{index}"] = name
+            placeholders[f":v{index}"] = value
+            sets.append(f"#f{index} = :v{index}")
+        if increment:
+            names["#inc"] = increment
+            placeholders[":zero"] = 0
+            placeholders[":one"] = 1
+            sets.append("#inc = if_not_exists(#inc, :zero) + :one")
+        allowed = sorted(status.value for status in allowed_from)
+        for index, status in enumerate(allowed):
+            placeholders[f":from{index}"] = status
+        names["#status"] = "status"
+        expression = "SET " + ", ".join(sets)
+        if remove:
+            for index, name in enumerate(remove):
+                names[f"#r{index}"] = name
+            expression += " REMOVE " + ", ".join(f"#r{index}" for index in range(len(remove)))
+        condition = "#status IN (" + ", ".join(f":from{i}" for i in range(len(allowed))) + ")"
+        try:
+            response = self._db.update_item(
+                TableName=self.table_name,
+                Key=_key(job_id),
+                UpdateExpression=expression,
+                ConditionExpression=f"attribute_exists(jobId) AND {condition}",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=_to_dynamo(placeholders),
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            raise _refused(job_id, error) from None
+        return _from_dynamo(response["Attributes"])
+
+    def find_by_status(
+        self,
+        status: JobStatus,
+        *,
+        created_before: datetime | None = None,
+        newest_first: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Jobs in one status through the status index (a query, never a scan), oldest first."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": STATUS_INDEX,
+            "KeyConditionExpression": "#status = :status",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":status": {"S": status.value}},
+            "ScanIndexForward": not newest_first,
+        }
+        if created_before is not None:
+            kwargs["KeyConditionExpression"] += " AND createdAt < :before"
+            kwargs["ExpressionAttributeValues"][":before"] = {"S": iso(created_before)}
+        returned = 0
+        while True:
+            if limit is not None:
+                kwargs["Limit"] = max(1, limit - returned)
+            response = self._db.query(**kwargs)
+            for item in response.get("Items", []):
+                yield _from_dynamo(item)
+                returned += 1
+                if limit is not None and returned >= limit:
+                    return
+            if "LastEvaluatedKey" not in response:
+                return
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def _key(job_id: str) -> dict[str, Any]:
+    return {"jobId": {"S": job_id}}
+
+
+def _refused(job_id: str, error: ClientError) -> Exception:
+    if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+        return error
+    item = error.response.get("Item")
+    return TransitionRefused(job_id, _from_dynamo(item) if item else None)
+
+
+def _to_dynamo(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _serializer.serialize(_storable(value)) for name, value in values.items() if value is not None}
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _storable(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def _from_dynamo(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _plain(_deserializer.deserialize(value)) for name, value in item.items()}
+
+
+def _plain(value: Any) -> Any:
+    # Whole numbers back as int so callers compare and print them naturally; cost stays Decimal.
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def seconds_between(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    return round((parse_iso(end) - parse_iso(start)).total_seconds(), 3)

@@ -1,0 +1,196 @@
+"""What a job asks Runware for, and what comes back: typed, with the documented ranges enforced."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Any
+
+MODEL_ID = "prunaai:p-image@upscale"
+OUTPUT_FORMATS = ("JPG", "PNG", "WEBP")
+OUTPUT_EXTENSIONS = {"JPG": "jpg", "PNG": "png", "WEBP": "webp"}
+OUTPUT_CONTENT_TYPES = {"JPG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+TARGET_MEGAPIXELS_RANGE = (1, 8)
+OUTPUT_QUALITY_RANGE = (20, 99)
+MIN_RESULT_TTL_SECONDS = 60
+PIXELS_PER_MEGAPIXEL = 1_000_000
+
+# S3 user metadata keys (x-amz-meta-<name>) that override the defaults for one object.
+OVERRIDE_KEYS = {
+    "target-megapixels": "target_megapixels",
+    "enhance-details": "enhance_details",
+    "realism": "realism",
+    "output-format": "output_format",
+    "output-quality": "output_quality",
+}
+
+
+class InvalidOption(ValueError):
+    """An upscale option is outside what the model accepts."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name = name
+
+
+@dataclass(frozen=True)
+class UpscaleOptions:
+    target_megapixels: int = 4
+    enhance_details: bool = False
+    realism: bool = False
+    output_format: str = "JPG"
+    output_quality: int = 95
+
+    def __post_init__(self) -> None:
+        low, high = TARGET_MEGAPIXELS_RANGE
+        if type(self.target_megapixels) is not int or not low <= self.target_megapixels <= high:
+            raise InvalidOption("target-megapixels", f"must be an integer from {low} to {high}")
+        low, high = OUTPUT_QUALITY_RANGE
+        if type(self.output_quality) is not int or not low <= self.output_quality <= high:
+            raise InvalidOption("output-quality", f"must be an integer from {low} to {high}")
+        if self.output_format not in OUTPUT_FORMATS:
+            raise InvalidOption("output-format", f"must be one of {', '.join(OUTPUT_FORMATS)}")
+        for name in ("enhance_details", "realism"):
+            if type(getattr(self, name)) is not bool:
+                raise InvalidOption(name.replace("_", "-"), "must be true or false")
+
+    @property
+    def target_pixels(self) -> int:
+        return self.target_megapixels * PIXELS_PER_MEGAPIXEL
+
+    @property
+    def output_extension(self) -> str:
+        return OUTPUT_EXTENSIONS[self.output_format]
+
+    @property
+    def output_content_type(self) -> str:
+        return OUTPUT_CONTENT_TYPES[self.output_format]
+
+    def with_overrides(self, metadata: Mapping[str, str]) -> UpscaleOptions:
+        """Apply per-object overrides from S3 user metadata (keys without the x-amz-meta- prefix)."""
+        changes: dict[str, Any] = {}
+        for meta_key, field_name in OVERRIDE_KEYS.items():
+            raw = metadata.get(meta_key)
+            if raw is None:
+                continue
+            text = raw.strip()
+            if field_name in ("target_megapixels", "output_quality"):
+                changes[field_name] = _parse_int(meta_key, text)
+            elif field_name in ("enhance_details", "realism"):
+                changes[field_name] = parse_bool(meta_key, text)
+            else:
+                changes[field_name] = text.upper().replace("JPEG", "JPG")
+        return replace(self, **changes) if changes else self
+
+
+def _parse_int(name: str, text: str) -> int:
+    try:
+        return int(text, 10)
+    except ValueError:
+        raise InvalidOption(name, f"{text!r} is not an integer") from None
+
+
+def parse_bool(name: str, text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise InvalidOption(name, f"{text!r} is not true or false")
+
+
+def is_uuid4(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        return False
+    return parsed.version == 4 and str(parsed) == value.lower()
+
+
+@dataclass(frozen=True)
+class UpscaleTask:
+    """One `upscale` task for Runware's async API, with output and result routed back to us."""
+
+    task_uuid: str
+    image_url: str
+    options: UpscaleOptions
+    upload_endpoint: str
+    webhook_url: str
+    result_ttl_seconds: int
+
+    def __post_init__(self) -> None:
+        if not is_uuid4(self.task_uuid):
+            raise ValueError(f"taskUUID must be a lowercase UUID v4, got {self.task_uuid!r}")
+        if self.result_ttl_seconds < MIN_RESULT_TTL_SECONDS:
+            raise ValueError(f"ttl must be at least {MIN_RESULT_TTL_SECONDS} seconds")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "taskType": "upscale",
+            "taskUUID": self.task_uuid,
+            "model": MODEL_ID,
+            "inputs": {"image": self.image_url},
+            "targetMegapixels": self.options.target_megapixels,
+            "settings": {
+                "enhanceDetails": self.options.enhance_details,
+                "realism": self.options.realism,
+            },
+            "outputType": "URL",
+            "outputFormat": self.options.output_format,
+            "outputQuality": self.options.output_quality,
+            "deliveryMethod": "async",
+            "uploadEndpoint": self.upload_endpoint,
+            "webhookURL": self.webhook_url,
+            "includeCost": True,
+            "ttl": self.result_ttl_seconds,
+        }
+
+
+@dataclass(frozen=True)
+class TaskError:
+    """Runware's error object; codes are still being standardised, so every field is kept whole."""
+
+    code: str
+    message: str
+    parameter: str | None = None
+    task_uuid: str | None = None
+    task_type: str | None = None
+
+    @classmethod
+    def from_json(cls, item: Mapping[str, Any]) -> TaskError:
+        return cls(
+            code=str(item.get("code") or "unknownError"),
+            message=str(item.get("message") or item.get("error") or "no message"),
+            parameter=_optional_str(item.get("parameter")),
+            task_uuid=_optional_str(item.get("taskUUID")),
+            task_type=_optional_str(item.get("taskType")),
+        )
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """A finished upscale as Runware reports it (sync data item, getResponse item or webhook body)."""
+
+    task_uuid: str
+    image_uuid: str | None
+    image_url: str | None
+    cost: Decimal | None
+
+    @classmethod
+    def from_json(cls, item: Mapping[str, Any]) -> TaskResult:
+        cost = item.get("cost")
+        return cls(
+            task_uuid=str(item["taskUUID"]),
+            image_uuid=_optional_str(item.get("imageUUID")),
+            image_url=_optional_str(item.get("imageURL")),
+            # Decimal via str keeps the figure exact in DynamoDB, which refuses floats.
+            cost=Decimal(str(cost)) if isinstance(cost, int | float) and not isinstance(cost, bool) else None,
+        )
+
+
+def _optional_str(value: object) -> str | None:
+    return None if value is None else str(value)

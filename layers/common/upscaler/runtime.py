@@ -1,0 +1,87 @@
+"""Building the pipeline's parts from settings, once per container (outside the handlers).
+
+Clients are created at import of a handler module and reused by warm invocations; secrets are
+read on first use and cached.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from functools import partial
+from typing import Any, Protocol
+
+import boto3
+from botocore.config import Config
+
+from upscaler.jobs import JobStore
+from upscaler.reconciliation import Reconciler
+from upscaler.results import ResultRecorder
+from upscaler.runware import RunwareClient
+from upscaler.settings import Settings, get_settings, read_secret
+from upscaler.storage import ObjectStore, create_s3_client
+from upscaler.submission import Submitter
+from upscaler.webhook import WebhookReceiver
+
+# Seconds kept back from the invocation's remaining time, so retries never run into the timeout.
+DEADLINE_MARGIN_SECONDS = 5.0
+
+
+class HasRemainingTime(Protocol):
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
+def deadline_for(context: HasRemainingTime | None, margin: float = DEADLINE_MARGIN_SECONDS) -> float | None:
+    """A time.monotonic() deadline for retries, from the Lambda context's remaining time."""
+    if context is None or not hasattr(context, "get_remaining_time_in_millis"):
+        return None
+    return time.monotonic() + max(0.0, context.get_remaining_time_in_millis() / 1000 - margin)
+
+
+def _dynamodb_client() -> Any:
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return boto3.client("dynamodb", region_name=region, config=Config(retries={"mode": "standard"}))
+
+
+def _job_store(settings: Settings) -> JobStore:
+    return JobStore(_dynamodb_client(), settings.jobs_table, settings.job_retention_days)
+
+
+def _runware_client(settings: Settings) -> RunwareClient:
+    return RunwareClient(
+        settings.runware_api_url,
+        partial(read_secret, settings.runware_api_key_secret),
+        timeout_seconds=settings.runware_timeout_seconds,
+        max_attempts=settings.runware_max_attempts,
+    )
+
+
+def build_submitter(settings: Settings | None = None) -> Submitter:
+    settings = settings or get_settings()
+    return Submitter(
+        settings,
+        ObjectStore(create_s3_client()),
+        _job_store(settings),
+        _runware_client(settings),
+        partial(read_secret, settings.webhook_token_secret),
+    )
+
+
+def build_webhook_receiver(settings: Settings | None = None) -> WebhookReceiver:
+    settings = settings or get_settings()
+    jobs = _job_store(settings)
+    recorder = ResultRecorder(ObjectStore(create_s3_client()), jobs)
+    return WebhookReceiver(jobs, recorder, partial(read_secret, settings.webhook_token_secret))
+
+
+def build_reconciler(settings: Settings | None = None) -> Reconciler:
+    settings = settings or get_settings()
+    jobs = _job_store(settings)
+    return Reconciler(
+        jobs,
+        ResultRecorder(ObjectStore(create_s3_client()), jobs),
+        _runware_client(settings),
+        reconcile_after_seconds=settings.reconcile_after_seconds,
+        max_age_seconds=settings.job_max_age_seconds,
+        max_jobs=settings.reconcile_max_jobs,
+    )

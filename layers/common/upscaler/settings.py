@@ -1,0 +1,111 @@
+"""Configuration read once per container from the environment the template sets."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+
+from upscaler.models import UpscaleOptions, parse_bool
+
+
+class ConfigurationError(RuntimeError):
+    """A required setting is missing or malformed: a deployment problem, not a job problem."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    jobs_table: str
+    output_bucket: str
+    runware_api_url: str
+    runware_api_key_secret: str
+    webhook_token_secret: str
+    inbox_prefix: str = "inbox/"
+    output_prefix: str = "upscaled/"
+    webhook_url: str = ""
+    defaults: UpscaleOptions = field(default_factory=UpscaleOptions)
+    max_input_bytes: int = 50 * 1024 * 1024
+    presigned_url_expiry_seconds: int = 3 * 3600
+    runware_result_ttl_seconds: int = 600
+    job_retention_days: int = 90
+    reconcile_after_seconds: int = 600
+    job_max_age_seconds: int = 4 * 3600
+    reconcile_max_jobs: int = 200
+    runware_timeout_seconds: float = 20.0
+    runware_max_attempts: int = 5
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def required(name: str) -> str:
+            value = env.get(name, "").strip()
+            if not value:
+                raise ConfigurationError(f"environment variable {name} is not set")
+            return value
+
+        def number(name: str, default: int) -> int:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                return int(raw)
+            except ValueError:
+                raise ConfigurationError(f"{name}={raw!r} is not an integer") from None
+
+        def flag(name: str, default: bool) -> bool:
+            raw = env.get(name, "").strip()
+            return parse_bool(name, raw) if raw else default
+
+        base = UpscaleOptions()
+        try:
+            defaults = UpscaleOptions(
+                target_megapixels=number("DEFAULT_TARGET_MEGAPIXELS", base.target_megapixels),
+                enhance_details=flag("DEFAULT_ENHANCE_DETAILS", base.enhance_details),
+                realism=flag("DEFAULT_REALISM", base.realism),
+                output_format=env.get("DEFAULT_OUTPUT_FORMAT", base.output_format).strip().upper(),
+                output_quality=number("DEFAULT_OUTPUT_QUALITY", base.output_quality),
+            )
+        except ValueError as error:
+            raise ConfigurationError(f"invalid default upscale option: {error}") from None
+
+        return cls(
+            jobs_table=required("JOBS_TABLE"),
+            output_bucket=required("OUTPUT_BUCKET"),
+            runware_api_url=env.get("RUNWARE_API_URL", "").strip() or "https://api.runware.ai/v1",
+            runware_api_key_secret=required("RUNWARE_API_KEY_SECRET"),
+            webhook_token_secret=required("WEBHOOK_TOKEN_SECRET"),
+            inbox_prefix=env.get("INBOX_PREFIX", cls.inbox_prefix),
+            output_prefix=env.get("OUTPUT_PREFIX", cls.output_prefix),
+            webhook_url=env.get("WEBHOOK_URL", "").strip(),
+            defaults=defaults,
+            max_input_bytes=number("MAX_INPUT_BYTES", cls.max_input_bytes),
+            presigned_url_expiry_seconds=number("PRESIGNED_URL_EXPIRY_SECONDS", cls.presigned_url_expiry_seconds),
+            runware_result_ttl_seconds=number("RUNWARE_RESULT_TTL_SECONDS", cls.runware_result_ttl_seconds),
+            job_retention_days=number("JOB_RETENTION_DAYS", cls.job_retention_days),
+            reconcile_after_seconds=number("RECONCILE_AFTER_SECONDS", cls.reconcile_after_seconds),
+            job_max_age_seconds=number("JOB_MAX_AGE_SECONDS", cls.job_max_age_seconds),
+            reconcile_max_jobs=number("RECONCILE_MAX_JOBS", cls.reconcile_max_jobs),
+            runware_max_attempts=number("RUNWARE_MAX_ATTEMPTS", cls.runware_max_attempts),
+        )
+
+
+@cache
+def get_settings() -> Settings:
+    """The container's settings, read on first use and kept for warm invocations."""
+    return Settings.from_environment()
+
+
+SECRET_MAX_AGE_SECONDS = 300
+
+
+def read_secret(secret_id: str) -> str:
+    """A secret's string value from Secrets Manager, cached per container for a few minutes."""
+    # Imported here so functions that never read a secret do not pay for the import.
+    from aws_lambda_powertools.utilities import parameters
+
+    value = parameters.get_secret(secret_id, max_age=SECRET_MAX_AGE_SECONDS)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(f"secret {secret_id} is empty")
+    return value.strip()

@@ -1,0 +1,65 @@
+"""Webhook path: authenticate Runware's POST, then record each reported result exactly once.
+
+Answers follow the provider's retry rule: 2xx means "do not send again". A forged or unknown
+request gets 401/404 and writes nothing; a success whose output object is not in the bucket yet
+gets 503 so the provider retries.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from upscaler.jobs import JobStore
+from upscaler.models import TaskError, is_uuid4
+from upscaler.results import OutputNotReady, Recorded, ResultRecorder
+from upscaler.tokens import token_is_valid
+from upscaler.webhook_payloads import MalformedPayload, reports_from_payload
+
+MAX_BODY_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class WebhookReply:
+    status_code: int
+    body: dict[str, Any]
+    recorded: list[Recorded] = field(default_factory=list)
+
+
+class WebhookReceiver:
+    def __init__(self, jobs: JobStore, recorder: ResultRecorder, webhook_key: Callable[[], str]) -> None:
+        self.jobs = jobs
+        self.recorder = recorder
+        self._webhook_key = webhook_key
+
+    def receive(self, job_id: str | None, token: str | None, body: bytes) -> WebhookReply:
+        if not job_id or not token or not is_uuid4(job_id):
+            return WebhookReply(401, {"message": "missing or malformed job or token"})
+        if not token_is_valid(job_id, token, self._webhook_key()):
+            return WebhookReply(401, {"message": "invalid token"})
+        if len(body) > MAX_BODY_BYTES:
+            return WebhookReply(413, {"message": f"body larger than {MAX_BODY_BYTES} bytes"})
+        try:
+            reports = reports_from_payload(json.loads(body), job_id)
+        except (ValueError, MalformedPayload) as error:
+            return WebhookReply(400, {"message": f"unreadable body: {error}"})
+        foreign = sorted({report.task_uuid for report in reports if report.task_uuid != job_id} - {None})
+        if foreign:
+            return WebhookReply(400, {"message": f"items for other tasks: {', '.join(map(str, foreign))}"})
+        job = self.jobs.get(job_id)
+        if job is None:
+            return WebhookReply(404, {"message": "unknown job"})
+        recorded: list[Recorded] = []
+        for report in reports:
+            try:
+                if isinstance(report, TaskError):
+                    outcome = self.recorder.record_failure(job, report, via="webhook")
+                else:
+                    outcome = self.recorder.record_success(job, report, via="webhook")
+            except OutputNotReady as error:
+                return WebhookReply(503, {"message": str(error)}, recorded)
+            recorded.append(outcome)
+            job = outcome.job
+        return WebhookReply(200, {"jobId": job_id, "status": job["status"]}, recorded)
