@@ -37,14 +37,21 @@ class ObjectMissing(Exception):
 
 
 def create_s3_client() -> Any:
-    """An S3 client that signs with SigV4 in the function's region, which is the buckets' region."""
+    """An S3 client that signs with SigV4 for the function's region, which is the buckets' region.
+
+    Presigned URLs name the regional endpoint explicitly: botocore would otherwise sign for the
+    region but point at the global host, which answers with a redirect for buckets elsewhere.
+    """
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    custom_endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     return boto3.client(
         "s3",
         region_name=region,
+        endpoint_url=None if custom_endpoint else f"https://s3.{region}.amazonaws.com",
         config=Config(
             signature_version="s3v4",
-            s3={"addressing_style": "path" if os.environ.get("AWS_ENDPOINT_URL") else "auto"},
+            # Local endpoints are plain host:port, where bucket subdomains cannot resolve.
+            s3={"addressing_style": "path" if custom_endpoint else "virtual"},
             retries={"mode": "standard", "max_attempts": 3},
         ),
     )

@@ -1,0 +1,104 @@
+"""Fixtures shared by the unit tests: AWS emulated in-process by moto, configured like a deployment."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from upscaler.settings import Settings
+
+REGION = "eu-west-1"
+INBOX_BUCKET = "test-inbox"
+OUTPUT_BUCKET = "test-output"
+JOBS_TABLE = "test-jobs"
+WEBHOOK_URL = "https://hooks.example.test/webhook"
+RUNWARE_URL = "https://runware.example.test/v1"
+RUNWARE_KEY = "test-runware-key"
+WEBHOOK_KEY = "test-webhook-token-key"
+
+ENVIRONMENT = {
+    "AWS_REGION": REGION,
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "JOBS_TABLE": JOBS_TABLE,
+    "OUTPUT_BUCKET": OUTPUT_BUCKET,
+    "INBOX_PREFIX": "inbox/",
+    "OUTPUT_PREFIX": "upscaled/",
+    "WEBHOOK_URL": WEBHOOK_URL,
+    "RUNWARE_API_URL": RUNWARE_URL,
+    "RUNWARE_API_KEY_SECRET": "runware-api-key",
+    "WEBHOOK_TOKEN_SECRET": "webhook-token-key",
+    "POWERTOOLS_SERVICE_NAME": "upscale-test",
+    "POWERTOOLS_METRICS_NAMESPACE": "S3UpscaleTest",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_DEV": "false",
+}
+
+
+def create_jobs_table(dynamodb: Any, name: str = JOBS_TABLE) -> None:
+    """The jobs table as template.yaml declares it: key jobId, index jobsByStatus (status, createdAt)."""
+    dynamodb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "jobId", "AttributeType": "S"},
+            {"AttributeName": "status", "AttributeType": "S"},
+            {"AttributeName": "createdAt", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "jobId", "KeyType": "HASH"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "jobsByStatus",
+                "KeySchema": [
+                    {"AttributeName": "status", "KeyType": "HASH"},
+                    {"AttributeName": "createdAt", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+
+
+@dataclass
+class AwsFixture:
+    s3: Any
+    dynamodb: Any
+    secrets: Any
+    settings: Settings
+
+
+@pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    for name, value in ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return dict(ENVIRONMENT)
+
+
+@pytest.fixture
+def aws(environment: dict[str, str]) -> Iterator[AwsFixture]:
+    """Buckets (inbox versioned), jobs table and both secrets, in moto's in-process AWS."""
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        for bucket in (INBOX_BUCKET, OUTPUT_BUCKET):
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+        s3.put_bucket_versioning(Bucket=INBOX_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        create_jobs_table(dynamodb)
+        secrets = boto3.client("secretsmanager", region_name=REGION)
+        secrets.create_secret(Name="runware-api-key", SecretString=RUNWARE_KEY)
+        secrets.create_secret(Name="webhook-token-key", SecretString=WEBHOOK_KEY)
+        # Powertools caches secrets per process; a fresh moto world needs a fresh cache.
+        from aws_lambda_powertools.utilities import parameters
+
+        parameters.clear_caches()
+        yield AwsFixture(s3, dynamodb, secrets, Settings.from_environment())
+        parameters.clear_caches()
