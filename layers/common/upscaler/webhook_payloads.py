@@ -24,8 +24,8 @@ def reports_from_payload(payload: Any, default_task_uuid: str) -> list[Report]:
     if isinstance(payload, list):
         items: list[tuple[Any, bool]] = [(item, False) for item in payload]
     elif isinstance(payload, Mapping) and ("data" in payload or "errors" in payload):
-        items = [(item, False) for item in payload.get("data") or []]
-        items += [(item, True) for item in payload.get("errors") or []]
+        items = [(item, False) for item in _as_items(payload.get("data"))]
+        items += [(item, True) for item in _as_items(payload.get("errors"))]
     elif isinstance(payload, Mapping) and isinstance(payload.get("error"), Mapping):
         items = [(payload["error"], True)]
     elif isinstance(payload, Mapping):
@@ -42,9 +42,21 @@ def reports_from_payload(payload: Any, default_task_uuid: str) -> list[Report]:
     return reports
 
 
+def _as_items(value: Any) -> list[Any]:
+    # A lone object where a list is expected is read as a list of one (the shape is not documented).
+    if value is None:
+        return []
+    if isinstance(value, Mapping):
+        return [value]
+    if isinstance(value, list):
+        return value
+    raise MalformedPayload("data or errors is neither a list nor an object")
+
+
 def report_from_item(item: Mapping[str, Any], default_task_uuid: str, *, is_error: bool = False) -> Report:
     filled = dict(item)
-    filled.setdefault("taskUUID", default_task_uuid)
+    if not filled.get("taskUUID"):
+        filled["taskUUID"] = default_task_uuid
     status = str(item.get("status", "")).lower()
     looks_failed = status in ("error", "failed") or ("code" in item and "imageUUID" not in item)
     if is_error or looks_failed:
