@@ -28,7 +28,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from local.lambda_runtime import LocalFunction
+from local.lambda_runtime import LocalFunction, ensure_layer_on_path
 from local.runware_emulator import FaultConfig, RunwareEmulator
 from local.template import (
     FunctionSpec,
@@ -66,6 +66,7 @@ class StackConfig:
     parameter_overrides: dict[str, str] = field(default_factory=dict)
     function_log_level: str = "WARNING"
     seed: int | None = None
+    aws_port: int = 0  # 0 picks a free port
 
 
 class LocalStack:
@@ -142,7 +143,7 @@ class LocalStack:
 
         add_missing_event_fields()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self.moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.config.aws_port, verbose=False)
         self.moto_server.start()
         host, port = self.moto_server.get_host_and_port()
         self.aws_endpoint = f"http://{host}:{port}"
@@ -344,6 +345,7 @@ class LocalStack:
         """A new stack is a new set of containers: settings and secrets are read afresh."""
         from aws_lambda_powertools.utilities import parameters
 
+        ensure_layer_on_path()
         from upscaler.settings import get_settings
 
         get_settings.cache_clear()
@@ -422,29 +424,7 @@ class LocalStack:
 
     def redrive(self) -> dict[str, int]:
         """Replay the DLQ through the submit function; messages that fail again stay in the queue."""
-        sqs = self.client("sqs")
-        replayed = failed = 0
-        while True:
-            messages = sqs.receive_message(
-                QueueUrl=self.names["dlq_url"], MaxNumberOfMessages=10, VisibilityTimeout=60
-            ).get("Messages", [])
-            if not messages:
-                break
-            for message in messages:
-                wrapped = {
-                    "Records": [{"eventSource": "aws:sqs", "messageId": message["MessageId"], "body": message["Body"]}]
-                }
-                try:
-                    self.functions["SubmitFunction"].invoke(wrapped)
-                except Exception as error:
-                    logger.warning("re-drive failed for %s: %s", message["MessageId"], error)
-                    failed += 1
-                    continue
-                sqs.delete_message(QueueUrl=self.names["dlq_url"], ReceiptHandle=message["ReceiptHandle"])
-                replayed += 1
-            if failed:
-                break
-        return {"replayed": replayed, "failed": failed}
+        return redrive_dead_letters(self.client("sqs"), self.names["dlq_url"], self.functions["SubmitFunction"])
 
     # ---- reconcile ---------------------------------------------------------------------------
 
@@ -507,3 +487,29 @@ class LocalStack:
             if done >= expected or time.monotonic() >= deadline:
                 return
             time.sleep(poll)
+
+
+def redrive_dead_letters(sqs: Any, dlq_url: str, submit: LocalFunction) -> dict[str, int]:
+    """Invoke the submit function with each DLQ message wrapped in an SQS event, as a re-drive does.
+
+    A message is deleted only after the function succeeded with it; one that fails again stays.
+    """
+    replayed = failed = 0
+    while True:
+        messages = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=60).get(
+            "Messages", []
+        )
+        if not messages:
+            return {"replayed": replayed, "failed": failed}
+        for message in messages:
+            wrapped = {
+                "Records": [{"eventSource": "aws:sqs", "messageId": message["MessageId"], "body": message["Body"]}]
+            }
+            try:
+                submit.invoke(wrapped)
+            except Exception as error:
+                logger.warning("re-drive failed for %s: %s", message["MessageId"], error)
+                failed += 1
+                continue
+            sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"])
+            replayed += 1

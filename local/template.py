@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -94,6 +94,8 @@ class TemplateResolver:
             "AWS::Region": self.region,
             "AWS::AccountId": self.account_id,
             "AWS::StackName": self.stack_name,
+            "AWS::StackId": f"arn:aws:cloudformation:{self.region}:{self.account_id}:stack/{self.stack_name}/"
+            "10ca1000-0000-4000-8000-000000000000",
             "AWS::Partition": "aws",
             "AWS::URLSuffix": "amazonaws.com",
             "AWS::NoValue": "",
@@ -137,7 +139,7 @@ class TemplateResolver:
         name, when_true, when_false = argument
         return self.resolve(when_true if self.condition(name) else when_false)
 
-    _functions: Mapping[str, Callable[[TemplateResolver, Any], Any]] = {
+    _functions: ClassVar[Mapping[str, Callable[[TemplateResolver, Any], Any]]] = {
         "Ref": lambda self, arg: self._ref(arg),
         "Fn::GetAtt": lambda self, arg: self._get_att(arg),
         "Fn::Sub": lambda self, arg: self._sub(arg),
