@@ -19,6 +19,7 @@ from upscaler.storage import ObjectMissing, ObjectStore
 
 OPEN_STATUSES = frozenset({JobStatus.CLAIMED, JobStatus.SUBMITTED})
 MAY_COMPLETE = OPEN_STATUSES | {JobStatus.TIMED_OUT}
+_ERROR_FIELDS = ("errorCode", "errorMessage", "errorParameter")
 
 
 class OutputNotReady(Exception):
@@ -72,7 +73,8 @@ class ResultRecorder:
             "lateResult": True if job["status"] == JobStatus.TIMED_OUT else None,
             **_durations(job, now),
         }
-        return self._move(job, MAY_COMPLETE, JobStatus.COMPLETED, changes, now)
+        # A late success replaces the timeout: the record keeps lateResult, not the timeout's error.
+        return self._move(job, MAY_COMPLETE, JobStatus.COMPLETED, changes, now, remove=_ERROR_FIELDS)
 
     def record_failure(self, job: dict[str, Any], error: TaskError, *, via: str) -> Recorded:
         if JobStatus(job["status"]) not in OPEN_STATUSES:
@@ -108,9 +110,12 @@ class ResultRecorder:
         to: JobStatus,
         changes: dict[str, Any],
         now: datetime,
+        remove: tuple[str, ...] = (),
     ) -> Recorded:
         try:
-            updated = self.jobs.transition(job["jobId"], allowed, to, changes, increment="resultReports", now=now)
+            updated = self.jobs.transition(
+                job["jobId"], allowed, to, changes, remove=remove, increment="resultReports", now=now
+            )
         except TransitionRefused as refused:
             current = refused.current or job
             return Recorded(job["jobId"], str(current.get("status")), False, current)

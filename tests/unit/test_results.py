@@ -1,0 +1,344 @@
+"""ResultRecorder against moto: what a completed, failed or timed-out job record holds, and the
+state rules (one terminal record; only TIMED_OUT -> COMPLETED leaves a terminal state)."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from conftest import INBOX_BUCKET, JOBS_TABLE, OUTPUT_BUCKET
+from PIL import Image
+
+from upscaler import results
+from upscaler.jobs import JobStatus, JobStore, iso
+from upscaler.models import TaskError, TaskResult
+from upscaler.results import OutputNotReady, ResultRecorder
+from upscaler.storage import ObjectStore
+
+JOB_ID = "7385b5c0-ffc2-4024-b9ba-1dc0426e58c9"
+UPLOADED = datetime(2025, 3, 12, 10, 0, 0, tzinfo=UTC)
+SUBMITTED = UPLOADED + timedelta(seconds=2, milliseconds=500)
+FINISHED = SUBMITTED + timedelta(seconds=95, milliseconds=250)
+# outputFormat -> (Pillow format, Content-Type, extension)
+FORMATS = {
+    "JPG": ("JPEG", "image/jpeg", "jpg"),
+    "PNG": ("PNG", "image/png", "png"),
+    "WEBP": ("WEBP", "image/webp", "webp"),
+}
+
+RESULT = TaskResult(
+    task_uuid=JOB_ID,
+    image_uuid="2af4c8a9-5865-46b2-a4e3-b011d3dcd03e",
+    image_url="https://im.runware.ai/image/ws/2/ii/2af4c8a9-5865-46b2-a4e3-b011d3dcd03e.png",
+    cost=Decimal("0.0052"),
+)
+ERROR = TaskError("invalidImageURL", "The image at inputs.image could not be downloaded.", "inputs.image", JOB_ID)
+
+
+def image_bytes(width: int, height: int, pillow_format: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 120, 40)).save(buffer, format=pillow_format)
+    return buffer.getvalue()
+
+
+def job_fields(job_id: str = JOB_ID, output_format: str = "PNG") -> dict:
+    """The fields the submit path writes for an accepted 640x480 PNG."""
+    extension = FORMATS[output_format][2]
+    return {
+        "jobId": job_id,
+        "sourceBucket": INBOX_BUCKET,
+        "sourceKey": "inbox/holiday/cat.png",
+        "sourceVersionId": "3sL4kqtJlcpXroDTDmJ-rmSpXd3dIbrHY",
+        "sourceETag": "9b2cf535f27731c974343645a3985328",
+        "sourceSize": 123456,
+        "sourceContentType": "image/png",
+        "eventTime": iso(UPLOADED),
+        "inputFormat": "PNG",
+        "inputWidth": 640,
+        "inputHeight": 480,
+        "targetMegapixels": 4,
+        "enhanceDetails": False,
+        "realism": False,
+        "outputFormat": output_format,
+        "outputQuality": 95,
+        "outputBucket": OUTPUT_BUCKET,
+        "outputKey": f"upscaled/holiday/cat.png.{job_id[:8]}.{extension}",
+        "outputContentType": FORMATS[output_format][1],
+    }
+
+
+def submitted_job(jobs: JobStore, **fields) -> dict:
+    job = job_fields(**fields)
+    jobs.create(job, JobStatus.CLAIMED, now=UPLOADED + timedelta(seconds=1))
+    return jobs.transition(
+        job["jobId"],
+        {JobStatus.CLAIMED},
+        JobStatus.SUBMITTED,
+        {"submittedAt": iso(SUBMITTED), "submitRequestMs": 240},
+        increment="submitAttempts",
+        now=SUBMITTED,
+    )
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Results are recorded at FINISHED, so durations are exact."""
+    moment = {"now": FINISHED}
+    monkeypatch.setattr(results, "utc_now", lambda: moment["now"])
+    return moment
+
+
+@pytest.fixture
+def store(aws):
+    return JobStore(aws.dynamodb, JOBS_TABLE)
+
+
+@pytest.fixture
+def recorder(aws, store):
+    return ResultRecorder(ObjectStore(aws.s3), store)
+
+
+@pytest.fixture
+def copies(aws):
+    """Every CopyObject the code makes (the Content-Type fix-up is one)."""
+    calls: list[dict] = []
+    aws.s3.meta.events.register("before-call.s3.CopyObject", lambda params, **kwargs: calls.append(params))
+    return calls
+
+
+def put_output(aws, job: dict, data: bytes, **extra) -> None:
+    aws.s3.put_object(Bucket=job["outputBucket"], Key=job["outputKey"], Body=data, **extra)
+
+
+def test_success_records_every_output_fact_and_the_three_durations(aws, store, recorder, clock):
+    job = submitted_job(store)
+    data = image_bytes(2310, 1733, "PNG")
+    put_output(aws, job, data, ContentType="image/png")
+    stored_etag = aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=job["outputKey"])["ETag"].strip('"')
+
+    recorded = recorder.record_success(job, RESULT, via="webhook")
+
+    record = store.get(JOB_ID)
+    assert recorded.changed is True
+    assert recorded.status == "COMPLETED"
+    assert recorded.job == record
+    assert record["status"] == "COMPLETED"
+    assert record["imageUUID"] == RESULT.image_uuid
+    assert record["imageURL"] == RESULT.image_url
+    assert record["cost"] == Decimal("0.0052")
+    assert record["outputSize"] == len(data)
+    assert record["outputFormat"] == "PNG"
+    assert record["outputContentType"] == "image/png"
+    assert record["outputETag"] == stored_etag
+    assert (record["outputWidth"], record["outputHeight"]) == (2310, 1733)
+    assert (record["inputWidth"], record["inputHeight"], record["inputFormat"]) == (640, 480, "PNG")
+    assert record["sourceSize"] == 123456
+    assert record["completedAt"] == iso(FINISHED)
+    assert record["uploadToSubmitSeconds"] == Decimal("2.5")
+    assert record["providerSeconds"] == Decimal("95.25")
+    assert record["totalSeconds"] == Decimal("97.75")
+    assert record["resultVia"] == "webhook"
+    assert record["resultReports"] == 1
+    assert "lateResult" not in record
+    assert "errorCode" not in record
+
+
+@pytest.mark.parametrize("output_format", ["JPG", "PNG", "WEBP"])
+@pytest.mark.parametrize("stored_type", ["binary/octet-stream", None], ids=["wrong-type", "no-type"])
+def test_success_puts_the_stored_content_type_right_and_records_the_new_etag(
+    aws, store, recorder, output_format, stored_type
+):
+    pillow_format, content_type, _ = FORMATS[output_format]
+    job = submitted_job(store, output_format=output_format)
+    extra = {"ContentType": stored_type} if stored_type else {}
+    put_output(aws, job, image_bytes(1600, 1200, pillow_format), Metadata={"origin": "runware"}, **extra)
+
+    recorder.record_success(job, RESULT, via="webhook")
+
+    head = aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=job["outputKey"])
+    record = store.get(JOB_ID)
+    assert head["ContentType"] == content_type
+    assert head["Metadata"] == {"origin": "runware"}
+    assert record["outputContentType"] == content_type
+    assert record["outputETag"] == head["ETag"].strip('"')
+    assert (record["outputWidth"], record["outputHeight"]) == (1600, 1200)
+
+
+def test_success_leaves_a_correct_content_type_alone(aws, store, recorder, copies):
+    job = submitted_job(store)
+    put_output(aws, job, image_bytes(1600, 1200, "PNG"), ContentType="image/png")
+
+    recorder.record_success(job, RESULT, via="webhook")
+
+    assert copies == []
+    assert store.get(JOB_ID)["status"] == "COMPLETED"
+
+
+def test_success_before_the_output_is_uploaded_raises_and_writes_nothing(aws, store, recorder):
+    job = submitted_job(store)
+
+    with pytest.raises(OutputNotReady):
+        recorder.record_success(job, RESULT, via="webhook")
+
+    assert store.get(JOB_ID) == job
+
+
+def test_success_is_recorded_once_the_output_arrives_after_a_not_ready(aws, store, recorder):
+    job = submitted_job(store)
+    with pytest.raises(OutputNotReady):
+        recorder.record_success(job, RESULT, via="webhook")
+    put_output(aws, job, image_bytes(1600, 1200, "PNG"), ContentType="image/png")
+
+    recorded = recorder.record_success(store.get(JOB_ID), RESULT, via="webhook")
+
+    assert recorded.changed is True
+    assert store.get(JOB_ID)["status"] == "COMPLETED"
+    assert store.get(JOB_ID)["resultReports"] == 1
+
+
+def test_output_that_is_not_an_image_fails_the_job(aws, store, recorder):
+    job = submitted_job(store)
+    put_output(aws, job, b"<html>Access denied</html>", ContentType="text/html")
+
+    recorded = recorder.record_success(job, RESULT, via="webhook")
+
+    record = store.get(JOB_ID)
+    assert recorded.status == "FAILED"
+    assert record["status"] == "FAILED"
+    assert record["errorCode"] == "outputUnreadable"
+    assert "imageUUID" not in record
+
+
+def test_failure_records_runware_code_message_parameter_and_durations(store, recorder, clock):
+    job = submitted_job(store)
+
+    recorded = recorder.record_failure(job, ERROR, via="webhook")
+
+    record = store.get(JOB_ID)
+    assert recorded.changed is True
+    assert record["status"] == "FAILED"
+    assert record["errorCode"] == "invalidImageURL"
+    assert record["errorMessage"] == "The image at inputs.image could not be downloaded."
+    assert record["errorParameter"] == "inputs.image"
+    assert record["completedAt"] == iso(FINISHED)
+    assert record["providerSeconds"] == Decimal("95.25")
+    assert record["totalSeconds"] == Decimal("97.75")
+    assert record["resultVia"] == "webhook"
+
+
+def test_repeated_success_changes_nothing(aws, store, recorder, clock):
+    job = submitted_job(store)
+    put_output(aws, job, image_bytes(1600, 1200, "PNG"))
+    first = recorder.record_success(job, RESULT, via="webhook")
+    clock["now"] = FINISHED + timedelta(minutes=3)
+
+    again = recorder.record_success(first.job, RESULT, via="reconcile")
+
+    assert again.changed is False
+    assert again.status == "COMPLETED"
+    assert store.get(JOB_ID) == first.job
+
+
+def test_repeat_reported_with_a_stale_copy_of_the_job_changes_nothing(aws, store, recorder, clock):
+    job = submitted_job(store)  # both reports start from this SUBMITTED copy, as racing deliveries would
+    put_output(aws, job, image_bytes(1600, 1200, "PNG"))
+    first = recorder.record_success(job, RESULT, via="webhook")
+    clock["now"] = FINISHED + timedelta(minutes=3)
+
+    again = recorder.record_success(job, RESULT, via="reconcile")
+    late_error = recorder.record_failure(job, ERROR, via="webhook")
+
+    assert (again.changed, late_error.changed) == (False, False)
+    assert again.job == first.job
+    assert store.get(JOB_ID) == first.job
+
+
+def test_error_after_success_leaves_the_job_completed(aws, store, recorder):
+    job = submitted_job(store)
+    put_output(aws, job, image_bytes(1600, 1200, "PNG"))
+    completed = recorder.record_success(job, RESULT, via="webhook").job
+
+    recorded = recorder.record_failure(completed, ERROR, via="webhook")
+
+    assert recorded.changed is False
+    assert recorded.status == "COMPLETED"
+    assert store.get(JOB_ID) == completed
+
+
+def test_success_after_failure_leaves_the_job_failed(aws, store, recorder, copies):
+    job = submitted_job(store)
+    failed = recorder.record_failure(job, ERROR, via="webhook").job
+    put_output(aws, job, image_bytes(1600, 1200, "PNG"), ContentType="binary/octet-stream")
+
+    recorded = recorder.record_success(failed, RESULT, via="webhook")
+
+    assert recorded.changed is False
+    assert store.get(JOB_ID) == failed
+    assert copies == []
+
+
+def test_timeout_moves_a_submitted_job_to_timed_out(store, recorder, clock):
+    job = submitted_job(store)
+
+    recorded = recorder.record_timeout(job, 4 * 3600)
+
+    record = store.get(JOB_ID)
+    assert recorded.changed is True
+    assert record["status"] == "TIMED_OUT"
+    assert record["errorCode"] == "timedOut"
+    assert "14400 seconds" in record["errorMessage"]
+    assert record["completedAt"] == iso(FINISHED)
+
+
+def test_timeout_never_overrides_a_finished_job(aws, store, recorder):
+    job = submitted_job(store)
+    put_output(aws, job, image_bytes(1600, 1200, "PNG"))
+    completed = recorder.record_success(job, RESULT, via="webhook").job
+
+    recorded = recorder.record_timeout(job, 60)
+
+    assert recorded.changed is False
+    assert store.get(JOB_ID) == completed
+
+
+def test_late_success_completes_a_timed_out_job_and_says_it_came_late(aws, store, recorder, clock):
+    job = submitted_job(store)
+    timed_out = recorder.record_timeout(job, 60).job
+    clock["now"] = FINISHED + timedelta(hours=1)
+    put_output(aws, job, image_bytes(1600, 1200, "PNG"))
+
+    recorded = recorder.record_success(timed_out, RESULT, via="webhook")
+
+    record = store.get(JOB_ID)
+    assert recorded.changed is True
+    assert record["status"] == "COMPLETED"
+    assert record["lateResult"] is True
+    assert record["imageUUID"] == RESULT.image_uuid
+    assert record["completedAt"] == iso(FINISHED + timedelta(hours=1))
+    assert record["totalSeconds"] == Decimal("3697.75")
+    assert "errorCode" not in record
+    assert "errorMessage" not in record
+
+
+def test_error_after_timeout_leaves_the_job_timed_out(store, recorder):
+    job = submitted_job(store)
+    timed_out = recorder.record_timeout(job, 60).job
+
+    recorded = recorder.record_failure(timed_out, ERROR, via="webhook")
+
+    assert recorded.changed is False
+    assert store.get(JOB_ID) == timed_out
+
+
+def test_success_for_a_job_still_claimed_completes_it_with_durations_from_creation(aws, store, recorder, clock):
+    job = job_fields()
+    store.create(job, JobStatus.CLAIMED, now=SUBMITTED)
+    put_output(aws, job, image_bytes(1600, 1200, "PNG"))
+
+    recorder.record_success(store.get(JOB_ID), RESULT, via="webhook")
+
+    record = store.get(JOB_ID)
+    assert record["status"] == "COMPLETED"
+    assert record["providerSeconds"] == Decimal("95.25")
