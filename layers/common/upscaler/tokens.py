@@ -16,7 +16,8 @@ def webhook_token(job_id: str, key: str) -> str:
 
 
 def token_is_valid(job_id: str, token: str, key: str) -> bool:
-    return hmac.compare_digest(webhook_token(job_id, key), token)
+    # Bytes, not str: compare_digest raises TypeError on non-ASCII text, and the token is caller input.
+    return hmac.compare_digest(webhook_token(job_id, key).encode(), token.encode())
 
 
 def webhook_url_for(base_url: str, job_id: str, key: str) -> str:

@@ -1,0 +1,320 @@
+"""WebhookReceiver against moto: authentication, body checks, and what each answer leaves in the table."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from conftest import INBOX_BUCKET, JOBS_TABLE, OUTPUT_BUCKET, WEBHOOK_KEY
+from PIL import Image
+
+from upscaler.jobs import JobStatus, JobStore, iso
+from upscaler.results import ResultRecorder
+from upscaler.storage import ObjectStore
+from upscaler.tokens import webhook_token
+from upscaler.webhook import MAX_BODY_BYTES, WebhookReceiver
+
+JOB_ID = "7385b5c0-ffc2-4024-b9ba-1dc0426e58c9"
+UNKNOWN_ID = "0f8e2b1c-3d4a-4b5c-8d6e-7f8091a2b3c4"
+TOKEN = webhook_token(JOB_ID, WEBHOOK_KEY)
+IMAGE_UUID = "2af4c8a9-5865-46b2-a4e3-b011d3dcd03e"
+RESULT = {
+    "taskType": "upscale",
+    "taskUUID": JOB_ID,
+    "imageUUID": IMAGE_UUID,
+    "imageURL": f"https://im.runware.ai/image/ws/2/ii/{IMAGE_UUID}.png",
+    "cost": 0.0052,
+}
+ERROR = {
+    "code": "invalidImageURL",
+    "message": "The image at inputs.image could not be downloaded.",
+    "parameter": "inputs.image",
+    "taskType": "upscale",
+    "taskUUID": JOB_ID,
+}
+SUBMITTED = datetime.now(UTC) - timedelta(minutes=2)
+
+
+def body(payload: object) -> bytes:
+    return json.dumps(payload).encode()
+
+
+def png_bytes(width: int = 1600, height: int = 1200) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (30, 90, 160)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def store(aws):
+    return JobStore(aws.dynamodb, JOBS_TABLE)
+
+
+@pytest.fixture
+def receiver(aws, store):
+    return WebhookReceiver(store, ResultRecorder(ObjectStore(aws.s3), store), lambda: WEBHOOK_KEY)
+
+
+@pytest.fixture
+def job(store):
+    """A SUBMITTED job as the submit path leaves it: 640x480 PNG in, PNG out."""
+    fields = {
+        "jobId": JOB_ID,
+        "sourceBucket": INBOX_BUCKET,
+        "sourceKey": "inbox/cat.png",
+        "sourceVersionId": "v1",
+        "sourceSize": 98765,
+        "eventTime": iso(SUBMITTED - timedelta(seconds=3)),
+        "inputFormat": "PNG",
+        "inputWidth": 640,
+        "inputHeight": 480,
+        "outputFormat": "PNG",
+        "outputBucket": OUTPUT_BUCKET,
+        "outputKey": f"upscaled/cat.png.{JOB_ID[:8]}.png",
+    }
+    store.create(fields, JobStatus.CLAIMED, now=SUBMITTED - timedelta(seconds=1))
+    return store.transition(
+        JOB_ID, {JobStatus.CLAIMED}, JobStatus.SUBMITTED, {"submittedAt": iso(SUBMITTED)}, now=SUBMITTED
+    )
+
+
+@pytest.fixture
+def output(aws, job):
+    """The upscaled object Runware PUT, without a Content-Type (S3 then says binary/octet-stream)."""
+    aws.s3.put_object(Bucket=OUTPUT_BUCKET, Key=job["outputKey"], Body=png_bytes())
+    return job["outputKey"]
+
+
+def all_items(aws) -> list[dict]:
+    # A scan here is the test's own look at the table, not the code under test.
+    return aws.dynamodb.scan(TableName=JOBS_TABLE)["Items"]
+
+
+@pytest.mark.parametrize("payload", [{"data": [RESULT]}, RESULT], ids=["envelope", "bare"])
+def test_success_answers_200_and_completes_the_job(aws, store, receiver, output, payload):
+    reply = receiver.receive(JOB_ID, TOKEN, body(payload))
+
+    record = store.get(JOB_ID)
+    assert reply.status_code == 200
+    assert reply.body == {"jobId": JOB_ID, "status": "COMPLETED"}
+    assert [item.status for item in reply.recorded] == ["COMPLETED"]
+    assert record["status"] == "COMPLETED"
+    assert record["imageUUID"] == IMAGE_UUID
+    assert (record["outputWidth"], record["outputHeight"]) == (1600, 1200)
+    assert record["resultVia"] == "webhook"
+    assert aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=output)["ContentType"] == "image/png"
+
+
+@pytest.mark.parametrize("payload", [{"errors": [ERROR]}, ERROR], ids=["envelope", "bare"])
+def test_error_answers_200_and_fails_the_job_with_runware_details(store, receiver, job, payload):
+    reply = receiver.receive(JOB_ID, TOKEN, body(payload))
+
+    record = store.get(JOB_ID)
+    assert reply.status_code == 200
+    assert reply.body == {"jobId": JOB_ID, "status": "FAILED"}
+    assert record["status"] == "FAILED"
+    assert (record["errorCode"], record["errorParameter"]) == ("invalidImageURL", "inputs.image")
+    assert record["errorMessage"] == "The image at inputs.image could not be downloaded."
+
+
+@pytest.mark.parametrize(
+    ("job_id", "token"),
+    [
+        (JOB_ID, None),
+        (JOB_ID, ""),
+        (None, TOKEN),
+        (JOB_ID, TOKEN[:-1] + ("0" if TOKEN[-1] != "0" else "1")),
+        (JOB_ID, TOKEN.upper()),
+        (JOB_ID, webhook_token(JOB_ID, "some-other-key")),
+        (JOB_ID, webhook_token(UNKNOWN_ID, WEBHOOK_KEY)),
+        (JOB_ID, "é" * 64),
+        ("not-a-uuid", webhook_token("not-a-uuid", WEBHOOK_KEY)),
+        (JOB_ID.upper(), TOKEN),
+    ],
+    ids=[
+        "no-token",
+        "empty-token",
+        "no-job",
+        "one-char-off",
+        "upper-case",
+        "other-key",
+        "other-job",
+        "non-ascii",
+        "job-not-uuid",
+        "job-upper-case",
+    ],
+)
+def test_missing_or_bad_token_answers_401_and_writes_nothing(aws, store, receiver, output, job_id, token):
+    before = store.get(JOB_ID)
+    head_before = aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=output)
+
+    reply = receiver.receive(job_id, token, body({"data": [RESULT]}))
+
+    assert reply.status_code == 401
+    assert reply.recorded == []
+    assert store.get(JOB_ID) == before
+    assert aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=output)["ETag"] == head_before["ETag"]
+    assert len(all_items(aws)) == 1
+
+
+def test_bad_token_is_refused_before_the_body_is_read(store, receiver, job):
+    reply = receiver.receive(JOB_ID, "forged", b"x" * (MAX_BODY_BYTES + 1))
+
+    assert reply.status_code == 401
+
+
+def test_unknown_job_with_a_valid_token_answers_404_and_writes_nothing(aws, receiver):
+    token = webhook_token(UNKNOWN_ID, WEBHOOK_KEY)
+
+    reply = receiver.receive(UNKNOWN_ID, token, body({"data": [{**RESULT, "taskUUID": UNKNOWN_ID}]}))
+
+    assert reply.status_code == 404
+    assert all_items(aws) == []
+
+
+def test_body_over_the_limit_answers_413_and_writes_nothing(store, receiver, job):
+    padded = body({"data": [{**RESULT, "padding": "x" * MAX_BODY_BYTES}]})
+
+    reply = receiver.receive(JOB_ID, TOKEN, padded)
+
+    assert reply.status_code == 413
+    assert store.get(JOB_ID) == job
+
+
+def test_body_at_the_limit_is_read(store, receiver, output):
+    payload = body({"data": [RESULT]})
+    padded = payload + b" " * (MAX_BODY_BYTES - len(payload))
+
+    reply = receiver.receive(JOB_ID, TOKEN, padded)
+
+    assert reply.status_code == 200
+    assert store.get(JOB_ID)["status"] == "COMPLETED"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"not json", b'{"data": [', b"\xff\xfe\x00binary", b"42", b'{"data": []}', b'{"taskUUID": null}'],
+    ids=["empty", "text", "truncated", "binary", "number", "empty-envelope", "no-result"],
+)
+def test_unreadable_body_answers_400_and_writes_nothing(store, receiver, job, raw):
+    reply = receiver.receive(JOB_ID, TOKEN, raw)
+
+    assert reply.status_code == 400
+    assert store.get(JOB_ID) == job
+
+
+def test_items_for_another_task_answer_400_and_nothing_is_recorded(store, receiver, output, job):
+    payload = {"data": [RESULT, {**RESULT, "taskUUID": UNKNOWN_ID}]}
+
+    reply = receiver.receive(JOB_ID, TOKEN, body(payload))
+
+    assert reply.status_code == 400
+    assert UNKNOWN_ID in reply.body["message"]
+    assert store.get(JOB_ID) == job
+
+
+def test_success_before_the_output_exists_answers_503_and_the_job_stays_submitted(store, receiver, job):
+    reply = receiver.receive(JOB_ID, TOKEN, body({"data": [RESULT]}))
+
+    assert reply.status_code == 503
+    assert 500 <= reply.status_code < 600
+    assert store.get(JOB_ID) == job
+
+
+def test_retry_after_503_completes_the_job_once_the_output_is_there(aws, store, receiver, job):
+    first = receiver.receive(JOB_ID, TOKEN, body({"data": [RESULT]}))
+    aws.s3.put_object(Bucket=OUTPUT_BUCKET, Key=job["outputKey"], Body=png_bytes())
+
+    second = receiver.receive(JOB_ID, TOKEN, body({"data": [RESULT]}))
+
+    assert (first.status_code, second.status_code) == (503, 200)
+    assert store.get(JOB_ID)["status"] == "COMPLETED"
+    assert store.get(JOB_ID)["resultReports"] == 1
+
+
+def test_duplicate_success_answers_200_and_changes_nothing(store, receiver, output):
+    receiver.receive(JOB_ID, TOKEN, body({"data": [RESULT]}))
+    completed = store.get(JOB_ID)
+
+    again = receiver.receive(JOB_ID, TOKEN, body(RESULT))
+
+    assert again.status_code == 200
+    assert again.body == {"jobId": JOB_ID, "status": "COMPLETED"}
+    assert [item.changed for item in again.recorded] == [False]
+    assert store.get(JOB_ID) == completed
+
+
+def test_duplicate_error_answers_200_and_changes_nothing(store, receiver, job):
+    receiver.receive(JOB_ID, TOKEN, body({"errors": [ERROR]}))
+    failed = store.get(JOB_ID)
+
+    again = receiver.receive(JOB_ID, TOKEN, body({"errors": [{**ERROR, "message": "another message"}]}))
+
+    assert again.status_code == 200
+    assert store.get(JOB_ID) == failed
+
+
+def test_error_arriving_after_success_leaves_one_completed_record(aws, store, receiver, output):
+    receiver.receive(JOB_ID, TOKEN, body(RESULT))
+    completed = store.get(JOB_ID)
+
+    late = receiver.receive(JOB_ID, TOKEN, body({"errors": [ERROR]}))
+
+    assert late.status_code == 200
+    assert late.body["status"] == "COMPLETED"
+    assert store.get(JOB_ID) == completed
+    assert "errorCode" not in store.get(JOB_ID)
+    assert len(all_items(aws)) == 1
+
+
+def test_success_arriving_after_error_leaves_one_failed_record(aws, store, receiver, output):
+    receiver.receive(JOB_ID, TOKEN, body(ERROR))
+    failed = store.get(JOB_ID)
+
+    late = receiver.receive(JOB_ID, TOKEN, body({"data": [RESULT]}))
+
+    assert late.status_code == 200
+    assert late.body["status"] == "FAILED"
+    assert store.get(JOB_ID) == failed
+    assert aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=output)["ContentType"] != "image/png"
+
+
+def test_envelope_with_success_and_error_for_the_job_records_the_success(store, receiver, output):
+    reply = receiver.receive(JOB_ID, TOKEN, body({"data": [RESULT], "errors": [ERROR]}))
+
+    assert reply.status_code == 200
+    assert [(item.status, item.changed) for item in reply.recorded] == [("COMPLETED", True), ("COMPLETED", False)]
+    assert store.get(JOB_ID)["status"] == "COMPLETED"
+
+
+def test_late_success_completes_a_timed_out_job_and_marks_it_late(store, receiver, output, job):
+    store.transition(JOB_ID, {JobStatus.SUBMITTED}, JobStatus.TIMED_OUT, {"errorCode": "timedOut"})
+
+    reply = receiver.receive(JOB_ID, TOKEN, body(RESULT))
+
+    record = store.get(JOB_ID)
+    assert reply.status_code == 200
+    assert record["status"] == "COMPLETED"
+    assert record["lateResult"] is True
+
+
+def test_late_error_leaves_a_timed_out_job_timed_out(store, receiver, job):
+    timed_out = store.transition(JOB_ID, {JobStatus.SUBMITTED}, JobStatus.TIMED_OUT, {"errorCode": "timedOut"})
+
+    reply = receiver.receive(JOB_ID, TOKEN, body(ERROR))
+
+    assert reply.status_code == 200
+    assert reply.body["status"] == "TIMED_OUT"
+    assert store.get(JOB_ID) == timed_out
+
+
+def test_result_for_a_rejected_job_answers_200_and_changes_nothing(store, receiver):
+    store.create({"jobId": JOB_ID, "errorCode": "notAnImage"}, JobStatus.REJECTED)
+    rejected = store.get(JOB_ID)
+
+    reply = receiver.receive(JOB_ID, TOKEN, body(ERROR))
+
+    assert reply.status_code == 200
+    assert store.get(JOB_ID) == rejected
