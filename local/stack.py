@@ -448,13 +448,13 @@ class LocalStack:
     # ---- observing -------------------------------------------------------------------------
 
     def jobs(self) -> list[dict[str, Any]]:
-        from boto3.dynamodb.types import TypeDeserializer
+        """Every job item (a scan: fine for a local table, never done by the functions)."""
+        from upscaler.jobs import from_dynamodb_item
 
-        deserializer = TypeDeserializer()
         dynamodb = self.client("dynamodb")
         items: list[dict[str, Any]] = []
-        for page in dynamodb.get_paginator("scan").paginate(TableName=self.names["jobs_table"]):
-            items.extend({k: deserializer.deserialize(v) for k, v in item.items()} for item in page["Items"])
+        for page in dynamodb.get_paginator("scan").paginate(TableName=self.names["jobs_table"], ConsistentRead=True):
+            items.extend(from_dynamodb_item(item) for item in page["Items"])
         return items
 
     def dead_letter_count(self) -> int:

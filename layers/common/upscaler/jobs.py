@@ -79,7 +79,7 @@ class JobStore:
     def get(self, job_id: str) -> dict[str, Any] | None:
         response = self._db.get_item(TableName=self.table_name, Key=_key(job_id), ConsistentRead=True)
         item = response.get("Item")
-        return _from_dynamo(item) if item else None
+        return from_dynamodb_item(item) if item else None
 
     def create(self, job: Mapping[str, Any], status: JobStatus, now: datetime | None = None) -> None:
         """Write a new job item; refused if any job already exists under that id."""
@@ -151,7 +151,7 @@ class JobStore:
             )
         except ClientError as error:
             raise _refused(job_id, error) from None
-        return _from_dynamo(response["Attributes"])
+        return from_dynamodb_item(response["Attributes"])
 
     def find_by_status(
         self,
@@ -179,7 +179,7 @@ class JobStore:
                 kwargs["Limit"] = max(1, limit - returned)
             response = self._db.query(**kwargs)
             for item in response.get("Items", []):
-                yield _from_dynamo(item)
+                yield from_dynamodb_item(item)
                 returned += 1
                 if limit is not None and returned >= limit:
                     return
@@ -196,7 +196,7 @@ def _refused(job_id: str, error: ClientError) -> Exception:
     if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
         return error
     item = error.response.get("Item")
-    return TransitionRefused(job_id, _from_dynamo(item) if item else None)
+    return TransitionRefused(job_id, from_dynamodb_item(item) if item else None)
 
 
 def _to_dynamo(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -211,7 +211,7 @@ def _storable(value: Any) -> Any:
     return value
 
 
-def _from_dynamo(item: Mapping[str, Any]) -> dict[str, Any]:
+def from_dynamodb_item(item: Mapping[str, Any]) -> dict[str, Any]:
     return {name: _plain(_deserializer.deserialize(value)) for name, value in item.items()}
 
 

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from typing import ClassVar
 
 from upscaler.models import UpscaleOptions, parse_bool
 
@@ -16,6 +17,9 @@ class ConfigurationError(RuntimeError):
 
 @dataclass(frozen=True)
 class Settings:
+    # Read when present but not set by template.yaml: tuning for tests and special deployments.
+    OPTIONAL_VARIABLES: ClassVar[frozenset[str]] = frozenset({"RUNWARE_MAX_ATTEMPTS"})
+
     jobs_table: str
     output_bucket: str
     runware_api_url: str

@@ -1,0 +1,86 @@
+"""The whole local stack, started once for the integration and reliability tests of a session.
+
+These tests run in their own pytest process (see the Makefile): the unit tests' in-process moto
+mocks would otherwise intercept the stack's own AWS calls.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from local.runware_emulator import FaultConfig
+from local.stack import TERMINAL, LocalStack, StackConfig
+
+# Short local timings so the reconciler's paths run within a test.
+RECONCILE_AFTER_SECONDS = 3
+JOB_MAX_AGE_SECONDS = 20
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    config = StackConfig(
+        emulator_workers=4,
+        submit_concurrency=4,
+        reconcile_interval_seconds=1.0,
+        retry_delays_seconds=(1, 1),
+        parameter_overrides={
+            "ReconcileAfterSeconds": str(RECONCILE_AFTER_SECONDS),
+            "JobMaxAgeSeconds": str(JOB_MAX_AGE_SECONDS),
+        },
+        seed=1234,
+    )
+    with LocalStack(config) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def clean_faults(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "stack" in request.fixturenames:
+        stack: LocalStack = request.getfixturevalue("stack")
+        assert stack.emulator is not None
+        stack.emulator.faults = FaultConfig()
+
+
+def image_bytes(width: int, height: int, fmt: str = "JPEG", mode: str = "RGB") -> bytes:
+    image = Image.new(mode, (width, height), (120, 160, 200, 255)[: len(mode)] if mode != "L" else 128)
+    # A little structure so encoders do real work and results are not trivially uniform.
+    for x in range(0, width, 7):
+        for y in range(0, height, 11):
+            image.putpixel((x, y), (x % 255, y % 255, 90, 200)[: len(mode)] if mode != "L" else x % 255)
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def drop(stack: LocalStack, name: str, body: bytes, metadata: dict[str, str] | None = None) -> str:
+    """Put an object into the inbox under the template's prefix; returns its key."""
+    key = stack.names["inbox_prefix"] + name
+    stack.client("s3").put_object(Bucket=stack.names["inbox_bucket"], Key=key, Body=body, Metadata=metadata or {})
+    return key
+
+
+def wait_for_jobs(stack: LocalStack, keys: list[str], timeout: float = 60.0) -> dict[str, dict[str, Any]]:
+    """The terminal job of each key, waiting until all are terminal; fails the test on time-out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        jobs = {job["sourceKey"]: job for job in stack.jobs() if job["sourceKey"] in keys}
+        if len(jobs) == len(keys) and all(job["status"] in TERMINAL for job in jobs.values()):
+            return jobs
+        if time.monotonic() > deadline:
+            pending = {key: jobs.get(key, {}).get("status", "no job") for key in keys}
+            pytest.fail(f"jobs not terminal after {timeout}s: {pending}")
+        time.sleep(0.2)
+
+
+def read_output(stack: LocalStack, job: dict[str, Any]) -> tuple[Image.Image, dict[str, Any]]:
+    response = stack.client("s3").get_object(Bucket=job["outputBucket"], Key=job["outputKey"])
+    image = Image.open(io.BytesIO(response["Body"].read()))
+    image.load()
+    return image, response

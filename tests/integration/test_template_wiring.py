@@ -1,0 +1,84 @@
+"""The local stack must run what template.yaml deploys: these fail if the two drift apart."""
+
+from __future__ import annotations
+
+import pytest
+
+from local.stack import LocalStack
+from local.template import function_specs, load_template
+from upscaler.settings import Settings
+
+
+class RecordingEnvironment(dict[str, str]):
+    """A mapping that remembers every name looked up in it."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
+        self.read.add(key)
+        return super().get(key, default)
+
+
+def test_every_setting_the_library_reads_is_set_by_the_template(stack: LocalStack) -> None:
+    template = load_template()
+    declared: set[str] = set()
+    for spec in function_specs(template).values():
+        declared |= set(spec.environment)
+    environment = RecordingEnvironment({name: stack.environment[name] for name in declared})
+    Settings.from_environment(environment)
+    missing = environment.read - declared - Settings.OPTIONAL_VARIABLES
+    assert not missing, f"the library reads settings the template never sets: {sorted(missing)}"
+
+
+def test_local_inbox_notification_matches_the_template(stack: LocalStack) -> None:
+    template = load_template()
+    (event,) = [e for e in function_specs(template)["SubmitFunction"].events.values() if e["Type"] == "S3"]
+    configuration = stack.client("s3").get_bucket_notification_configuration(Bucket=stack.names["inbox_bucket"])
+    (queue,) = configuration["QueueConfigurations"]
+    rules = {rule["Name"].lower(): rule["Value"] for rule in queue["Filter"]["Key"]["FilterRules"]}
+    expected_prefix = template["Parameters"]["InboxPrefix"]["Default"]
+    assert rules == {"prefix": expected_prefix}
+    assert stack.names["inbox_prefix"] == expected_prefix
+    events = event["Properties"]["Events"]
+    assert queue["Events"] == (events if isinstance(events, list) else [events])
+
+
+def test_local_names_come_from_the_template(stack: LocalStack) -> None:
+    template = load_template()
+    resolved = stack.resolver.resolve
+    inbox = resolved(template["Resources"]["InboxBucket"]["Properties"]["BucketName"])
+    output = resolved(template["Resources"]["OutputBucket"]["Properties"]["BucketName"])
+    assert stack.names["inbox_bucket"] == inbox
+    assert stack.names["output_bucket"] == output != inbox
+    buckets = {bucket["Name"] for bucket in stack.client("s3").list_buckets()["Buckets"]}
+    assert {inbox, output} <= buckets
+    assert stack.environment["OUTPUT_BUCKET"] == output
+    assert stack.environment["OUTPUT_PREFIX"] == template["Parameters"]["OutputPrefix"]["Default"]
+    table = stack.client("dynamodb").describe_table(TableName=stack.names["jobs_table"])["Table"]
+    declared = template["Resources"]["JobsTable"]["Properties"]
+    assert table["KeySchema"] == declared["KeySchema"]
+    assert [index["IndexName"] for index in table["GlobalSecondaryIndexes"]] == [
+        index["IndexName"] for index in declared["GlobalSecondaryIndexes"]
+    ]
+
+
+@pytest.mark.parametrize("logical_id", ["SubmitFunction", "WebhookFunction", "ReconcileFunction"])
+def test_each_handler_the_template_names_is_what_runs_locally(stack: LocalStack, logical_id: str) -> None:
+    spec = function_specs(load_template())[logical_id]
+    assert spec.module_file.is_file()
+    assert spec.handler == "app.lambda_handler"
+    local = stack.functions[logical_id]
+    assert local.module.__file__ == str(spec.module_file)
+    assert local.handler is local.module.lambda_handler
+    for name in spec.environment:
+        assert name in stack.environment, f"{logical_id} environment variable {name} not set locally"
+
+
+def test_webhook_route_is_served_at_the_template_path(stack: LocalStack) -> None:
+    spec = function_specs(load_template())["WebhookFunction"]
+    (event,) = [e for e in spec.events.values() if e["Type"] == "HttpApi"]
+    assert event["Properties"]["Method"].upper() == "POST"
+    assert stack.names["webhook_url"].endswith(event["Properties"]["Path"])
+    assert stack.names["webhook_url"].startswith("http://127.0.0.1:")
