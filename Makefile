@@ -20,11 +20,14 @@ demo: $(STAMP)
 up: $(STAMP)
 	$(BIN)/python -m local up
 
-## test: lint, then every test (unit, template, integration, reliability)
+## test: lint, then every test; the stack-based suites run in their own processes, since the
+## unit tests' in-process AWS mocks must never share a process with a running local stack
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest tests/unit tests/template
+	$(BIN)/python -m pytest tests/integration
+	$(BIN)/python -m pytest tests/reliability
 
 ## soak: the reliability suite at full size
 soak: $(STAMP)
