@@ -1,0 +1,835 @@
+"""Checks on template.yaml: what the SAM transform makes of it (wiring, IAM, environment) and the
+security and operations settings the deployment promises.
+
+Each rule is a `check_*` function that raises AssertionError on a template that breaks it. The tests
+run every check on template.yaml, and `test_checks_catch_regressions` runs them on deliberately
+broken copies, so a check that stops detecting its regression fails too.
+
+`load_template(path)` reads a CloudFormation/SAM YAML file, turning the short-form intrinsic tags
+(!Ref, !Sub, !GetAtt, !If, ...) into their long JSON forms ({"Ref": ...}, {"Fn::Sub": ...}), which
+is what CloudFormation and the SAM translator work on; `translate(template)` applies the
+AWS::Serverless transform offline (aws-sam-translator).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = ROOT / "template.yaml"
+
+
+class _CloudFormationLoader(yaml.SafeLoader):
+    """A safe YAML loader that also understands CloudFormation's short-form tags."""
+
+
+def _construct_node(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        return loader.construct_scalar(node)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+
+
+def _construct_intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+    value = _construct_node(loader, node)
+    if tag_suffix == "Ref":
+        return {"Ref": value}
+    if tag_suffix == "Condition":
+        return {"Condition": value}
+    if tag_suffix == "GetAtt" and isinstance(value, str):
+        # !GetAtt Resource.Attribute (the attribute itself may contain dots).
+        resource, _, attribute = value.partition(".")
+        return {"Fn::GetAtt": [resource, attribute]}
+    return {f"Fn::{tag_suffix}": value}
+
+
+_CloudFormationLoader.add_multi_constructor("!", _construct_intrinsic)
+
+
+def load_template(path: str | Path) -> dict[str, Any]:
+    """Parse a CloudFormation/SAM template (YAML or JSON) into plain dicts and lists."""
+    # A SafeLoader subclass: Python object tags (!!python/...) are still refused.
+    with open(path, encoding="utf-8") as handle:
+        document = yaml.load(handle, Loader=_CloudFormationLoader)
+    if not isinstance(document, dict):
+        raise ValueError(f"{path} is not a template (top level is not a mapping)")
+    return document
+
+
+# Managed policies the translator may be asked to resolve by name. The template gives every function
+# an explicit role, so none is needed today; the map keeps the translation offline if that changes.
+_MANAGED_POLICIES = {
+    name: f"arn:aws:iam::aws:policy/{path}{name}"
+    for path, name in (
+        ("service-role/", "AWSLambdaBasicExecutionRole"),
+        ("", "AWSXrayWriteOnlyAccess"),
+        ("", "AWSXRayDaemonWriteAccess"),
+    )
+}
+
+
+def _with_placeholder_code_locations(template: dict[str, Any]) -> dict[str, Any]:
+    """The translator accepts only s3:// code locations; `sam build`/`sam package` fill them in. Put
+    placeholders in, as `sam validate` does, keeping the local path in the key for the assertions."""
+    document = copy.deepcopy(template)
+    for resource in document.get("Resources", {}).values():
+        properties = resource.get("Properties") or {}
+        for key in ("CodeUri", "ContentUri"):
+            location = properties.get(key)
+            if isinstance(location, str) and not location.startswith("s3://"):
+                properties[key] = f"s3://local-build/{location.strip('/')}"
+    return document
+
+
+def translate(template: dict[str, Any], parameter_values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The CloudFormation that the AWS::Serverless transform makes of a SAM template (offline)."""
+    session = boto3.session.Session(region_name="us-east-1")
+    translator = Translator(_MANAGED_POLICIES, Parser(), boto_session=session)
+    return translator.translate(
+        _with_placeholder_code_locations(template),
+        parameter_values=dict(parameter_values or {}),
+        get_managed_policy_map=lambda: _MANAGED_POLICIES,
+    )
+
+
+@pytest.fixture(scope="session")
+def template() -> dict[str, Any]:
+    """template.yaml as written (short-form tags in their long form)."""
+    return load_template(TEMPLATE_PATH)
+
+
+@pytest.fixture(scope="session")
+def translated(template: dict[str, Any]) -> dict[str, Any]:
+    """template.yaml after the SAM transform: the CloudFormation that is deployed."""
+    return translate(template)
+
+
+FUNCTIONS = ("SubmitFunction", "WebhookFunction", "ReconcileFunction")
+
+CONTRACT_RESOURCES = {
+    "InboxBucket": "AWS::S3::Bucket",
+    "OutputBucket": "AWS::S3::Bucket",
+    "JobsTable": "AWS::DynamoDB::Table",
+    "CommonLayer": "AWS::Serverless::LayerVersion",
+    "SubmitFunction": "AWS::Serverless::Function",
+    "WebhookFunction": "AWS::Serverless::Function",
+    "ReconcileFunction": "AWS::Serverless::Function",
+    "WebhookApi": "AWS::Serverless::HttpApi",
+    "RunwareApiKeySecret": "AWS::SecretsManager::Secret",
+    "WebhookTokenSecret": "AWS::SecretsManager::Secret",
+    "SubmitDeadLetterQueue": "AWS::SQS::Queue",
+}
+
+FUNCTION_SETTINGS = {
+    "SubmitFunction": {"CodeUri": "functions/submit/", "Timeout": 60, "service": "upscale-submit"},
+    "WebhookFunction": {"CodeUri": "functions/webhook/", "Timeout": 15, "service": "upscale-webhook"},
+    "ReconcileFunction": {"CodeUri": "functions/reconcile/", "Timeout": 120, "service": "upscale-reconcile"},
+}
+
+COMMON_ENVIRONMENT = {
+    "JOBS_TABLE",
+    "OUTPUT_BUCKET",
+    "RUNWARE_API_URL",
+    "RUNWARE_API_KEY_SECRET",
+    "WEBHOOK_TOKEN_SECRET",
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_LOG_LEVEL",
+}
+FUNCTION_ENVIRONMENT = {
+    "SubmitFunction": COMMON_ENVIRONMENT
+    | {
+        "INBOX_PREFIX",
+        "OUTPUT_PREFIX",
+        "WEBHOOK_URL",
+        "DEFAULT_TARGET_MEGAPIXELS",
+        "DEFAULT_ENHANCE_DETAILS",
+        "DEFAULT_REALISM",
+        "DEFAULT_OUTPUT_FORMAT",
+        "DEFAULT_OUTPUT_QUALITY",
+        "MAX_INPUT_BYTES",
+        "PRESIGNED_URL_EXPIRY_SECONDS",
+        "RUNWARE_RESULT_TTL_SECONDS",
+        "JOB_RETENTION_DAYS",
+    },
+    "WebhookFunction": COMMON_ENVIRONMENT,
+    "ReconcileFunction": COMMON_ENVIRONMENT | {"RECONCILE_AFTER_SECONDS", "JOB_MAX_AGE_SECONDS", "RECONCILE_MAX_JOBS"},
+}
+
+# Every IAM action each function is granted. docs/deploying.md explains each one; a change here is a
+# change to what the functions may do, so it is spelt out rather than derived.
+GRANTED_ACTIONS = {
+    "SubmitFunction": {
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "s3:GetObject",
+        "s3:GetObjectVersion",
+        "s3:PutObject",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "secretsmanager:GetSecretValue",
+        "sqs:SendMessage",
+    },
+    "WebhookFunction": {
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "s3:GetObject",
+        "s3:PutObject",
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "secretsmanager:GetSecretValue",
+    },
+    "ReconcileFunction": {
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "s3:GetObject",
+        "s3:PutObject",
+        "dynamodb:Query",
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "secretsmanager:GetSecretValue",
+    },
+}
+
+SECRET_READERS = {
+    "RunwareApiKeySecret": {"SubmitFunction", "ReconcileFunction"},
+    "WebhookTokenSecret": {"SubmitFunction", "WebhookFunction"},
+}
+
+# Actions that cannot be limited to a resource; the only statements allowed Resource "*".
+RESOURCE_LESS_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+
+OUTPUT_OBJECTS = {"Fn::Sub": "${OutputBucket.Arn}/${OutputPrefix}*"}
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def resources_of_type(cfn: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in cfn["Resources"].items() if r.get("Type") == resource_type}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def mentions(value: Any, text: str) -> bool:
+    """True if `text` occurs anywhere in a (nested) template value: a name, a Ref, a Sub string."""
+    return text in json.dumps(value)
+
+
+def role_of(cfn: dict[str, Any], function: str) -> str:
+    role = cfn["Resources"][function]["Properties"]["Role"]
+    assert isinstance(role, dict) and "Fn::GetAtt" in role, f"{function} must use a role from this template"
+    return role["Fn::GetAtt"][0]
+
+
+def role_statements(cfn: dict[str, Any], role: str) -> Iterator[dict[str, Any]]:
+    """Every statement of every identity policy attached to `role` (inline or AWS::IAM::Policy)."""
+    properties = cfn["Resources"][role]["Properties"]
+    for policy in properties.get("Policies", []):
+        yield from as_list(policy["PolicyDocument"]["Statement"])
+    for policy_type in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+        for policy in resources_of_type(cfn, policy_type).values():
+            attached = policy["Properties"].get("Roles", [])
+            if any(mentions(entry, role) for entry in attached):
+                yield from as_list(policy["Properties"]["PolicyDocument"]["Statement"])
+
+
+def function_statements(cfn: dict[str, Any], function: str) -> list[dict[str, Any]]:
+    return list(role_statements(cfn, role_of(cfn, function)))
+
+
+def allows(statement: dict[str, Any], action: str) -> bool:
+    return statement.get("Effect") == "Allow" and action in as_list(statement.get("Action", []))
+
+
+def lambda_function(cfn: dict[str, Any], function: str) -> dict[str, Any]:
+    resource = cfn["Resources"][function]
+    assert resource["Type"] == "AWS::Lambda::Function"
+    return resource["Properties"]
+
+
+def environment(cfn: dict[str, Any], function: str) -> dict[str, Any]:
+    return lambda_function(cfn, function).get("Environment", {}).get("Variables", {})
+
+
+# ---------------------------------------------------------------- checks on the SAM template
+
+
+def check_contract_resources(sam: dict[str, Any]) -> None:
+    for name, resource_type in CONTRACT_RESOURCES.items():
+        assert name in sam["Resources"], f"missing resource {name}"
+        assert sam["Resources"][name]["Type"] == resource_type, f"{name} must be a {resource_type}"
+
+
+def check_function_code_and_layer(sam: dict[str, Any]) -> None:
+    for function, settings in FUNCTION_SETTINGS.items():
+        properties = sam["Resources"][function]["Properties"]
+        assert properties["CodeUri"] == settings["CodeUri"], function
+    layer = sam["Resources"]["CommonLayer"]
+    assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+    assert layer["Properties"]["ContentUri"] == "layers/common/"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+
+
+def check_submit_event_invoke_config(sam: dict[str, Any]) -> None:
+    config = sam["Resources"]["SubmitFunction"]["Properties"]["EventInvokeConfig"]
+    assert config["MaximumRetryAttempts"] == 2
+    assert 60 <= config["MaximumEventAgeInSeconds"] <= 21600
+    on_failure = config["DestinationConfig"]["OnFailure"]
+    assert on_failure["Type"] == "SQS"
+    assert on_failure["Destination"] == {"Fn::GetAtt": ["SubmitDeadLetterQueue", "Arn"]}
+
+
+def check_parameters(sam: dict[str, Any]) -> None:
+    parameters = sam["Parameters"]
+    for name, parameter in parameters.items():
+        assert parameter.get("Description", "").strip(), f"parameter {name} has no Description"
+        if parameter["Type"] == "Number":
+            bounded = "AllowedValues" in parameter or {"MinValue", "MaxValue"} <= parameter.keys()
+            assert bounded, f"Number parameter {name} needs MinValue/MaxValue or AllowedValues"
+        elif parameter["Type"] == "String":
+            constrained = "AllowedValues" in parameter or "AllowedPattern" in parameter
+            assert constrained, f"String parameter {name} needs AllowedValues or AllowedPattern"
+    expected_defaults = {
+        "InboxPrefix": "inbox/",
+        "OutputPrefix": "upscaled/",
+        "RunwareApiUrl": "https://api.runware.ai/v1",
+        "TargetMegapixels": 4,
+        "EnhanceDetails": "false",
+        "Realism": "false",
+        "OutputFormat": "JPG",
+        "OutputQuality": 95,
+        "MaxInputBytes": 52428800,
+        "PresignedUrlExpirySeconds": 10800,
+        "RunwareResultTtlSeconds": 600,
+        "JobRetentionDays": 90,
+        "ReconcileSchedule": "rate(5 minutes)",
+        "ReconcileAfterSeconds": 600,
+        "JobMaxAgeSeconds": 14400,
+        "ReconcileMaxJobs": 200,
+        "LogLevel": "INFO",
+        "AlarmEmail": "",
+    }
+    for name, default in expected_defaults.items():
+        assert name in parameters, f"missing parameter {name}"
+        assert parameters[name]["Default"] == default, f"{name} default"
+    assert (parameters["TargetMegapixels"]["MinValue"], parameters["TargetMegapixels"]["MaxValue"]) == (1, 8)
+    assert (parameters["OutputQuality"]["MinValue"], parameters["OutputQuality"]["MaxValue"]) == (20, 99)
+    assert parameters["RunwareResultTtlSeconds"]["MinValue"] >= 60
+    assert parameters["OutputFormat"]["AllowedValues"] == ["JPG", "PNG", "WEBP"]
+    for flag in ("EnhanceDetails", "Realism"):
+        assert sorted(parameters[flag]["AllowedValues"]) == ["false", "true"]
+    for name in ("InboxExpirationDays", "OutputExpirationDays", "LogRetentionDays"):
+        assert name in parameters, f"missing parameter {name}"
+
+
+def check_outputs(sam: dict[str, Any]) -> None:
+    expected = {
+        "InboxBucketName",
+        "InboxPrefix",
+        "OutputBucketName",
+        "JobsTableName",
+        "WebhookUrl",
+        "RunwareApiKeySecretArn",
+        "SubmitDeadLetterQueueUrl",
+        "SubmitFunctionName",
+    }
+    assert expected <= sam["Outputs"].keys(), f"missing outputs {expected - sam['Outputs'].keys()}"
+
+
+# ---------------------------------------------------------------- checks on the deployed CloudFormation
+
+
+def check_functions(cfn: dict[str, Any]) -> None:
+    layers = [name for name in resources_of_type(cfn, "AWS::Lambda::LayerVersion") if name.startswith("CommonLayer")]
+    assert len(layers) == 1, "expected exactly one CommonLayer version"
+    for function, settings in FUNCTION_SETTINGS.items():
+        properties = lambda_function(cfn, function)
+        assert properties["Runtime"] == "python3.13", function
+        assert properties["Architectures"] == ["arm64"], function
+        assert properties["Handler"] == "app.lambda_handler", function
+        assert properties["Layers"] == [{"Ref": layers[0]}], function
+        assert properties["TracingConfig"] == {"Mode": "Active"}, function
+        assert properties["Timeout"] == settings["Timeout"], function
+        assert 128 <= properties["MemorySize"] <= 1024, function
+        log_group = properties["LoggingConfig"]["LogGroup"]["Ref"]
+        retention = cfn["Resources"][log_group]["Properties"]["RetentionInDays"]
+        assert retention == {"Ref": "LogRetentionDays"}, f"{function} logs must follow LogRetentionDays"
+
+
+def check_s3_notification(cfn: dict[str, Any]) -> None:
+    inbox = cfn["Resources"]["InboxBucket"]["Properties"]
+    notifications = inbox["NotificationConfiguration"]
+    assert set(notifications) == {"LambdaConfigurations"}, "the inbox notifies only the submit function"
+    [config] = notifications["LambdaConfigurations"]
+    assert config["Function"] == {"Fn::GetAtt": ["SubmitFunction", "Arn"]}
+    assert config["Event"] == "s3:ObjectCreated:*"
+    rules = config.get("Filter", {}).get("S3Key", {}).get("Rules")
+    assert rules == [{"Name": "prefix", "Value": {"Ref": "InboxPrefix"}}], "only uploads under InboxPrefix"
+    # Results must never trigger the pipeline again.
+    assert "NotificationConfiguration" not in cfn["Resources"]["OutputBucket"]["Properties"]
+    permissions = [
+        p["Properties"]
+        for p in resources_of_type(cfn, "AWS::Lambda::Permission").values()
+        if p["Properties"]["Principal"] == "s3.amazonaws.com"
+    ]
+    assert len(permissions) == 1
+    assert permissions[0]["FunctionName"] == {"Ref": "SubmitFunction"}
+    assert permissions[0]["SourceAccount"] == {"Ref": "AWS::AccountId"}
+
+
+def check_webhook_route(cfn: dict[str, Any]) -> None:
+    api = cfn["Resources"]["WebhookApi"]
+    assert api["Type"] == "AWS::ApiGatewayV2::Api"
+    paths = api["Properties"]["Body"]["paths"]
+    assert set(paths) == {"/webhook"}, "the webhook API exposes /webhook only"
+    assert set(paths["/webhook"]) == {"post"}, "the webhook route accepts POST only"
+    integration = paths["/webhook"]["post"]["x-amazon-apigateway-integration"]
+    assert mentions(integration["uri"], "${WebhookFunction.Arn}")
+    permissions = [
+        p["Properties"]
+        for p in resources_of_type(cfn, "AWS::Lambda::Permission").values()
+        if p["Properties"]["Principal"] == "apigateway.amazonaws.com"
+    ]
+    assert len(permissions) == 1, "only the webhook function is invocable through API Gateway"
+    assert permissions[0]["FunctionName"] == {"Ref": "WebhookFunction"}
+    assert mentions(permissions[0]["SourceArn"], "/POST/webhook")
+    [stage] = [
+        s["Properties"]
+        for s in resources_of_type(cfn, "AWS::ApiGatewayV2::Stage").values()
+        if s["Properties"]["ApiId"] == {"Ref": "WebhookApi"}
+    ]
+    throttling = stage["DefaultRouteSettings"]
+    assert throttling["ThrottlingBurstLimit"] == {"Ref": "WebhookThrottlingBurstLimit"}
+    assert throttling["ThrottlingRateLimit"] == {"Ref": "WebhookThrottlingRateLimit"}
+    access_log_format = stage["AccessLogSettings"]["Format"]
+    assert "querystring" not in access_log_format.lower(), "access logs must not record the token"
+
+
+def check_schedule(cfn: dict[str, Any]) -> None:
+    rules = resources_of_type(cfn, "AWS::Events::Rule")
+    assert len(rules) == 1
+    [rule] = rules.values()
+    assert rule["Properties"]["ScheduleExpression"] == {"Ref": "ReconcileSchedule"}
+    [target] = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["ReconcileFunction", "Arn"]}
+
+
+def check_event_invoke_configs(cfn: dict[str, Any]) -> None:
+    configs = {
+        c["Properties"]["FunctionName"]["Ref"]: c["Properties"]
+        for c in resources_of_type(cfn, "AWS::Lambda::EventInvokeConfig").values()
+    }
+    submit = configs["SubmitFunction"]
+    assert submit["MaximumRetryAttempts"] == 2
+    destination = submit.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+    assert destination == {"Fn::GetAtt": ["SubmitDeadLetterQueue", "Arn"]}, "failed events go to the DLQ"
+    # The role that Lambda uses to deliver to the destination must be allowed to.
+    statements = function_statements(cfn, "SubmitFunction")
+    assert any(
+        allows(s, "sqs:SendMessage") and s["Resource"] == {"Fn::GetAtt": ["SubmitDeadLetterQueue", "Arn"]}
+        for s in statements
+    )
+
+
+def check_no_wildcard_actions(cfn: dict[str, Any]) -> None:
+    roles = resources_of_type(cfn, "AWS::IAM::Role")
+    assert roles, "expected the functions' roles in the template"
+    for role in roles:
+        assert not cfn["Resources"][role]["Properties"].get("ManagedPolicyArns"), (
+            f"{role}: managed policies grant more than the functions use; write the statements out"
+        )
+        for statement in role_statements(cfn, role):
+            assert "NotAction" not in statement, f"{role}: NotAction grants everything else"
+            for action in as_list(statement["Action"]):
+                assert "*" not in action, f"{role}: wildcard action {action!r}"
+            if statement["Resource"] == "*":
+                assert set(as_list(statement["Action"])) <= RESOURCE_LESS_ACTIONS, (
+                    f"{role}: Resource '*' for {statement['Action']}"
+                )
+
+
+def check_granted_actions(cfn: dict[str, Any]) -> None:
+    for function, expected in GRANTED_ACTIONS.items():
+        granted = {
+            action
+            for statement in function_statements(cfn, function)
+            if statement["Effect"] == "Allow"
+            for action in as_list(statement["Action"])
+        }
+        assert granted == expected, f"{function}: unexpected {granted - expected}, missing {expected - granted}"
+
+
+def check_s3_scopes(cfn: dict[str, Any]) -> None:
+    for function in ("WebhookFunction", "ReconcileFunction"):
+        for statement in function_statements(cfn, function):
+            assert not mentions(statement, "InboxBucket"), f"{function} must not touch the inbox"
+            assert not mentions(statement, "upscale-inbox"), f"{function} must not touch the inbox"
+            if any(action.startswith("s3:") for action in as_list(statement["Action"])):
+                assert statement["Resource"] == OUTPUT_OBJECTS, f"{function}: S3 only on output objects"
+    for statement in function_statements(cfn, "SubmitFunction"):
+        actions = set(as_list(statement["Action"]))
+        if actions & {"s3:GetObject", "s3:GetObjectVersion"}:
+            assert actions == {"s3:GetObject", "s3:GetObjectVersion"}
+            arn = statement["Resource"]["Fn::Sub"][0]
+            assert ":s3:::upscale-inbox-" in arn, "submit reads the inbox bucket"
+            assert arn.endswith("/${InboxPrefix}*"), "submit reads only objects under the inbox prefix"
+        if "s3:PutObject" in actions:
+            assert actions == {"s3:PutObject"}
+            assert statement["Resource"] == OUTPUT_OBJECTS, "submit signs uploads to output objects only"
+
+
+def check_table_access(cfn: dict[str, Any]) -> None:
+    table = {"Fn::GetAtt": ["JobsTable", "Arn"]}
+    index = {"Fn::Sub": "${JobsTable.Arn}/index/jobsByStatus"}
+    for function in FUNCTIONS:
+        for statement in function_statements(cfn, function):
+            actions = as_list(statement["Action"])
+            if any(action.startswith("dynamodb:") for action in actions):
+                expected = index if actions == ["dynamodb:Query"] else table
+                assert statement["Resource"] == expected, f"{function}: {actions} on {statement['Resource']}"
+    # Only the submit function creates jobs.
+    assert not any(allows(s, "dynamodb:PutItem") for f in FUNCTIONS[1:] for s in function_statements(cfn, f))
+
+
+def check_secret_readers(cfn: dict[str, Any]) -> None:
+    for secret, readers in SECRET_READERS.items():
+        granted_to = {
+            function
+            for function in FUNCTIONS
+            for statement in function_statements(cfn, function)
+            if allows(statement, "secretsmanager:GetSecretValue") and {"Ref": secret} in as_list(statement["Resource"])
+        }
+        assert granted_to == readers, f"{secret} readable by {granted_to}, expected {readers}"
+        [policy] = [
+            p["Properties"]
+            for p in resources_of_type(cfn, "AWS::SecretsManager::ResourcePolicy").values()
+            if p["Properties"]["SecretId"] == {"Ref": secret}
+        ]
+        [deny] = as_list(policy["ResourcePolicy"]["Statement"])
+        assert deny["Effect"] == "Deny" and deny["Action"] == "secretsmanager:GetSecretValue"
+        allowed_roles = {arn["Fn::GetAtt"][0] for arn in deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]}
+        assert allowed_roles == {role_of(cfn, f) for f in readers}, f"{secret} resource policy"
+
+
+def check_environment(cfn: dict[str, Any]) -> None:
+    for function, names in FUNCTION_ENVIRONMENT.items():
+        variables = environment(cfn, function)
+        missing = names - variables.keys()
+        assert not missing, f"{function} lacks environment variables {sorted(missing)}"
+        assert variables["POWERTOOLS_SERVICE_NAME"] == FUNCTION_SETTINGS[function]["service"]
+        assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "S3Upscale"
+        assert variables["JOBS_TABLE"] == {"Ref": "JobsTable"}
+        assert variables["OUTPUT_BUCKET"] == {"Ref": "OutputBucket"}
+        assert variables["RUNWARE_API_URL"] == {"Ref": "RunwareApiUrl"}
+        assert variables["RUNWARE_API_KEY_SECRET"] == {"Ref": "RunwareApiKeySecret"}
+        assert variables["WEBHOOK_TOKEN_SECRET"] == {"Ref": "WebhookTokenSecret"}
+        assert variables["POWERTOOLS_LOG_LEVEL"] == {"Ref": "LogLevel"}
+        assert not mentions(variables, "resolve:secretsmanager"), "secret values never go into the environment"
+    submit = environment(cfn, "SubmitFunction")
+    assert submit["INBOX_PREFIX"] == {"Ref": "InboxPrefix"}
+    assert submit["OUTPUT_PREFIX"] == {"Ref": "OutputPrefix"}
+    assert submit["WEBHOOK_URL"] == {
+        "Fn::Sub": "https://${WebhookApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/webhook"
+    }
+    parameters = {
+        "DEFAULT_TARGET_MEGAPIXELS": "TargetMegapixels",
+        "DEFAULT_ENHANCE_DETAILS": "EnhanceDetails",
+        "DEFAULT_REALISM": "Realism",
+        "DEFAULT_OUTPUT_FORMAT": "OutputFormat",
+        "DEFAULT_OUTPUT_QUALITY": "OutputQuality",
+        "MAX_INPUT_BYTES": "MaxInputBytes",
+        "PRESIGNED_URL_EXPIRY_SECONDS": "PresignedUrlExpirySeconds",
+        "RUNWARE_RESULT_TTL_SECONDS": "RunwareResultTtlSeconds",
+        "JOB_RETENTION_DAYS": "JobRetentionDays",
+    }
+    for variable, parameter in parameters.items():
+        assert submit[variable] == {"Ref": parameter}, variable
+    reconcile = environment(cfn, "ReconcileFunction")
+    for variable, parameter in {
+        "RECONCILE_AFTER_SECONDS": "ReconcileAfterSeconds",
+        "JOB_MAX_AGE_SECONDS": "JobMaxAgeSeconds",
+        "RECONCILE_MAX_JOBS": "ReconcileMaxJobs",
+    }.items():
+        assert reconcile[variable] == {"Ref": parameter}, variable
+
+
+def check_buckets(cfn: dict[str, Any]) -> None:
+    for bucket in ("InboxBucket", "OutputBucket"):
+        properties = cfn["Resources"][bucket]["Properties"]
+        assert properties["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }, bucket
+        [rule] = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms"), bucket
+        [policy] = [
+            p["Properties"]["PolicyDocument"]
+            for p in resources_of_type(cfn, "AWS::S3::BucketPolicy").values()
+            if p["Properties"]["Bucket"] == {"Ref": bucket}
+        ]
+        tls_only = [
+            s
+            for s in policy["Statement"]
+            if s["Effect"] == "Deny" and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+        ]
+        assert tls_only, f"{bucket} must refuse requests without TLS"
+        assert {"Fn::GetAtt": [bucket, "Arn"]} in tls_only[0]["Resource"]
+        assert {"Fn::Sub": f"${{{bucket}.Arn}}/*"} in tls_only[0]["Resource"]
+    inbox = cfn["Resources"]["InboxBucket"]["Properties"]
+    assert inbox.get("VersioningConfiguration") == {"Status": "Enabled"}, "jobs are keyed by object version"
+
+
+def check_table(cfn: dict[str, Any]) -> None:
+    table = cfn["Resources"]["JobsTable"]["Properties"]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["KeySchema"] == [{"AttributeName": "jobId", "KeyType": "HASH"}]
+    types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
+    assert types == {"jobId": "S", "status": "S", "createdAt": "S"}
+    [index] = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "jobsByStatus"
+    assert index["KeySchema"] == [
+        {"AttributeName": "status", "KeyType": "HASH"},
+        {"AttributeName": "createdAt", "KeyType": "RANGE"},
+    ]
+    assert index["Projection"] == {"ProjectionType": "ALL"}
+    assert table.get("TimeToLiveSpecification") == {"AttributeName": "expiresAt", "Enabled": True}
+    assert table.get("PointInTimeRecoverySpecification") == {"PointInTimeRecoveryEnabled": True}
+    assert table.get("SSESpecification", {}).get("SSEEnabled") is True
+
+
+def check_dead_letter_queue(cfn: dict[str, Any]) -> None:
+    queue = cfn["Resources"]["SubmitDeadLetterQueue"]["Properties"]
+    assert queue.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in queue
+    assert queue["MessageRetentionPeriod"] == 1209600
+
+
+def check_secrets(cfn: dict[str, Any]) -> None:
+    runware = cfn["Resources"]["RunwareApiKeySecret"]["Properties"]
+    assert runware["SecretString"].strip(), "the Runware key secret starts with a placeholder value"
+    assert "GenerateSecretString" not in runware
+    token = cfn["Resources"]["WebhookTokenSecret"]["Properties"]["GenerateSecretString"]
+    assert token["PasswordLength"] >= 48
+    assert "SecretStringTemplate" not in token, "the token key is a plain string"
+
+
+def check_alarms(cfn: dict[str, Any]) -> None:
+    alarms = [a["Properties"] for a in resources_of_type(cfn, "AWS::CloudWatch::Alarm").values()]
+
+    def watching(namespace: str, metric: str, dimension: Any) -> dict[str, Any]:
+        found = [
+            a
+            for a in alarms
+            if a["Namespace"] == namespace and a["MetricName"] == metric and mentions(a["Dimensions"], dimension)
+        ]
+        assert found, f"no alarm on {namespace} {metric} {dimension}"
+        alarm = found[0]
+        assert alarm["ComparisonOperator"] == "GreaterThanThreshold" and alarm["Threshold"] == 0
+        assert alarm["AlarmActions"] == {"Fn::If": ["HasAlarmEmail", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]}
+        return alarm
+
+    watching("AWS/SQS", "ApproximateNumberOfMessagesVisible", "SubmitDeadLetterQueue")
+    for function in FUNCTIONS:
+        watching("AWS/Lambda", "Errors", function)
+    watching("S3Upscale", "JobsTimedOut", "upscale-reconcile")
+    topic = cfn["Resources"]["AlarmTopic"]
+    assert topic["Condition"] == "HasAlarmEmail"
+    [subscription] = resources_of_type(cfn, "AWS::SNS::Subscription").values()
+    assert subscription["Condition"] == "HasAlarmEmail"
+    assert subscription["Properties"] == {
+        "TopicArn": {"Ref": "AlarmTopic"},
+        "Protocol": "email",
+        "Endpoint": {"Ref": "AlarmEmail"},
+    }
+    assert cfn["Conditions"]["HasAlarmEmail"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]}
+
+
+SAM_CHECKS: list[Callable[[dict[str, Any]], None]] = [
+    check_contract_resources,
+    check_function_code_and_layer,
+    check_submit_event_invoke_config,
+    check_parameters,
+    check_outputs,
+]
+CFN_CHECKS: list[Callable[[dict[str, Any]], None]] = [
+    check_functions,
+    check_s3_notification,
+    check_webhook_route,
+    check_schedule,
+    check_event_invoke_configs,
+    check_no_wildcard_actions,
+    check_granted_actions,
+    check_s3_scopes,
+    check_table_access,
+    check_secret_readers,
+    check_environment,
+    check_buckets,
+    check_table,
+    check_dead_letter_queue,
+    check_secrets,
+    check_alarms,
+]
+
+
+@pytest.mark.parametrize("check", SAM_CHECKS, ids=lambda c: c.__name__)
+def test_sam_template(template, check):
+    check(template)
+
+
+@pytest.mark.parametrize("check", CFN_CHECKS, ids=lambda c: c.__name__)
+def test_transformed_template(translated, check):
+    check(translated)
+
+
+# ---------------------------------------------------------------- the checks catch regressions
+
+
+def _statement(sam: dict[str, Any], role: str, sid: str) -> dict[str, Any]:
+    [policy] = sam["Resources"][role]["Properties"]["Policies"]
+    [statement] = [s for s in policy["PolicyDocument"]["Statement"] if s.get("Sid") == sid]
+    return statement
+
+
+def _props(sam: dict[str, Any], name: str) -> dict[str, Any]:
+    return sam["Resources"][name]["Properties"]
+
+
+def _webhook_reads_inbox(sam):
+    _statement(sam, "WebhookFunctionRole", "InspectAndFixResults")["Resource"] = [
+        {"Fn::Sub": "${OutputBucket.Arn}/${OutputPrefix}*"},
+        {"Fn::Sub": "arn:${AWS::Partition}:s3:::upscale-inbox-x/*"},
+    ]
+
+
+def _route_accepts_any_method(sam):
+    _props(sam, "WebhookFunction")["Events"]["ResultWebhook"]["Properties"]["Method"] = "ANY"
+
+
+def _s3_wildcard(sam):
+    _statement(sam, "ReconcileFunctionRole", "InspectAndFixResults")["Action"] = "s3:*"
+
+
+def _webhook_reads_runware_key(sam):
+    _statement(sam, "WebhookFunctionRole", "ReadWebhookTokenKey")["Resource"] = [
+        {"Ref": "WebhookTokenSecret"},
+        {"Ref": "RunwareApiKeySecret"},
+    ]
+
+
+def _notification_without_prefix(sam):
+    del _props(sam, "SubmitFunction")["Events"]["InboxUpload"]["Properties"]["Filter"]
+
+
+def _no_dead_letter_destination(sam):
+    del _props(sam, "SubmitFunction")["EventInvokeConfig"]["DestinationConfig"]
+
+
+def _missing_environment_variable(sam):
+    del _props(sam, "SubmitFunction")["Environment"]["Variables"]["WEBHOOK_URL"]
+
+
+def _managed_policy_on_role(sam):
+    _props(sam, "WebhookFunctionRole")["ManagedPolicyArns"] = ["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"]
+
+
+def _inbox_not_versioned(sam):
+    del _props(sam, "InboxBucket")["VersioningConfiguration"]
+
+
+def _table_without_pitr(sam):
+    del _props(sam, "JobsTable")["PointInTimeRecoverySpecification"]
+
+
+def _short_dlq_retention(sam):
+    _props(sam, "SubmitDeadLetterQueue")["MessageRetentionPeriod"] = 345600
+
+
+def _layer_built_for_x86(sam):
+    sam["Resources"]["CommonLayer"]["Metadata"]["BuildArchitecture"] = "x86_64"
+
+
+def _no_timeout_alarm(sam):
+    del sam["Resources"]["JobsTimedOutAlarm"]
+
+
+def _extra_table_write(sam):
+    _statement(sam, "WebhookFunctionRole", "AdvanceJobs")["Action"].append("dynamodb:PutItem")
+
+
+REGRESSIONS = {
+    "webhook reads the inbox": (_webhook_reads_inbox, check_s3_scopes),
+    "webhook route accepts any method": (_route_accepts_any_method, check_webhook_route),
+    "s3:* granted": (_s3_wildcard, check_no_wildcard_actions),
+    "webhook reads the Runware key": (_webhook_reads_runware_key, check_secret_readers),
+    "inbox notification without prefix": (_notification_without_prefix, check_s3_notification),
+    "no dead-letter destination": (_no_dead_letter_destination, check_event_invoke_configs),
+    "WEBHOOK_URL missing": (_missing_environment_variable, check_environment),
+    "managed policy on a role": (_managed_policy_on_role, check_no_wildcard_actions),
+    "inbox not versioned": (_inbox_not_versioned, check_buckets),
+    "table without PITR": (_table_without_pitr, check_table),
+    "DLQ keeps 4 days": (_short_dlq_retention, check_dead_letter_queue),
+    "layer built for x86_64": (_layer_built_for_x86, check_function_code_and_layer),
+    "no timed-out jobs alarm": (_no_timeout_alarm, check_alarms),
+    "webhook may create jobs": (_extra_table_write, check_granted_actions),
+}
+
+
+@pytest.mark.parametrize("regression", REGRESSIONS, ids=list(REGRESSIONS))
+def test_checks_catch_regressions(template, regression):
+    mutate, check = REGRESSIONS[regression]
+    broken = copy.deepcopy(template)
+    mutate(broken)
+    subject = broken if check in SAM_CHECKS else translate(broken)
+    with pytest.raises(AssertionError):
+        check(subject)
+
+
+# ---------------------------------------------------------------- the loader
+
+
+def test_loader_understands_short_form_tags(tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "Resources:\n"
+        "  A:\n"
+        "    Properties:\n"
+        "      Ref: !Ref B\n"
+        "      Att: !GetAtt B.Arn\n"
+        "      Sub: !Sub ['${X}', {X: !Select [0, !Split ['-', !Ref AWS::StackId]]}]\n"
+        "      If: !If [C, !Ref AWS::NoValue, 1]\n"
+        "      Not: !Not [!Equals [!Ref P, '']]\n"
+        "      Cond: !Condition C\n",
+        encoding="utf-8",
+    )
+    properties = load_template(path)["Resources"]["A"]["Properties"]
+    assert properties["Ref"] == {"Ref": "B"}
+    assert properties["Att"] == {"Fn::GetAtt": ["B", "Arn"]}
+    assert properties["Sub"] == {
+        "Fn::Sub": ["${X}", {"X": {"Fn::Select": [0, {"Fn::Split": ["-", {"Ref": "AWS::StackId"}]}]}}]
+    }
+    assert properties["If"] == {"Fn::If": ["C", {"Ref": "AWS::NoValue"}, 1]}
+    assert properties["Not"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "P"}, ""]}]}
+    assert properties["Cond"] == {"Condition": "C"}
