@@ -277,6 +277,12 @@ def test_any_non_empty_key_is_accepted(emulator, client, photo):
     assert response.status_code == 200
 
 
+def test_the_api_also_answers_at_the_root_path(emulator, client, photo):
+    response = client.post(f"{emulator.base_url}/", json=[upscale_task(photo)], headers=AUTH)
+    assert response.status_code == 200
+    assert client.get(emulator.url).status_code == 405
+
+
 @pytest.mark.parametrize("body", [b'{"taskType": "upscale"}', b"not json", b"[]", b'"text"', b"[1]"])
 def test_the_body_must_be_a_non_empty_array_of_task_objects(emulator, client, body):
     response = client.post(emulator.url, content=body, headers={**AUTH, "Content-Type": "application/json"})
