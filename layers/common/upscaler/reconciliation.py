@@ -20,6 +20,8 @@ from upscaler.runware import RunwareClient, RunwareUnavailable
 from upscaler.webhook_payloads import MalformedPayload, report_from_item
 
 POLL_BATCH_SIZE = 25
+# Runware refusing the request itself (key, balance, permission) says nothing about the tasks.
+REQUEST_REFUSED_STATUSES = frozenset({401, 402, 403})
 
 
 @dataclass
@@ -70,6 +72,10 @@ class Reconciler:
             try:
                 response = self.runware.get_responses([job["jobId"] for job in batch], deadline=deadline)
             except RunwareUnavailable:
+                report.runware_unavailable = True
+                break
+            if response.status_code in REQUEST_REFUSED_STATUSES:
+                # Recording that error as each job's failure would end jobs that may still complete.
                 report.runware_unavailable = True
                 break
             for job in batch:
