@@ -177,6 +177,7 @@ GRANTED_ACTIONS = {
         "xray:PutTelemetryRecords",
         "s3:GetObject",
         "s3:GetObjectVersion",
+        "s3:ListBucket",
         "s3:PutObject",
         "dynamodb:GetItem",
         "dynamodb:PutItem",
@@ -191,6 +192,7 @@ GRANTED_ACTIONS = {
         "xray:PutTelemetryRecords",
         "s3:GetObject",
         "s3:PutObject",
+        "s3:ListBucket",
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",
         "secretsmanager:GetSecretValue",
@@ -202,6 +204,7 @@ GRANTED_ACTIONS = {
         "xray:PutTelemetryRecords",
         "s3:GetObject",
         "s3:PutObject",
+        "s3:ListBucket",
         "dynamodb:Query",
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",
@@ -218,6 +221,7 @@ SECRET_READERS = {
 RESOURCE_LESS_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 
 OUTPUT_OBJECTS = {"Fn::Sub": "${OutputBucket.Arn}/${OutputPrefix}*"}
+OUTPUT_BUCKET = {"Fn::GetAtt": ["OutputBucket", "Arn"]}
 
 
 # ---------------------------------------------------------------- helpers
@@ -486,7 +490,10 @@ def check_s3_scopes(cfn: dict[str, Any]) -> None:
         for statement in function_statements(cfn, function):
             assert not mentions(statement, "InboxBucket"), f"{function} must not touch the inbox"
             assert not mentions(statement, "upscale-inbox"), f"{function} must not touch the inbox"
-            if any(action.startswith("s3:") for action in as_list(statement["Action"])):
+            actions = set(as_list(statement["Action"]))
+            if actions == {"s3:ListBucket"}:
+                assert statement["Resource"] == OUTPUT_BUCKET, f"{function}: ListBucket on the output bucket only"
+            elif any(action.startswith("s3:") for action in actions):
                 assert statement["Resource"] == OUTPUT_OBJECTS, f"{function}: S3 only on output objects"
     for statement in function_statements(cfn, "SubmitFunction"):
         actions = set(as_list(statement["Action"]))
@@ -495,6 +502,10 @@ def check_s3_scopes(cfn: dict[str, Any]) -> None:
             arn = statement["Resource"]["Fn::Sub"][0]
             assert ":s3:::upscale-inbox-" in arn, "submit reads the inbox bucket"
             assert arn.endswith("/${InboxPrefix}*"), "submit reads only objects under the inbox prefix"
+        if "s3:ListBucket" in actions:
+            assert actions == {"s3:ListBucket"}
+            arn = statement["Resource"]["Fn::Sub"][0]
+            assert ":s3:::upscale-inbox-" in arn and "/" not in arn.split(":::")[1], "the inbox bucket itself"
         if "s3:PutObject" in actions:
             assert actions == {"s3:PutObject"}
             assert statement["Resource"] == OUTPUT_OBJECTS, "submit signs uploads to output objects only"
