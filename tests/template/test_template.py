@@ -844,3 +844,35 @@ def test_loader_understands_short_form_tags(tmp_path):
     assert properties["If"] == {"Fn::If": ["C", {"Ref": "AWS::NoValue"}, 1]}
     assert properties["Not"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "P"}, ""]}]}
     assert properties["Cond"] == {"Condition": "C"}
+
+
+# ---------------------------------------------------------------- the deployment guide
+
+
+DEPLOYING = ROOT / "docs" / "deploying.md"
+
+
+def _guide_section(title: str) -> str:
+    text = DEPLOYING.read_text(encoding="utf-8")
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def test_guide_lists_every_parameter_with_its_default(template):
+    table = _guide_section("Configuration parameters")
+    for name, parameter in template["Parameters"].items():
+        row = next((line for line in table.splitlines() if line.startswith(f"| `{name}` |")), None)
+        assert row is not None, f"docs/deploying.md does not describe parameter {name}"
+        default = str(parameter["Default"])
+        assert (f"`{default}`" in row) if default else "(empty)" in row, f"{name}: default {default!r}"
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_guide_lists_every_granted_action(function):
+    text = _guide_section("IAM: every action each function is granted")
+    start = text.index(f"### {function}\n")
+    end = text.find("\n### ", start + 1)
+    section = text[start:end]
+    for action in GRANTED_ACTIONS[function]:
+        assert f"`{action}`" in section, f"docs/deploying.md does not explain {action} for {function}"
