@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import cache
 
 import pytest
 from conftest import INBOX_BUCKET, JOBS_TABLE, OUTPUT_BUCKET
@@ -37,6 +38,7 @@ RESULT = TaskResult(
 ERROR = TaskError("invalidImageURL", "The image at inputs.image could not be downloaded.", "inputs.image", JOB_ID)
 
 
+@cache
 def image_bytes(width: int, height: int, pillow_format: str) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), (200, 120, 40)).save(buffer, format=pillow_format)
@@ -145,8 +147,11 @@ def test_success_records_every_output_fact_and_the_three_durations(aws, store, r
     assert "errorCode" not in record
 
 
-@pytest.mark.parametrize("output_format", ["JPG", "PNG", "WEBP"])
-@pytest.mark.parametrize("stored_type", ["binary/octet-stream", None], ids=["wrong-type", "no-type"])
+@pytest.mark.parametrize(
+    ("output_format", "stored_type"),
+    [("JPG", "binary/octet-stream"), ("PNG", None), ("WEBP", "image/png")],
+    ids=["jpg-generic-type", "png-no-type", "webp-wrong-image-type"],
+)
 def test_success_puts_the_stored_content_type_right_and_records_the_new_etag(
     aws, store, recorder, output_format, stored_type
 ):
