@@ -1,0 +1,176 @@
+"""Settings from the environment the template sets: defaults, overrides, and refusal of bad values."""
+
+from __future__ import annotations
+
+import pytest
+
+from upscaler.models import UpscaleOptions
+from upscaler.settings import ConfigurationError, Settings, get_settings, read_secret
+
+REQUIRED = {
+    "JOBS_TABLE": "jobs",
+    "OUTPUT_BUCKET": "out-bucket",
+    "RUNWARE_API_KEY_SECRET": "runware-key-secret",
+    "WEBHOOK_TOKEN_SECRET": "webhook-key-secret",
+}
+
+
+def test_defaults_with_only_the_required_variables():
+    settings = Settings.from_environment(dict(REQUIRED))
+    assert settings == Settings(
+        jobs_table="jobs",
+        output_bucket="out-bucket",
+        runware_api_url="https://api.runware.ai/v1",
+        runware_api_key_secret="runware-key-secret",
+        webhook_token_secret="webhook-key-secret",
+    )
+    assert settings.inbox_prefix == "inbox/"
+    assert settings.output_prefix == "upscaled/"
+    assert settings.webhook_url == ""
+    assert settings.defaults == UpscaleOptions(4, False, False, "JPG", 95)
+    assert settings.max_input_bytes == 50 * 1024 * 1024
+    assert settings.presigned_url_expiry_seconds == 3 * 3600
+    assert settings.runware_result_ttl_seconds == 600
+    assert settings.job_retention_days == 90
+    assert settings.reconcile_after_seconds == 600
+    assert settings.job_max_age_seconds == 4 * 3600
+    assert settings.reconcile_max_jobs == 200
+    assert settings.runware_timeout_seconds == 20.0
+    assert settings.runware_max_attempts == 5
+
+
+def test_every_override_from_the_environment():
+    env = {
+        **REQUIRED,
+        "RUNWARE_API_URL": " http://127.0.0.1:9000/v1 ",
+        "INBOX_PREFIX": "drop/",
+        "OUTPUT_PREFIX": "big/",
+        "WEBHOOK_URL": "https://abc.execute-api.eu-west-1.amazonaws.com/webhook",
+        "DEFAULT_TARGET_MEGAPIXELS": "8",
+        "DEFAULT_ENHANCE_DETAILS": "true",
+        "DEFAULT_REALISM": "1",
+        "DEFAULT_OUTPUT_FORMAT": "png",
+        "DEFAULT_OUTPUT_QUALITY": "85",
+        "MAX_INPUT_BYTES": "1048576",
+        "PRESIGNED_URL_EXPIRY_SECONDS": "7200",
+        "RUNWARE_RESULT_TTL_SECONDS": "3600",
+        "JOB_RETENTION_DAYS": "30",
+        "RECONCILE_AFTER_SECONDS": "300",
+        "JOB_MAX_AGE_SECONDS": "86400",
+        "RECONCILE_MAX_JOBS": "50",
+        "RUNWARE_MAX_ATTEMPTS": "3",
+    }
+    settings = Settings.from_environment(env)
+    assert settings.runware_api_url == "http://127.0.0.1:9000/v1"
+    assert settings.inbox_prefix == "drop/"
+    assert settings.output_prefix == "big/"
+    assert settings.webhook_url == "https://abc.execute-api.eu-west-1.amazonaws.com/webhook"
+    assert settings.defaults == UpscaleOptions(8, True, True, "PNG", 85)
+    assert settings.max_input_bytes == 1048576
+    assert settings.presigned_url_expiry_seconds == 7200
+    assert settings.runware_result_ttl_seconds == 3600
+    assert settings.job_retention_days == 30
+    assert settings.reconcile_after_seconds == 300
+    assert settings.job_max_age_seconds == 86400
+    assert settings.reconcile_max_jobs == 50
+    assert settings.runware_max_attempts == 3
+
+
+def test_blank_optional_values_fall_back_to_defaults():
+    env = {**REQUIRED, "MAX_INPUT_BYTES": "  ", "DEFAULT_REALISM": "", "RUNWARE_API_URL": ""}
+    settings = Settings.from_environment(env)
+    assert settings.max_input_bytes == 50 * 1024 * 1024
+    assert settings.defaults.realism is False
+    assert settings.runware_api_url == "https://api.runware.ai/v1"
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED))
+@pytest.mark.parametrize("value", [None, "", "   "])
+def test_missing_required_variable_is_a_configuration_error(name, value):
+    env = dict(REQUIRED)
+    if value is None:
+        del env[name]
+    else:
+        env[name] = value
+    with pytest.raises(ConfigurationError, match=name):
+        Settings.from_environment(env)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MAX_INPUT_BYTES", "50MB"),
+        ("MAX_INPUT_BYTES", "1.5"),
+        ("PRESIGNED_URL_EXPIRY_SECONDS", "three hours"),
+        ("RUNWARE_RESULT_TTL_SECONDS", "10m"),
+        ("JOB_RETENTION_DAYS", "x"),
+        ("RECONCILE_AFTER_SECONDS", "5.0"),
+        ("JOB_MAX_AGE_SECONDS", "1e4"),
+        ("RECONCILE_MAX_JOBS", "many"),
+        ("RUNWARE_MAX_ATTEMPTS", "five"),
+        ("DEFAULT_TARGET_MEGAPIXELS", "four"),
+        ("DEFAULT_OUTPUT_QUALITY", "high"),
+    ],
+)
+def test_non_integer_values_are_configuration_errors(name, value):
+    with pytest.raises(ConfigurationError, match=name):
+        Settings.from_environment({**REQUIRED, name: value})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DEFAULT_TARGET_MEGAPIXELS", "9"),
+        ("DEFAULT_TARGET_MEGAPIXELS", "0"),
+        ("DEFAULT_OUTPUT_QUALITY", "10"),
+        ("DEFAULT_OUTPUT_QUALITY", "100"),
+        ("DEFAULT_OUTPUT_FORMAT", "GIF"),
+        ("DEFAULT_ENHANCE_DETAILS", "maybe"),
+        ("DEFAULT_REALISM", "sometimes"),
+    ],
+)
+def test_invalid_default_options_are_configuration_errors(name, value):
+    with pytest.raises(ConfigurationError, match="invalid default upscale option"):
+        Settings.from_environment({**REQUIRED, name: value})
+
+
+def test_configuration_error_is_not_a_value_error():
+    # Job-level validation catches ValueError; a broken deployment must not be mistaken for bad input.
+    assert not issubclass(ConfigurationError, ValueError)
+
+
+def test_settings_are_immutable():
+    settings = Settings.from_environment(dict(REQUIRED))
+    with pytest.raises(AttributeError):
+        settings.max_input_bytes = 1  # type: ignore[misc]
+
+
+def test_get_settings_reads_the_process_environment_once(monkeypatch):
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MAX_INPUT_BYTES", "1234")
+    get_settings.cache_clear()
+    try:
+        first = get_settings()
+        monkeypatch.setenv("MAX_INPUT_BYTES", "999")
+        assert get_settings() is first
+        assert first.max_input_bytes == 1234
+    finally:
+        get_settings.cache_clear()
+
+
+def test_read_secret_from_secrets_manager_and_cached(aws):
+    assert read_secret("runware-api-key") == "test-runware-key"
+    aws.secrets.put_secret_value(SecretId="runware-api-key", SecretString="rotated")
+    assert read_secret("runware-api-key") == "test-runware-key"  # cached for the container
+
+
+def test_blank_secret_is_a_configuration_error(aws):
+    aws.secrets.create_secret(Name="blank-secret", SecretString="   ")
+    with pytest.raises(ConfigurationError, match="blank-secret"):
+        read_secret("blank-secret")
+
+
+def test_secret_value_is_stripped(aws):
+    aws.secrets.create_secret(Name="padded-secret", SecretString="  value-with-newline\n")
+    assert read_secret("padded-secret") == "value-with-newline"
