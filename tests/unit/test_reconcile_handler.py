@@ -147,7 +147,9 @@ def emitted_metrics(stdout: str) -> dict[str, float]:
         for directive in document.get("_aws", {}).get("CloudWatchMetrics", []):
             for metric in directive["Metrics"]:
                 value = document[metric["Name"]]
-                values[metric["Name"]] = sum(value) if isinstance(value, list) else value
+                values[metric["Name"]] = values.get(metric["Name"], 0) + (
+                    sum(value) if isinstance(value, list) else value
+                )
     return values
 
 

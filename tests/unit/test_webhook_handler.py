@@ -7,6 +7,7 @@ import copy
 import importlib.util
 import io
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -66,7 +67,7 @@ def png_bytes(width: int, height: int) -> bytes:
 
 
 def emitted_metrics(stdout: str) -> dict[str, float]:
-    """Metric values from the embedded-metric-format lines the handler printed."""
+    """Metric values from the embedded-metric-format lines the handler printed, summed over invocations."""
     values: dict[str, float] = {}
     for line in stdout.splitlines():
         if not line.startswith("{"):
@@ -77,7 +78,9 @@ def emitted_metrics(stdout: str) -> dict[str, float]:
         for directive in document["_aws"]["CloudWatchMetrics"]:
             for metric in directive["Metrics"]:
                 value = document[metric["Name"]]
-                values[metric["Name"]] = sum(value) if isinstance(value, list) else value
+                values[metric["Name"]] = values.get(metric["Name"], 0) + (
+                    sum(value) if isinstance(value, list) else value
+                )
     return values
 
 
@@ -180,7 +183,7 @@ def test_error_emits_a_failed_metric(handler, job, capsys):
     assert metrics == {"JobsFailed": 1}
 
 
-def test_bad_token_event_answers_401_and_writes_nothing(aws, handler, store, output, capsys):
+def test_bad_token_event_answers_401_and_writes_nothing(aws, handler, store, output):
     before = store.get(JOB_ID)
 
     status, _ = invoke(handler, sample_event("webhook-bad-token.json"))
@@ -188,7 +191,25 @@ def test_bad_token_event_answers_401_and_writes_nothing(aws, handler, store, out
     assert status == 401
     assert store.get(JOB_ID) == before
     assert aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=OUTPUT_KEY)["ContentType"] == "binary/octet-stream"
-    assert webhook_token(JOB_ID, WEBHOOK_KEY) not in capsys.readouterr().out
+
+
+def test_log_line_names_job_and_answer_but_never_the_token(handler, output):
+    lines = io.StringIO()
+    capture = logging.StreamHandler(lines)
+    capture.setFormatter(handler.logger.registered_formatter)
+    service_logger = logging.getLogger(handler.logger.service)
+    service_logger.addHandler(capture)
+    try:
+        for name in ("webhook-bad-token.json", "webhook-success-envelope.json"):
+            invoke(handler, sample_event(name))
+    finally:
+        service_logger.removeHandler(capture)
+
+    records = [json.loads(line) for line in lines.getvalue().splitlines()]
+    answered = [(r["jobId"], r["statusCode"]) for r in records if r["message"] == "webhook answered"]
+    assert answered == [(JOB_ID, 401), (JOB_ID, 200)]
+    for name in ("webhook-bad-token.json", "webhook-success-envelope.json"):
+        assert sample_event(name)["queryStringParameters"]["token"] not in lines.getvalue()
 
 
 def test_missing_query_parameters_answer_401_and_write_nothing(handler, store, output):
@@ -277,6 +298,7 @@ def test_duplicate_webhooks_answer_200_and_leave_one_record(aws, handler, store,
     metrics = emitted_metrics(capsys.readouterr().out)
     assert "JobsCompleted" not in metrics
     assert "JobsFailed" not in metrics
+    assert metrics["RepeatedReports"] == 2
 
 
 def test_other_methods_are_not_routed(handler, store, job):
