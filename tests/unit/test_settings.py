@@ -174,3 +174,17 @@ def test_blank_secret_is_a_configuration_error(aws):
 def test_secret_value_is_stripped(aws):
     aws.secrets.create_secret(Name="padded-secret", SecretString="  value-with-newline\n")
     assert read_secret("padded-secret") == "value-with-newline"
+
+
+def test_placeholder_runware_key_is_a_configuration_error(aws):
+    from upscaler.settings import RUNWARE_KEY_PLACEHOLDER, ConfigurationError, read_runware_api_key
+
+    aws.secrets.put_secret_value(SecretId="runware-api-key", SecretString=RUNWARE_KEY_PLACEHOLDER)
+    with pytest.raises(ConfigurationError, match="placeholder"):
+        read_runware_api_key("runware-api-key")
+
+
+def test_real_runware_key_is_returned(aws):
+    from upscaler.settings import read_runware_api_key
+
+    assert read_runware_api_key("runware-api-key") == "test-runware-key"

@@ -18,7 +18,7 @@ from upscaler.jobs import JobStore
 from upscaler.reconciliation import Reconciler
 from upscaler.results import ResultRecorder
 from upscaler.runware import RunwareClient
-from upscaler.settings import Settings, get_settings, read_secret
+from upscaler.settings import Settings, get_settings, read_runware_api_key, read_secret
 from upscaler.storage import ObjectStore, create_s3_client
 from upscaler.submission import Submitter
 from upscaler.webhook import WebhookReceiver
@@ -50,7 +50,7 @@ def _job_store(settings: Settings) -> JobStore:
 def _runware_client(settings: Settings) -> RunwareClient:
     return RunwareClient(
         settings.runware_api_url,
-        partial(read_secret, settings.runware_api_key_secret),
+        partial(read_runware_api_key, settings.runware_api_key_secret),
         timeout_seconds=settings.runware_timeout_seconds,
         max_attempts=settings.runware_max_attempts,
     )

@@ -102,6 +102,8 @@ def get_settings() -> Settings:
 
 
 SECRET_MAX_AGE_SECONDS = 300
+# The value template.yaml stores until the user puts their key in (see docs/deploying.md).
+RUNWARE_KEY_PLACEHOLDER = "REPLACE_WITH_YOUR_RUNWARE_API_KEY"
 
 
 def read_secret(secret_id: str) -> str:
@@ -113,3 +115,12 @@ def read_secret(secret_id: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigurationError(f"secret {secret_id} is empty")
     return value.strip()
+
+
+def read_runware_api_key(secret_id: str) -> str:
+    """The Runware API key; an unset key is a deployment error, so the invocation fails and can be
+    re-driven once the key is in, instead of every job failing with Runware's 401."""
+    key = read_secret(secret_id)
+    if key == RUNWARE_KEY_PLACEHOLDER:
+        raise ConfigurationError(f"the Runware API key in secret {secret_id} is still the placeholder")
+    return key
