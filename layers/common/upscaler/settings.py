@@ -102,7 +102,7 @@ def get_settings() -> Settings:
 
 
 SECRET_MAX_AGE_SECONDS = 300
-# The value template.yaml stores until the user puts their key in (see docs/deploying.md).
+# The value template.yaml stores until the user puts their key in (see the README).
 RUNWARE_KEY_PLACEHOLDER = "REPLACE_WITH_YOUR_RUNWARE_API_KEY"
 
 
