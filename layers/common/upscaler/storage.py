@@ -88,8 +88,11 @@ class ObjectStore:
             raise UnreadableImage("the object is empty")
         limit = min(info.size, HEADER_MAX_BYTES)
         want = min(info.size, HEADER_FIRST_READ_BYTES)
+        data = b""
         while True:
-            data = self._read_range(info, want)
+            # Each read continues where the last one stopped: no byte is fetched twice, and the
+            # total never exceeds HEADER_MAX_BYTES.
+            data += self._read_range(info, len(data), want)
             try:
                 return read_image_header(data, complete=len(data) >= info.size)
             except NeedMoreBytes:
@@ -99,13 +102,14 @@ class ObjectStore:
                     ) from None
                 want = min(limit, want * 4)
 
-    def _read_range(self, info: ObjectInfo, length: int) -> bytes:
-        kwargs: dict[str, Any] = {"Bucket": info.bucket, "Key": info.key, "Range": f"bytes=0-{length - 1}"}
+    def _read_range(self, info: ObjectInfo, start: int, end: int) -> bytes:
+        """Bytes [start, end) of the object."""
+        kwargs: dict[str, Any] = {"Bucket": info.bucket, "Key": info.key, "Range": f"bytes={start}-{end - 1}"}
         if info.version_id:
             kwargs["VersionId"] = info.version_id
         body = self._s3.get_object(**kwargs)["Body"]
         try:
-            data: bytes = body.read(length)
+            data: bytes = body.read(end - start)
         finally:
             body.close()
         self.header_bytes_read += len(data)
