@@ -23,6 +23,16 @@ submitter = build_submitter()
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     outcomes = submitter.submit_event(event, deadline=deadline_for(context))
     for outcome in outcomes:
-        logger.info("source processed", extra=asdict(outcome))
+        # Not asdict(outcome) as extra: its "message" key would collide with LogRecord.message.
+        logger.info(
+            "source processed",
+            extra={
+                "jobId": outcome.job_id,
+                "sourceKey": outcome.source_key,
+                "status": outcome.status,
+                "errorCode": outcome.code,
+                "errorMessage": outcome.message,
+            },
+        )
     add_submit_metrics(metrics, outcomes)
     return {"jobs": [asdict(outcome) for outcome in outcomes]}
