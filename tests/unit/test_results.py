@@ -171,6 +171,17 @@ def test_success_puts_the_stored_content_type_right_and_records_the_new_etag(
     assert (record["outputWidth"], record["outputHeight"]) == (1600, 1200)
 
 
+def test_recorded_format_and_content_type_follow_the_bytes_not_the_request(aws, store, recorder):
+    job = submitted_job(store, output_format="JPG")
+    put_output(aws, job, image_bytes(1600, 1200, "PNG"))
+
+    recorder.record_success(job, RESULT, via="webhook")
+
+    record = store.get(JOB_ID)
+    assert (record["outputFormat"], record["outputContentType"]) == ("PNG", "image/png")
+    assert aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=job["outputKey"])["ContentType"] == "image/png"
+
+
 def test_success_leaves_a_correct_content_type_alone(aws, store, recorder, copies):
     job = submitted_job(store)
     put_output(aws, job, image_bytes(1600, 1200, "PNG"), ContentType="image/png")

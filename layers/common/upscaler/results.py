@@ -17,6 +17,7 @@ from upscaler.jobs import JobStatus, JobStore, TransitionRefused, iso, seconds_b
 from upscaler.models import OUTPUT_CONTENT_TYPES, TaskError, TaskResult
 from upscaler.storage import ObjectMissing, ObjectStore
 
+OUTPUT_FORMAT_OF = {"JPEG": "JPG", "PNG": "PNG", "WEBP": "WEBP"}
 OPEN_STATUSES = frozenset({JobStatus.CLAIMED, JobStatus.SUBMITTED})
 MAY_COMPLETE = OPEN_STATUSES | {JobStatus.TIMED_OUT}
 _ERROR_FIELDS = ("errorCode", "errorMessage", "errorParameter")
@@ -52,7 +53,8 @@ class ResultRecorder:
             return self._finish_failed(
                 job, TaskError("outputUnreadable", f"the uploaded output is not a readable image: {error}"), via=via
             )
-        expected_type = OUTPUT_CONTENT_TYPES.get(str(job.get("outputFormat")), header.content_type)
+        # The bytes decide the type and format recorded, whatever was asked for.
+        expected_type = header.content_type if header.supported else OUTPUT_CONTENT_TYPES[str(job["outputFormat"])]
         etag = output.etag
         if output.content_type != expected_type:
             # Runware's PUT carries no reliable Content-Type (it is not part of the signed URL).
@@ -65,7 +67,7 @@ class ResultRecorder:
             "outputSize": output.size,
             "outputContentType": expected_type,
             "outputETag": etag,
-            "outputFormat": job.get("outputFormat"),
+            "outputFormat": OUTPUT_FORMAT_OF.get(header.format, job.get("outputFormat")),
             "outputWidth": header.width,
             "outputHeight": header.height,
             "completedAt": iso(now),
