@@ -188,3 +188,17 @@ def test_real_runware_key_is_returned(aws):
     from upscaler.settings import read_runware_api_key
 
     assert read_runware_api_key("runware-api-key") == "test-runware-key"
+
+
+def test_jpeg_is_accepted_as_the_default_output_format(environment, monkeypatch):
+    monkeypatch.setenv("DEFAULT_OUTPUT_FORMAT", "jpeg")
+    assert Settings.from_environment().defaults.output_format == "JPG"
+
+
+def test_submitter_refuses_to_start_without_a_webhook_url(aws):
+    from dataclasses import replace
+
+    from upscaler.runtime import build_submitter
+
+    with pytest.raises(ConfigurationError, match="WEBHOOK_URL"):
+        build_submitter(replace(aws.settings, webhook_url=""))

@@ -18,7 +18,7 @@ from upscaler.jobs import JobStore
 from upscaler.reconciliation import Reconciler
 from upscaler.results import ResultRecorder
 from upscaler.runware import RunwareClient
-from upscaler.settings import Settings, get_settings, read_runware_api_key, read_secret
+from upscaler.settings import ConfigurationError, Settings, get_settings, read_runware_api_key, read_secret
 from upscaler.storage import ObjectStore, create_s3_client
 from upscaler.submission import Submitter
 from upscaler.webhook import WebhookReceiver
@@ -58,6 +58,8 @@ def _runware_client(settings: Settings) -> RunwareClient:
 
 def build_submitter(settings: Settings | None = None) -> Submitter:
     settings = settings or get_settings()
+    if not settings.webhook_url.startswith(("https://", "http://")):
+        raise ConfigurationError(f"WEBHOOK_URL must be the webhook endpoint's URL, got {settings.webhook_url!r}")
     return Submitter(
         settings,
         ObjectStore(create_s3_client()),

@@ -68,7 +68,7 @@ class Settings:
                 target_megapixels=number("DEFAULT_TARGET_MEGAPIXELS", base.target_megapixels),
                 enhance_details=flag("DEFAULT_ENHANCE_DETAILS", base.enhance_details),
                 realism=flag("DEFAULT_REALISM", base.realism),
-                output_format=env.get("DEFAULT_OUTPUT_FORMAT", base.output_format).strip().upper(),
+                output_format=env.get("DEFAULT_OUTPUT_FORMAT", "JPG").strip().upper().replace("JPEG", "JPG"),
                 output_quality=number("DEFAULT_OUTPUT_QUALITY", base.output_quality),
             )
         except ValueError as error:
