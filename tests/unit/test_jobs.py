@@ -8,8 +8,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from conftest import JOBS_TABLE
 
+from tests.conftest import JOBS_TABLE
 from upscaler.jobs import (
     STATUS_INDEX,
     TERMINAL_STATUSES,

@@ -14,9 +14,9 @@ from pathlib import Path
 import boto3
 import httpx
 import pytest
-from conftest import INBOX_BUCKET, JOBS_TABLE, OUTPUT_BUCKET, RUNWARE_KEY
 from PIL import Image
 
+from tests.conftest import INBOX_BUCKET, JOBS_TABLE, OUTPUT_BUCKET, RUNWARE_KEY
 from upscaler.jobs import JobStatus, JobStore, iso
 from upscaler.runware import RunwareClient
 from upscaler.settings import read_secret

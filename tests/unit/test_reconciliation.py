@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import INBOX_BUCKET, JOBS_TABLE, OUTPUT_BUCKET, RUNWARE_KEY, RUNWARE_URL
 from PIL import Image
 
+from tests.conftest import INBOX_BUCKET, JOBS_TABLE, OUTPUT_BUCKET, RUNWARE_KEY, RUNWARE_URL
 from upscaler.jobs import JobStatus, JobStore, iso
 from upscaler.reconciliation import POLL_BATCH_SIZE, Reconciler
 from upscaler.results import ResultRecorder

@@ -9,9 +9,9 @@ from decimal import Decimal
 from functools import cache
 
 import pytest
-from conftest import INBOX_BUCKET, JOBS_TABLE, OUTPUT_BUCKET
 from PIL import Image
 
+from tests.conftest import INBOX_BUCKET, JOBS_TABLE, OUTPUT_BUCKET
 from upscaler import results
 from upscaler.jobs import JobStatus, JobStore, iso
 from upscaler.models import TaskError, TaskResult

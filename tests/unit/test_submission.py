@@ -27,9 +27,9 @@ from urllib.parse import parse_qs, parse_qsl, quote, quote_plus, urlsplit
 
 import httpx
 import pytest
-from conftest import INBOX_BUCKET, OUTPUT_BUCKET, REGION, RUNWARE_KEY, WEBHOOK_KEY, WEBHOOK_URL
 from PIL import Image
 
+from tests.conftest import INBOX_BUCKET, OUTPUT_BUCKET, REGION, RUNWARE_KEY, WEBHOOK_KEY, WEBHOOK_URL
 from upscaler.jobs import JobStatus, JobStore, job_id_for
 from upscaler.models import MODEL_ID, is_uuid4
 from upscaler.runtime import build_submitter

@@ -17,9 +17,9 @@ from urllib.parse import unquote_plus, urlsplit
 
 import httpx
 import pytest
-from conftest import INBOX_BUCKET, RUNWARE_KEY
 from PIL import Image
 
+from tests.conftest import INBOX_BUCKET, RUNWARE_KEY
 from upscaler.jobs import job_id_for
 from upscaler.runware import RunwareClient, RunwareUnavailable
 from upscaler.settings import get_settings, read_secret

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 
 import pytest
-from conftest import INBOX_BUCKET, JOBS_TABLE, OUTPUT_BUCKET, WEBHOOK_KEY
 from PIL import Image
 
+from tests.conftest import INBOX_BUCKET, JOBS_TABLE, OUTPUT_BUCKET, WEBHOOK_KEY
 from upscaler.jobs import JobStatus, JobStore, iso
 from upscaler.results import ResultRecorder
 from upscaler.storage import ObjectStore

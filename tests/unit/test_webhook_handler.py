@@ -18,9 +18,18 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from conftest import INBOX_BUCKET, JOBS_TABLE, OUTPUT_BUCKET, REGION, RUNWARE_KEY, RUNWARE_URL, WEBHOOK_KEY, WEBHOOK_URL
 from PIL import Image
 
+from tests.conftest import (
+    INBOX_BUCKET,
+    JOBS_TABLE,
+    OUTPUT_BUCKET,
+    REGION,
+    RUNWARE_KEY,
+    RUNWARE_URL,
+    WEBHOOK_KEY,
+    WEBHOOK_URL,
+)
 from upscaler.jobs import JobStatus, JobStore, iso
 from upscaler.runware import RunwareClient
 from upscaler.storage import ObjectStore
