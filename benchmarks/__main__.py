@@ -1,0 +1,89 @@
+"""python -m benchmarks: measure, then write benchmarks/results/latest.md and latest.json.
+
+The sections run in this order: cold start (no services needed), then zero-copy, billed time and
+warm overhead against one local stack in this process, then throughput (a local stack per run,
+each in its own process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import report, suites
+from benchmarks.services import Services
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SECTIONS = ("cold_start", "zero_copy", "billed_time", "warm_overhead", "throughput")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--objects", type=int, default=200, help="objects through the stack for throughput (200)")
+    parser.add_argument("--throughput-runs", type=int, default=3, help="throughput runs (3)")
+    parser.add_argument("--cold-runs", type=int, default=10, help="fresh processes per cold-start variant (10)")
+    parser.add_argument("--small-runs", type=int, default=5, help="zero-copy runs with the 100 KB input (5)")
+    parser.add_argument("--large-runs", type=int, default=3, help="zero-copy runs with the 50 MB input (3)")
+    parser.add_argument("--images", type=int, default=5, help="images per handler for billed time (5)")
+    parser.add_argument("--latency", type=float, default=3.0, help="Runware latency for billed time, seconds (3)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: few repetitions, 20 objects (the report says so)"
+    )
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write latest.md and latest.json")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.objects, args.throughput_runs, args.cold_runs = 20, 1, 2
+        args.small_runs, args.large_runs, args.images = 1, 1, 2
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    wanted = set(args.only or SECTIONS)
+    started = time.perf_counter()
+    results: dict[str, Any] = {"machine": report.machine(), "arguments": {k: str(v) for k, v in vars(args).items()}}
+
+    def section(name: str, title: str) -> bool:
+        if name in wanted:
+            print(f"{title} ...", flush=True)
+        return name in wanted
+
+    if section("cold_start", "3. cold start"):
+        results["cold_start"] = suites.cold_start(runs=args.cold_runs, profile_runs=max(1, min(3, args.cold_runs)))
+    if wanted & {"zero_copy", "billed_time", "warm_overhead"}:
+        services = Services().start()
+        try:
+            if section("zero_copy", "1. zero-copy"):
+                sizes = [("100 KB", 100_000, args.small_runs), ("50 MB", 50_000_000, args.large_runs)]
+                results["zero_copy"] = suites.zero_copy(services, sizes)
+            if section("billed_time", "2. billed time"):
+                results["billed_time"] = suites.billed_time(services, args.images, args.latency)
+            if section("warm_overhead", "4. warm overhead"):
+                events = 2 if args.quick else 10
+                plan = [(1, events), (10, max(1, events // 2))]
+                results["warm_overhead"] = suites.warm_overhead(services, plan, tracing_modes=(False, True))
+        finally:
+            services.stop()
+    if section("throughput", "5. throughput"):
+        results["throughput"] = suites.throughput(args.objects, args.throughput_runs)
+
+    results["duration_seconds"] = time.perf_counter() - started
+    results["notes"] = report.findings(results)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    markdown = report.render(results)
+    (args.out / "latest.md").write_text(markdown + "\n")
+    print(markdown)
+    print(f"\nwritten: {args.out / 'latest.md'}, {args.out / 'latest.json'} ({results['duration_seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
