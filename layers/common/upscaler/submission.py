@@ -40,6 +40,8 @@ class SubmitOutcome:
 
 
 DUPLICATE = "DUPLICATE"
+# S3's limit on the length of a key, in UTF-8 bytes.
+MAX_KEY_BYTES = 1024
 
 
 class Submitter:
@@ -157,9 +159,16 @@ class Submitter:
 
     def output_key(self, source_key: str, job_id: str, options: UpscaleOptions) -> str:
         """<output prefix><key below the inbox prefix>.<job id prefix>.<ext>: unique per version and
-        per source name, so a.png and a.jpg (or two uploads of one key) never share an output."""
+        per source name, so a.png and a.jpg (or two uploads of one key) never share an output.
+
+        A source key near S3's length limit would make a longer output key, which S3 refuses (so
+        Runware's upload would fail): the source part is then cut short, at a character boundary.
+        """
         relative = source_key.removeprefix(self.settings.inbox_prefix) or posixpath.basename(source_key)
-        return f"{self.settings.output_prefix}{relative}.{job_id[:8]}.{options.output_extension}"
+        suffix = f".{job_id[:8]}.{options.output_extension}"
+        room = max(0, MAX_KEY_BYTES - len(f"{self.settings.output_prefix}{suffix}".encode()))
+        relative = relative.encode()[:room].decode(errors="ignore")
+        return f"{self.settings.output_prefix}{relative}{suffix}"
 
     def _task_for(self, job: Mapping[str, Any]) -> UpscaleTask:
         options = UpscaleOptions(
