@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from upscaler.jobs import JobStatus
 from upscaler.results import Recorded
-from upscaler.submission import DUPLICATE, SubmitOutcome
+
+if TYPE_CHECKING:
+    from upscaler.submission import SubmitOutcome
 
 _SUBMIT_METRICS = {
     JobStatus.SUBMITTED: "JobsSubmitted",
     JobStatus.REJECTED: "JobsRejected",
     JobStatus.FAILED: "JobsFailed",
-    DUPLICATE: "DuplicateDeliveries",
+    "DUPLICATE": "DuplicateDeliveries",  # upscaler.submission.DUPLICATE, not imported: the webhook never submits
 }
 _RESULT_METRICS = {
     JobStatus.COMPLETED: "JobsCompleted",

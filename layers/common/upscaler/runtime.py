@@ -9,19 +9,22 @@ from __future__ import annotations
 import os
 import time
 from functools import partial
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import boto3
 from botocore.config import Config
 
 from upscaler.jobs import JobStore
-from upscaler.reconciliation import Reconciler
-from upscaler.results import ResultRecorder
-from upscaler.runware import RunwareClient
 from upscaler.settings import ConfigurationError, Settings, get_settings, read_runware_api_key, read_secret
 from upscaler.storage import ObjectStore, create_s3_client
-from upscaler.submission import Submitter
-from upscaler.webhook import WebhookReceiver
+
+# Each builder imports only what its function uses, so no function pays at cold start for the
+# modules of another (the webhook never loads the Runware client and httpx).
+if TYPE_CHECKING:
+    from upscaler.reconciliation import Reconciler
+    from upscaler.runware import RunwareClient
+    from upscaler.submission import Submitter
+    from upscaler.webhook import WebhookReceiver
 
 # Seconds kept back from the invocation's remaining time, so retries never run into the timeout.
 DEADLINE_MARGIN_SECONDS = 5.0
@@ -48,6 +51,8 @@ def _job_store(settings: Settings) -> JobStore:
 
 
 def _runware_client(settings: Settings) -> RunwareClient:
+    from upscaler.runware import RunwareClient
+
     return RunwareClient(
         settings.runware_api_url,
         partial(read_runware_api_key, settings.runware_api_key_secret),
@@ -57,6 +62,8 @@ def _runware_client(settings: Settings) -> RunwareClient:
 
 
 def build_submitter(settings: Settings | None = None) -> Submitter:
+    from upscaler.submission import Submitter
+
     settings = settings or get_settings()
     if not settings.webhook_url.startswith(("https://", "http://")):
         raise ConfigurationError(f"WEBHOOK_URL must be the webhook endpoint's URL, got {settings.webhook_url!r}")
@@ -70,6 +77,9 @@ def build_submitter(settings: Settings | None = None) -> Submitter:
 
 
 def build_webhook_receiver(settings: Settings | None = None) -> WebhookReceiver:
+    from upscaler.results import ResultRecorder
+    from upscaler.webhook import WebhookReceiver
+
     settings = settings or get_settings()
     jobs = _job_store(settings)
     recorder = ResultRecorder(ObjectStore(create_s3_client()), jobs)
@@ -77,6 +87,9 @@ def build_webhook_receiver(settings: Settings | None = None) -> WebhookReceiver:
 
 
 def build_reconciler(settings: Settings | None = None) -> Reconciler:
+    from upscaler.reconciliation import Reconciler
+    from upscaler.results import ResultRecorder
+
     settings = settings or get_settings()
     jobs = _job_store(settings)
     return Reconciler(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -63,17 +64,28 @@ class RunwareClient:
     ) -> None:
         self.api_url = api_url
         self._api_key = api_key
-        # One pool per container: connections stay open across warm invocations.
-        self._http = http or httpx.Client(
-            timeout=httpx.Timeout(timeout_seconds, connect=5.0),
-            limits=httpx.Limits(max_connections=10, max_keepalive_connections=5),
-        )
+        self._http = http
+        self._http_lock = threading.Lock()
+        self._timeout_seconds = timeout_seconds
         self.max_attempts = max_attempts
         self.backoff_base_seconds = backoff_base_seconds
         self.backoff_max_seconds = backoff_max_seconds
         self._sleep = sleep
         self._rng = rng or random.Random()
         self.requests_sent = 0
+
+    @property
+    def http(self) -> httpx.Client:
+        """One connection pool per container, kept across warm invocations. Made on first use: its
+        TLS context costs tens of milliseconds, which a reconcile run with nothing to poll never needs."""
+        if self._http is None:
+            with self._http_lock:
+                if self._http is None:
+                    self._http = httpx.Client(
+                        timeout=httpx.Timeout(self._timeout_seconds, connect=5.0),
+                        limits=httpx.Limits(max_connections=10, max_keepalive_connections=5),
+                    )
+        return self._http
 
     def send(self, tasks: Sequence[Mapping[str, Any]], *, deadline: float | None = None) -> BatchResponse:
         """POST the tasks in one request; retry transient failures until `deadline` (monotonic)."""
@@ -85,7 +97,7 @@ class RunwareClient:
             retry_after: float | None = None
             try:
                 self.requests_sent += 1
-                response = self._http.post(
+                response = self.http.post(
                     self.api_url,
                     content=body,
                     headers={
