@@ -164,17 +164,23 @@ def findings(results: dict[str, Any]) -> list[str]:
             "either way."
         )
         notes.append(
-            f"`httpx.Client()` takes {ms(active, 'httpx.Client() as the Runware client makes it'):.0f} ms at "
-            "import in submit and reconcile (it builds an SSL context from certifi's CA bundle); reconcile uses "
-            "it only when it finds stale jobs. Creating it on first use would take it out of those cold starts."
+            f"`httpx.Client()` ({ms(active, 'httpx.Client() as the Runware client makes it'):.0f} ms: an SSL "
+            "context from certifi's CA bundle) is made on first use, so it is not in these figures: submit pays "
+            "it in its first invocation, reconcile only when a run finds stale jobs to poll."
         )
-        webhook = cold["import_profiles"].get("webhook (tracing active)", {})
-        httpx_ms = webhook.get("httpx, httpcore, h11, anyio, idna, certifi", 0.0)
-        if httpx_ms > 0.5:
+        webhook_profiles = cold["import_profiles"]
+        httpx_group = "httpx, httpcore, h11, anyio, idna, certifi"
+        traced = webhook_profiles.get("webhook (tracing active)", {}).get(httpx_group, 0.0)
+        untraced = webhook_profiles.get("webhook (tracing disabled)", {}).get(httpx_group, 0.0)
+        if traced > 0.5:
+            cause = (
+                "only because Tracer patches every library it supports"
+                if untraced <= 0.5
+                else "through its own imports as well as Tracer's patching"
+            )
             notes.append(
-                f"The webhook function imports httpx ({httpx_ms:.0f} ms of import self-time) without ever calling "
-                "Runware: `upscaler.job_metrics` imports `upscaler.submission` for two names, and "
-                "`upscaler.runtime` imports the modules of all three builders at its top. It also pays "
+                f"The webhook function never calls Runware but loads httpx ({traced:.0f} ms of import self-time) "
+                f"with tracing active, {cause}. It also pays "
                 f"{ms(active, 'import the event handler (webhook only)'):.0f} ms for `APIGatewayHttpResolver`."
             )
         notes.append(
