@@ -36,7 +36,7 @@ from upscaler.runtime import build_submitter
 from upscaler.runware import RunwareClient, RunwareUnavailable
 from upscaler.settings import Settings, read_secret
 from upscaler.storage import HEADER_FIRST_READ_BYTES, HEADER_MAX_BYTES, ObjectStore, create_s3_client
-from upscaler.submission import DUPLICATE, Submitter
+from upscaler.submission import DUPLICATE, Submitter, TasksNotAcknowledged
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 TASK_FIELDS = {
@@ -766,6 +766,41 @@ def test_answers_are_matched_by_task_uuid_not_position(aws, submitter, runware):
     ]
     statuses = {o.source_key: submitter.jobs.get(o.job_id)["status"] for o in outcomes}
     assert statuses == {"inbox/m/0.jpg": "SUBMITTED", "inbox/m/1.jpg": "FAILED", "inbox/m/2.jpg": "SUBMITTED"}
+
+
+def test_tasks_a_refused_request_says_nothing_about_stay_claimed_and_are_sent_again(aws, submitter, runware):
+    records = [upload(aws, f"inbox/silent/{n}.jpg", jpeg(300 + n, 200)) for n in range(2)]
+
+    def refuse_naming_only_the_first(tasks: list[dict]) -> httpx.Response:
+        error = {"code": "invalidImage", "message": "unreadable input", "taskUUID": tasks[0]["taskUUID"]}
+        return httpx.Response(400, json={"errors": [error]})
+
+    runware.script = [refuse_naming_only_the_first]
+    with pytest.raises(TasksNotAcknowledged):
+        submitter.submit_event(event(*records))
+    first, second = (job_id_for(INBOX_BUCKET, f"inbox/silent/{n}.jpg", r["s3"]["object"]["versionId"])
+                     for n, r in enumerate(records))  # fmt: skip
+    assert submitter.jobs.get(first)["status"] == "FAILED"
+    assert submitter.jobs.get(second)["status"] == "CLAIMED"
+
+    retried = submitter.submit_event(event(*records))
+
+    assert [task["taskUUID"] for task in runware.batches[-1]] == [second]
+    assert {(o.job_id, o.status) for o in retried} == {(first, DUPLICATE), (second, JobStatus.SUBMITTED)}
+
+
+def test_a_rejection_keeps_what_was_learnt_about_the_input(aws, submitter, runware):
+    record = upload(aws, "inbox/big/already.jpg", jpeg(2600, 1700))
+    (outcome,) = submitter.submit_event(event(record))
+    job = submitter.jobs.get(outcome.job_id)
+    assert (job["status"], job["errorCode"]) == ("REJECTED", "alreadyAtTarget")
+    assert (job["inputFormat"], job["inputWidth"], job["inputHeight"], job["targetMegapixels"]) == (
+        "JPEG",
+        2600,
+        1700,
+        4,
+    )
+    assert runware.requests == []
 
 
 # --- awkward keys and output names --------------------------------------------------------------

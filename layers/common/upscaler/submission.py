@@ -11,7 +11,7 @@ from __future__ import annotations
 import posixpath
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from upscaler.image_header import UnreadableImage
@@ -28,6 +28,7 @@ from upscaler.tokens import webhook_url_for
 class Rejection:
     code: str
     message: str
+    known: dict[str, Any] = field(default_factory=dict)  # what was learnt about the input before refusing it
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,16 @@ class SubmitOutcome:
 
 
 DUPLICATE = "DUPLICATE"
+
+
+class TasksNotAcknowledged(Exception):
+    """Runware refused a request without saying anything about some of its tasks."""
+
+    def __init__(self, task_uuids: list[str], status_code: int) -> None:
+        super().__init__(f"HTTP {status_code} left {len(task_uuids)} task(s) unanswered: {', '.join(task_uuids)}")
+        self.task_uuids = task_uuids
+
+
 # S3's limit on the length of a key, in UTF-8 bytes.
 MAX_KEY_BYTES = 1024
 
@@ -84,7 +95,7 @@ class Submitter:
         job = self._job_fields(job_id, source)
         inspected = self._inspect(source, job_id)
         if isinstance(inspected, Rejection):
-            job.update(errorCode=inspected.code, errorMessage=inspected.message)
+            job.update(inspected.known, errorCode=inspected.code, errorMessage=inspected.message)
             try:
                 self.jobs.create(job, JobStatus.REJECTED)
             except TransitionRefused:
@@ -132,12 +143,22 @@ class Submitter:
         except UnreadableImage as error:
             return Rejection("notAnImage", f"{error}")
         if not header.supported:
-            return Rejection("unsupportedFormat", f"{header.format} is not supported; use JPEG, PNG or WEBP")
+            return Rejection(
+                "unsupportedFormat",
+                f"{header.format} is not supported; use JPEG, PNG or WEBP",
+                {"inputFormat": header.format},
+            )
         if header.pixels >= options.target_pixels:
             return Rejection(
                 "alreadyAtTarget",
                 f"the image is {header.width}x{header.height} ({header.pixels / 1e6:.2f} MP), already at or "
                 f"above the target of {options.target_megapixels} MP",
+                {
+                    "inputFormat": header.format,
+                    "inputWidth": header.width,
+                    "inputHeight": header.height,
+                    "targetMegapixels": options.target_megapixels,
+                },
             )
         return {
             "sourceVersionId": info.version_id,
@@ -202,12 +223,19 @@ class Submitter:
         response = self.runware.send([task.to_json() for _, task in pending], deadline=deadline)
         request_ms = int((time.monotonic() - started) * 1000)
         outcomes = []
+        unanswered = []
         for job, task in pending:
             error = response.error_for(task.task_uuid)
-            if error is None or is_duplicate_task(error):
-                outcomes.append(self._mark_submitted(job, request_ms))
-            else:
+            if error is not None and not is_duplicate_task(error):
                 outcomes.append(self._mark_failed(job, error))
+            elif error is None and response.status_code >= 400 and task.task_uuid not in response.items:
+                # A refused request that names other tasks says nothing of this one: it may not have
+                # been accepted, so it stays CLAIMED and the retried invocation sends it again.
+                unanswered.append(task.task_uuid)
+            else:
+                outcomes.append(self._mark_submitted(job, request_ms))
+        if unanswered:
+            raise TasksNotAcknowledged(unanswered, response.status_code)
         return outcomes
 
     def _mark_submitted(self, job: Mapping[str, Any], request_ms: int) -> SubmitOutcome:
