@@ -19,6 +19,7 @@ import os
 import secrets
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -287,6 +288,8 @@ class LocalStack:
 
     def _configure_functions(self) -> None:
         assert self.emulator is not None and self.gateway is not None
+        # Metrics are not published locally, so Powertools' "nothing to publish" warning is noise.
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
         self.resolver.parameter_overrides.setdefault("RunwareApiUrl", self.emulator.url)
         environment: dict[str, str] = {}
         for spec in self.functions_spec.values():

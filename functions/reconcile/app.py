@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from upscaler.job_metrics import add_result_metrics
+from upscaler.job_metrics import add_reconcile_metrics
 from upscaler.runtime import build_reconciler, deadline_for
 
 logger = Logger()
@@ -22,6 +22,8 @@ reconciler = build_reconciler()
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     report = reconciler.run(deadline=deadline_for(context))
     counts = report.counts()
-    logger.info("reconcile run", extra={**counts, "runwareUnavailable": report.runware_unavailable})
-    add_result_metrics(metrics, report.recorded)
+    # A quiet run (nothing stale) is the usual case every few minutes: keep it out of INFO logs.
+    log = logger.info if report.examined or report.runware_unavailable else logger.debug
+    log("reconcile run", extra={**counts, "runwareUnavailable": report.runware_unavailable})
+    add_reconcile_metrics(metrics, report)
     return counts

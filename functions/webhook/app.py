@@ -10,7 +10,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from upscaler.job_metrics import add_result_metrics
+from upscaler.job_metrics import add_webhook_metrics
 from upscaler.runtime import build_webhook_receiver
 
 logger = Logger()
@@ -26,7 +26,7 @@ def receive_result() -> Response:
     query = event.query_string_parameters or {}
     reply = receiver.receive(query.get("job"), query.get("token"), _raw_body(event.body, event.is_base64_encoded))
     logger.info("webhook answered", extra={"jobId": query.get("job"), "statusCode": reply.status_code})
-    add_result_metrics(metrics, reply.recorded)
+    add_webhook_metrics(metrics, reply)
     return Response(reply.status_code, "application/json", json.dumps(reply.body))
 
 

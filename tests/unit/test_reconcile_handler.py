@@ -193,6 +193,7 @@ def test_scheduled_run_completes_fails_and_times_out_without_scanning(
     assert completed["resultVia"] == "reconcile"
     metrics = emitted_metrics(capsys.readouterr().out)
     assert (metrics["JobsCompleted"], metrics["JobsFailed"], metrics["JobsTimedOut"]) == (1, 1, 1)
+    assert metrics["StaleJobsExamined"] == counts["examined"] == 4
     assert metrics["CostUSD"] == pytest.approx(0.0052)
     assert metrics["EndToEndLatency"] >= 30 * 60
 

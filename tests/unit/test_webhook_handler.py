@@ -189,7 +189,14 @@ def test_error_emits_a_failed_metric(handler, job, capsys):
     invoke(handler, sample_event("webhook-error-bare.json"))
 
     metrics = emitted_metrics(capsys.readouterr().out)
-    assert metrics == {"JobsFailed": 1}
+    assert metrics == {"JobsFailed": 1, "WebhookAnswers2xx": 1}
+
+
+def test_a_forged_request_is_counted_as_a_4xx_answer(handler, job, capsys):
+    invoke(handler, sample_event("webhook-bad-token.json"))
+
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert metrics == {"WebhookAnswers4xx": 1}
 
 
 def test_bad_token_event_answers_401_and_writes_nothing(aws, handler, store, output):

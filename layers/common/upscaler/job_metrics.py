@@ -12,7 +12,9 @@ from upscaler.jobs import JobStatus
 from upscaler.results import Recorded
 
 if TYPE_CHECKING:
+    from upscaler.reconciliation import ReconcileReport
     from upscaler.submission import SubmitOutcome
+    from upscaler.webhook import WebhookReply
 
 _SUBMIT_METRICS = {
     JobStatus.SUBMITTED: "JobsSubmitted",
@@ -49,3 +51,15 @@ def add_result_metrics(metrics: Metrics, recorded: Iterable[Recorded]) -> None:
                 metrics.add_metric(
                     name="EndToEndLatency", unit=MetricUnit.Seconds, value=float(item.job["totalSeconds"])
                 )
+
+
+def add_webhook_metrics(metrics: Metrics, reply: WebhookReply) -> None:
+    """Answers by class (forged or malformed requests show as 4xx), then what was recorded."""
+    metrics.add_metric(name=f"WebhookAnswers{reply.status_code // 100}xx", unit=MetricUnit.Count, value=1)
+    add_result_metrics(metrics, reply.recorded)
+
+
+def add_reconcile_metrics(metrics: Metrics, report: ReconcileReport) -> None:
+    """Stale jobs examined (zero on a quiet run, so every run publishes), then what was recorded."""
+    metrics.add_metric(name="StaleJobsExamined", unit=MetricUnit.Count, value=report.examined)
+    add_result_metrics(metrics, report.recorded)
