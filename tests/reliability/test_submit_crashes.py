@@ -1,0 +1,200 @@
+"""The submit function dying between its steps, and S3 delivering one upload several times.
+
+A crash is an exception raised from inside the running handler (wrapped around one of the submit
+module's objects) for a share of the jobs, once each: the stack's Lambda-like runner then retries
+the invocation as Lambda does. The retry must get the object submitted under the same taskUUID.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+from urllib.parse import unquote_plus
+
+import pytest
+
+from local.runware_emulator import FaultConfig
+from local.stack import LocalStack
+from tests.reliability.harness import (
+    Drop,
+    Dropped,
+    aws,
+    image_bytes,
+    jobs_by_key,
+    run_scenario,
+    scaled,
+    sent_tasks,
+)
+
+SMALL = {"target-megapixels": "1"}
+CRASH_SHARE = 0.5
+
+
+class Crash(RuntimeError):
+    """Stands in for the function's runtime dying at this point of an invocation."""
+
+
+class CrashOnce:
+    """Decides, per job, whether to crash: for about CRASH_SHARE of the jobs, the first time only."""
+
+    def __init__(self) -> None:
+        self.crashed: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, job_id: str) -> bool:
+        share = int(hashlib.sha256(job_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        if share >= CRASH_SHARE:
+            return False
+        with self._lock:
+            if job_id in self.crashed:
+                return False
+            self.crashed.add(job_id)
+            return True
+
+
+def upscale_ids(tasks: Any) -> list[str]:
+    return [str(task["taskUUID"]) for task in tasks if task.get("taskType") == "upscale"]
+
+
+def crash_after_claim(submitter: Any, crash: CrashOnce, monkeypatch: pytest.MonkeyPatch) -> None:
+    create = submitter.jobs.create
+
+    def create_then_crash(job: dict[str, Any], status: Any, now: Any = None) -> None:
+        create(job, status, now)
+        if status == "CLAIMED" and crash(job["jobId"]):
+            raise Crash("after the claim")
+
+    monkeypatch.setattr(submitter.jobs, "create", create_then_crash)
+
+
+def crash_before_runware(submitter: Any, crash: CrashOnce, monkeypatch: pytest.MonkeyPatch) -> None:
+    send = submitter.runware.send
+
+    def crash_then_send(tasks: Any, *, deadline: float | None = None) -> Any:
+        if any([crash(task_id) for task_id in upscale_ids(tasks)]):
+            raise Crash("before the Runware call")
+        return send(tasks, deadline=deadline)
+
+    monkeypatch.setattr(submitter.runware, "send", crash_then_send)
+
+
+def crash_after_runware(submitter: Any, crash: CrashOnce, monkeypatch: pytest.MonkeyPatch) -> None:
+    send = submitter.runware.send
+
+    def send_then_crash(tasks: Any, *, deadline: float | None = None) -> Any:
+        response = send(tasks, deadline=deadline)
+        if any([crash(task_id) for task_id in upscale_ids(tasks)]):
+            raise Crash("after the Runware call")
+        return response
+
+    monkeypatch.setattr(submitter.runware, "send", send_then_crash)
+
+
+def crash_before_recording(submitter: Any, crash: CrashOnce, monkeypatch: pytest.MonkeyPatch) -> None:
+    transition = submitter.jobs.transition
+
+    def crash_then_transition(job_id: str, allowed_from: Any, to: Any, *args: Any, **kwargs: Any) -> Any:
+        if to == "SUBMITTED" and crash(job_id):
+            raise Crash("before recording the submission")
+        return transition(job_id, allowed_from, to, *args, **kwargs)
+
+    monkeypatch.setattr(submitter.jobs, "transition", crash_then_transition)
+
+
+CRASH_POINTS: dict[str, tuple[Callable[[Any, CrashOnce, pytest.MonkeyPatch], None], set[int]]] = {
+    # crash point: (how to inject it, how many times a crashed job's task may reach Runware)
+    "after the claim": (crash_after_claim, {1}),
+    "before the Runware call": (crash_before_runware, {1}),
+    # The retry sends the same taskUUID again (Runware answers it is a duplicate), unless the result
+    # came first and the retry finds the job already finished.
+    "after the Runware call": (crash_after_runware, {1, 2}),
+    "before recording the submission": (crash_before_recording, {1, 2}),
+}
+
+
+@pytest.mark.parametrize("point", list(CRASH_POINTS))
+def test_submit_dying_between_steps_still_submits_once(
+    stack: LocalStack, point: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inject, allowed_sends = CRASH_POINTS[point]
+    assert stack.emulator is not None
+    # Tasks outlast the retry delay, so a retry usually finds the job still open and sends again.
+    stack.emulator.faults = FaultConfig(latency_seconds=1.5)
+    submit = stack.functions["SubmitFunction"]
+    crash = CrashOnce()
+    inject(submit.module.submitter, crash, monkeypatch)
+    errors_before = submit.errors
+    prefix = f"rel-crash-{point.replace(' ', '-').lower()}/"
+    drops = [Drop(f"{index:04d}.jpg", image_bytes(180, 140, shade=index), SMALL) for index in range(scaled(8, 30))]
+
+    row, _ = run_scenario(stack, f"submit dies {point}", prefix, drops)
+
+    assert crash.crashed, "no invocation crashed: the scenario tested nothing"
+    assert submit.errors > errors_before  # the crashes reached the runner, which retried them
+    assert row.completed == row.objects
+    accepted = stack.emulator.tasks
+    sends = {ids[0]: len(ids) for ids in sent_tasks(stack, prefix).values()}
+    for job in jobs_by_key(stack, prefix).values():
+        assert job["jobId"] in accepted, job
+        expected = allowed_sends if job["jobId"] in crash.crashed else {1}
+        assert sends[job["jobId"]] in expected, (job["sourceKey"], sends[job["jobId"]])
+    if 2 in allowed_sends:
+        # The repeat was sent under the same taskUUID, and recognised as a duplicate by Runware.
+        assert any(sends[job_id] == 2 for job_id in crash.crashed), sends
+
+
+def test_duplicate_s3_deliveries_make_one_job_and_one_task(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each notification is delivered 3-4 times: the original, 1-2 copies of the same message put
+    back on the invocation queue, and one direct invocation running at the same time."""
+    submit = stack.functions["SubmitFunction"]
+    original_invoke = submit.invoke
+    prefix = "rel-duplicates/"
+    key_prefix = stack.names["inbox_prefix"] + prefix
+    sqs = aws(stack, "sqs")
+    deliveries: Counter[str] = Counter()
+    copied: set[str] = set()
+    lock = threading.Lock()
+    pool = ThreadPoolExecutor(4, thread_name_prefix="duplicate-delivery")
+    concurrent: list[Future[Any]] = []
+
+    def duplicating_invoke(event: dict[str, Any]) -> Any:
+        records = event.get("Records") or [{}]
+        key = str(records[0].get("s3", {}).get("object", {}).get("key", ""))
+        if unquote_plus(key).startswith(key_prefix):
+            with lock:
+                deliveries[key] += 1
+                first = key not in copied
+                copied.add(key)
+            if first:
+                for _ in range(1 + len(copied) % 2):
+                    sqs.send_message(QueueUrl=stack.invocation_queue_url, MessageBody=json.dumps(event))
+                concurrent.append(pool.submit(original_invoke, json.loads(json.dumps(event))))
+        return original_invoke(event)
+
+    monkeypatch.setattr(submit, "invoke", duplicating_invoke)
+    drops = [Drop(f"{index:04d}.jpg", image_bytes(150, 150, shade=index), SMALL) for index in range(scaled(12, 40))]
+
+    def join_direct_invocations(_: list[Dropped]) -> None:
+        # Wait until every original delivery has spawned its copies, then for the direct calls.
+        deadline = time.monotonic() + 60
+        while len(copied) < len(drops) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for future in list(concurrent):
+            future.result(timeout=60)
+
+    try:
+        row, _ = run_scenario(stack, "S3 event delivered 3-4 times", prefix, drops, during=join_direct_invocations)
+    finally:
+        pool.shutdown(wait=True)
+
+    assert row.completed == row.objects
+    assert len(deliveries) == len(drops)
+    # Through the queue: the original and its 1-2 copies; plus one direct invocation each.
+    assert all(count in (2, 3) for count in deliveries.values()), deliveries
+    assert len(concurrent) == len(drops)
