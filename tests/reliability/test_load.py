@@ -15,8 +15,8 @@ def test_load_with_a_saturated_provider_loses_nothing(stack: LocalStack) -> None
     assert stack.emulator is not None
     emulator = stack.emulator
     count = scaled(300, 1000)
-    # Two workers at 0.25 s a task serve fewer tasks a second than the submit function sends.
-    emulator.faults = FaultConfig(latency_seconds=0.25, latency_jitter_seconds=0.05)
+    # Two workers, each task held 0.1-0.15 s on top of the real work: fewer tasks a second than are submitted.
+    emulator.faults = FaultConfig(latency_seconds=0.1, latency_jitter_seconds=0.05)
     bodies = [image_bytes(128 + 16 * (index % 5), 96 + 8 * (index % 3), shade=index) for index in range(15)]
     drops = [Drop(f"{index // 100:02d}/{index:05d}.jpg", bodies[index % len(bodies)], SMALL) for index in range(count)]
     peak_busy = 0
@@ -42,6 +42,7 @@ def test_load_with_a_saturated_provider_loses_nothing(stack: LocalStack) -> None
         stop.set()
         watcher.join()
 
+    row.scenario += f", Runware busy with up to {peak_busy} tasks and webhooks"
     late = sum(1 for job in jobs_by_key(stack, "rel-load/").values() if job.get("lateResult"))
     if late:
         row.scenario += f" ({late} timed out in the queue, then completed late)"
