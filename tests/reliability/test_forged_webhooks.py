@@ -132,7 +132,9 @@ def test_forged_webhooks_are_refused_and_write_nothing(stack: LocalStack) -> Non
     assert all(job["status"] == "SUBMITTED" for job in jobs.values())
 
     problems = [f"while open: {problem}" for problem in forge_all(stack, prefix, first, second)]
-    assert all(job["status"] == "SUBMITTED" for job in jobs_by_key(stack, prefix).values()), "forging took too long"
+    if not problems:
+        still_open = all(job["status"] == "SUBMITTED" for job in jobs_by_key(stack, prefix).values())
+        assert still_open, "the tasks finished while the forgeries were sent: the first round tested no open job"
 
     stack.emulator.faults = FaultConfig()
     settled = settle(stack, prefix, dropped, timeout=60)
