@@ -382,8 +382,13 @@ class LocalStack:
                     self._in_flight += 1
                 try:
                     self._invoke_submit(sqs, message)
-                finally:
+                except Exception:
+                    # The runner itself failed (not the function): leave the message to reappear after
+                    # its visibility timeout, as Lambda's own queue would, and keep this poller alive.
+                    logger.exception("handling invocation %s failed; it will be retried", message.get("MessageId"))
+                else:
                     sqs.delete_message(QueueUrl=self.invocation_queue_url, ReceiptHandle=message["ReceiptHandle"])
+                finally:
                     with self._in_flight_lock:
                         self._in_flight -= 1
 
