@@ -11,7 +11,7 @@ from upscaler.job_metrics import add_reconcile_metrics
 from upscaler.runtime import build_reconciler, deadline_for
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=["botocore", "httpx"])  # the calls this function makes; patching all costs cold start
 metrics = Metrics()
 reconciler = build_reconciler()
 

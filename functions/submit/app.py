@@ -12,7 +12,7 @@ from upscaler.job_metrics import add_submit_metrics
 from upscaler.runtime import build_submitter, deadline_for
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=["botocore", "httpx"])  # the calls this function makes; patching all costs cold start
 metrics = Metrics()
 submitter = build_submitter()
 

@@ -14,7 +14,7 @@ from upscaler.job_metrics import add_webhook_metrics
 from upscaler.runtime import build_webhook_receiver
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=["botocore"])  # its only outgoing calls; patching all costs cold start
 metrics = Metrics()
 app = APIGatewayHttpResolver()
 receiver = build_webhook_receiver()
