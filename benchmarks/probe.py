@@ -4,7 +4,7 @@
         Import a handler module the way Lambda's runtime does (its folder and the layer on
         sys.path) and report the time it took. Nothing else is imported first.
     python -m benchmarks.probe init-steps [<path> ...]
-        The same, step by step: boto3, its clients, Powertools, Tracer(), httpx, our library.
+        The same, step by step: boto3, its clients, Powertools, httpx, Tracer() as submit makes it, our library.
     python -m benchmarks.probe zero-copy|billed|warm   (a JSON spec on stdin)
         Load a handler, then invoke it on the events of the spec and report what it cost.
 
@@ -96,11 +96,11 @@ def init_steps(search_path: list[str]) -> dict[str, object]:
     lap("import aws_lambda_powertools")
     Logger(), Metrics()
     lap("Logger() and Metrics()")
-    Tracer()
-    lap("Tracer()")
     import httpx
 
-    lap("import httpx (if Tracer() did not)")
+    lap("import httpx")
+    Tracer(patch_modules=["botocore", "httpx"])
+    lap("Tracer()")
     httpx.Client(timeout=httpx.Timeout(20.0, connect=5.0), limits=httpx.Limits(max_connections=10))
     lap("httpx.Client() as the Runware client makes it")
     import upscaler.job_metrics
