@@ -6,7 +6,6 @@ read on first use and cached.
 
 from __future__ import annotations
 
-import os
 import time
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
@@ -15,7 +14,7 @@ import boto3
 from botocore.config import Config
 
 from upscaler.jobs import JobStore
-from upscaler.settings import ConfigurationError, Settings, get_settings, read_runware_api_key, read_secret
+from upscaler.settings import ConfigurationError, Settings, aws_region, get_settings, read_runware_api_key, read_secret
 from upscaler.storage import ObjectStore, create_s3_client
 
 # Each builder imports only what its function uses, so no function pays at cold start for the
@@ -42,7 +41,7 @@ def deadline_for(context: HasRemainingTime | None, margin: float = DEADLINE_MARG
 
 
 def _dynamodb_client() -> Any:
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    region = aws_region()
     return boto3.client("dynamodb", region_name=region, config=Config(retries={"mode": "standard"}))
 
 

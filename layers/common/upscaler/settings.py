@@ -95,6 +95,11 @@ class Settings:
         )
 
 
+def aws_region() -> str:
+    """The function's region (Lambda sets AWS_REGION), which is also its buckets' and table's."""
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
 @cache
 def get_settings() -> Settings:
     """The container's settings, read on first use and kept for warm invocations."""

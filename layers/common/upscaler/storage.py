@@ -15,6 +15,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from upscaler.image_header import ImageHeader, NeedMoreBytes, UnreadableImage, read_image_header
+from upscaler.settings import aws_region
 
 # Most headers fit in the first 64 KiB; JPEGs with large EXIF/ICC segments can need more.
 HEADER_FIRST_READ_BYTES = 64 * 1024
@@ -42,7 +43,7 @@ def create_s3_client() -> Any:
     Presigned URLs name the regional endpoint explicitly: botocore would otherwise sign for the
     region but point at the global host, which answers with a redirect for buckets elsewhere.
     """
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    region = aws_region()
     custom_endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     return boto3.client(
         "s3",
