@@ -318,7 +318,8 @@ def test_the_exact_task_sent_for_an_object(aws, submitter, runware):
     job = submitter.jobs.get(job_id)
     output_key = job["outputKey"]
     assert output_key == f"upscaled/photos/cat.jpg.{job_id[:8]}.jpg"
-    put_params = assert_presigned(task["uploadEndpoint"], "PUT", OUTPUT_BUCKET, output_key, expiry)
+    # Runware uploads to a staging key that nothing else reads; the result is published from there.
+    put_params = assert_presigned(task["uploadEndpoint"], "PUT", OUTPUT_BUCKET, f"staging/{job_id}", expiry)
     assert "versionId" not in put_params
     assert "content-type" not in task["uploadEndpoint"].lower()
 
@@ -374,8 +375,8 @@ def test_upload_endpoint_takes_a_put_with_any_content_type(aws, submitter, runwa
         task["uploadEndpoint"], data=b"upscaled bytes", headers={"Content-Type": "image/png"}, timeout=5
     )
     assert response.status_code == 200
-    output_key = submitter.jobs.get(task["taskUUID"])["outputKey"]
-    assert aws.s3.get_object(Bucket=OUTPUT_BUCKET, Key=output_key)["Body"].read() == b"upscaled bytes"
+    staged_key = f"staging/{task['taskUUID']}"
+    assert aws.s3.get_object(Bucket=OUTPUT_BUCKET, Key=staged_key)["Body"].read() == b"upscaled bytes"
 
 
 # --- one request per event ----------------------------------------------------------------------
@@ -503,7 +504,7 @@ def test_a_claimed_job_written_before_a_crash_is_submitted_as_claimed(aws, submi
     assert task["taskUUID"] == job_id
     # The claim's own request is sent, not one re-derived from today's defaults.
     assert (task["targetMegapixels"], task["settings"]["enhanceDetails"], task["outputFormat"]) == (6, True, "PNG")
-    assert urlsplit(task["uploadEndpoint"]).path == "/" + claimed["outputKey"]
+    assert urlsplit(task["uploadEndpoint"]).path == f"/staging/{claimed['jobId']}"
     assert parse_qs(urlsplit(task["inputs"]["image"]).query)["versionId"] == [obj["versionId"]]
     assert jobs.get(job_id)["status"] == "SUBMITTED"
 
@@ -649,7 +650,7 @@ def test_valid_overrides_change_the_task(aws, submitter, runware):
     job = submitter.jobs.get(outcome.job_id)
     assert job["outputKey"].endswith(".png")
     assert job["outputContentType"] == "image/png"
-    assert urlsplit(task["uploadEndpoint"]).path == "/" + job["outputKey"]
+    assert urlsplit(task["uploadEndpoint"]).path == f"/staging/{job['jobId']}"
     assert (job["targetMegapixels"], job["enhanceDetails"], job["realism"]) == (8, True, True)
 
 
@@ -836,7 +837,7 @@ def test_awkward_keys_round_trip(aws, submitter, runware, loopback_only):
         assert sigv4_signature_is_valid(image_url, "GET"), key
         assert requests.get(image_url, timeout=5).content == bodies[key], key
         assert job["outputKey"] == f"upscaled/{key.removeprefix('inbox/')}.{outcome.job_id[:8]}.jpg"
-        assert urlsplit(task["uploadEndpoint"]).path == "/" + quote(job["outputKey"], safe="/")
+        assert urlsplit(task["uploadEndpoint"]).path == f"/staging/{job['jobId']}"
         assert sigv4_signature_is_valid(task["uploadEndpoint"], "PUT"), key
 
 

@@ -38,6 +38,7 @@ class BatchResponse:
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
     errors: dict[str, TaskError] = field(default_factory=dict)
     status_code: int = 200
+    account_error: TaskError | None = None
 
     def error_for(self, task_uuid: str) -> TaskError | None:
         return self.errors.get(task_uuid)
@@ -46,6 +47,10 @@ class BatchResponse:
 def is_duplicate_task(error: TaskError) -> bool:
     code = error.code.replace("_", "").lower()
     return any(hint in code for hint in DUPLICATE_TASK_HINTS)
+
+
+def is_not_found(error: TaskError) -> bool:
+    return "notfound" in error.code.replace("_", "").lower()
 
 
 class RunwareClient:

@@ -27,6 +27,8 @@ class Settings:
     webhook_token_secret: str
     inbox_prefix: str = "inbox/"
     output_prefix: str = "upscaled/"
+    # Where Runware's presigned PUT lands, in the output bucket; nothing but the pipeline reads it.
+    staging_prefix: str = "staging/"
     webhook_url: str = ""
     defaults: UpscaleOptions = field(default_factory=UpscaleOptions)
     max_input_bytes: int = 50 * 1024 * 1024
@@ -82,6 +84,7 @@ class Settings:
             webhook_token_secret=required("WEBHOOK_TOKEN_SECRET"),
             inbox_prefix=env.get("INBOX_PREFIX", cls.inbox_prefix),
             output_prefix=env.get("OUTPUT_PREFIX", cls.output_prefix),
+            staging_prefix=env.get("STAGING_PREFIX", "").strip() or cls.staging_prefix,
             webhook_url=env.get("WEBHOOK_URL", "").strip(),
             defaults=defaults,
             max_input_bytes=number("MAX_INPUT_BYTES", cls.max_input_bytes),

@@ -131,17 +131,20 @@ class ObjectStore:
         )
         return url
 
-    def set_content_type(self, info: ObjectInfo, content_type: str) -> str:
-        """Rewrite the stored Content-Type in place (metadata-only copy); returns the new ETag."""
+    def copy(self, source: ObjectInfo, key: str, content_type: str, metadata: dict[str, str]) -> str:
+        """Server-side copy within the bucket with a new Content-Type and metadata; returns the new ETag."""
         response = self._s3.copy_object(
-            Bucket=info.bucket,
-            Key=info.key,
-            CopySource={"Bucket": info.bucket, "Key": info.key},
+            Bucket=source.bucket,
+            Key=key,
+            CopySource={"Bucket": source.bucket, "Key": source.key},
             ContentType=content_type,
-            Metadata=info.metadata,
+            Metadata=metadata,
             MetadataDirective="REPLACE",
         )
-        return str(response.get("CopyObjectResult", {}).get("ETag", info.etag)).strip('"')
+        return str(response.get("CopyObjectResult", {}).get("ETag", source.etag)).strip('"')
+
+    def delete(self, bucket: str, key: str) -> None:
+        self._s3.delete_object(Bucket=bucket, Key=key)
 
 
 def _status(error: ClientError) -> int:
