@@ -162,30 +162,52 @@ def test_chunked_put_is_accepted_here_although_s3_refuses_it(strict: Strict) -> 
 # --- anything else is refused -----------------------------------------------------------------------
 
 
-def test_tampered_signature_is_refused(strict: Strict) -> None:
-    url = strict.objects.presign_get(strict.old_version, EXPIRY)
+def _presign(objects: ObjectStore, strict: Strict, kind: str, key: str) -> str:
+    """The GET of the source's old version, or a PUT to `key` in the output bucket."""
+    if kind == "GET":
+        return objects.presign_get(strict.old_version, EXPIRY)
+    return objects.presign_put(OUTPUT, key, EXPIRY)
+
+
+def _send(kind: str, url: str) -> httpx.Response:
+    if kind == "GET":
+        return httpx.get(url)
+    return httpx.put(url, content=PNG, headers={"Content-Type": "image/png"})
+
+
+URL_KINDS = pytest.mark.parametrize("kind", ["GET", "PUT"])
+
+
+@URL_KINDS
+def test_tampered_signature_is_refused(strict: Strict, kind: str) -> None:
+    url = _presign(strict.objects, strict, kind, "upscaled/tampered.png")
     signature = _query(url)["X-Amz-Signature"]
     tampered = signature[:-1] + ("0" if signature[-1] != "0" else "1")
-    response = httpx.get(_with_query(url, "X-Amz-Signature", tampered))
+    response = _send(kind, _with_query(url, "X-Amz-Signature", tampered))
     assert (response.status_code, _error_code(response)) == (403, "SignatureDoesNotMatch")
+    assert not _exists(strict, "upscaled/tampered.png")
 
 
-def test_edited_expiry_is_refused(strict: Strict) -> None:
-    url = strict.objects.presign_put(OUTPUT, "upscaled/expires.png", EXPIRY)
-    response = httpx.put(_with_query(url, "X-Amz-Expires", str(EXPIRY + 3600)), content=PNG)
+@URL_KINDS
+def test_edited_expiry_is_refused(strict: Strict, kind: str) -> None:
+    url = _presign(strict.objects, strict, kind, f"upscaled/expires-{kind}.png")
+    response = _send(kind, _with_query(url, "X-Amz-Expires", str(EXPIRY + 3600)))
     assert (response.status_code, _error_code(response)) == (403, "SignatureDoesNotMatch")
-    assert httpx.put(url, content=PNG).status_code == 200  # the unedited URL is fine
+    assert not _exists(strict, f"upscaled/expires-{kind}.png")
+    assert _send(kind, url).status_code == 200  # the unedited URL works
 
 
-def test_url_signed_with_another_key_is_refused(strict: Strict) -> None:
+@URL_KINDS
+def test_url_signed_with_another_key_is_refused(strict: Strict, kind: str) -> None:
     server = strict.server
-    unknown = ObjectStore(_pipeline_client(server.endpoint, "AKNOTKNOWNHERE00000", server.secret_key))
-    response = httpx.get(unknown.presign_get(strict.old_version, EXPIRY))
+    unknown_key = ObjectStore(_pipeline_client(server.endpoint, "AKNOTKNOWNHERE00000", server.secret_key))
+    response = _send(kind, _presign(unknown_key, strict, kind, "upscaled/other-key.png"))
     assert (response.status_code, _error_code(response)) == (403, "InvalidAccessKeyId")
 
     wrong_secret = ObjectStore(_pipeline_client(server.endpoint, server.access_key, "not-the-secret"))
-    response = httpx.put(wrong_secret.presign_put(OUTPUT, "upscaled/other-key.png", EXPIRY), content=PNG)
+    response = _send(kind, _presign(wrong_secret, strict, kind, "upscaled/other-key.png"))
     assert (response.status_code, _error_code(response)) == (403, "SignatureDoesNotMatch")
+    assert not _exists(strict, "upscaled/other-key.png")
 
 
 def test_expired_urls_are_refused(strict: Strict) -> None:
@@ -195,7 +217,7 @@ def test_expired_urls_are_refused(strict: Strict) -> None:
     assert httpx.get(get_url).status_code == 200  # valid while it lasts
     signed_at = datetime.strptime(_query(get_url)["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     time.sleep(max(0.0, signed_at.timestamp() + lifetime + 1 - time.time()))
-    for response in (httpx.get(get_url), httpx.put(put_url, content=PNG)):
+    for response in (_send("GET", get_url), _send("PUT", put_url)):
         assert (response.status_code, _error_code(response)) == (403, "AccessDenied")
     assert not _exists(strict, "upscaled/expired.png")
 
