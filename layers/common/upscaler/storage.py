@@ -7,12 +7,14 @@ the pixels itself through presigned URLs.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from botocore.loaders import create_loader
 
 from upscaler.image_header import ImageHeader, NeedMoreBytes, UnreadableImage, read_image_header
 from upscaler.settings import aws_region
@@ -42,13 +44,22 @@ def create_s3_client() -> Any:
 
     Presigned URLs name the regional endpoint explicitly: botocore would otherwise sign for the
     region but point at the global host, which answers with a redirect for buckets elsewhere.
+    The host's domain is the region's partition's (amazonaws.com.cn in China, amazonaws.com in
+    GovCloud, ...), taken from botocore's partition data the way its endpoint rules take it: a
+    listed region first, then a partition's region pattern, else the commercial partition.
     """
     region = aws_region()
     custom_endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    partitions = create_loader().load_data("partitions")["partitions"]
+    partition = (
+        next((p for p in partitions if region in p["regions"]), None)
+        or next((p for p in partitions if re.match(p["regionRegex"], region)), None)
+        or next(p for p in partitions if p["id"] == "aws")
+    )
     return boto3.client(
         "s3",
         region_name=region,
-        endpoint_url=None if custom_endpoint else f"https://s3.{region}.amazonaws.com",
+        endpoint_url=None if custom_endpoint else f"https://s3.{region}.{partition['outputs']['dnsSuffix']}",
         config=Config(
             signature_version="s3v4",
             # Local endpoints are plain host:port, where bucket subdomains cannot resolve.
