@@ -1,0 +1,154 @@
+"""FaultConfig: the faults and delivery quirks to inject, each also a CLI flag and an env variable.
+
+Shares are drawn from ``random.Random(seed)`` (see ``fault_state``), so a run with the same seed,
+knobs and request order makes the same choices; a task keeps the knobs in force when it was accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ENV_PREFIX = "RUNWARE_EMULATOR_"
+WEBHOOK_SHAPES = ("envelope", "bare")
+REJECT_STATUSES = (400, 402)
+
+
+def _knob(default: Any, help_text: str) -> Any:
+    return field(default=default, metadata={"help": help_text})
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    """Faults and delivery quirks to inject; every field is also a CLI flag and an env variable."""
+
+    latency_seconds: float = _knob(0.0, "processing delay per task, in seconds")
+    latency_jitter_seconds: float = _knob(0.0, "extra delay per task, uniform between 0 and this")
+    task_failure_rate: float = _knob(0.0, "share (0..1) of async tasks that fail after acceptance")
+    task_failure_code: str = _knob("timeoutProvider", "error code of those failed tasks")
+    reject_rate: float = _knob(0.0, "share (0..1) of upscale requests refused at submission")
+    reject_status: int = _knob(400, "HTTP status of refused requests: 400 or 402")
+    burst_429: int = _knob(0, "the next N API requests answer HTTP 429")
+    retry_after_seconds: int = _knob(1, "Retry-After header value sent with a 429")
+    rate_5xx: float = _knob(0.0, "share (0..1) of API requests answered with a 5xx")
+    status_5xx: int = _knob(503, "HTTP status of those answers, 500..599")
+    drop_webhook_rate: float = _knob(0.0, "share (0..1) of tasks whose webhook is never sent")
+    duplicate_webhook_rate: float = _knob(0.0, "share (0..1) of tasks whose webhook is delivered twice")
+    webhook_delay_seconds: float = _knob(0.0, "delay before the first webhook attempt")
+    webhook_before_upload: bool = _knob(False, "POST the webhook before the PUT to uploadEndpoint")
+    webhook_shape: str = _knob("envelope", "webhook body: envelope ({'data': [...]}) or bare (the item)")
+    webhook_retry_base_seconds: float = _knob(0.2, "first webhook retry delay, doubled on each retry")
+    webhook_max_attempts: int = _knob(6, "webhook attempts before giving up")
+    upload_content_type: str | None = _knob(None, "Content-Type header for the upload PUT (default none)")
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        for name in ("task_failure_rate", "reject_rate", "rate_5xx", "drop_webhook_rate", "duplicate_webhook_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                problems.append(f"{name} must be between 0 and 1, got {value!r}")
+        for name in (
+            "latency_seconds",
+            "latency_jitter_seconds",
+            "webhook_delay_seconds",
+            "webhook_retry_base_seconds",
+        ):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                problems.append(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.reject_status not in REJECT_STATUSES:
+            problems.append(f"reject_status must be 400 or 402, got {self.reject_status!r}")
+        if not 500 <= self.status_5xx <= 599:
+            problems.append(f"status_5xx must be within 500..599, got {self.status_5xx!r}")
+        if self.burst_429 < 0:
+            problems.append(f"burst_429 must be >= 0, got {self.burst_429!r}")
+        if self.retry_after_seconds < 0:
+            problems.append(f"retry_after_seconds must be >= 0, got {self.retry_after_seconds!r}")
+        if self.webhook_max_attempts < 1:
+            problems.append(f"webhook_max_attempts must be >= 1, got {self.webhook_max_attempts!r}")
+        if self.webhook_shape not in WEBHOOK_SHAPES:
+            problems.append(f"webhook_shape must be one of {WEBHOOK_SHAPES}, got {self.webhook_shape!r}")
+        if not self.task_failure_code:
+            problems.append("task_failure_code must not be empty")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> FaultConfig:
+        """Builds a config from JSON-like values, strict about names and types."""
+        annotations = field_annotations()
+        unknown = sorted(set(values) - set(annotations))
+        if unknown:
+            raise ValueError(f"unknown fault settings: {', '.join(unknown)}")
+        return cls(**{name: _coerce_json_value(name, annotations[name], value) for name, value in values.items()})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], base: FaultConfig | None = None) -> FaultConfig:
+        """``base`` (default: all defaults) overlaid with every RUNWARE_EMULATOR_<FIELD> that is set."""
+        annotations = field_annotations()
+        overrides: dict[str, Any] = {}
+        for name, annotation in annotations.items():
+            variable = fault_env_var(name)
+            if variable in environ:
+                try:
+                    overrides[name] = parse_text_value(annotation, environ[variable])
+                except ValueError as error:
+                    raise ValueError(f"{variable}: {error}") from None
+        return dataclasses.replace(base or cls(), **overrides)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def fault_env_var(field_name: str) -> str:
+    return ENV_PREFIX + field_name.upper()
+
+
+def fault_cli_flag(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def field_annotations() -> dict[str, str]:
+    # The annotations are strings (postponed evaluation); each must be one parse_text_value knows.
+    return {item.name: str(item.type) for item in dataclasses.fields(FaultConfig)}
+
+
+def _parse_bool_text(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def parse_text_value(annotation: str, text: str) -> Any:
+    if annotation == "float":
+        return float(text)
+    if annotation == "int":
+        return int(text)
+    if annotation == "bool":
+        return _parse_bool_text(text)
+    if annotation == "str":
+        return text
+    if annotation == "str | None":
+        return text or None
+    raise ValueError(f"unsupported setting type {annotation}")
+
+
+def _coerce_json_value(name: str, annotation: str, value: Any) -> Any:
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation == "float" and is_number:
+        return float(value)
+    if annotation == "int" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if annotation == "bool" and isinstance(value, bool):
+        return value
+    if annotation == "str" and isinstance(value, str):
+        return value
+    if annotation == "str | None" and (value is None or isinstance(value, str)):
+        return value or None
+    raise ValueError(f"{name} must be of type {annotation}, got {value!r}")
