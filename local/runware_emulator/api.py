@@ -1,7 +1,7 @@
 """The API: one POST of a JSON array of tasks in, Runware's envelope out.
 
-Order of checks for a request: key (401), burst_429, rate_5xx, body shape, reject_rate, then each
-task. A request whose tasks all fail answers with the HTTP status of the first error; a request
+Order of checks for a request: key (401), rate_limit_per_second, burst_429, rate_5xx, body shape,
+reject_rate, then each task. A request whose tasks all fail answers with the HTTP status of the first error; a request
 with successes and failures answers 200 with both ``data`` and ``errors``.
 """
 
@@ -19,6 +19,7 @@ from local.runware_emulator.fault_state import FaultState
 from local.runware_emulator.faults import FaultConfig
 from local.runware_emulator.processing import TaskRunner
 from local.runware_emulator.protocol import ERROR, SUCCESS, HttpResponse
+from local.runware_emulator.rate_limit import retry_after_header
 from local.runware_emulator.tasks import TaskRecord, TaskStore
 from local.runware_emulator.validation import validate_upscale
 
@@ -29,6 +30,10 @@ _SERVER_ERROR_CODES = {
     504: "gatewayTimeout",
 }
 _REJECT_CODES = {400: "invalidParameter", 402: "insufficientCredits"}
+
+
+def _rate_limited() -> ApiError:
+    return ApiError("rateLimitExceeded", "Too many requests.", http_status=429)
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,10 @@ class ApiHandler:
             )
             return request_wide_failure(refusal, payload)
 
+        wait = self._faults.take_rate_limit()
+        if wait is not None:
+            return request_wide_failure(_rate_limited(), payload, {"Retry-After": retry_after_header(wait)})
+
         injected = self._draw_request_fault(faults)
         if injected is not None:
             headers = {"Retry-After": str(faults.retry_after_seconds)} if injected.http_status == 429 else {}
@@ -114,7 +123,7 @@ class ApiHandler:
 
     def _draw_request_fault(self, faults: FaultConfig) -> ApiError | None:
         if self._faults.take_burst_429():
-            return ApiError("tooManyRequests", "Too many requests (injected fault).", http_status=429)
+            return _rate_limited()
         if self._faults.draw(faults.rate_5xx):
             status = faults.status_5xx
             code = _SERVER_ERROR_CODES.get(status, "serverError")

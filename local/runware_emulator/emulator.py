@@ -50,7 +50,8 @@ def loopback_host(host: str) -> str:
 class RunwareEmulator:
     """Runware's REST API for the upscale model, on loopback, with injectable faults.
 
-    ``clock`` (monotonic seconds) decides when stored images expire; tests pass a fake one.
+    ``clock`` (monotonic seconds) decides when stored images expire and refills the rate limit's
+    bucket; tests pass a fake one.
     """
 
     def __init__(
@@ -81,7 +82,7 @@ class RunwareEmulator:
 
         self.activity = Activity()
         self.counters = Counters()
-        self.fault_state = FaultState(faults or FaultConfig(), seed)
+        self.fault_state = FaultState(faults or FaultConfig(), seed, clock)
         self.task_store = TaskStore(clock)
         self.images = ImageStore(clock, default_image_ttl_seconds, max_stored_images)
         self.webhooks = WebhookSender(

@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 import random
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from local.runware_emulator.faults import FaultConfig
+from local.runware_emulator.rate_limit import TokenBucket
 
 
 @dataclass(frozen=True)
@@ -22,14 +25,20 @@ class TaskFate:
 
 
 class FaultState:
-    """The current FaultConfig, what is left of its 429 burst, and the draws."""
+    """The current FaultConfig, what is left of its 429 burst, its rate limit's bucket, and the draws."""
 
-    def __init__(self, faults: FaultConfig, seed: int | None) -> None:
+    def __init__(self, faults: FaultConfig, seed: int | None, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
         self._seed = seed
+        self._clock = clock
         self._faults = faults
         self._burst_429_remaining = faults.burst_429
+        self._bucket = self._new_bucket(faults)
         self._rng = random.Random(seed)
+
+    def _new_bucket(self, faults: FaultConfig) -> TokenBucket | None:
+        rate = faults.rate_limit_per_second
+        return None if rate is None else TokenBucket(rate, self._clock)
 
     @property
     def config(self) -> FaultConfig:
@@ -41,11 +50,13 @@ class FaultState:
         with self._lock:
             self._faults = faults
             self._burst_429_remaining = faults.burst_429
+            self._bucket = self._new_bucket(faults)
 
     def reset(self) -> None:
-        """Re-arms the 429 burst and restarts the draws from the seed."""
+        """Re-arms the 429 burst, refills the rate limit's bucket and restarts the draws from the seed."""
         with self._lock:
             self._burst_429_remaining = self._faults.burst_429
+            self._bucket = self._new_bucket(self._faults)
             self._rng = random.Random(self._seed)
 
     @property
@@ -57,6 +68,12 @@ class FaultState:
         """The configuration as set (burst_429 as configured), for one request's decisions."""
         with self._lock:
             return self._faults
+
+    def take_rate_limit(self) -> float | None:
+        """None if the rate limit (if any) lets a request through now, else the seconds to wait."""
+        with self._lock:
+            bucket = self._bucket
+        return None if bucket is None else bucket.take()
 
     def take_burst_429(self) -> bool:
         with self._lock:

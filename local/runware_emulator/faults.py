@@ -43,6 +43,9 @@ class FaultConfig:
     webhook_retry_base_seconds: float = _knob(0.2, "first webhook retry delay, doubled on each retry")
     webhook_max_attempts: int = _knob(6, "webhook attempts before giving up")
     upload_content_type: str | None = _knob(None, "Content-Type header for the upload PUT (default none)")
+    rate_limit_per_second: float | None = _knob(
+        None, "API requests above this rate answer 429 + Retry-After (token bucket, burst = rate, at least 1)"
+    )
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -59,6 +62,9 @@ class FaultConfig:
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 problems.append(f"{name} must be a finite number >= 0, got {value!r}")
+        rate = self.rate_limit_per_second
+        if rate is not None and (not math.isfinite(rate) or rate <= 0):
+            problems.append(f"rate_limit_per_second must be a finite number > 0 or unset, got {rate!r}")
         if self.reject_status not in REJECT_STATUSES:
             problems.append(f"reject_status must be 400 or 402, got {self.reject_status!r}")
         if not 500 <= self.status_5xx <= 599:
@@ -126,29 +132,38 @@ def _parse_bool_text(text: str) -> bool:
 
 
 def parse_text_value(annotation: str, text: str) -> Any:
-    if annotation == "float":
+    """A flag's or env variable's text as the field's type; for an optional field, empty text is None."""
+    base, optional = _base_type(annotation)
+    if optional and not text.strip():
+        return None
+    if base == "float":
         return float(text)
-    if annotation == "int":
+    if base == "int":
         return int(text)
-    if annotation == "bool":
+    if base == "bool":
         return _parse_bool_text(text)
-    if annotation == "str":
+    if base == "str":
         return text
-    if annotation == "str | None":
-        return text or None
     raise ValueError(f"unsupported setting type {annotation}")
 
 
 def _coerce_json_value(name: str, annotation: str, value: Any) -> Any:
+    base, optional = _base_type(annotation)
+    if optional and value is None:
+        return None
     is_number = isinstance(value, int | float) and not isinstance(value, bool)
-    if annotation == "float" and is_number:
+    if base == "float" and is_number:
         return float(value)
-    if annotation == "int" and isinstance(value, int) and not isinstance(value, bool):
+    if base == "int" and isinstance(value, int) and not isinstance(value, bool):
         return value
-    if annotation == "bool" and isinstance(value, bool):
+    if base == "bool" and isinstance(value, bool):
         return value
-    if annotation == "str" and isinstance(value, str):
-        return value
-    if annotation == "str | None" and (value is None or isinstance(value, str)):
-        return value or None
+    if base == "str" and isinstance(value, str):
+        # An empty string means "not set" for optional text (upload_content_type).
+        return value or None if optional else value
     raise ValueError(f"{name} must be of type {annotation}, got {value!r}")
+
+
+def _base_type(annotation: str) -> tuple[str, bool]:
+    base, optional_marker, _ = annotation.partition(" | None")
+    return base, bool(optional_marker)

@@ -39,6 +39,7 @@ from local.runware_emulator import (
     target_dimensions,
     upscale_image,
 )
+from local.runware_emulator.rate_limit import TokenBucket, retry_after_header
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 AUTH = {"Authorization": "Bearer test-key"}
@@ -567,10 +568,61 @@ def test_a_429_burst_answers_with_retry_after_then_recovers(emulator, client, ph
         assert refused.status_code == 429
         assert refused.headers["Retry-After"] == "3"
         [error] = refused.json()["errors"]
-        assert (error["code"], error["taskUUID"]) == ("tooManyRequests", task["taskUUID"])
+        assert (error["code"], error["taskUUID"]) == ("rateLimitExceeded", task["taskUUID"])
     assert emulator.faults.burst_429 == 0
     accepted = call(client, emulator, [task])
     assert accepted.status_code == 200, "a refused submission must not register its taskUUID"
+
+
+def test_the_token_bucket_holds_a_burst_of_rate_and_refills_at_rate():
+    clock = FakeClock()
+    bucket = TokenBucket(4, clock)
+    assert [bucket.take() for _ in range(4)] == [None] * 4
+    assert bucket.take() == pytest.approx(0.25)
+    clock.now += 0.25
+    assert bucket.take() is None
+    clock.now += 10
+    assert [bucket.take() for _ in range(5)] == [None] * 4 + [pytest.approx(0.25)], "never more than the burst"
+    slow = TokenBucket(0.5, clock)
+    assert slow.take() is None, "a rate below one still lets one request through"
+    assert slow.take() == pytest.approx(2.0)
+    assert (retry_after_header(0.01), retry_after_header(2.0), retry_after_header(2.1)) == ("1", "2", "3")
+
+
+def test_rate_limit_answers_429_with_retry_after_above_the_rate(client, photo):
+    clock = FakeClock()
+    with RunwareEmulator(clock=clock, faults=FaultConfig(rate_limit_per_second=2)) as emu:
+        first, second, third = upscale_task(photo), upscale_task(photo), upscale_task(photo)
+        assert call(client, emu, [first]).status_code == 200
+        assert poll(client, emu, first["taskUUID"]).status_code == 200, "polls count against the rate too"
+        refused = call(client, emu, [second, third])
+        assert refused.status_code == 429
+        assert refused.headers["Retry-After"] == "1"
+        assert [(e["code"], e["taskUUID"]) for e in refused.json()["errors"]] == [
+            ("rateLimitExceeded", second["taskUUID"]),
+            ("rateLimitExceeded", third["taskUUID"]),
+        ]
+        assert set(emu.tasks) == {first["taskUUID"]}, "a refused request creates no task"
+        clock.now += 0.5
+        assert call(client, emu, [second]).status_code == 200
+        assert call(client, emu, [third]).status_code == 429
+        emu.faults = FaultConfig()
+        assert call(client, emu, [third]).status_code == 200
+
+
+@pytest.mark.parametrize("rate", [0, -1.0, float("nan"), float("inf")])
+def test_rate_limit_must_be_a_positive_finite_rate(rate):
+    with pytest.raises(ValueError, match="rate_limit_per_second"):
+        FaultConfig(rate_limit_per_second=rate)
+
+
+def test_rate_limit_comes_from_a_flag_or_the_environment():
+    from_env = parse_command_line([], {"RUNWARE_EMULATOR_RATE_LIMIT_PER_SECOND": "2.5"})
+    assert from_env.faults.rate_limit_per_second == 2.5
+    assert parse_command_line(["--rate-limit-per-second", "7"], {}).faults.rate_limit_per_second == 7.0
+    assert parse_command_line([], {"RUNWARE_EMULATOR_RATE_LIMIT_PER_SECOND": ""}).faults.rate_limit_per_second is None
+    assert FaultConfig.from_mapping({"rate_limit_per_second": None}).rate_limit_per_second is None
+    assert FaultConfig.from_mapping({"rate_limit_per_second": 3}).rate_limit_per_second == 3.0
 
 
 def test_reject_402_refuses_every_task_of_an_upscale_request(emulator, client, photo):
