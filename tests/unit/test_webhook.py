@@ -197,11 +197,13 @@ UNREADABLE_BODIES = {
 }
 
 
-def test_unreadable_body_answers_400_and_writes_nothing(store, receiver, job):
+def test_unreadable_body_answers_400_and_is_only_counted_on_the_job(store, receiver, job):
     replies = {case: receiver.receive(JOB_ID, TOKEN, raw) for case, raw in UNREADABLE_BODIES.items()}
 
     assert {case: reply.status_code for case, reply in replies.items()} == dict.fromkeys(UNREADABLE_BODIES, 400)
-    assert store.get(JOB_ID) == job
+    after = store.get(JOB_ID)
+    assert after["malformedReports"] == len(UNREADABLE_BODIES)
+    assert {k: v for k, v in after.items() if not k.startswith(("malformedReports", "lastMalformedReport"))} == job
 
 
 def test_items_for_another_task_answer_400_and_nothing_is_recorded(store, receiver, output, job):
