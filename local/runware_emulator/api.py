@@ -1,8 +1,10 @@
-"""The API: one POST of a JSON array of tasks in, Runware's envelope out.
+"""The API: one POST of a JSON array of tasks in, Runware's envelope out (shapes from the contract).
 
-Order of checks for a request: key (401), rate_limit_per_second, burst_429, rate_5xx, body shape,
-reject_rate, then each task. A request whose tasks all fail answers with the HTTP status of the first error; a request
-with successes and failures answers 200 with both ``data`` and ``errors``.
+Order of checks for a request: key (401), account_error_status, rate_limit_per_second, burst_429,
+rate_5xx, body shape, reject_rate, then each task. Account-level refusals carry one error and no
+taskUUID. A request whose tasks all fail answers with the HTTP status of the first error (with
+``data: []`` beside conflictTaskUUID and getResponse errors, as the contract shows); a request with
+successes and failures answers 200 with both ``data`` and ``errors``.
 """
 
 from __future__ import annotations
@@ -14,26 +16,26 @@ from dataclasses import dataclass
 from typing import Any
 
 from local.runware_emulator.activity import Activity, Counters
-from local.runware_emulator.errors import ApiError, invalid, request_wide_failure
+from local.runware_emulator.errors import (
+    ApiError,
+    account_refusal,
+    conflict,
+    first_task_type,
+    invalid,
+    not_found,
+    rate_limited,
+    request_wide_failure,
+)
 from local.runware_emulator.fault_state import FaultState
 from local.runware_emulator.faults import FaultConfig
+from local.runware_emulator.hostile import hostile_items
 from local.runware_emulator.processing import TaskRunner
 from local.runware_emulator.protocol import ERROR, SUCCESS, HttpResponse
 from local.runware_emulator.rate_limit import retry_after_header
 from local.runware_emulator.tasks import TaskRecord, TaskStore
 from local.runware_emulator.validation import validate_upscale
 
-_SERVER_ERROR_CODES = {
-    500: "internalServerError",
-    502: "badGateway",
-    503: "serviceUnavailable",
-    504: "gatewayTimeout",
-}
-_REJECT_CODES = {400: "invalidParameter", 402: "insufficientCredits"}
-
-
-def _rate_limited() -> ApiError:
-    return ApiError("rateLimitExceeded", "Too many requests.", http_status=429)
+_SERVER_ERROR_REASONS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class _TaskOutcome:
     item: dict[str, Any]
     is_error: bool
     http_status: int = 200
+    # conflictTaskUUID and getResponse errors come with an empty data list beside them.
+    empty_data_beside: bool = False
 
 
 class ApiHandler:
@@ -85,95 +89,94 @@ class ApiHandler:
 
         scheme, _, key = (authorization or "").strip().partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
-            refusal = ApiError(
-                "invalidApiKey", "Missing or empty API key: send Authorization: Bearer <key>.", http_status=401
-            )
-            return request_wide_failure(refusal, payload)
+            return account_refusal(401, first_task_type(payload))
+        if faults.account_error_status is not None:
+            return account_refusal(faults.account_error_status, first_task_type(payload))
 
         wait = self._faults.take_rate_limit()
         if wait is not None:
-            return request_wide_failure(_rate_limited(), payload, {"Retry-After": retry_after_header(wait)})
-
-        injected = self._draw_request_fault(faults)
-        if injected is not None:
-            headers = {"Retry-After": str(faults.retry_after_seconds)} if injected.http_status == 429 else {}
-            return request_wide_failure(injected, payload, headers)
+            return request_wide_failure(rate_limited(), payload, {"Retry-After": retry_after_header(wait)})
+        if self._faults.take_burst_429():
+            return request_wide_failure(rate_limited(), payload, {"Retry-After": str(faults.retry_after_seconds)})
+        if self._faults.draw(faults.rate_5xx):
+            # The body of a 5xx is not documented: plain text, so no shape is invented for it.
+            status = faults.status_5xx
+            reason = _SERVER_ERROR_REASONS.get(status, "Server Error")
+            return HttpResponse.text(status, f"HTTP {status} {reason} (injected fault).")
 
         if not parsed or not isinstance(payload, list) or not payload:
-            problem = ApiError("invalidRequestBody", "The body must be a non-empty JSON array of task objects.")
+            problem = invalid(None, "the body must be a non-empty JSON array of task objects")
             return HttpResponse.json(400, {"errors": [problem.to_json()]})
 
         has_upscale = any(isinstance(task, dict) and task.get("taskType") == "upscale" for task in payload)
         if has_upscale and self._faults.draw(faults.reject_rate):
-            status = faults.reject_status
-            refusal = ApiError(
-                _REJECT_CODES[status], f"Request refused with HTTP {status} (injected fault).", http_status=status
-            )
-            return request_wide_failure(refusal, payload)
+            if faults.reject_status == 402:
+                return account_refusal(402, first_task_type(payload))
+            return request_wide_failure(invalid(None, "request refused (injected fault)"), payload)
 
         outcomes = [self._handle_task(task, payload, faults) for task in payload]
+        return self._envelope(outcomes, payload, faults)
+
+    def _envelope(self, outcomes: list[_TaskOutcome], payload: list[Any], faults: FaultConfig) -> HttpResponse:
         data = [outcome.item for outcome in outcomes if not outcome.is_error]
         errors = [outcome for outcome in outcomes if outcome.is_error]
+        error_items = [outcome.item for outcome in errors]
+        polls = any(isinstance(task, dict) and task.get("taskType") == "getResponse" for task in payload)
+        if polls and faults.getresponse_junk_items > 0:
+            return _with_junk(data, error_items, hostile_items(faults.getresponse_junk_items))
         if not errors:
             return HttpResponse.json(200, {"data": data})
-        error_items = [outcome.item for outcome in errors]
         if data:
             return HttpResponse.json(200, {"data": data, "errors": error_items})
+        if any(outcome.empty_data_beside for outcome in errors):
+            return HttpResponse.json(errors[0].http_status, {"data": [], "errors": error_items})
         return HttpResponse.json(errors[0].http_status, {"errors": error_items})
-
-    def _draw_request_fault(self, faults: FaultConfig) -> ApiError | None:
-        if self._faults.take_burst_429():
-            return _rate_limited()
-        if self._faults.draw(faults.rate_5xx):
-            status = faults.status_5xx
-            code = _SERVER_ERROR_CODES.get(status, "serverError")
-            return ApiError(code, f"Server error HTTP {status} (injected fault).", http_status=status)
-        return None
 
     def _handle_task(self, task: Any, batch: list[Any], faults: FaultConfig) -> _TaskOutcome:
         if not isinstance(task, dict):
-            problem = ApiError("invalidRequestBody", "Each element of the body must be a task object.")
+            problem = invalid(None, "each element of the body must be a task object")
             return _TaskOutcome(problem.to_json(), True, problem.http_status)
         task_type = task.get("taskType")
-        raw_uuid = task.get("taskUUID")
         try:
             if task_type == "upscale":
                 return self._submit_upscale(task, batch, faults)
             if task_type == "getResponse":
-                return self._get_response(task)
+                return self._get_response(task, faults)
             if task_type == "getTaskDetails":
                 return self._get_task_details(task)
             raise invalid("taskType", "must be upscale, getResponse or getTaskDetails")
         except ApiError as error:
-            scoped = error.for_task(
-                task_type if isinstance(task_type, str) else None, raw_uuid if isinstance(raw_uuid, str) else None
-            )
-            return _TaskOutcome(scoped.to_json(), True, scoped.http_status)
+            scoped = error.for_task(task_type, task.get("taskUUID"))
+            beside = scoped.code in ("conflictTaskUUID", "taskFailedOrNotFound")
+            return _TaskOutcome(scoped.to_json(), True, scoped.http_status, empty_data_beside=beside)
 
-    def _find_record(self, task: Mapping[str, Any]) -> TaskRecord:
+    def _find_record(self, task: Mapping[str, Any]) -> TaskRecord | None:
         task_uuid = task.get("taskUUID")
         if not isinstance(task_uuid, str) or not task_uuid:
             raise invalid("taskUUID", "must be the UUID of a submitted task")
         record = self._tasks.get(task_uuid)
-        if record is None:
-            raise ApiError("taskNotFound", f"No task with taskUUID {task_uuid}.", parameter="taskUUID", http_status=404)
-        return self._tasks.snapshot(record)
+        return None if record is None else self._tasks.snapshot(record)
 
-    def _get_response(self, task: Mapping[str, Any]) -> _TaskOutcome:
+    def _get_response(self, task: Mapping[str, Any], faults: FaultConfig) -> _TaskOutcome:
         record = self._find_record(task)
+        forgotten = record is not None and self._tasks.finished_longer_ago(record, faults.forget_after_seconds)
+        if record is None or forgotten:
+            return _task_error(not_found("getResponse", task.get("taskUUID")).to_json(), faults)
         if record.status == SUCCESS and record.result is not None:
             return _TaskOutcome({**record.result, "status": SUCCESS}, False)
         if record.status == ERROR and record.error is not None:
-            return _TaskOutcome({**record.error, "status": ERROR}, True, 200)
+            return _task_error(record.error, faults)
         return _TaskOutcome(record.processing_item(), False)
 
     def _get_task_details(self, task: Mapping[str, Any]) -> _TaskOutcome:
+        # Documented to return past tasks: forget_after_seconds does not apply here.
         record = self._find_record(task)
+        if record is None:
+            raise not_found("getTaskDetails", task.get("taskUUID"))
         details = {
             "taskType": "getTaskDetails",
             "taskUUID": record.task_uuid,
-            "status": record.status,
-            "request": record.request_batch,
+            "request": record.request,
             "response": record.response_envelope(),
         }
         return _TaskOutcome(details, False)
@@ -190,11 +193,7 @@ class ApiHandler:
             generation=self._activity.generation,
         )
         if not self._tasks.add(record):
-            raise ApiError(
-                "duplicateTaskUUID",
-                f"A task with taskUUID {request.task_uuid} already exists.",
-                parameter="taskUUID",
-            )
+            raise conflict("upscale", request.task_uuid)
         fate = self._faults.draw_fate(faults, is_async=request.delivery_method == "async")
         self._activity.begin()
         if request.delivery_method == "async":
@@ -205,3 +204,25 @@ class ApiHandler:
         if done.status == SUCCESS and done.result is not None:
             return _TaskOutcome(done.result, False)
         return _TaskOutcome(done.error or {}, True, done.error_http_status or 500)
+
+
+def _task_error(error: dict[str, Any], faults: FaultConfig) -> _TaskOutcome:
+    """A failed or unknown task as getResponse reports it, in the configured contract shape."""
+    if faults.getresponse_error_shape == "nested":
+        item = {
+            "taskType": error.get("taskType"),
+            "taskUUID": error.get("taskUUID"),
+            "status": ERROR,
+            "error": {"code": error["code"], "message": error["message"]},
+        }
+        return _TaskOutcome({name: value for name, value in item.items() if value is not None}, False)
+    return _TaskOutcome(error, True, 200, empty_data_beside=True)
+
+
+def _with_junk(data: list[Any], errors: list[Any], junk: list[str]) -> HttpResponse:
+    # Written as text: the hostile items are deeper than json.dumps goes, and hold NaN tokens.
+    items = [json.dumps(item) for item in data] + junk
+    body = '{"data": [' + ", ".join(items) + "]"
+    if errors:
+        body += ', "errors": ' + json.dumps(errors)
+    return HttpResponse(200, (body + "}").encode())

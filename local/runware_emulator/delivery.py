@@ -46,7 +46,9 @@ class Uploader:
                 return None
             problem = f"PUT {redacted(url)} answered HTTP {response.status_code}: {response.text[:300]}"
         self._counters.add("upload_failures")
-        return ApiError("uploadFailed", f"Uploading the output failed: {problem}.", parameter="uploadEndpoint")
+        # HTTP 200 if a sync request fails on it alone, as in the contract's rest/upload-failed.
+        message = f"Failed to upload the result to uploadEndpoint: {problem}."
+        return ApiError("uploadFailed", message, parameter="uploadEndpoint", http_status=200)
 
 
 def webhook_body(record: TaskRecord, shape: str) -> Any:

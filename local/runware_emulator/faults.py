@@ -12,9 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from local.runware_emulator.errors import TASK_FAILURE_CODES
+
 ENV_PREFIX = "RUNWARE_EMULATOR_"
 WEBHOOK_SHAPES = ("envelope", "bare")
 REJECT_STATUSES = (400, 402)
+ACCOUNT_ERROR_STATUSES = (401, 402, 403)
+# errors: a top-level errors[] item scoped by taskUUID; nested: a data[] item with status error and an error object.
+GETRESPONSE_ERROR_SHAPES = ("errors", "nested")
 
 
 def _knob(default: Any, help_text: str) -> Any:
@@ -28,7 +33,9 @@ class FaultConfig:
     latency_seconds: float = _knob(0.0, "processing delay per task, in seconds")
     latency_jitter_seconds: float = _knob(0.0, "extra delay per task, uniform between 0 and this")
     task_failure_rate: float = _knob(0.0, "share (0..1) of async tasks that fail after acceptance")
-    task_failure_code: str = _knob("timeoutProvider", "error code of those failed tasks")
+    task_failure_code: str = _knob(
+        "timeoutProvider", f"error code of those failed tasks: {', '.join(TASK_FAILURE_CODES)}"
+    )
     reject_rate: float = _knob(0.0, "share (0..1) of upscale requests refused at submission")
     reject_status: int = _knob(400, "HTTP status of refused requests: 400 or 402")
     burst_429: int = _knob(0, "the next N API requests answer HTTP 429")
@@ -45,6 +52,18 @@ class FaultConfig:
     upload_content_type: str | None = _knob(None, "Content-Type header for the upload PUT (default none)")
     rate_limit_per_second: float | None = _knob(
         None, "API requests above this rate answer 429 + Retry-After (token bucket, burst = rate, at least 1)"
+    )
+    account_error_status: int | None = _knob(
+        None, "while set (401, 402 or 403), every API request is refused with that account-level error"
+    )
+    forget_after_seconds: float | None = _knob(
+        None, "getResponse no longer knows a task finished longer ago than this (answers not found)"
+    )
+    getresponse_error_shape: str = _knob(
+        "errors", "how getResponse reports a failed or unknown task: errors (top-level) or nested (a data item)"
+    )
+    getresponse_junk_items: int = _knob(
+        0, "append N hostile, non-contract items to every getResponse data[] (a test of the parsers' defences)"
     )
 
     def __post_init__(self) -> None:
@@ -65,6 +84,16 @@ class FaultConfig:
         rate = self.rate_limit_per_second
         if rate is not None and (not math.isfinite(rate) or rate <= 0):
             problems.append(f"rate_limit_per_second must be a finite number > 0 or unset, got {rate!r}")
+        if self.account_error_status is not None and self.account_error_status not in ACCOUNT_ERROR_STATUSES:
+            problems.append(f"account_error_status must be 401, 402, 403 or unset, got {self.account_error_status!r}")
+        forget = self.forget_after_seconds
+        if forget is not None and (not math.isfinite(forget) or forget < 0):
+            problems.append(f"forget_after_seconds must be a finite number >= 0 or unset, got {forget!r}")
+        if self.getresponse_error_shape not in GETRESPONSE_ERROR_SHAPES:
+            shape = self.getresponse_error_shape
+            problems.append(f"getresponse_error_shape must be one of {GETRESPONSE_ERROR_SHAPES}, got {shape!r}")
+        if self.getresponse_junk_items < 0:
+            problems.append(f"getresponse_junk_items must be >= 0, got {self.getresponse_junk_items!r}")
         if self.reject_status not in REJECT_STATUSES:
             problems.append(f"reject_status must be 400 or 402, got {self.reject_status!r}")
         if not 500 <= self.status_5xx <= 599:
@@ -77,8 +106,8 @@ class FaultConfig:
             problems.append(f"webhook_max_attempts must be >= 1, got {self.webhook_max_attempts!r}")
         if self.webhook_shape not in WEBHOOK_SHAPES:
             problems.append(f"webhook_shape must be one of {WEBHOOK_SHAPES}, got {self.webhook_shape!r}")
-        if not self.task_failure_code:
-            problems.append("task_failure_code must not be empty")
+        if self.task_failure_code not in TASK_FAILURE_CODES:
+            problems.append(f"task_failure_code must be one of {TASK_FAILURE_CODES}, got {self.task_failure_code!r}")
         if problems:
             raise ValueError("; ".join(problems))
 

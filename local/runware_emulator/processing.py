@@ -12,7 +12,7 @@ from typing import Any
 
 from local.runware_emulator.activity import Activity
 from local.runware_emulator.delivery import Uploader, WebhookSender
-from local.runware_emulator.errors import ApiError, image_error, invalid
+from local.runware_emulator.errors import ApiError, image_error, inference_error, invalid
 from local.runware_emulator.fault_state import TaskFate
 from local.runware_emulator.image_store import ImageStore
 from local.runware_emulator.images import RenderedImage, decode_image, encode_image, upscale_image
@@ -67,8 +67,7 @@ class TaskRunner:
             self._process(record, request, fate)
         except Exception as unexpected:
             logger.exception("upscale task %s failed inside the emulator", record.task_uuid)
-            problem = ApiError("internalServerError", f"Emulator error: {unexpected}", http_status=500)
-            self._tasks.complete_with_error(record, problem)
+            self._tasks.complete_with_error(record, inference_error(f"Emulator error: {unexpected}"))
         finally:
             self._activity.end()
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MODEL_ID = "prunaai:p-image@upscale"
-DOCUMENTATION_URL = "https://runware.ai/docs/platform/errors"
 PIXELS_PER_MEGAPIXEL = 1_000_000
 MAX_TARGET_MEGAPIXELS = 8
 OUTPUT_TYPES = ("URL", "dataURI", "base64Data")

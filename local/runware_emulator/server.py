@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
-from local.runware_emulator.errors import ApiError
 from local.runware_emulator.faults import FaultConfig
 from local.runware_emulator.protocol import MAX_REQUEST_BYTES, HttpResponse
 
@@ -48,8 +47,8 @@ class EmulatorRoutes:
             answer = HttpResponse.text(413, f"Bodies are limited to {MAX_REQUEST_BYTES} bytes.")
         except Exception as unexpected:
             logger.exception("emulator failed on %s %s", request.method, request.path)
-            problem = ApiError("internalServerError", f"Emulator error: {unexpected}", http_status=500)
-            answer = HttpResponse.json(500, {"errors": [problem.to_json()]})
+            # Not a Runware answer: a bug here must not pass for one of Runware's error shapes.
+            answer = HttpResponse.text(500, f"Emulator error: {unexpected}")
         return Response(answer.body, status=answer.status, content_type=answer.content_type, headers=answer.headers)
 
     def _route(self, request: Request) -> HttpResponse:

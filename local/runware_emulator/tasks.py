@@ -68,6 +68,12 @@ class TaskStore:
             self._records[key] = record
             return True
 
+    def finished_longer_ago(self, record: TaskRecord, seconds: float | None) -> bool:
+        """True if ``seconds`` is set and the task finished more than that long ago."""
+        if seconds is None or record.completed_at is None:
+            return False
+        return self._clock() - record.completed_at > seconds
+
     def get(self, task_uuid: str) -> TaskRecord | None:
         with self._lock:
             return self._records.get(task_uuid.lower())

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from local.runware_emulator.errors import ApiError, invalid
+from local.runware_emulator.errors import invalid
 from local.runware_emulator.protocol import (
     DEFAULT_OUTPUT_QUALITY,
     DELIVERY_METHODS,
@@ -42,15 +42,13 @@ class UpscaleRequest:
 
 
 def validate_upscale(task: Mapping[str, Any]) -> UpscaleRequest:
-    """Checks an upscale task field by field; raises ApiError naming the first bad parameter."""
+    """Checks an upscale task field by field; raises ApiError invalidParameter naming the first bad one."""
     task_uuid = task.get("taskUUID")
     if not isinstance(task_uuid, str) or not _UUID4.fullmatch(task_uuid):
         raise invalid("taskUUID", "must be a UUID version 4 string")
     model = task.get("model")
     if model != MODEL_ID:
-        raise ApiError(
-            "invalidModel", f"Unknown model {model!r}: this endpoint serves only {MODEL_ID}.", parameter="model"
-        )
+        raise invalid("model", f"unknown model {model!r}: this endpoint serves only {MODEL_ID}")
     inputs = task.get("inputs")
     if not isinstance(inputs, dict):
         raise invalid("inputs", "must be an object holding image")
