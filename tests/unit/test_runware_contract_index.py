@@ -1,9 +1,10 @@
-"""The Runware contract folder is whole: every file indexed, every entry well formed and sourced."""
+"""The Runware contract folder is whole: every file indexed, every entry sourced, every fixture really used."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,7 @@ from tests.contract.runware_contract import (
     load_fixtures,
 )
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 OFFICIAL_REPOS = ("Runware/sdk-python", "Runware/runware-python", "Runware/runware-typescript")
 NAMES_OTHERS_RELY_ON = (
     "rest/async-ack",
@@ -82,6 +84,16 @@ def test_task_uuids_are_lowercase_uuid4(fixture) -> None:
     assert found or fixture.meaning == "account" or fixture.name == "rest/async-ack-empty"
     for value in found:
         assert str(uuid.UUID(value)) == value and uuid.UUID(value).version == 4
+
+
+@pytest.mark.parametrize("fixture", load_fixtures(), ids=lambda fixture: fixture.name)
+def test_each_fixture_is_loaded_by_name_in_every_test_file_its_entry_names(fixture) -> None:
+    assert fixture.used_by, "every fixture is exercised by at least one test"
+    for user in fixture.used_by:
+        path = REPO_ROOT / user
+        assert path.is_file() and user.startswith("tests/"), user
+        text = path.read_text()
+        assert f'"{fixture.name}"' in text and "by_name(" in text, f"{user} does not load {fixture.name} by name"
 
 
 def test_the_loader_collects_codes_envelopes_and_statuses() -> None:
