@@ -1,9 +1,10 @@
-"""The Runware contract folder is whole: every file indexed, every entry well formed and sourced."""
+"""The Runware contract folder is whole: every file indexed, every entry sourced, every fixture really used."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,7 @@ from tests.contract.runware_contract import (
     load_fixtures,
 )
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 OFFICIAL_REPOS = ("Runware/sdk-python", "Runware/runware-python", "Runware/runware-typescript")
 NAMES_OTHERS_RELY_ON = (
     "rest/async-ack",
@@ -82,6 +84,19 @@ def test_task_uuids_are_lowercase_uuid4(fixture) -> None:
     assert found or fixture.meaning == "account" or fixture.name == "rest/async-ack-empty"
     for value in found:
         assert str(uuid.UUID(value)) == value and uuid.UUID(value).version == 4
+
+
+@pytest.mark.parametrize("fixture", load_fixtures(), ids=lambda fixture: fixture.name)
+def test_each_fixture_is_loaded_by_name_in_a_test_file_its_entry_names(fixture) -> None:
+    assert fixture.used_by, "every fixture is exercised by at least one test"
+    loaders = []
+    for user in fixture.used_by:
+        path = REPO_ROOT / user
+        assert user.startswith("tests/") and path.is_file(), f"usedBy names {user}, which does not exist"
+        text = path.read_text()
+        if f'"{fixture.name}"' in text and "by_name(" in text:
+            loaders.append(user)
+    assert loaders, f"no file in usedBy loads {fixture.name} by name"
 
 
 def test_the_loader_collects_codes_envelopes_and_statuses() -> None:

@@ -100,6 +100,8 @@ def is_account_error(error: TaskError, status_code: int | None = None) -> bool:
     """The refusal is about the account, not the task: retrying later (after a fix) can succeed."""
     if status_code in ACCOUNT_STATUSES or error.task_type == "authentication":
         return True
+    if error.code in {f"http{status}" for status in ACCOUNT_STATUSES}:
+        return True  # made by _parse from a bodiless 401/402/403
     return error.code in ACCOUNT_CODES or any(part in error.code for part in ACCOUNT_CODE_PARTS)
 
 
