@@ -136,7 +136,7 @@ def heif(brand: bytes) -> bytes:
         (b"GIF87a" + b"\x00" * 20, "GIF"),
         (encode(gradient(10, 10), "BMP"), "BMP"),
         (encode(gradient(10, 10), "TIFF"), "TIFF"),
-        (b"MM\x00*" + b"\x00" * 20, "TIFF"),
+        (b"MM\x00*\x00\x00\x00\x08" + b"\x00" * 20, "TIFF"),  # big-endian, first IFD at 8
         (heif(b"heic"), "HEIC"),
         (heif(b"heix"), "HEIC"),
         (heif(b"mif1"), "HEIC"),
