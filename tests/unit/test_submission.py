@@ -947,6 +947,6 @@ def test_a_frame_header_beyond_the_bound_is_refused_as_too_much_metadata_not_as_
     assert "corrupt" not in outcome.message and "truncated" not in outcome.message
     ranges = ranges_read(s3.gets, contiguous=False)
     assert ranges[-1][1] >= METADATA_MAX_BYTES - 65_004  # it walked the metadata up to the bound, no further
-    assert submitter.objects.header_bytes_read <= HEADER_MAX_BYTES < len(body)
+    assert submitter.objects.header_bytes_read <= METADATA_MAX_BYTES < len(body)
     assert len(s3.gets) <= 24  # a few growing reads, not one per segment
     assert runware.requests == []
