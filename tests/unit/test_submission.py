@@ -36,7 +36,7 @@ from upscaler.models import MODEL_ID, is_uuid4
 from upscaler.runtime import build_submitter
 from upscaler.runware import RunwareClient, RunwareUnavailable
 from upscaler.settings import Settings, read_secret
-from upscaler.storage import HEADER_FIRST_READ_BYTES, HEADER_MAX_BYTES, ObjectStore, create_s3_client
+from upscaler.storage import HEADER_FIRST_READ_BYTES, ObjectStore, create_s3_client
 from upscaler.submission import DUPLICATE, Submitter, TasksNotAcknowledged
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"

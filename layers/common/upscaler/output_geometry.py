@@ -16,9 +16,9 @@ from upscaler.models import OUTPUT_FORMATS, PIXELS_PER_MEGAPIXEL, TARGET_MEGAPIX
 MAX_OUTPUT_SIDE = {"JPG": 65_500, "WEBP": 16_383, "PNG": 2**31 - 1}
 FORMAT_NAMES = {"JPG": "JPEG", "WEBP": "WEBP", "PNG": "PNG"}
 
-# Wider or taller than 16:1 is refused whatever the options: at 8 MP a 16:1 output is already
-# 11,314 x 707 px, and such strips are not what an upscaler is for.
-MAX_ASPECT_RATIO = 16
+# Wider or taller than 64:1 is refused whatever the options: Runware documents no limit, and past
+# it even an 8 MP output is a strip under 354 px high (e.g. 20000x8 is 2500:1).
+MAX_ASPECT_RATIO = 64
 
 
 @dataclass(frozen=True)
@@ -50,19 +50,23 @@ def geometry_problem(
     limit = MAX_OUTPUT_SIDE[options.output_format]
     if max(out_width, out_height) <= limit:
         return None
-    helps = [
-        f"x-amz-meta-output-format: {other}"
+    helps = []
+    formats = [
+        other
         for other in OUTPUT_FORMATS
         if other != options.output_format and max(out_width, out_height) <= MAX_OUTPUT_SIDE[other]
     ]
+    if formats:
+        helps.append(f"x-amz-meta-output-format: {' or '.join(formats)}")
     smaller = [
         target
         for target in range(TARGET_MEGAPIXELS_RANGE[0], options.target_megapixels)
         if max(output_size(width, height, target)) <= limit
     ]
     if smaller:
-        helps.append(f"x-amz-meta-target-megapixels: {max(smaller)} or lower")
-    advice = f"; set {' or '.join(helps)}" if helps else "; no option makes it fit"
+        most = max(smaller)
+        helps.append(f"x-amz-meta-target-megapixels: {most}" + (" or less" if most > 1 else ""))
+    advice = f"; set {', or '.join(helps)}" if helps else "; no option makes it fit"
     return GeometryProblem(
         "outputTooLarge",
         f"the output would be about {out_width}x{out_height} px at {options.target_megapixels} MP, "
