@@ -266,7 +266,7 @@ def _png(source: HeaderBytes) -> ImageHeader:
             raise MetadataTooLarge("PNG")
         chunk = source.take(offset, 8)
         if len(chunk) < 8:
-            raise _truncated("PNG")
+            raise UnreadableImage(f"truncated PNG: the file ends before its image data ({width}x{height} declared)")
         length, kind = struct.unpack(">I4s", chunk)
         if kind in (b"IDAT", b"IEND"):
             return ImageHeader("PNG", width, height, orientation)
