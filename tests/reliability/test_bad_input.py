@@ -33,7 +33,6 @@ BAD_INPUT: dict[str, tuple[bytes, dict[str, str], str, str]] = {
     "notes.jpg": (b"meeting notes, definitely not a picture\n" * 20, {}, "REJECTED", "notAnImage"),
     "html.png": (b"<!doctype html><title>404</title>", {}, "REJECTED", "notAnImage"),
     "empty.png": (b"", {}, "REJECTED", "emptyObject"),
-    "folder/": (b"", {}, "REJECTED", "emptyObject"),
     "cut-in-header.jpg": (image_bytes(300, 200)[:40], {}, "REJECTED", "notAnImage"),
     # The header is intact, the pixels are not: only decoding can tell, so Runware fails the task.
     "cut-in-pixels.jpg": (image_bytes(300, 200)[:-400], SMALL, "FAILED", "invalidImage"),

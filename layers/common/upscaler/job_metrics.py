@@ -21,6 +21,7 @@ _SUBMIT_METRICS = {
     JobStatus.REJECTED: "JobsRejected",
     JobStatus.FAILED: "JobsFailed",
     "DUPLICATE": "DuplicateDeliveries",  # upscaler.submission.DUPLICATE, not imported: the webhook never submits
+    "IGNORED": "SourcesIgnored",  # folder markers and foreign sources: no job
 }
 _RESULT_METRICS = {
     JobStatus.COMPLETED: "JobsCompleted",

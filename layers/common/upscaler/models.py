@@ -70,7 +70,15 @@ class UpscaleOptions:
         return OUTPUT_CONTENT_TYPES[self.output_format]
 
     def with_overrides(self, metadata: Mapping[str, str]) -> UpscaleOptions:
-        """Apply per-object overrides from S3 user metadata (keys without the x-amz-meta- prefix)."""
+        """Apply per-object overrides from S3 user metadata (keys without the x-amz-meta- prefix).
+
+        A key that is nearly an option's name is refused rather than ignored: the user meant it,
+        and silently charging for the default would be worse than saying so.
+        """
+        for meta_key in metadata:
+            meant = near_miss_of_option(meta_key)
+            if meant:
+                raise InvalidOption(meta_key, f"not an option; did you mean x-amz-meta-{meant}?")
         changes: dict[str, Any] = {}
         for meta_key, field_name in OVERRIDE_KEYS.items():
             raw = metadata.get(meta_key)
@@ -84,6 +92,38 @@ class UpscaleOptions:
             else:
                 changes[field_name] = text.upper().replace("JPEG", "JPG")
         return replace(self, **changes) if changes else self
+
+
+def _squashed(name: str) -> str:
+    return "".join(character for character in name.lower() if character.isalnum())
+
+
+def _edit_distance(a: str, b: str) -> int:
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, 1):
+        current = [i]
+        for j, char_b in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b)))
+        previous = current
+    return previous[-1]
+
+
+def near_miss_of_option(meta_key: str) -> str | None:
+    """The option a metadata key was probably meant to be (other separators, case, a plural or a
+    typo or two), or None for an exact option name and for unrelated user metadata."""
+    if meta_key in OVERRIDE_KEYS:
+        return None
+    squashed = _squashed(meta_key)
+    for option in OVERRIDE_KEYS:
+        target = _squashed(option)
+        # One slip in a short name, two in a long one: "realm" is not "realism", "megapixel" is.
+        allowed = 1 if len(target) < 10 else 2
+        if squashed == target or _edit_distance(squashed, target) <= allowed:
+            return option
+        singular = squashed[:-3] + "y" if squashed.endswith("ies") else squashed.removesuffix("es")
+        if squashed.rstrip("s") == target.rstrip("s") or singular == target:
+            return option
+    return None
 
 
 def _parse_int(name: str, text: str) -> int:
