@@ -58,6 +58,7 @@ class Row:
     timed_out: int = 0
     in_dlq: int = 0
     duplicates_submitted: int = 0
+    charged_unrecorded: int = 0
     lost: int = 0
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
@@ -72,6 +73,7 @@ COLUMNS = (
     "timed out",
     "in DLQ",
     "duplicates submitted",
+    "charged, not completed",
     "lost",
     "seconds",
 )
@@ -95,6 +97,7 @@ def report_table(rows: Iterable[Row]) -> str:
             row.timed_out,
             row.in_dlq,
             row.duplicates_submitted,
+            row.charged_unrecorded,
             row.lost,
             f"{row.seconds:.1f}",
         ]
@@ -337,6 +340,10 @@ def check(
             row.problems.append(f"{short(version[0])}@{version[1]} has {len(found)} jobs")
         job = found[0] if found else None
         status = job["status"] if job else None
+        if job is not None and _charged(accepted.get(job["jobId"])) and status != "COMPLETED":
+            # Runware produced (and billed) a result: the job must say so, whatever the webhooks did.
+            row.charged_unrecorded += 1
+            row.problems.append(f"{short(version[0])}: Runware succeeded and billed, but the job is {status}")
         if status in TERMINAL:
             assert job is not None
             counter = {"COMPLETED": "completed", "REJECTED": "rejected", "FAILED": "failed", "TIMED_OUT": "timed_out"}
@@ -354,6 +361,10 @@ def check(
     row.seconds = time.monotonic() - started
     ROWS.append(row)
     return row
+
+
+def _charged(task: Any) -> bool:
+    return task is not None and getattr(task, "status", None) == "success" and getattr(task, "output_size", None)
 
 
 def _check_terminal_job(
@@ -427,6 +438,7 @@ def assert_invariant(row: Row) -> None:
         pytest.fail(f"{row.scenario}: the invariant does not hold:\n  {shown}{more}")
     assert row.lost == 0
     assert row.duplicates_submitted == 0
+    assert row.charged_unrecorded == 0
     assert row.completed + row.rejected + row.failed + row.timed_out + row.in_dlq == row.objects
 
 
