@@ -201,6 +201,7 @@ def test_completes_a_job_whose_webhook_was_lost(aws, store, runware, reconciler)
         "stillProcessing": 0,
         "outputNotReady": 0,
         "unreadable": 0,
+        "timedOutExamined": 0,
         "nowCompleted": 1,
     }
 
@@ -316,6 +317,7 @@ def test_one_run_completes_fails_and_times_out_without_ever_scanning(aws, dynamo
         "stillProcessing": 1,
         "outputNotReady": 0,
         "unreadable": 0,
+        "timedOutExamined": 0,
         "nowCompleted": 1,
         "nowFailed": 1,
         "nowTimedOut": 1,

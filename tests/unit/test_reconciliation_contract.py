@@ -119,3 +119,42 @@ def test_success_answer_records_runware_cost_and_image(aws):
     success = by_name("getResponse/success").body["data"][0]
     assert job["imageUUID"] == success["imageUUID"]
     assert "lateResult" not in job
+
+
+def test_hostile_items_beside_real_answers_hold_back_no_job(aws):
+    store = JobStore(aws.dynamodb, JOBS_TABLE)
+    done, waiting = add_job(store, STALE), add_job(store, STALE)
+    aws.s3.put_object(Bucket=OUTPUT_BUCKET, Key=f"staging/{done}", Body=png_bytes())
+    nested = '{"error":' * 3000 + "{}" + "}" * 3000
+    body = (
+        '{"data": ['
+        f'{{"taskUUID": "{done}", "status": "error", "error": {nested}}},'
+        '{"taskUUID": 12345, "status": ["success"], "cost": NaN, "imageURL": "' + "x" * 100_000 + '"},'
+        '"junk", '
+        f'{{"taskType": "upscale", "taskUUID": "{done}", "status": "success", '
+        f'"imageUUID": "{done}", "cost": Infinity}},'
+        f'{{"taskType": "upscale", "taskUUID": "{waiting}", "status": "processing"}}'
+        "]}"
+    ).encode()
+    client = RunwareClient(
+        RUNWARE_URL,
+        lambda: RUNWARE_KEY,
+        http=httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(200, content=body))),
+        max_attempts=1,
+        sleep=lambda seconds: None,
+    )
+    reconciler = Reconciler(
+        store,
+        ResultRecorder(ObjectStore(aws.s3), store),
+        client,
+        reconcile_after_seconds=RECONCILE_AFTER,
+        max_age_seconds=MAX_AGE,
+        max_jobs=10,
+    )
+
+    report = reconciler.run()
+
+    assert store.get(done)["status"] == "COMPLETED"
+    assert "cost" not in store.get(done)  # Infinity is no cost
+    assert store.get(waiting)["status"] == "SUBMITTED"
+    assert report.unreadable >= 2

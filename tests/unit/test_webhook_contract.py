@@ -93,14 +93,17 @@ def job(aws, store):
     store.create(fields, JobStatus.CLAIMED, now=SUBMITTED - timedelta(seconds=1))
     buffer = io.BytesIO()
     Image.new("RGB", (1600, 1200), (200, 120, 40)).save(buffer, format="JPEG")
-    aws.s3.put_object(Bucket=OUTPUT_BUCKET, Key=fields["outputKey"], Body=buffer.getvalue())
+    aws.s3.put_object(Bucket=OUTPUT_BUCKET, Key=f"staging/{JOB_ID}", Body=buffer.getvalue())
     return store.transition(
         JOB_ID, {JobStatus.CLAIMED}, JobStatus.SUBMITTED, {"submittedAt": iso(SUBMITTED)}, now=SUBMITTED
     )
 
 
 @pytest.mark.parametrize("name", EXPECTED)
-def test_the_receiver_records_each_body_on_its_job(store, receiver, job, name):
+def test_the_receiver_records_each_body_on_its_job(aws, store, receiver, job, name):
+    if not isinstance(EXPECTED[name], TaskResult):
+        # A failure report is recorded only when no checked output exists (otherwise the output wins).
+        aws.s3.delete_object(Bucket=OUTPUT_BUCKET, Key=f"staging/{JOB_ID}")
     reply = receiver.receive(JOB_ID, TOKEN, as_job(name))
 
     record = store.get(JOB_ID)

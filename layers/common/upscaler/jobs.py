@@ -184,10 +184,13 @@ class JobStore:
         status: JobStatus,
         *,
         created_before: datetime | None = None,
+        created_after: datetime | None = None,
         newest_first: bool = False,
         limit: int | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Jobs in one status through the status index (a query, never a scan), oldest first."""
+        if created_before is not None and created_after is not None:
+            raise ValueError("give created_before or created_after, not both")
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "IndexName": STATUS_INDEX,
@@ -199,6 +202,9 @@ class JobStore:
         if created_before is not None:
             kwargs["KeyConditionExpression"] += " AND createdAt < :before"
             kwargs["ExpressionAttributeValues"][":before"] = {"S": iso(created_before)}
+        if created_after is not None:
+            kwargs["KeyConditionExpression"] += " AND createdAt > :after"
+            kwargs["ExpressionAttributeValues"][":after"] = {"S": iso(created_after)}
         returned = 0
         while True:
             if limit is not None:

@@ -10,14 +10,13 @@ that cannot be read is counted on its own job without holding back the others.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from upscaler.jobs import JobStatus, JobStore, TransitionRefused, parse_iso, utc_now
+from upscaler.jobs import JobStatus, JobStore, parse_iso, utc_now
 from upscaler.models import TaskError
 from upscaler.results import OutputNotReady, Recorded, ResultRecorder
 from upscaler.runware import RunwareClient, RunwareUnavailable, is_not_found
@@ -41,6 +40,7 @@ class ReconcileReport:
     output_not_ready: int = 0
     runware_unavailable: bool = False
     unreadable: int = 0
+    timed_out_examined: int = 0
 
     def counts(self) -> dict[str, int]:
         by_status = Counter(item.status for item in self.recorded if item.changed)
@@ -49,6 +49,7 @@ class ReconcileReport:
             "stillProcessing": self.still_processing,
             "outputNotReady": self.output_not_ready,
             "unreadable": self.unreadable,
+            "timedOutExamined": self.timed_out_examined,
             **{f"now{status.title().replace('_', '')}": count for status, count in by_status.items()},
         }
 
@@ -63,8 +64,12 @@ class Reconciler:
         reconcile_after_seconds: int,
         max_age_seconds: int,
         max_jobs: int,
+        late_output_window_seconds: int = 0,
     ) -> None:
         self.jobs = jobs
+        # How long after a job's creation Runware can still upload its result (the presigned PUT's
+        # lifetime): timed-out jobs that young are looked for in the bucket on every run.
+        self.late_output_window_seconds = late_output_window_seconds
         self.recorder = recorder
         self.runware = runware
         self.reconcile_after_seconds = reconcile_after_seconds
@@ -89,13 +94,33 @@ class Reconciler:
                 # Recording that error as each job's failure would end jobs that may still complete.
                 report.runware_unavailable = True
                 break
+            report.unreadable += response.malformed
             for job in batch:
                 job_id = job["jobId"]
                 try:
                     self._settle(job, response.items.get(job_id), response.error_for(job_id), report)
                 except UNREADABLE_ITEM_ERRORS as problem:
                     self._count_unreadable(job, problem, report)
+        self._complete_late_outputs(report, deadline)
         return report
+
+    def _complete_late_outputs(self, report: ReconcileReport, deadline: float | None) -> None:
+        """A task can finish after its job timed out, and its webhook can be lost: its output, still
+        uploadable while the presigned PUT lives, completes the job (no Runware call needed)."""
+        window = self.max_age_seconds + self.late_output_window_seconds
+        if self.late_output_window_seconds <= 0:
+            return
+        since = utc_now() - timedelta(seconds=window)
+        just_timed_out = {item.job_id for item in report.recorded}  # looked for a moment ago
+        for job in self.jobs.find_by_status(JobStatus.TIMED_OUT, created_after=since, limit=self.max_jobs):
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            if job["jobId"] in just_timed_out:
+                continue
+            report.timed_out_examined += 1
+            found = self.recorder.record_output_if_present(job, via="reconcile")
+            if found is not None:
+                report.recorded.append(found)
 
     def _settle(
         self, job: dict[str, Any], item: dict[str, Any] | None, error: TaskError | None, report: ReconcileReport
@@ -131,15 +156,7 @@ class Reconciler:
 
     def _count_unreadable(self, job: dict[str, Any], problem: Exception, report: ReconcileReport) -> None:
         report.unreadable += 1
-        note = f"unreadable getResponse item: {type(problem).__name__}: {problem}"[:500]
-        with contextlib.suppress(TransitionRefused):  # the job moved on meanwhile: nothing to note
-            self.jobs.transition(
-                job["jobId"],
-                {JobStatus.SUBMITTED},
-                JobStatus.SUBMITTED,
-                {"lastUnreadableReport": note},
-                increment="unreadableReports",
-            )
+        self.jobs.count_malformed_reports(job["jobId"], 1, f"getResponse item: {type(problem).__name__}: {problem}")
 
     def _too_old(self, job: dict[str, Any]) -> bool:
         started = parse_iso(job.get("submittedAt") or job["createdAt"])

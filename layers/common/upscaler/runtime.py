@@ -98,4 +98,5 @@ def build_reconciler(settings: Settings | None = None) -> Reconciler:
         reconcile_after_seconds=settings.reconcile_after_seconds,
         max_age_seconds=settings.job_max_age_seconds,
         max_jobs=settings.reconcile_max_jobs,
+        late_output_window_seconds=settings.presigned_url_expiry_seconds,
     )

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from upscaler import json_bodies
 from upscaler.models import TaskError
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -244,9 +245,9 @@ def _json_body(response: httpx.Response, batch: BatchResponse) -> dict[str, Any]
     if not response.content.strip():
         return {}
     try:
-        payload = json.loads(response.content)
+        # Values nested too deep read as null, so one hostile item does not hide the others.
+        payload = json_bodies.loads(response.content)
     except (ValueError, RecursionError):
-        # Deep nesting makes json raise RecursionError, not ValueError.
         batch.malformed += 1
         return {}
     if isinstance(payload, list):

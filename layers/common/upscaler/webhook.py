@@ -9,13 +9,13 @@ again cannot help) and is counted on its job; unreadable items beside readable o
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from upscaler import json_bodies
 from upscaler.jobs import JobStore
 from upscaler.models import TaskError, is_uuid4
 from upscaler.results import OutputNotReady, Recorded, ResultRecorder
@@ -47,9 +47,9 @@ class WebhookReceiver:
         if len(body) > MAX_BODY_BYTES:
             return WebhookReply(413, {"message": f"body larger than {MAX_BODY_BYTES} bytes"})
         try:
-            payload = json.loads(body)
+            # Values nested too deep read as null, so one hostile item does not hide the others.
+            payload = json_bodies.loads(body)
         except (ValueError, RecursionError):
-            # json raises RecursionError, not ValueError, on deeply nested input.
             return self._unreadable(job_id, 1, "the body is not JSON")
         parsed = read_webhook_body(payload, job_id)
         if not parsed.reports:
