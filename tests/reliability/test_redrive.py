@@ -41,7 +41,7 @@ def test_outage_lands_in_the_dlq_and_redrive_finishes_every_object(stack: LocalS
     ]
     assert len(letters) == down.objects
     for letter in letters:
-        assert '"RetriesExhausted"' in letter.body and "serviceUnavailable" in letter.body
+        assert '"RetriesExhausted"' in letter.body and "HTTP 503" in letter.body
 
     stack.emulator.faults = FaultConfig()
     started = time.monotonic()
