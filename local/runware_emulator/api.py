@@ -114,7 +114,7 @@ class ApiHandler:
                 return account_refusal(402, first_task_type(payload))
             return request_wide_failure(invalid(None, "request refused (injected fault)"), payload)
 
-        outcomes = [self._handle_task(task, payload, faults) for task in payload]
+        outcomes = [self._handle_task(task, faults) for task in payload]
         return self._envelope(outcomes, payload, faults)
 
     def _envelope(self, outcomes: list[_TaskOutcome], payload: list[Any], faults: FaultConfig) -> HttpResponse:
@@ -132,14 +132,14 @@ class ApiHandler:
             return HttpResponse.json(errors[0].http_status, {"data": [], "errors": error_items})
         return HttpResponse.json(errors[0].http_status, {"errors": error_items})
 
-    def _handle_task(self, task: Any, batch: list[Any], faults: FaultConfig) -> _TaskOutcome:
+    def _handle_task(self, task: Any, faults: FaultConfig) -> _TaskOutcome:
         if not isinstance(task, dict):
             problem = invalid(None, "each element of the body must be a task object")
             return _TaskOutcome(problem.to_json(), True, problem.http_status)
         task_type = task.get("taskType")
         try:
             if task_type == "upscale":
-                return self._submit_upscale(task, batch, faults)
+                return self._submit_upscale(task, faults)
             if task_type == "getResponse":
                 return self._get_response(task, faults)
             if task_type == "getTaskDetails":
@@ -181,14 +181,13 @@ class ApiHandler:
         }
         return _TaskOutcome(details, False)
 
-    def _submit_upscale(self, task: dict[str, Any], batch: list[Any], faults: FaultConfig) -> _TaskOutcome:
+    def _submit_upscale(self, task: dict[str, Any], faults: FaultConfig) -> _TaskOutcome:
         request = validate_upscale(task)
         record = TaskRecord(
             task_uuid=request.task_uuid,
             task_type="upscale",
             delivery_method=request.delivery_method,
             request=task,
-            request_batch=batch,
             accepted_at=self._tasks.now(),
             generation=self._activity.generation,
         )

@@ -21,7 +21,6 @@ class TaskRecord:
     task_type: str
     delivery_method: str
     request: dict[str, Any]
-    request_batch: list[Any]
     accepted_at: float
     generation: int
     status: str = PROCESSING

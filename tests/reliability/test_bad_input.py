@@ -35,7 +35,7 @@ BAD_INPUT: dict[str, tuple[bytes, dict[str, str], str, str]] = {
     "empty.png": (b"", {}, "REJECTED", "emptyObject"),
     "cut-in-header.jpg": (image_bytes(300, 200)[:40], {}, "REJECTED", "notAnImage"),
     # The header is intact, the pixels are not: only decoding can tell, so Runware fails the task
-    # (invalidParameter on inputs.image: the contract has no image-specific code).
+    # (the emulator names inputs.image with the contract's invalidParameter).
     "cut-in-pixels.jpg": (image_bytes(300, 200)[:-400], SMALL, "FAILED", "invalidParameter"),
     "huge-dimensions.png": (png_header(60000, 60000), {}, "REJECTED", "alreadyAtTarget"),
     "zero-width.png": (png_header(0, 500), {}, "REJECTED", "notAnImage"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 
 import pytest
@@ -316,3 +317,26 @@ def test_an_image_is_only_served_under_its_own_extension(emulator, client, photo
     url = call(client, emulator, [upscale_task(photo, outputFormat="PNG")]).json()["data"][0]["imageURL"]
     assert client.get(url).status_code == 200
     assert client.get(url.replace(".png", ".jpg")).status_code == 404
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP outside the API
+
+
+def test_a_chunked_body_is_read_whole(emulator, client, photo):
+    task = upscale_task(photo)
+    body = json.dumps([task]).encode()
+    chunks = iter([body[:10], body[10:]])
+    response = client.post(emulator.url, content=chunks, headers={**AUTH, "Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert response.json()["data"][0]["taskUUID"] == task["taskUUID"]
+
+
+def test_answers_outside_the_api_are_plain_text_not_runware_shapes(emulator, client):
+    for response, status in (
+        (client.get(emulator.url), 405),
+        (client.post(f"{emulator.base_url}/v2/other", headers=AUTH), 404),
+        (client.get(f"{emulator.base_url}/images/{uuid.uuid4()}.png"), 404),
+    ):
+        assert response.status_code == status
+        assert response.headers["content-type"].startswith("text/plain")

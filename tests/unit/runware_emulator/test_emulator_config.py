@@ -125,3 +125,20 @@ def test_the_module_runs_as_a_program():
         process.terminate()
         process.wait(timeout=10)
     assert process.returncode == 0, process.stderr.read()
+
+
+def test_the_contract_knobs_come_from_flags_or_the_environment():
+    environ = {
+        "RUNWARE_EMULATOR_ACCOUNT_ERROR_STATUS": "402",
+        "RUNWARE_EMULATOR_FORGET_AFTER_SECONDS": "90",
+        "RUNWARE_EMULATOR_GETRESPONSE_ERROR_SHAPE": "nested",
+    }
+    command = parse_command_line(["--getresponse-junk-items", "3", "--account-error-status", "403"], environ)
+    assert command.faults == FaultConfig(
+        account_error_status=403, forget_after_seconds=90.0, getresponse_error_shape="nested", getresponse_junk_items=3
+    )
+    assert parse_command_line([], {"RUNWARE_EMULATOR_ACCOUNT_ERROR_STATUS": ""}).faults.account_error_status is None
+    with pytest.raises(SystemExit):
+        parse_command_line(["--account-error-status", "500"], {})
+    with pytest.raises(SystemExit):
+        parse_command_line([], {"RUNWARE_EMULATOR_GETRESPONSE_ERROR_SHAPE": "flat"})
