@@ -358,7 +358,11 @@ def test_sources_outside_the_stack_make_no_job(aws, make_submitter, runware):
     log = CallLog(submitter)
     outcomes = submitter.submit_event(event(*records))
     assert [(o.status, o.code) for o in outcomes] == [(IGNORED, "foreignSource")] * 3
-    assert "outside this stack's inbox" in outcomes[0].message
+    assert [o.message for o in outcomes] == [
+        f"s3://{elsewhere}/inbox/a.jpg is outside this stack's inbox (s3://{INBOX_BUCKET}/inbox/)",
+        f"s3://{OUTPUT_BUCKET}/upscaled/a.jpg is in this stack's output bucket, never a source",
+        f"s3://{INBOX_BUCKET}/other/a.jpg is outside this stack's inbox (s3://{INBOX_BUCKET}/inbox/)",
+    ]
     assert log.take() == []
     assert all_jobs(aws) == []
     assert runware.requests == []

@@ -94,15 +94,15 @@ class Submitter:
         if source.key.endswith("/") and source.size == 0:
             return SubmitOutcome("", source.key, IGNORED, "folderMarker", "a folder marker (empty key ending in /)")
         if not self.settings.owns_source(source.bucket, source.key):
-            return SubmitOutcome(
-                "",
-                source.key,
-                IGNORED,
-                "foreignSource",
-                f"s3://{source.bucket}/{source.key} is outside this stack's inbox "
-                f"(s3://{self.settings.inbox_bucket or '<inbox>'}/{self.settings.inbox_prefix})",
-            )
+            return SubmitOutcome("", source.key, IGNORED, "foreignSource", self._foreign_reason(source))
         return None
+
+    def _foreign_reason(self, source: SourceObject) -> str:
+        where = f"s3://{source.bucket}/{source.key}"
+        if source.bucket == self.settings.output_bucket:
+            return f"{where} is in this stack's output bucket, never a source"
+        inbox = f"s3://{self.settings.inbox_bucket}/" if self.settings.inbox_bucket else "prefix "
+        return f"{where} is outside this stack's inbox ({inbox}{self.settings.inbox_prefix})"
 
     def _prepare(self, source: SourceObject) -> tuple[SubmitOutcome | None, tuple[dict[str, Any], UpscaleTask] | None]:
         """Validate the source's current state, then claim (or reject) its job in one conditional write.
