@@ -358,7 +358,7 @@ def _content_problem(header: ImageHeader, options: UpscaleOptions) -> Rejection 
     if header.animated:
         return Rejection(
             "animatedImage",
-            f"the {header.format} is animated; Runware's upscaler documents still images only: "
+            f"the {header.format} is animated, and Runware's upscaler documents no animation support: "
             "upload a single frame as a still image",
             known,
         )
