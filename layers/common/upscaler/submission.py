@@ -1,9 +1,11 @@
 """Submit path: S3 records -> validated, claimed jobs -> one async Runware request per event.
 
 Every source object version ends as exactly one job: REJECTED here when the input is unusable,
-otherwise CLAIMED and then SUBMITTED (or FAILED with Runware's code). A crash between the claim
-and the submission leaves the job CLAIMED; the retried invocation finds it and submits again
-under the same taskUUID, which Runware either accepts or reports as a duplicate.
+otherwise CLAIMED and then SUBMITTED (or FAILED with Runware's code). What is sent is decided by
+the source's current state, on every delivery. A crash between the claim and the submission
+leaves the job CLAIMED; the retried invocation validates the source again and submits again under
+the same taskUUID, which Runware either accepts or reports as a duplicate, or rejects the job if
+the source was deleted or replaced meanwhile. Folder markers and foreign sources make no job.
 """
 
 from __future__ import annotations
