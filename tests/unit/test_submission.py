@@ -30,6 +30,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import INBOX_BUCKET, OUTPUT_BUCKET, REGION, RUNWARE_KEY, WEBHOOK_KEY, WEBHOOK_URL
+from tests.contract.runware_contract import by_name, of_kind
 from upscaler.image_header import METADATA_MAX_BYTES
 from upscaler.jobs import JobStatus, JobStore, job_id_for
 from upscaler.models import MODEL_ID, is_uuid4
@@ -37,7 +38,7 @@ from upscaler.runtime import build_submitter
 from upscaler.runware import RunwareClient, RunwareUnavailable
 from upscaler.settings import Settings, read_secret
 from upscaler.storage import HEADER_FIRST_READ_BYTES, ObjectStore, create_s3_client
-from upscaler.submission import DUPLICATE, Submitter, TasksNotAcknowledged
+from upscaler.submission import DUPLICATE, AccountRefused, Submitter, TasksNotAcknowledged
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 TASK_FIELDS = {
@@ -319,7 +320,8 @@ def test_the_exact_task_sent_for_an_object(aws, submitter, runware):
     job = submitter.jobs.get(job_id)
     output_key = job["outputKey"]
     assert output_key == f"upscaled/photos/cat.jpg.{job_id[:8]}.jpg"
-    put_params = assert_presigned(task["uploadEndpoint"], "PUT", OUTPUT_BUCKET, output_key, expiry)
+    # Runware uploads to a staging key that nothing else reads; the result is published from there.
+    put_params = assert_presigned(task["uploadEndpoint"], "PUT", OUTPUT_BUCKET, f"staging/{job_id}", expiry)
     assert "versionId" not in put_params
     assert "content-type" not in task["uploadEndpoint"].lower()
 
@@ -376,8 +378,8 @@ def test_upload_endpoint_takes_a_put_with_any_content_type(aws, submitter, runwa
         task["uploadEndpoint"], data=b"upscaled bytes", headers={"Content-Type": "image/png"}, timeout=5
     )
     assert response.status_code == 200
-    output_key = submitter.jobs.get(task["taskUUID"])["outputKey"]
-    assert aws.s3.get_object(Bucket=OUTPUT_BUCKET, Key=output_key)["Body"].read() == b"upscaled bytes"
+    staged_key = f"staging/{task['taskUUID']}"
+    assert aws.s3.get_object(Bucket=OUTPUT_BUCKET, Key=staged_key)["Body"].read() == b"upscaled bytes"
 
 
 # --- one request per event ----------------------------------------------------------------------
@@ -505,7 +507,7 @@ def test_a_claimed_job_written_before_a_crash_is_submitted_as_claimed(aws, submi
     assert task["taskUUID"] == job_id
     # The claim's own request is sent, not one re-derived from today's defaults.
     assert (task["targetMegapixels"], task["settings"]["enhanceDetails"], task["outputFormat"]) == (6, True, "PNG")
-    assert urlsplit(task["uploadEndpoint"]).path == "/" + claimed["outputKey"]
+    assert urlsplit(task["uploadEndpoint"]).path == f"/staging/{claimed['jobId']}"
     assert parse_qs(urlsplit(task["inputs"]["image"]).query)["versionId"] == [obj["versionId"]]
     assert jobs.get(job_id)["status"] == "SUBMITTED"
 
@@ -651,7 +653,7 @@ def test_valid_overrides_change_the_task(aws, submitter, runware):
     job = submitter.jobs.get(outcome.job_id)
     assert job["outputKey"].endswith(".png")
     assert job["outputContentType"] == "image/png"
-    assert urlsplit(task["uploadEndpoint"]).path == "/" + job["outputKey"]
+    assert urlsplit(task["uploadEndpoint"]).path == f"/staging/{job['jobId']}"
     assert (job["targetMegapixels"], job["enhanceDetails"], job["realism"]) == (8, True, True)
 
 
@@ -723,18 +725,35 @@ def test_a_400_fails_the_job_at_once_with_runwares_error(aws, submitter, runware
     assert job["submitAttempts"] == 1
 
 
-def test_auth_balance_and_permission_errors_are_not_retried(aws, submitter, runware, sleeps):
+def test_auth_balance_and_permission_errors_are_not_retried_and_fail_no_job(aws, submitter, runware, sleeps):
+    # An account refusal describes the key, the balance or the permission: the jobs stay open, the invocation fails.
     for status, code in [(401, "invalidApiKey"), (402, "insufficientCredits"), (403, "forbiddenModel")]:
         runware.requests.clear()
         runware.script = [httpx.Response(status, json={"errors": [{"code": code, "message": f"{code}!"}]})]
         records = [upload(aws, f"inbox/{status}/a.jpg", jpeg()), upload(aws, f"inbox/{status}/b.jpg", jpeg())]
-        outcomes = submitter.submit_event(event(*records))
+        with pytest.raises(AccountRefused) as refused:
+            submitter.submit_event(event(*records))
+        assert refused.value.status_code == status
         assert len(runware.requests) == 1, status
         assert sleeps == [], status
-        assert [(o.status, o.code) for o in outcomes] == [(JobStatus.FAILED, code)] * 2, status
-        for outcome in outcomes:
-            job = submitter.jobs.get(outcome.job_id)
-            assert (job["status"], job["errorCode"], job["errorMessage"]) == ("FAILED", code, f"{code}!")
+        waiting = [item for item in all_jobs(aws) if f"inbox/{status}/" in item["sourceKey"]["S"]]
+        assert [item["status"]["S"] for item in waiting] == ["CLAIMED", "CLAIMED"], status
+        assert all(code in item["waitingReason"]["S"] for item in waiting), status
+
+
+def test_jobs_that_waited_for_the_account_are_submitted_by_the_retry(aws, submitter, runware):
+    records = [upload(aws, "inbox/wait/a.jpg", jpeg()), upload(aws, "inbox/wait/b.jpg", jpeg())]
+    runware.script = [httpx.Response(401, json={"errors": [{"code": "invalidApiKey", "message": "bad key"}]})]
+    with pytest.raises(AccountRefused):
+        submitter.submit_event(event(*records))
+
+    outcomes = submitter.submit_event(event(*records))  # the key is fixed; the retried invocation
+
+    assert [outcome.status for outcome in outcomes] == ["SUBMITTED", "SUBMITTED"]
+    for outcome in outcomes:
+        job = submitter.jobs.get(outcome.job_id)
+        assert "waitingReason" not in job
+        assert job["stagingKey"] == f"staging/{outcome.job_id}"
 
 
 def test_the_deadline_stops_retries_and_leaves_the_job_claimed(aws, make_submitter, runware, sleeps):
@@ -838,7 +857,7 @@ def test_awkward_keys_round_trip(aws, submitter, runware, loopback_only):
         assert sigv4_signature_is_valid(image_url, "GET"), key
         assert requests.get(image_url, timeout=5).content == bodies[key], key
         assert job["outputKey"] == f"upscaled/{key.removeprefix('inbox/')}.{outcome.job_id[:8]}.jpg"
-        assert urlsplit(task["uploadEndpoint"]).path == "/" + quote(job["outputKey"], safe="/")
+        assert urlsplit(task["uploadEndpoint"]).path == f"/staging/{job['jobId']}"
         assert sigv4_signature_is_valid(task["uploadEndpoint"], "PUT"), key
 
 
@@ -950,3 +969,69 @@ def test_a_frame_header_beyond_the_bound_is_refused_as_too_much_metadata_not_as_
     assert submitter.objects.header_bytes_read <= METADATA_MAX_BYTES < len(body)
     assert len(s3.gets) <= 24  # a few growing reads, not one per segment
     assert runware.requests == []
+
+
+# --- every submission answer of the Runware contract --------------------------------------------
+
+SUBMISSION_FIXTURES = [
+    fixture
+    for fixture in of_kind("rest")
+    if fixture.meaning in ("accepted", "result", "conflict", "task-failed", "account", "rate-limited")
+]
+
+
+def contract_answer(fixture) -> Callable[[list[dict]], httpx.Response]:
+    """The fixture's body, with its tasks' UUIDs replaced by those of the request, in order."""
+
+    def answer(tasks: list[dict]) -> httpx.Response:
+        body = fixture.body_bytes()
+        for planned, sent in zip(fixture.request or (), tasks, strict=False):
+            body = body.replace(planned["taskUUID"].encode(), sent["taskUUID"].encode())
+        return httpx.Response(fixture.http_status or 200, content=body, headers={"Content-Type": "application/json"})
+
+    return answer
+
+
+@pytest.mark.parametrize("fixture", SUBMISSION_FIXTURES, ids=lambda fixture: fixture.name)
+def test_each_submission_answer_moves_the_jobs_as_its_meaning_says(aws, make_submitter, runware, fixture):
+    submitter = make_submitter(max_attempts=2)
+    count = max(1, len(fixture.request or ()))
+    records = [upload(aws, f"inbox/contract/{n}.jpg", jpeg(800 + n, 600)) for n in range(count)]
+    runware.script = [contract_answer(fixture)] * 2
+
+    if fixture.meaning == "account":
+        with pytest.raises(AccountRefused):
+            submitter.submit_event(event(*records))
+    elif fixture.meaning == "rate-limited":
+        with pytest.raises(RunwareUnavailable):
+            submitter.submit_event(event(*records))
+    else:
+        submitter.submit_event(event(*records))
+
+    sent = [task["taskUUID"] for task in json.loads(runware.requests[0].content)]
+    statuses = [submitter.jobs.get(task_uuid)["status"] for task_uuid in sent]
+    if fixture.meaning in ("account", "rate-limited"):
+        assert statuses == ["CLAIMED"] * count  # no job fails: the invocation is retried
+    elif fixture.meaning == "task-failed":
+        refused = {str(error["taskUUID"]) for error in fixture.body["errors"]}
+        planned = [task["taskUUID"] for task in fixture.request or ()]
+        assert statuses == ["FAILED" if uuid in refused else "SUBMITTED" for uuid in planned]
+    else:
+        # Accepted, or conflictTaskUUID: Runware holds the task and will run (and bill) it.
+        assert statuses == ["SUBMITTED"] * count
+
+
+def test_a_resubmission_answered_conflict_task_uuid_goes_on_as_submitted(aws, submitter, runware):
+    record = upload(aws, "inbox/crash/a.jpg", jpeg())
+    job_id = job_id_for(INBOX_BUCKET, "inbox/crash/a.jpg", record["s3"]["object"]["versionId"])
+    # The first request reached Runware but its answer was lost (a client timeout): the job stays CLAIMED.
+    runware.script = [httpx.ReadTimeout("lost answer")] * 4
+    with pytest.raises(RunwareUnavailable):
+        submitter.submit_event(event(record))
+    assert submitter.jobs.get(job_id)["status"] == "CLAIMED"
+
+    runware.script = [contract_answer(by_name("rest/conflict-task-uuid"))]
+    [outcome] = submitter.submit_event(event(record))
+
+    assert outcome.status == "SUBMITTED"
+    assert submitter.jobs.get(job_id)["status"] == "SUBMITTED"

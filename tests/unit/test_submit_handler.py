@@ -24,6 +24,7 @@ from upscaler.jobs import job_id_for
 from upscaler.runware import RunwareClient, RunwareUnavailable
 from upscaler.settings import get_settings, read_secret
 from upscaler.source_events import UnrecognisedEvent
+from upscaler.submission import AccountRefused
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
@@ -245,11 +246,11 @@ def test_rejection_is_reported_with_its_code_and_message(aws, submit_app, runwar
     assert metrics_emitted(capsys.readouterr().out) == {"JobsRejected": 1.0}
 
 
-def test_runware_error_is_reported_as_failed(aws, submit_app, runware):
+def test_an_account_refusal_fails_the_invocation_not_the_job(aws, submit_app, runware):
     event, _ = prepared(aws, "s3-put-plain.json")
     runware.script = [httpx.Response(402, json={"errors": [{"code": "insufficientCredits", "message": "Top up."}]})]
-    [job] = invoke(submit_app, event)["jobs"]
-    assert (job["status"], job["code"], job["message"]) == ("FAILED", "insufficientCredits", "Top up.")
+    with pytest.raises(AccountRefused):
+        invoke(submit_app, event)
     assert len(runware.requests) == 1
 
 

@@ -30,6 +30,8 @@ class Settings:
     inbox_prefix: str = "inbox/"
     inbox_bucket: str = ""
     output_prefix: str = "upscaled/"
+    # Where Runware's presigned PUT lands, in the output bucket; nothing but the pipeline reads it.
+    staging_prefix: str = "staging/"
     webhook_url: str = ""
     defaults: UpscaleOptions = field(default_factory=UpscaleOptions)
     max_input_bytes: int = 50 * 1024 * 1024
@@ -92,6 +94,7 @@ class Settings:
             inbox_prefix=env.get("INBOX_PREFIX", cls.inbox_prefix),
             inbox_bucket=env.get("INBOX_BUCKET", "").strip(),
             output_prefix=env.get("OUTPUT_PREFIX", cls.output_prefix),
+            staging_prefix=env.get("STAGING_PREFIX", "").strip() or cls.staging_prefix,
             webhook_url=env.get("WEBHOOK_URL", "").strip(),
             defaults=defaults,
             max_input_bytes=number("MAX_INPUT_BYTES", cls.max_input_bytes),

@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from botocore.loaders import create_loader
 
 from upscaler.image_header import (
     METADATA_MAX_BYTES,
@@ -66,13 +67,22 @@ def create_s3_client() -> Any:
 
     Presigned URLs name the regional endpoint explicitly: botocore would otherwise sign for the
     region but point at the global host, which answers with a redirect for buckets elsewhere.
+    The host's domain is the region's partition's (amazonaws.com.cn in China, amazonaws.com in
+    GovCloud, ...), taken from botocore's partition data the way its endpoint rules take it: a
+    listed region first, then a partition's region pattern, else the commercial partition.
     """
     region = aws_region()
     custom_endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    partitions = create_loader().load_data("partitions")["partitions"]
+    partition = (
+        next((p for p in partitions if region in p["regions"]), None)
+        or next((p for p in partitions if re.match(p["regionRegex"], region)), None)
+        or next(p for p in partitions if p["id"] == "aws")
+    )
     return boto3.client(
         "s3",
         region_name=region,
-        endpoint_url=None if custom_endpoint else f"https://s3.{region}.amazonaws.com",
+        endpoint_url=None if custom_endpoint else f"https://s3.{region}.{partition['outputs']['dnsSuffix']}",
         config=Config(
             signature_version="s3v4",
             # Local endpoints are plain host:port, where bucket subdomains cannot resolve.
@@ -212,17 +222,20 @@ class ObjectStore:
         )
         return url
 
-    def set_content_type(self, info: ObjectInfo, content_type: str) -> str:
-        """Rewrite the stored Content-Type in place (metadata-only copy); returns the new ETag."""
+    def copy(self, source: ObjectInfo, key: str, content_type: str, metadata: dict[str, str]) -> str:
+        """Server-side copy within the bucket with a new Content-Type and metadata; returns the new ETag."""
         response = self._s3.copy_object(
-            Bucket=info.bucket,
-            Key=info.key,
-            CopySource={"Bucket": info.bucket, "Key": info.key},
+            Bucket=source.bucket,
+            Key=key,
+            CopySource={"Bucket": source.bucket, "Key": source.key},
             ContentType=content_type,
-            Metadata=info.metadata,
+            Metadata=metadata,
             MetadataDirective="REPLACE",
         )
-        return str(response.get("CopyObjectResult", {}).get("ETag", info.etag)).strip('"')
+        return str(response.get("CopyObjectResult", {}).get("ETag", source.etag)).strip('"')
+
+    def delete(self, bucket: str, key: str) -> None:
+        self._s3.delete_object(Bucket=bucket, Key=key)
 
 
 def _total_size(response: dict[str, Any]) -> int:

@@ -3,13 +3,17 @@
 Every source object version ends as exactly one job: REJECTED here when the input is unusable,
 otherwise CLAIMED and then SUBMITTED (or FAILED with Runware's code). What is sent is decided by
 the source's current state, on every delivery. A crash between the claim and the submission
-leaves the job CLAIMED; the retried invocation validates the source again and submits again under
-the same taskUUID, which Runware either accepts or reports as a duplicate, or rejects the job if
-the source was deleted or replaced meanwhile. Folder markers and foreign sources make no job.
+leaves the job CLAIMED; the retried invocation validates the source again (rejecting the job if
+the source was deleted or replaced meanwhile) and submits again under the same taskUUID, which
+Runware either accepts or answers with conflictTaskUUID (it holds the task already): both mean
+SUBMITTED. A refusal of the account (key, balance, permission) fails no job: they stay CLAIMED,
+and the invocation fails so it is retried or dead-lettered. Folder markers and foreign sources
+make no job.
 """
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 import time
 from collections.abc import Callable, Mapping
@@ -20,6 +24,7 @@ from upscaler.image_header import ImageHeader, MetadataTooLarge, UnreadableImage
 from upscaler.jobs import JobStatus, JobStore, TransitionRefused, iso, job_id_for, utc_now
 from upscaler.models import InvalidOption, TaskError, UpscaleOptions, UpscaleTask
 from upscaler.output_geometry import geometry_problem
+from upscaler.outputs import staging_key_for
 from upscaler.runware import RunwareClient, is_duplicate_task
 from upscaler.settings import Settings
 from upscaler.source_events import SourceObject, source_objects
@@ -45,6 +50,23 @@ class SubmitOutcome:
 
 DUPLICATE = "DUPLICATE"
 IGNORED = "IGNORED"  # no job: a folder marker, or a source outside this stack's inbox
+
+
+class AccountRefused(Exception):
+    """Runware refused the request for the account (key, balance, permission), not for a task.
+
+    No job fails for it: the jobs stay CLAIMED with the reason recorded, and the invocation fails so
+    that it is retried and in the end dead-lettered; a re-drive after the fix submits them.
+    """
+
+    def __init__(self, error: TaskError, status_code: int, job_ids: list[str]) -> None:
+        super().__init__(
+            f"Runware refused the request for the account (HTTP {status_code} {error.code}: {error.message}); "
+            f"{len(job_ids)} job(s) wait: {', '.join(job_ids)}"
+        )
+        self.error = error
+        self.status_code = status_code
+        self.job_ids = job_ids
 
 
 class TasksNotAcknowledged(Exception):
@@ -254,16 +276,22 @@ class Submitter:
             task_uuid=job["jobId"],
             image_url=self.objects.presign_get(source, expiry),
             options=options,
-            upload_endpoint=self.objects.presign_put(job["outputBucket"], job["outputKey"], expiry),
+            # Runware uploads to a staging key nothing else reads; the result is published once checked.
+            upload_endpoint=self.objects.presign_put(job["outputBucket"], self._staging_key(job), expiry),
             webhook_url=webhook_url_for(self.settings.webhook_url, job["jobId"], self._webhook_key()),
             result_ttl_seconds=self.settings.runware_result_ttl_seconds,
         )
+
+    def _staging_key(self, job: Mapping[str, Any]) -> str:
+        return staging_key_for(self.settings.staging_prefix, str(job["jobId"]))
 
     def _send(self, pending: list[tuple[dict[str, Any], UpscaleTask]], deadline: float | None) -> list[SubmitOutcome]:
         # One request for the whole event; RunwareUnavailable propagates so the invocation is retried.
         started = time.monotonic()
         response = self.runware.send([task.to_json() for _, task in pending], deadline=deadline)
         request_ms = int((time.monotonic() - started) * 1000)
+        if response.account_error is not None:
+            self._wait_for_account([job for job, _ in pending], response.account_error, response.status_code)
         outcomes = []
         unanswered = []
         for job, task in pending:
@@ -275,10 +303,20 @@ class Submitter:
                 # been accepted, so it stays CLAIMED and the retried invocation sends it again.
                 unanswered.append(task.task_uuid)
             else:
+                # Accepted now, or a re-submission that Runware answers with conflictTaskUUID: it holds
+                # the task already and will run (and bill) it, so the job goes on as SUBMITTED.
                 outcomes.append(self._mark_submitted(job, request_ms))
         if unanswered:
             raise TasksNotAcknowledged(unanswered, response.status_code)
         return outcomes
+
+    def _wait_for_account(self, jobs: list[Mapping[str, Any]], error: TaskError, status_code: int) -> None:
+        reason = f"Runware refused the account (HTTP {status_code} {error.code}): {error.message}"[:1000]
+        for job in jobs:
+            # A job that already moved on (a fast webhook, a concurrent delivery) does not wait.
+            with contextlib.suppress(TransitionRefused):
+                self.jobs.transition(job["jobId"], {JobStatus.CLAIMED}, JobStatus.CLAIMED, {"waitingReason": reason})
+        raise AccountRefused(error, status_code, [str(job["jobId"]) for job in jobs])
 
     def _mark_submitted(self, job: Mapping[str, Any], request_ms: int) -> SubmitOutcome:
         now = utc_now()
@@ -287,7 +325,8 @@ class Submitter:
                 job["jobId"],
                 {JobStatus.CLAIMED},
                 JobStatus.SUBMITTED,
-                {"submittedAt": iso(now), "submitRequestMs": request_ms},
+                {"submittedAt": iso(now), "submitRequestMs": request_ms, "stagingKey": self._staging_key(job)},
+                remove=("waitingReason",),
                 increment="submitAttempts",
                 now=now,
             )
@@ -309,6 +348,7 @@ class Submitter:
                     "errorParameter": error.parameter,
                     "completedAt": iso(utc_now()),
                 },
+                remove=("waitingReason",),
                 increment="submitAttempts",
             )
         except TransitionRefused as refused:
