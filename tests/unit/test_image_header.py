@@ -367,3 +367,13 @@ def test_metadata_past_the_bound_is_refused_as_such_not_as_corrupt():
         read_image_header(data, complete=True)
     assert "corrupt" not in str(raised.value)
     assert read_image_header(png_with_chunk_before_idat(METADATA_MAX_BYTES - 100), complete=True).width == 20
+
+
+def test_a_png_must_reach_its_image_data():
+    png = encode(gradient(20, 10), "PNG")
+    header_only = png[:33]
+    with pytest.raises(UnreadableImage, match="ends before its image data"):
+        read_image_header(header_only, complete=True)
+    iend = struct.pack(">I", 0) + b"IEND" + b"\xae\x42\x60\x82"
+    with pytest.raises(UnreadableImage, match="IEND"):
+        read_image_header(header_only + iend, complete=True)

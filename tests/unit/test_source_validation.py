@@ -358,7 +358,11 @@ def test_sources_outside_the_stack_make_no_job(aws, make_submitter, runware):
     log = CallLog(submitter)
     outcomes = submitter.submit_event(event(*records))
     assert [(o.status, o.code) for o in outcomes] == [(IGNORED, "foreignSource")] * 3
-    assert "outside this stack's inbox" in outcomes[0].message
+    assert [o.message for o in outcomes] == [
+        f"s3://{elsewhere}/inbox/a.jpg is outside this stack's inbox (s3://{INBOX_BUCKET}/inbox/)",
+        f"s3://{OUTPUT_BUCKET}/upscaled/a.jpg is in this stack's output bucket, never a source",
+        f"s3://{INBOX_BUCKET}/other/a.jpg is outside this stack's inbox (s3://{INBOX_BUCKET}/inbox/)",
+    ]
     assert log.take() == []
     assert all_jobs(aws) == []
     assert runware.requests == []
@@ -370,3 +374,17 @@ def test_without_an_inbox_bucket_setting_only_the_output_bucket_is_foreign(aws, 
     assert aws.settings.owns_source("any-bucket", "inbox/a.jpg")
     assert not aws.settings.owns_source(OUTPUT_BUCKET, "inbox/a.jpg")
     assert not aws.settings.owns_source(INBOX_BUCKET, "elsewhere/a.jpg")
+
+
+def test_ignored_sources_are_counted_in_their_own_metric(aws, submitter):
+    from aws_lambda_powertools import Metrics
+
+    from upscaler.job_metrics import add_submit_metrics
+
+    outcomes = submitter.submit_event(event(upload(aws, "inbox/a/", b""), upload(aws, "elsewhere/b.jpg", jpeg())))
+    metrics = Metrics(namespace="S3UpscaleTest")
+    metrics.clear_metrics()  # Powertools shares one metric set between instances
+    add_submit_metrics(metrics, outcomes)
+    counted = {name: sum(value["Value"]) for name, value in metrics.metric_set.items()}
+    metrics.clear_metrics()
+    assert counted == {"SourcesIgnored": 2}

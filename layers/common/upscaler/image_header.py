@@ -268,8 +268,10 @@ def _png(source: HeaderBytes) -> ImageHeader:
         if len(chunk) < 8:
             raise UnreadableImage(f"truncated PNG: the file ends before its image data ({width}x{height} declared)")
         length, kind = struct.unpack(">I4s", chunk)
-        if kind in (b"IDAT", b"IEND"):
+        if kind == b"IDAT":
             return ImageHeader("PNG", width, height, orientation)
+        if kind == b"IEND":
+            raise UnreadableImage("corrupt PNG: it ends (IEND) before any image data")
         if kind == b"acTL":
             return ImageHeader("PNG", width, height, orientation, animated=True)
         if kind == b"eXIf":

@@ -1,11 +1,14 @@
 """Submit path: S3 records -> validated, claimed jobs -> one async Runware request per event.
 
 Every source object version ends as exactly one job: REJECTED here when the input is unusable,
-otherwise CLAIMED and then SUBMITTED (or FAILED with Runware's code). A crash between the claim
-and the submission leaves the job CLAIMED; the retried invocation finds it and submits again
-under the same taskUUID, which Runware either accepts or answers with conflictTaskUUID (it holds
-the task already): both mean SUBMITTED. A refusal of the account (key, balance, permission) fails
-no job: they stay CLAIMED, and the invocation fails so it is retried or dead-lettered.
+otherwise CLAIMED and then SUBMITTED (or FAILED with Runware's code). What is sent is decided by
+the source's current state, on every delivery. A crash between the claim and the submission
+leaves the job CLAIMED; the retried invocation validates the source again (rejecting the job if
+the source was deleted or replaced meanwhile) and submits again under the same taskUUID, which
+Runware either accepts or answers with conflictTaskUUID (it holds the task already): both mean
+SUBMITTED. A refusal of the account (key, balance, permission) fails no job: they stay CLAIMED,
+and the invocation fails so it is retried or dead-lettered. Folder markers and foreign sources
+make no job.
 """
 
 from __future__ import annotations
@@ -115,15 +118,15 @@ class Submitter:
         if source.key.endswith("/") and source.size == 0:
             return SubmitOutcome("", source.key, IGNORED, "folderMarker", "a folder marker (empty key ending in /)")
         if not self.settings.owns_source(source.bucket, source.key):
-            return SubmitOutcome(
-                "",
-                source.key,
-                IGNORED,
-                "foreignSource",
-                f"s3://{source.bucket}/{source.key} is outside this stack's inbox "
-                f"(s3://{self.settings.inbox_bucket or '<inbox>'}/{self.settings.inbox_prefix})",
-            )
+            return SubmitOutcome("", source.key, IGNORED, "foreignSource", self._foreign_reason(source))
         return None
+
+    def _foreign_reason(self, source: SourceObject) -> str:
+        where = f"s3://{source.bucket}/{source.key}"
+        if source.bucket == self.settings.output_bucket:
+            return f"{where} is in this stack's output bucket, never a source"
+        inbox = f"s3://{self.settings.inbox_bucket}/" if self.settings.inbox_bucket else "prefix "
+        return f"{where} is outside this stack's inbox ({inbox}{self.settings.inbox_prefix})"
 
     def _prepare(self, source: SourceObject) -> tuple[SubmitOutcome | None, tuple[dict[str, Any], UpscaleTask] | None]:
         """Validate the source's current state, then claim (or reject) its job in one conditional write.
@@ -397,7 +400,7 @@ def _content_problem(header: ImageHeader, options: UpscaleOptions) -> Rejection 
     if header.animated:
         return Rejection(
             "animatedImage",
-            f"the {header.format} is animated; Runware's upscaler documents still images only: "
+            f"the {header.format} is animated, and Runware's upscaler documents no animation support: "
             "upload a single frame as a still image",
             known,
         )
