@@ -5,7 +5,7 @@
 - S3 notifications: the inbox bucket notifies an SQS queue that stands in for Lambda's internal
   async-invocation queue; workers invoke the real submit handler from it with Lambda's async
   semantics (retries with delays, then the on-failure destination: the template's DLQ).
-- Runware: the emulator in local/runware_emulator.py.
+- Runware: the emulator in local/runware_emulator/.
 - The HTTP API: a webhook gateway that turns HTTP requests into API Gateway HTTP API (v2) events for
   the real webhook handler.
 - The schedule: the real reconcile handler on a timer.

@@ -38,6 +38,7 @@ def recorded_once(job: dict) -> None:
 def test_dropped_webhooks_are_finished_by_the_reconciler(stack: LocalStack) -> None:
     assert stack.emulator is not None
     stack.emulator.faults = FaultConfig(drop_webhook_rate=1.0, task_failure_rate=0.25)
+    stack.emulator.fault_state.reset()  # draws from the seed, whatever the scenarios before consumed
     prefix = "rel-webhook-dropped/"
 
     row, _ = run_scenario(stack, "webhooks dropped (25% of tasks fail)", prefix, photos(scaled(12, 40)))
@@ -55,6 +56,7 @@ def test_duplicated_webhooks_change_nothing(stack: LocalStack) -> None:
     assert stack.emulator is not None
     # Bare bodies (the result or error object alone): the envelope is not documented either way.
     stack.emulator.faults = FaultConfig(duplicate_webhook_rate=1.0, webhook_shape="bare", task_failure_rate=0.25)
+    stack.emulator.fault_state.reset()  # draws from the seed, whatever the scenarios before consumed
     prefix = "rel-webhook-twice/"
 
     row, _ = run_scenario(stack, "webhooks delivered twice (bare, 25% fail)", prefix, photos(scaled(12, 40)))
