@@ -470,3 +470,33 @@ def test_success_for_a_job_still_claimed_completes_it_with_durations_from_creati
     record = store.get(JOB_ID)
     assert record["status"] == "COMPLETED"
     assert record["providerSeconds"] == Decimal("95.25")
+
+
+def test_a_job_rejected_after_its_claim_is_completed_by_its_verified_output(aws, store, recorder):
+    # The submit function died after Runware accepted the task; the user then deleted the source,
+    # so the retry rejected the claimed job. Runware still ran (and billed) the task.
+    job = job_fields()
+    store.create(job, JobStatus.CLAIMED, now=SUBMITTED)
+    rejected = store.transition(
+        JOB_ID,
+        {JobStatus.CLAIMED},
+        JobStatus.REJECTED,
+        {"errorCode": "sourceDeleted", "errorMessage": "deleted", "rejectedAfterClaim": True},
+    )
+    put_output(aws, job, image_bytes(2310, 1733, "PNG"))
+
+    recorded = recorder.record_success(rejected, RESULT, via="webhook")
+
+    record = store.get(JOB_ID)
+    assert recorded.status == "COMPLETED"
+    assert record["overriddenErrorCode"] == "sourceDeleted"
+
+
+def test_a_job_rejected_before_any_claim_is_never_completed(aws, store, recorder):
+    job = job_fields()
+    store.create({**job, "errorCode": "notAnImage", "errorMessage": "text"}, JobStatus.REJECTED, now=SUBMITTED)
+    put_output(aws, job, image_bytes(2310, 1733, "PNG"))
+
+    recorded = recorder.record_success(store.get(JOB_ID), RESULT, via="webhook")
+
+    assert (recorded.changed, store.get(JOB_ID)["status"]) == (False, "REJECTED")

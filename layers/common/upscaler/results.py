@@ -30,6 +30,15 @@ __all__ = ["OutputNotReady", "Recorded", "ResultRecorder"]
 
 OPEN_STATUSES = frozenset({JobStatus.CLAIMED, JobStatus.SUBMITTED})
 MAY_COMPLETE = OPEN_STATUSES | {JobStatus.TIMED_OUT, JobStatus.FAILED}
+
+
+def may_complete(job: dict[str, Any]) -> bool:
+    """Whether a verified output may still complete this job. A job rejected after its claim (its
+    source deleted or replaced before a retry) may already have been accepted, and billed, by Runware."""
+    status = JobStatus(job["status"])
+    return status in MAY_COMPLETE or (status is JobStatus.REJECTED and bool(job.get("rejectedAfterClaim")))
+
+
 _ERROR_FIELDS = ("errorCode", "errorMessage", "errorParameter", "waitingReason")
 
 
@@ -47,7 +56,7 @@ class ResultRecorder:
         self.jobs = jobs
 
     def record_success(self, job: dict[str, Any], result: TaskResult, *, via: str) -> Recorded:
-        if JobStatus(job["status"]) not in MAY_COMPLETE:
+        if not may_complete(job):
             return Recorded(job["jobId"], job["status"], False, job)
         try:
             output = self.outputs.find(job)
@@ -61,7 +70,7 @@ class ResultRecorder:
 
     def record_output_if_present(self, job: dict[str, Any], *, via: str) -> Recorded | None:
         """Complete a job from its output alone, when Runware cannot say (lost webhook, forgotten task)."""
-        if JobStatus(job["status"]) not in MAY_COMPLETE:
+        if not may_complete(job):
             return None
         output = self._verified_output(job)
         return None if output is None else self._complete(job, output, None, via=via)
@@ -104,7 +113,7 @@ class ResultRecorder:
     ) -> Recorded:
         published = self.outputs.publish(job, output)
         status = JobStatus(job["status"])
-        if overridden is None and status is JobStatus.FAILED:
+        if overridden is None and status in (JobStatus.FAILED, JobStatus.REJECTED):
             overridden = TaskError(str(job.get("errorCode", "unknownError")), str(job.get("errorMessage", "")))
         now = utc_now()
         changes = {
@@ -126,7 +135,8 @@ class ResultRecorder:
             "overriddenErrorMessage": overridden.message if overridden else None,
             **_durations(job, now),
         }
-        recorded = self._move(job, MAY_COMPLETE, JobStatus.COMPLETED, changes, now, remove=_ERROR_FIELDS)
+        allowed = MAY_COMPLETE | {JobStatus.REJECTED} if status is JobStatus.REJECTED else MAY_COMPLETE
+        recorded = self._move(job, allowed, JobStatus.COMPLETED, changes, now, remove=_ERROR_FIELDS)
         if recorded.status == JobStatus.COMPLETED and not output.published:
             self.outputs.discard_staged(job)
         return recorded
