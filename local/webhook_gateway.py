@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
+
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wrappers import Request, Response
+
+from local.loopback_http import LoopbackServer, wsgi_app
 
 # API Gateway's own limit on request payloads.
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
@@ -69,79 +72,58 @@ def http_api_event(method: str, raw_path: str, headers: dict[str, str], body: by
 
 
 class WebhookGateway:
+    """Routes (method, path) to functions; anything else answers 404 as API Gateway does."""
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._routes: dict[tuple[str, str], Invocable] = {}
-        gateway = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                gateway._handle(self, "POST")
-
-            def do_GET(self) -> None:
-                gateway._handle(self, "GET")
-
-            def do_PUT(self) -> None:
-                gateway._handle(self, "PUT")
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="webhook-gateway", daemon=True)
+        self._server = LoopbackServer(host, port, wsgi_app(self._handle), "webhook-gateway")
         self.requests = 0
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{self._server.host}:{self._server.port}"
 
     def route(self, method: str, path: str, function: Invocable) -> None:
         self._routes[(method, path)] = function
 
     def start(self) -> None:
-        self._thread.start()
+        self._server.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
-    def _handle(self, request: BaseHTTPRequestHandler, method: str) -> None:
+    def _handle(self, request: Request) -> Response:
         self.requests += 1
-        length = int(request.headers.get("Content-Length") or 0)
-        if length > MAX_PAYLOAD_BYTES:
-            self._reply(request, 413, {"message": "Request Entity Too Large"})
-            request.close_connection = True
-            return
-        body = request.rfile.read(length) if length else b""
-        function = self._routes.get((method, urlsplit(request.path).path))
+        request.max_content_length = MAX_PAYLOAD_BYTES
+        try:
+            body = request.get_data()
+        except RequestEntityTooLarge:
+            return _json_response(413, {"message": "Request Entity Too Large"})
+        function = self._routes.get((request.method, request.path))
         if function is None:
-            self._reply(request, 404, {"message": "Not Found"})
-            return
-        event = http_api_event(method, request.path, dict(request.headers.items()), body, request.client_address[0])
+            return _json_response(404, {"message": "Not Found"})
+        # The raw request target, query string as sent (werkzeug keeps it in RAW_URI).
+        target = request.environ.get("RAW_URI") or request.full_path
+        event = http_api_event(request.method, target, dict(request.headers.items()), body, request.remote_addr or "")
         try:
             result = function.invoke(event)
         except Exception:
-            self._reply(request, 500, {"message": "Internal Server Error"})
-            return
+            return _json_response(500, {"message": "Internal Server Error"})
         if isinstance(result, dict) and "statusCode" in result:
             payload = result.get("body") or ""
             data = base64.b64decode(payload) if result.get("isBase64Encoded") else str(payload).encode()
-            self._send(request, int(result["statusCode"]), data, result.get("headers") or {})
-        else:
-            # Format 2.0 treats any other return value as a 200 JSON body.
-            self._reply(request, 200, result)
+            return _raw_response(int(result["statusCode"]), data, result.get("headers") or {})
+        # Format 2.0 treats any other return value as a 200 JSON body.
+        return _json_response(200, result)
 
-    def _reply(self, request: BaseHTTPRequestHandler, status: int, body: Any) -> None:
-        self._send(request, status, json.dumps(body).encode(), {"content-type": "application/json"})
 
-    @staticmethod
-    def _send(request: BaseHTTPRequestHandler, status: int, data: bytes, headers: dict[str, str]) -> None:
-        request.send_response(status)
-        for name, value in headers.items():
-            request.send_header(name, value)
-        request.send_header("Content-Length", str(len(data)))
-        request.end_headers()
-        request.wfile.write(data)
+def _json_response(status: int, body: Any) -> Response:
+    return _raw_response(status, json.dumps(body).encode(), {"content-type": "application/json"})
+
+
+def _raw_response(status: int, data: bytes, headers: dict[str, str]) -> Response:
+    response = Response(data, status=status, headers=headers)
+    if not any(name.lower() == "content-type" for name in headers):
+        # Only the function's own headers go out: werkzeug would otherwise add text/plain.
+        del response.headers["Content-Type"]
+    return response

@@ -59,17 +59,18 @@ def main() -> int:
 
         submit.invoke = recording  # type: ignore[method-assign]
         prefix = "rel-existing/"
-        names = ["a.jpg", "My Photos/été + plus.jpg", "deep/er/path/c.png", "d.jpg"][: scaled(4, 4)]
+        names = ["a.jpg", "My Photos/été + plus.jpg", "deep/er/path/c.png", "d+e.jpg"]
         drops = [
             Drop(
-                name,
-                image_bytes(180, 120, "PNG" if name.endswith(".png") else "JPEG", shade=i),
+                f"{round_}/{name}",
+                image_bytes(180, 120, "PNG" if name.endswith(".png") else "JPEG", shade=round_ * 7 + i),
                 {"target-megapixels": "1"},
             )
-            for i, name in enumerate(names * scaled(2, 10))
+            for round_ in range(scaled(2, 10))
+            for i, name in enumerate(names)
         ]
         started = time.monotonic()
-        dropped = drop_all(stack, prefix, drops, workers=1)  # same names twice: two versions each
+        dropped = drop_all(stack, prefix, drops)
         s3 = stack.client("s3")
         s3.put_object(Bucket=EXISTING_BUCKET, Key="elsewhere/outside-the-prefix.jpg", Body=drops[0].body)
         settled = settle(stack, prefix, dropped, timeout=scaled(90, 300))

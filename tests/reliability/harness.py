@@ -115,13 +115,15 @@ def image_bytes(width: int, height: int, fmt: str = "JPEG", shade: int = 0) -> b
 
 
 def png_header(width: int, height: int) -> bytes:
-    """The signature and IHDR chunk of a PNG claiming these dimensions, and no pixel data."""
+    """A PNG claiming these dimensions: signature, IHDR, an IDAT of no pixel data, IEND."""
     import struct
     import zlib
 
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = b"IHDR" + ihdr
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
 # ---- the stack's AWS, cached per stack ---------------------------------------------------

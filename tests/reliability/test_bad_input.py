@@ -33,10 +33,10 @@ BAD_INPUT: dict[str, tuple[bytes, dict[str, str], str, str]] = {
     "notes.jpg": (b"meeting notes, definitely not a picture\n" * 20, {}, "REJECTED", "notAnImage"),
     "html.png": (b"<!doctype html><title>404</title>", {}, "REJECTED", "notAnImage"),
     "empty.png": (b"", {}, "REJECTED", "emptyObject"),
-    "folder/": (b"", {}, "REJECTED", "emptyObject"),
     "cut-in-header.jpg": (image_bytes(300, 200)[:40], {}, "REJECTED", "notAnImage"),
-    # The header is intact, the pixels are not: only decoding can tell, so Runware fails the task.
-    "cut-in-pixels.jpg": (image_bytes(300, 200)[:-400], SMALL, "FAILED", "invalidImage"),
+    # The header is intact, the pixels are not: only decoding can tell, so Runware fails the task
+    # (the emulator names inputs.image with the contract's invalidParameter).
+    "cut-in-pixels.jpg": (image_bytes(300, 200)[:-400], SMALL, "FAILED", "invalidParameter"),
     "huge-dimensions.png": (png_header(60000, 60000), {}, "REJECTED", "alreadyAtTarget"),
     "zero-width.png": (png_header(0, 500), {}, "REJECTED", "notAnImage"),
     "animation.gif": (gif_bytes(), {}, "REJECTED", "unsupportedFormat"),

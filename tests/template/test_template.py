@@ -199,6 +199,7 @@ GRANTED_ACTIONS = {
         "xray:PutTelemetryRecords",
         "s3:GetObject",
         "s3:PutObject",
+        "s3:DeleteObject",
         "s3:ListBucket",
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",
@@ -212,6 +213,7 @@ GRANTED_ACTIONS = {
         "xray:PutTelemetryRecords",
         "s3:GetObject",
         "s3:PutObject",
+        "s3:DeleteObject",
         "s3:ListBucket",
         "dynamodb:Query",
         "dynamodb:GetItem",
@@ -230,6 +232,8 @@ SECRET_READERS = {
 RESOURCE_LESS_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 
 OUTPUT_OBJECTS = {"Fn::Sub": "${OutputBucket.Arn}/${OutputPrefix}*"}
+# Where Runware's presigned PUT lands; the results are published from there to OUTPUT_OBJECTS.
+STAGED_OBJECTS = {"Fn::Sub": "${OutputBucket.Arn}/staging/*"}
 OUTPUT_BUCKET = {"Fn::GetAtt": ["OutputBucket", "Arn"]}
 COMPLETION_BUS = {
     "Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${CompletionEventBusName}"
@@ -596,7 +600,10 @@ def check_s3_scopes(cfn: dict[str, Any]) -> None:
             actions = set(as_list(statement["Action"]))
             if actions == {"s3:ListBucket"}:
                 assert statement["Resource"] == OUTPUT_BUCKET, f"{function}: ListBucket on the output bucket only"
+            elif actions == {"s3:GetObject", "s3:DeleteObject"}:
+                assert statement["Resource"] == STAGED_OBJECTS, f"{function}: deletes staged results only"
             elif any(action.startswith("s3:") for action in actions):
+                assert actions == {"s3:GetObject", "s3:PutObject"}, f"{function}: S3 {actions}"
                 assert statement["Resource"] == OUTPUT_OBJECTS, f"{function}: S3 only on output objects"
     for statement in function_statements(cfn, "SubmitFunction"):
         actions = set(as_list(statement["Action"]))
@@ -612,7 +619,7 @@ def check_s3_scopes(cfn: dict[str, Any]) -> None:
             assert arn == "arn:${AWS::Partition}:s3:::${Bucket}", "the inbox bucket itself"
         if "s3:PutObject" in actions:
             assert actions == {"s3:PutObject"}
-            assert statement["Resource"] == OUTPUT_OBJECTS, "submit signs uploads to output objects only"
+            assert statement["Resource"] == STAGED_OBJECTS, "submit signs uploads to staged objects only"
 
 
 def check_table_access(cfn: dict[str, Any]) -> None:
@@ -664,6 +671,7 @@ def check_environment(cfn: dict[str, Any]) -> None:
         assert not mentions(variables, "resolve:secretsmanager"), "secret values never go into the environment"
     submit = environment(cfn, "SubmitFunction")
     assert submit["INBOX_PREFIX"] == {"Ref": "InboxPrefix"}
+    assert submit["INBOX_BUCKET"] == INBOX_NAME, "sources come from the inbox, or the existing bucket"
     assert submit["OUTPUT_PREFIX"] == {"Ref": "OutputPrefix"}
     assert submit["WEBHOOK_URL"] == {
         "Fn::Sub": "https://${WebhookApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/webhook"
@@ -838,7 +846,7 @@ def _props(sam: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def _webhook_reads_inbox(sam):
-    _statement(sam, "WebhookFunctionRole", "InspectAndFixResults")["Resource"] = [
+    _statement(sam, "WebhookFunctionRole", "PublishResults")["Resource"] = [
         {"Fn::Sub": "${OutputBucket.Arn}/${OutputPrefix}*"},
         {"Fn::Sub": "arn:${AWS::Partition}:s3:::upscale-inbox-x/*"},
     ]
@@ -849,7 +857,7 @@ def _route_accepts_any_method(sam):
 
 
 def _s3_wildcard(sam):
-    _statement(sam, "ReconcileFunctionRole", "InspectAndFixResults")["Action"] = "s3:*"
+    _statement(sam, "ReconcileFunctionRole", "PublishResults")["Action"] = "s3:*"
 
 
 def _webhook_reads_runware_key(sam):

@@ -8,7 +8,16 @@ import struct
 import pytest
 from PIL import Image
 
-from upscaler.image_header import ImageHeader, NeedMoreBytes, UnreadableImage, read_image_header
+from upscaler.image_header import (
+    METADATA_MAX_BYTES,
+    HeaderBytes,
+    ImageHeader,
+    MetadataTooLarge,
+    NeedMoreBytes,
+    UnreadableImage,
+    parse_image,
+    read_image_header,
+)
 
 
 def encode(image: Image.Image, fmt: str, **params) -> bytes:
@@ -136,7 +145,7 @@ def heif(brand: bytes) -> bytes:
         (b"GIF87a" + b"\x00" * 20, "GIF"),
         (encode(gradient(10, 10), "BMP"), "BMP"),
         (encode(gradient(10, 10), "TIFF"), "TIFF"),
-        (b"MM\x00*" + b"\x00" * 20, "TIFF"),
+        (b"MM\x00*\x00\x00\x00\x08" + b"\x00" * 20, "TIFF"),  # big-endian, first IFD at 8
         (heif(b"heic"), "HEIC"),
         (heif(b"heix"), "HEIC"),
         (heif(b"mif1"), "HEIC"),
@@ -239,3 +248,122 @@ def test_truncated_jpeg_reports_truncation_when_complete():
     data = with_segments_after_soi(encode(gradient(64, 48), "JPEG"), (0xE1, 3000))
     with pytest.raises(UnreadableImage, match="truncated JPEG"):
         read_image_header(data[:2000], complete=True)
+
+
+# --- what is named, and from how much --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"\xff\xd8\xff", "too short to be one"),  # SOI and half a marker: not yet a JPEG
+        (b"\xff\xd8\xff\xe0\x00", "too short to be one"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "too short to be one"),
+        (b"RIFF\x10\x00\x00\x00WEBP", "too short to be one"),
+        (b"abc", "only 3 bytes"),
+    ],
+)
+def test_a_signature_alone_names_no_format(data, reason):
+    with pytest.raises(UnreadableImage, match=reason) as raised:
+        read_image_header(data, complete=True)
+    assert "not a JPEG, PNG or WEBP image" in str(raised.value)
+
+
+def test_structure_after_the_signature_is_checked():
+    png = encode(gradient(20, 10), "PNG")
+    with pytest.raises(UnreadableImage, match="13-byte IHDR"):
+        read_image_header(png[:8] + struct.pack(">I", 12) + png[12:])
+    bad_depth = bytearray(png)
+    bad_depth[24] = 3  # bit depth 3 exists for no colour type
+    with pytest.raises(UnreadableImage, match="bit depth 3"):
+        read_image_header(bytes(bad_depth))
+    jpeg = encode(gradient(20, 10), "JPEG")
+    with pytest.raises(UnreadableImage, match="invalid marker 0xFF05"):
+        read_image_header(jpeg[:2] + b"\xff\x05\x00\x04ab" + jpeg[2:])
+    webp = encode(gradient(20, 10), "WEBP")
+    with pytest.raises(UnreadableImage, match="truncated WEBP"):
+        read_image_header(webp[:-10], complete=True)  # the RIFF size promises more than the file holds
+    with pytest.raises(UnreadableImage, match="bad VP8L signature"):
+        lossless = encode(gradient(20, 10), "WEBP", lossless=True)
+        read_image_header(lossless[:20] + b"\x2e" + lossless[21:])
+
+
+# --- orientation and animation ------------------------------------------------------------------
+
+
+def exif_with_orientation(value: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = value
+    return exif.tobytes()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+@pytest.mark.parametrize(("orientation", "displayed"), [(1, (64, 48)), (3, (64, 48)), (6, (48, 64)), (8, (48, 64))])
+def test_exif_orientation_gives_the_displayed_sides(fmt, orientation, displayed):
+    data = encode(gradient(64, 48), fmt, exif=exif_with_orientation(orientation))
+    header = read_image_header(data, complete=True)
+    assert (header.width, header.height, header.orientation) == (64, 48, orientation)
+    assert (header.display_width, header.display_height) == displayed
+    # Pillow, which applies the tag as viewers do, agrees on what is shown.
+    from PIL import ImageOps
+
+    assert ImageOps.exif_transpose(Image.open(io.BytesIO(data))).size == displayed
+
+
+def test_an_exif_segment_after_other_app_segments_is_still_read():
+    data = with_segments_after_soi(encode(gradient(64, 48), "JPEG", exif=exif_with_orientation(5)), (0xE2, 5000))
+    assert read_image_header(data).orientation == 5
+
+
+def frames(count: int) -> list[Image.Image]:
+    return [Image.new("RGB", (30, 20), (index * 60, 10, 10)) for index in range(count)]
+
+
+@pytest.mark.parametrize("fmt", ["WEBP", "PNG"])
+def test_animations_are_recognised(fmt):
+    first, *rest = frames(3)
+    data = encode(first, fmt, save_all=True, append_images=rest)
+    header = read_image_header(data, complete=True)
+    assert header.animated and (header.format, header.width, header.height) == (fmt, 30, 20)
+
+
+@pytest.mark.parametrize("fmt", ["WEBP", "PNG"])
+def test_still_images_saved_as_sequences_of_one_are_not_animated(fmt):
+    [only] = frames(1)
+    assert not read_image_header(encode(only, fmt, save_all=True), complete=True).animated
+    assert not read_image_header(encode(Image.new("RGBA", (30, 20)), fmt), complete=True).animated
+
+
+def test_an_anim_chunk_without_the_flag_still_counts():
+    first, *rest = frames(2)
+    data = bytearray(encode(first, "WEBP", save_all=True, append_images=rest))
+    data[20] &= ~0x02  # clear VP8X's animation flag: the ANIM chunk that follows still tells
+    assert read_image_header(bytes(data), complete=True).animated
+
+
+# --- metadata: skipped by length, within a bound --------------------------------------------------
+
+
+def png_with_chunk_before_idat(size: int) -> bytes:
+    png = encode(gradient(20, 10), "PNG")
+    chunk = struct.pack(">I", size) + b"zTXt" + b"\x00" * size + b"\x00\x00\x00\x00"
+    return png[:33] + chunk + png[33:]
+
+
+def test_large_chunks_are_skipped_by_their_length_not_read():
+    data = png_with_chunk_before_idat(3_000_000)
+    held = HeaderBytes(len(data))
+    held.add(0, data[:4096])
+    with pytest.raises(NeedMoreBytes) as needed:
+        parse_image(held)
+    assert needed.value.offset == 33 + 12 + 3_000_000  # straight to the next chunk header
+    held.add(needed.value.offset, data[needed.value.offset : needed.value.offset + 4096])
+    assert parse_image(held) == ImageHeader("PNG", 20, 10)
+
+
+def test_metadata_past_the_bound_is_refused_as_such_not_as_corrupt():
+    data = png_with_chunk_before_idat(METADATA_MAX_BYTES)
+    with pytest.raises(MetadataTooLarge, match="metadata is larger than 16 MiB") as raised:
+        read_image_header(data, complete=True)
+    assert "corrupt" not in str(raised.value)
+    assert read_image_header(png_with_chunk_before_idat(METADATA_MAX_BYTES - 100), complete=True).width == 20

@@ -180,6 +180,7 @@ def test_scheduled_run_completes_fails_and_times_out_without_scanning(
         "examined": 4,
         "stillProcessing": 1,
         "outputNotReady": 0,
+        "unreadable": 0,
         "nowCompleted": 1,
         "nowFailed": 1,
         "nowTimedOut": 1,
@@ -203,7 +204,7 @@ def test_scheduled_run_with_nothing_stale_polls_nothing(handler, store, runware)
 
     counts = handler.lambda_handler(SCHEDULE_EVENT, LambdaContext())
 
-    assert counts == {"examined": 0, "stillProcessing": 0, "outputNotReady": 0}
+    assert counts == {"examined": 0, "stillProcessing": 0, "outputNotReady": 0, "unreadable": 0}
     assert runware.authorization == set()
 
 
@@ -215,7 +216,7 @@ def test_runware_down_leaves_every_job_as_it_was(handler, store, runware):
     counts = handler.lambda_handler(SCHEDULE_EVENT, LambdaContext())
 
     assert [store.get(job_id) for job_id in job_ids] == before
-    assert counts == {"examined": 2, "stillProcessing": 0, "outputNotReady": 0}
+    assert counts == {"examined": 2, "stillProcessing": 0, "outputNotReady": 0, "unreadable": 0}
     assert runware.authorization == {f"Bearer {RUNWARE_KEY}"}  # it was asked, and kept refusing
 
 

@@ -196,7 +196,13 @@ def test_completes_a_job_whose_webhook_was_lost(aws, store, runware, reconciler)
     assert record["outputContentType"] == "image/png"
     assert record["totalSeconds"] == record["uploadToSubmitSeconds"] + record["providerSeconds"]
     assert aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=record["outputKey"])["ContentType"] == "image/png"
-    assert report.counts() == {"examined": 1, "stillProcessing": 0, "outputNotReady": 0, "nowCompleted": 1}
+    assert report.counts() == {
+        "examined": 1,
+        "stillProcessing": 0,
+        "outputNotReady": 0,
+        "unreadable": 0,
+        "nowCompleted": 1,
+    }
 
 
 @pytest.mark.parametrize("http_status", [200, 400])
@@ -309,6 +315,7 @@ def test_one_run_completes_fails_and_times_out_without_ever_scanning(aws, dynamo
         "examined": 4,
         "stillProcessing": 1,
         "outputNotReady": 0,
+        "unreadable": 0,
         "nowCompleted": 1,
         "nowFailed": 1,
         "nowTimedOut": 1,

@@ -111,16 +111,26 @@ def copies(aws):
 
 
 def put_output(aws, job: dict, data: bytes, **extra) -> None:
-    aws.s3.put_object(Bucket=job["outputBucket"], Key=job["outputKey"], Body=data, **extra)
+    """What Runware does: PUT the bytes to the presigned staging URL."""
+    aws.s3.put_object(Bucket=job["outputBucket"], Key=staging_key(job), Body=data, **extra)
+
+
+def staging_key(job: dict) -> str:
+    return f"staging/{job['jobId']}"
+
+
+def staged_keys(aws) -> list[str]:
+    listing = aws.s3.list_objects_v2(Bucket=OUTPUT_BUCKET, Prefix="staging/")
+    return [item["Key"] for item in listing.get("Contents", [])]
 
 
 def test_success_records_every_output_fact_and_the_three_durations(aws, store, recorder, clock):
     job = submitted_job(store)
     data = image_bytes(2310, 1733, "PNG")
     put_output(aws, job, data, ContentType="image/png")
-    stored_etag = aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=job["outputKey"])["ETag"].strip('"')
 
     recorded = recorder.record_success(job, RESULT, via="webhook")
+    stored_etag = aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=job["outputKey"])["ETag"].strip('"')
 
     record = store.get(JOB_ID)
     assert recorded.changed is True
@@ -135,6 +145,8 @@ def test_success_records_every_output_fact_and_the_three_durations(aws, store, r
     assert record["outputContentType"] == "image/png"
     assert record["outputETag"] == stored_etag
     assert (record["outputWidth"], record["outputHeight"]) == (2310, 1733)
+    assert record["outputKey"] == job["outputKey"]
+    assert staged_keys(aws) == []
     assert (record["inputWidth"], record["inputHeight"], record["inputFormat"]) == (640, 480, "PNG")
     assert record["sourceSize"] == 123456
     assert record["completedAt"] == iso(FINISHED)
@@ -152,44 +164,107 @@ def test_success_records_every_output_fact_and_the_three_durations(aws, store, r
     [("JPG", "binary/octet-stream"), ("PNG", None), ("WEBP", "image/png")],
     ids=["jpg-generic-type", "png-no-type", "webp-wrong-image-type"],
 )
-def test_success_puts_the_stored_content_type_right_and_records_the_new_etag(
+def test_success_publishes_the_staged_bytes_with_the_right_type_and_the_job_in_their_metadata(
     aws, store, recorder, output_format, stored_type
 ):
     pillow_format, content_type, _ = FORMATS[output_format]
     job = submitted_job(store, output_format=output_format)
     extra = {"ContentType": stored_type} if stored_type else {}
-    put_output(aws, job, image_bytes(1600, 1200, pillow_format), Metadata={"origin": "runware"}, **extra)
+    put_output(aws, job, image_bytes(2310, 1733, pillow_format), Metadata={"origin": "runware"}, **extra)
 
     recorder.record_success(job, RESULT, via="webhook")
 
     head = aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=job["outputKey"])
     record = store.get(JOB_ID)
     assert head["ContentType"] == content_type
-    assert head["Metadata"] == {"origin": "runware"}
+    assert head["Metadata"] == {
+        "job-id": JOB_ID,
+        "source-bucket": INBOX_BUCKET,
+        "source-key": "inbox/holiday/cat.png",
+        "source-version-id": "3sL4kqtJlcpXroDTDmJ-rmSpXd3dIbrHY",
+    }
     assert record["outputContentType"] == content_type
     assert record["outputETag"] == head["ETag"].strip('"')
-    assert (record["outputWidth"], record["outputHeight"]) == (1600, 1200)
+    assert (record["outputWidth"], record["outputHeight"]) == (2310, 1733)
 
 
 def test_recorded_format_and_content_type_follow_the_bytes_not_the_request(aws, store, recorder):
     job = submitted_job(store, output_format="JPG")
-    put_output(aws, job, image_bytes(1600, 1200, "PNG"))
+    put_output(aws, job, image_bytes(2310, 1733, "PNG"))
 
     recorder.record_success(job, RESULT, via="webhook")
 
     record = store.get(JOB_ID)
     assert (record["outputFormat"], record["outputContentType"]) == ("PNG", "image/png")
-    assert aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=job["outputKey"])["ContentType"] == "image/png"
+    # The extension follows the bytes too: the planned .jpg key becomes .png.
+    assert job["outputKey"].endswith(".jpg")
+    assert record["outputKey"] == job["outputKey"].removesuffix(".jpg") + ".png"
+    assert aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=record["outputKey"])["ContentType"] == "image/png"
 
 
-def test_success_leaves_a_correct_content_type_alone(aws, store, recorder, copies):
+def test_success_publishes_with_one_server_side_copy(aws, store, recorder, copies):
     job = submitted_job(store)
-    put_output(aws, job, image_bytes(1600, 1200, "PNG"), ContentType="image/png")
+    put_output(aws, job, image_bytes(2310, 1733, "PNG"), ContentType="image/png")
 
     recorder.record_success(job, RESULT, via="webhook")
 
-    assert copies == []
+    assert len(copies) == 1
+    assert copies[0]["headers"]["x-amz-copy-source"] == f"{OUTPUT_BUCKET}/{staging_key(job)}"
+    assert copies[0]["url_path"].endswith(job["outputKey"])
     assert store.get(JOB_ID)["status"] == "COMPLETED"
+
+
+def test_a_result_published_before_a_crash_completes_the_job_without_a_staged_copy(aws, store, recorder, copies):
+    job = submitted_job(store)
+    data = image_bytes(2310, 1733, "PNG")
+    aws.s3.put_object(Bucket=OUTPUT_BUCKET, Key=job["outputKey"], Body=data, ContentType="image/png")
+
+    recorded = recorder.record_success(job, RESULT, via="reconcile")
+
+    assert recorded.status == "COMPLETED"
+    assert copies == []
+    assert store.get(JOB_ID)["outputSize"] == len(data)
+
+
+@pytest.mark.parametrize(
+    ("size", "reason"),
+    [((1000, 750), "not the 4 MP asked for"), ((3000, 1333), "not the shape of the 640x480 input")],
+    ids=["too-small", "other-shape"],
+)
+def test_staged_bytes_of_another_size_or_shape_fail_the_job_and_are_kept(aws, store, recorder, size, reason):
+    job = submitted_job(store)
+    put_output(aws, job, image_bytes(*size, "PNG"))
+
+    recorded = recorder.record_success(job, RESULT, via="webhook")
+
+    record = store.get(JOB_ID)
+    assert recorded.status == "FAILED"
+    assert record["errorCode"] == "outputMismatch"
+    assert reason in record["errorMessage"]
+    assert staged_keys(aws) == [staging_key(job)]
+    with pytest.raises(aws.s3.exceptions.ClientError):
+        aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=job["outputKey"])
+
+
+def test_an_output_turned_sideways_is_accepted(aws, store, recorder):
+    job = submitted_job(store)
+    put_output(aws, job, image_bytes(1733, 2310, "PNG"))
+
+    assert recorder.record_success(job, RESULT, via="webhook").status == "COMPLETED"
+
+
+def test_a_put_to_the_staging_url_after_completion_changes_nothing_the_user_sees(aws, store, recorder):
+    job = submitted_job(store)
+    put_output(aws, job, image_bytes(2310, 1733, "PNG"))
+    completed = recorder.record_success(job, RESULT, via="webhook").job
+    published = aws.s3.get_object(Bucket=OUTPUT_BUCKET, Key=job["outputKey"])["Body"].read()
+
+    put_output(aws, job, image_bytes(2309, 1732, "PNG"))  # someone holding the URL replaces the bytes
+    again = recorder.record_success(store.get(JOB_ID), RESULT, via="webhook")
+
+    assert again.changed is False
+    assert store.get(JOB_ID) == completed
+    assert aws.s3.get_object(Bucket=OUTPUT_BUCKET, Key=job["outputKey"])["Body"].read() == published
 
 
 def test_success_before_the_output_is_uploaded_raises_and_writes_nothing(aws, store, recorder):
@@ -205,7 +280,7 @@ def test_success_is_recorded_once_the_output_arrives_after_a_not_ready(aws, stor
     job = submitted_job(store)
     with pytest.raises(OutputNotReady):
         recorder.record_success(job, RESULT, via="webhook")
-    put_output(aws, job, image_bytes(1600, 1200, "PNG"), ContentType="image/png")
+    put_output(aws, job, image_bytes(2310, 1733, "PNG"), ContentType="image/png")
 
     recorded = recorder.record_success(store.get(JOB_ID), RESULT, via="webhook")
 
@@ -246,7 +321,7 @@ def test_failure_records_runware_code_message_parameter_and_durations(store, rec
 
 def test_repeated_success_changes_nothing(aws, store, recorder, clock):
     job = submitted_job(store)
-    put_output(aws, job, image_bytes(1600, 1200, "PNG"))
+    put_output(aws, job, image_bytes(2310, 1733, "PNG"))
     first = recorder.record_success(job, RESULT, via="webhook")
     clock["now"] = FINISHED + timedelta(minutes=3)
 
@@ -259,7 +334,7 @@ def test_repeated_success_changes_nothing(aws, store, recorder, clock):
 
 def test_repeat_reported_with_a_stale_copy_of_the_job_changes_nothing(aws, store, recorder, clock):
     job = submitted_job(store)  # both reports start from this SUBMITTED copy, as racing deliveries would
-    put_output(aws, job, image_bytes(1600, 1200, "PNG"))
+    put_output(aws, job, image_bytes(2310, 1733, "PNG"))
     first = recorder.record_success(job, RESULT, via="webhook")
     clock["now"] = FINISHED + timedelta(minutes=3)
 
@@ -273,7 +348,7 @@ def test_repeat_reported_with_a_stale_copy_of_the_job_changes_nothing(aws, store
 
 def test_error_after_success_leaves_the_job_completed(aws, store, recorder):
     job = submitted_job(store)
-    put_output(aws, job, image_bytes(1600, 1200, "PNG"))
+    put_output(aws, job, image_bytes(2310, 1733, "PNG"))
     completed = recorder.record_success(job, RESULT, via="webhook").job
 
     recorded = recorder.record_failure(completed, ERROR, via="webhook")
@@ -283,16 +358,53 @@ def test_error_after_success_leaves_the_job_completed(aws, store, recorder):
     assert store.get(JOB_ID) == completed
 
 
-def test_success_after_failure_leaves_the_job_failed(aws, store, recorder, copies):
+def test_verified_success_after_a_failure_report_completes_the_job(aws, store, recorder):
     job = submitted_job(store)
     failed = recorder.record_failure(job, ERROR, via="webhook").job
-    put_output(aws, job, image_bytes(1600, 1200, "PNG"), ContentType="binary/octet-stream")
+    put_output(aws, job, image_bytes(2310, 1733, "PNG"), ContentType="binary/octet-stream")
 
     recorded = recorder.record_success(failed, RESULT, via="webhook")
 
-    assert recorded.changed is False
+    record = store.get(JOB_ID)
+    assert recorded.changed is True
+    assert record["status"] == "COMPLETED"
+    assert record["overriddenErrorCode"] == "invalidImageURL"
+    assert "errorCode" not in record
+
+
+def test_failure_report_for_a_job_whose_output_is_there_completes_it(aws, store, recorder):
+    job = submitted_job(store)
+    put_output(aws, job, image_bytes(2310, 1733, "PNG"))
+
+    recorded = recorder.record_failure(job, ERROR, via="webhook")
+
+    record = store.get(JOB_ID)
+    assert recorded.status == "COMPLETED"
+    assert record["overriddenErrorCode"] == "invalidImageURL"
+    assert record["lateResult"] is True
+    assert "cost" not in record
+
+
+def test_a_success_report_after_a_failure_with_no_output_changes_nothing(aws, store, recorder):
+    job = submitted_job(store)
+    failed = recorder.record_failure(job, ERROR, via="webhook").job
+
+    with pytest.raises(OutputNotReady):
+        recorder.record_success(failed, RESULT, via="webhook")
+
     assert store.get(JOB_ID) == failed
-    assert copies == []
+
+
+def test_timeout_of_a_job_whose_output_is_there_completes_it_instead(aws, store, recorder):
+    job = submitted_job(store)
+    put_output(aws, job, image_bytes(2310, 1733, "PNG"))
+
+    recorded = recorder.record_timeout(job, 60)
+
+    record = store.get(JOB_ID)
+    assert recorded.status == "COMPLETED"
+    assert record["lateResult"] is True
+    assert record["resultVia"] == "reconcile"
 
 
 def test_timeout_moves_a_submitted_job_to_timed_out(store, recorder, clock):
@@ -310,7 +422,7 @@ def test_timeout_moves_a_submitted_job_to_timed_out(store, recorder, clock):
 
 def test_timeout_never_overrides_a_finished_job(aws, store, recorder):
     job = submitted_job(store)
-    put_output(aws, job, image_bytes(1600, 1200, "PNG"))
+    put_output(aws, job, image_bytes(2310, 1733, "PNG"))
     completed = recorder.record_success(job, RESULT, via="webhook").job
 
     recorded = recorder.record_timeout(job, 60)
@@ -323,7 +435,7 @@ def test_late_success_completes_a_timed_out_job_and_says_it_came_late(aws, store
     job = submitted_job(store)
     timed_out = recorder.record_timeout(job, 60).job
     clock["now"] = FINISHED + timedelta(hours=1)
-    put_output(aws, job, image_bytes(1600, 1200, "PNG"))
+    put_output(aws, job, image_bytes(2310, 1733, "PNG"))
 
     recorded = recorder.record_success(timed_out, RESULT, via="webhook")
 
@@ -351,7 +463,7 @@ def test_error_after_timeout_leaves_the_job_timed_out(store, recorder):
 def test_success_for_a_job_still_claimed_completes_it_with_durations_from_creation(aws, store, recorder, clock):
     job = job_fields()
     store.create(job, JobStatus.CLAIMED, now=SUBMITTED)
-    put_output(aws, job, image_bytes(1600, 1200, "PNG"))
+    put_output(aws, job, image_bytes(2310, 1733, "PNG"))
 
     recorder.record_success(store.get(JOB_ID), RESULT, via="webhook")
 

@@ -250,20 +250,30 @@ def test_400_is_answered_at_once_with_runwares_error():
 
 
 @pytest.mark.parametrize(
-    ("status", "code"),
-    [(401, "invalidApiKey"), (402, "insufficientCredits"), (403, "accessDenied"), (404, "notFound")],
+    ("status", "code"), [(401, "invalidApiKey"), (402, "insufficientCredits"), (403, "accessDenied")]
 )
-def test_auth_balance_and_permission_errors_are_not_retried_and_apply_to_every_task(status, code):
+def test_account_refusals_are_not_retried_and_fail_no_task(status, code):
     script = ScriptedRunware(httpx.Response(status, json={"errors": [{"code": code, "message": f"{code} text"}]}))
     client, sleeps = make_client(script)
     tasks = [task(), task()]
     response = client.send(tasks)
     assert len(script.requests) == 1
     assert sleeps == []
+    assert response.errors == {}
+    assert response.account_error is not None
+    assert (response.account_error.code, response.account_error.message) == (code, f"{code} text")
+
+
+def test_a_404_error_without_a_task_uuid_still_applies_to_every_task():
+    script = ScriptedRunware(httpx.Response(404, json={"errors": [{"code": "notFound", "message": "notFound text"}]}))
+    client, sleeps = make_client(script)
+    tasks = [task(), task()]
+    response = client.send(tasks)
+    assert (len(script.requests), sleeps, response.account_error) == (1, [], None)
     for t in tasks:
         error = response.error_for(t["taskUUID"])
         assert error is not None
-        assert (error.code, error.message, error.task_uuid) == (code, f"{code} text", t["taskUUID"])
+        assert (error.code, error.message, error.task_uuid) == ("notFound", "notFound text", t["taskUUID"])
 
 
 def test_an_error_status_without_a_json_body_still_fails_every_task():

@@ -30,13 +30,15 @@ import pytest
 from PIL import Image
 
 from tests.conftest import INBOX_BUCKET, OUTPUT_BUCKET, REGION, RUNWARE_KEY, WEBHOOK_KEY, WEBHOOK_URL
+from tests.contract.runware_contract import by_name, of_kind
+from upscaler.image_header import METADATA_MAX_BYTES
 from upscaler.jobs import JobStatus, JobStore, job_id_for
 from upscaler.models import MODEL_ID, is_uuid4
 from upscaler.runtime import build_submitter
 from upscaler.runware import RunwareClient, RunwareUnavailable
 from upscaler.settings import Settings, read_secret
-from upscaler.storage import HEADER_FIRST_READ_BYTES, HEADER_MAX_BYTES, ObjectStore, create_s3_client
-from upscaler.submission import DUPLICATE, Submitter, TasksNotAcknowledged
+from upscaler.storage import HEADER_FIRST_READ_BYTES, ObjectStore, create_s3_client
+from upscaler.submission import DUPLICATE, AccountRefused, Submitter, TasksNotAcknowledged
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 TASK_FIELDS = {
@@ -318,7 +320,8 @@ def test_the_exact_task_sent_for_an_object(aws, submitter, runware):
     job = submitter.jobs.get(job_id)
     output_key = job["outputKey"]
     assert output_key == f"upscaled/photos/cat.jpg.{job_id[:8]}.jpg"
-    put_params = assert_presigned(task["uploadEndpoint"], "PUT", OUTPUT_BUCKET, output_key, expiry)
+    # Runware uploads to a staging key that nothing else reads; the result is published from there.
+    put_params = assert_presigned(task["uploadEndpoint"], "PUT", OUTPUT_BUCKET, f"staging/{job_id}", expiry)
     assert "versionId" not in put_params
     assert "content-type" not in task["uploadEndpoint"].lower()
 
@@ -358,8 +361,9 @@ def test_presigned_get_fetches_that_exact_version(aws, submitter, runware, loopb
 
     first = jpeg(400, 300)
     record = upload(aws, "inbox/photos/cat.jpg", first)
-    aws.s3.put_object(Bucket=INBOX_BUCKET, Key="inbox/photos/cat.jpg", Body=jpeg(401, 300))  # a newer version
     submitter.submit_event(event(record))
+    # Overwritten after the task was sent: Runware still reads the bytes that were validated.
+    aws.s3.put_object(Bucket=INBOX_BUCKET, Key="inbox/photos/cat.jpg", Body=jpeg(401, 300))
     response = requests.get(runware.tasks[0]["inputs"]["image"], timeout=5)
     assert response.status_code == 200
     assert response.content == first
@@ -374,8 +378,8 @@ def test_upload_endpoint_takes_a_put_with_any_content_type(aws, submitter, runwa
         task["uploadEndpoint"], data=b"upscaled bytes", headers={"Content-Type": "image/png"}, timeout=5
     )
     assert response.status_code == 200
-    output_key = submitter.jobs.get(task["taskUUID"])["outputKey"]
-    assert aws.s3.get_object(Bucket=OUTPUT_BUCKET, Key=output_key)["Body"].read() == b"upscaled bytes"
+    staged_key = f"staging/{task['taskUUID']}"
+    assert aws.s3.get_object(Bucket=OUTPUT_BUCKET, Key=staged_key)["Body"].read() == b"upscaled bytes"
 
 
 # --- one request per event ----------------------------------------------------------------------
@@ -503,7 +507,7 @@ def test_a_claimed_job_written_before_a_crash_is_submitted_as_claimed(aws, submi
     assert task["taskUUID"] == job_id
     # The claim's own request is sent, not one re-derived from today's defaults.
     assert (task["targetMegapixels"], task["settings"]["enhanceDetails"], task["outputFormat"]) == (6, True, "PNG")
-    assert urlsplit(task["uploadEndpoint"]).path == "/" + claimed["outputKey"]
+    assert urlsplit(task["uploadEndpoint"]).path == f"/staging/{claimed['jobId']}"
     assert parse_qs(urlsplit(task["inputs"]["image"]).query)["versionId"] == [obj["versionId"]]
     assert jobs.get(job_id)["status"] == "SUBMITTED"
 
@@ -649,7 +653,7 @@ def test_valid_overrides_change_the_task(aws, submitter, runware):
     job = submitter.jobs.get(outcome.job_id)
     assert job["outputKey"].endswith(".png")
     assert job["outputContentType"] == "image/png"
-    assert urlsplit(task["uploadEndpoint"]).path == "/" + job["outputKey"]
+    assert urlsplit(task["uploadEndpoint"]).path == f"/staging/{job['jobId']}"
     assert (job["targetMegapixels"], job["enhanceDetails"], job["realism"]) == (8, True, True)
 
 
@@ -721,18 +725,35 @@ def test_a_400_fails_the_job_at_once_with_runwares_error(aws, submitter, runware
     assert job["submitAttempts"] == 1
 
 
-def test_auth_balance_and_permission_errors_are_not_retried(aws, submitter, runware, sleeps):
+def test_auth_balance_and_permission_errors_are_not_retried_and_fail_no_job(aws, submitter, runware, sleeps):
+    # An account refusal describes the key, the balance or the permission: the jobs stay open, the invocation fails.
     for status, code in [(401, "invalidApiKey"), (402, "insufficientCredits"), (403, "forbiddenModel")]:
         runware.requests.clear()
         runware.script = [httpx.Response(status, json={"errors": [{"code": code, "message": f"{code}!"}]})]
         records = [upload(aws, f"inbox/{status}/a.jpg", jpeg()), upload(aws, f"inbox/{status}/b.jpg", jpeg())]
-        outcomes = submitter.submit_event(event(*records))
+        with pytest.raises(AccountRefused) as refused:
+            submitter.submit_event(event(*records))
+        assert refused.value.status_code == status
         assert len(runware.requests) == 1, status
         assert sleeps == [], status
-        assert [(o.status, o.code) for o in outcomes] == [(JobStatus.FAILED, code)] * 2, status
-        for outcome in outcomes:
-            job = submitter.jobs.get(outcome.job_id)
-            assert (job["status"], job["errorCode"], job["errorMessage"]) == ("FAILED", code, f"{code}!")
+        waiting = [item for item in all_jobs(aws) if f"inbox/{status}/" in item["sourceKey"]["S"]]
+        assert [item["status"]["S"] for item in waiting] == ["CLAIMED", "CLAIMED"], status
+        assert all(code in item["waitingReason"]["S"] for item in waiting), status
+
+
+def test_jobs_that_waited_for_the_account_are_submitted_by_the_retry(aws, submitter, runware):
+    records = [upload(aws, "inbox/wait/a.jpg", jpeg()), upload(aws, "inbox/wait/b.jpg", jpeg())]
+    runware.script = [httpx.Response(401, json={"errors": [{"code": "invalidApiKey", "message": "bad key"}]})]
+    with pytest.raises(AccountRefused):
+        submitter.submit_event(event(*records))
+
+    outcomes = submitter.submit_event(event(*records))  # the key is fixed; the retried invocation
+
+    assert [outcome.status for outcome in outcomes] == ["SUBMITTED", "SUBMITTED"]
+    for outcome in outcomes:
+        job = submitter.jobs.get(outcome.job_id)
+        assert "waitingReason" not in job
+        assert job["stagingKey"] == f"staging/{outcome.job_id}"
 
 
 def test_the_deadline_stops_retries_and_leaves_the_job_claimed(aws, make_submitter, runware, sleeps):
@@ -836,7 +857,7 @@ def test_awkward_keys_round_trip(aws, submitter, runware, loopback_only):
         assert sigv4_signature_is_valid(image_url, "GET"), key
         assert requests.get(image_url, timeout=5).content == bodies[key], key
         assert job["outputKey"] == f"upscaled/{key.removeprefix('inbox/')}.{outcome.job_id[:8]}.jpg"
-        assert urlsplit(task["uploadEndpoint"]).path == "/" + quote(job["outputKey"], safe="/")
+        assert urlsplit(task["uploadEndpoint"]).path == f"/staging/{job['jobId']}"
         assert sigv4_signature_is_valid(task["uploadEndpoint"], "PUT"), key
 
 
@@ -851,10 +872,9 @@ def test_outputs_of_a_png_and_a_jpg_of_the_same_name_differ(aws, submitter):
 
 
 def test_two_versions_of_one_key_get_different_outputs(aws, submitter):
-    first = upload(aws, "inbox/a.jpg", jpeg(300, 200))
-    second = upload(aws, "inbox/a.jpg", jpeg(310, 200))
-    outcomes = submitter.submit_event(event(first, second))
-    assert len(outcomes) == 2
+    outcomes = submitter.submit_event(event(upload(aws, "inbox/a.jpg", jpeg(300, 200))))
+    outcomes += submitter.submit_event(event(upload(aws, "inbox/a.jpg", jpeg(310, 200))))
+    assert [o.status for o in outcomes] == [JobStatus.SUBMITTED, JobStatus.SUBMITTED]
     keys = {submitter.jobs.get(o.job_id)["outputKey"] for o in outcomes}
     assert len(keys) == 2
 
@@ -885,14 +905,18 @@ class RangeCheckingS3:
         return getattr(self._client, name)
 
 
-def ranges_read(gets: list[dict[str, Any]]) -> list[tuple[int, int]]:
-    """The byte ranges of the recorded get_object calls; each must have a Range, and they must be contiguous from 0."""
+def ranges_read(gets: list[dict[str, Any]], *, contiguous: bool = True) -> list[tuple[int, int]]:
+    """The byte ranges of the recorded get_object calls; each must have a Range, the first from 0,
+    each after the last (no byte fetched twice), and with `contiguous` each where the last ended."""
     ranges = []
     for kwargs in gets:
         assert "Range" in kwargs, "a get_object call without a Range header"
         start, end = kwargs["Range"].removeprefix("bytes=").split("-")
         ranges.append((int(start), int(end)))
-    assert [start for start, _ in ranges] == [0] + [end + 1 for _, end in ranges[:-1]], ranges
+    assert ranges[0][0] == 0, ranges
+    assert all(start > previous_end for (_, previous_end), (start, _) in itertools.pairwise(ranges)), ranges
+    if contiguous:
+        assert [start for start, _ in ranges] == [0] + [end + 1 for _, end in ranges[:-1]], ranges
     return ranges
 
 
@@ -916,12 +940,13 @@ def test_a_jpeg_with_large_metadata_reads_more_but_within_the_bound(aws, make_su
     submitter = make_submitter(s3_client=s3)
     [outcome] = submitter.submit_event(event(upload(aws, "inbox/exif-heavy.jpg", body)))
     assert outcome.status == JobStatus.SUBMITTED
-    assert HEADER_FIRST_READ_BYTES < submitter.objects.header_bytes_read <= HEADER_MAX_BYTES
-    ranges = ranges_read(s3.gets)
+    ranges = ranges_read(s3.gets, contiguous=False)
     assert len(ranges) == 2
-    assert ranges[-1][1] < HEADER_MAX_BYTES
-    assert submitter.objects.header_bytes_read == ranges[-1][1] + 1  # nothing fetched twice
-    assert all(kwargs["VersionId"] == job_version(outcome, submitter) for kwargs in s3.gets)
+    # The second segment's body is skipped by its length: the next read starts at the third marker.
+    assert ranges[1][0] == 2 + 2 * (65_000 + 4)
+    assert submitter.objects.header_bytes_read == sum(end - start + 1 for start, end in ranges) < 3 * 65_000
+    assert "VersionId" not in s3.gets[0]  # the first read asks for the current version
+    assert all(kwargs["VersionId"] == job_version(outcome, submitter) for kwargs in s3.gets[1:])
     job = submitter.jobs.get(outcome.job_id)
     assert (job["inputWidth"], job["inputHeight"]) == (1900, 1400)
 
@@ -930,13 +955,83 @@ def job_version(outcome: Any, submitter: Submitter) -> str:
     return submitter.jobs.get(outcome.job_id)["sourceVersionId"]
 
 
-def test_a_frame_header_beyond_the_bound_is_rejected_without_reading_further(aws, make_submitter, runware):
-    body = with_app_segments(jpeg(), 10)  # about 650 KB of metadata before the frame header
+def test_a_frame_header_beyond_the_bound_is_refused_as_too_much_metadata_not_as_corrupt(aws, make_submitter, runware):
+    segments = METADATA_MAX_BYTES // 65_004 + 2  # just past 16 MiB of metadata before the frame header
+    body = with_app_segments(jpeg(), segments)
     s3 = RangeCheckingS3(create_s3_client())
     submitter = make_submitter(s3_client=s3)
     [outcome] = submitter.submit_event(event(upload(aws, "inbox/odd.jpg", body)))
-    assert (outcome.status, outcome.code) == (JobStatus.REJECTED, "notAnImage")
-    assert f"first {HEADER_MAX_BYTES} bytes" in outcome.message
-    assert submitter.objects.header_bytes_read == HEADER_MAX_BYTES
-    assert ranges_read(s3.gets)[-1][1] == HEADER_MAX_BYTES - 1
+    assert (outcome.status, outcome.code) == (JobStatus.REJECTED, "metadataTooLarge")
+    assert "metadata is larger than 16 MiB" in outcome.message
+    assert "corrupt" not in outcome.message and "truncated" not in outcome.message
+    ranges = ranges_read(s3.gets, contiguous=False)
+    assert ranges[-1][1] >= METADATA_MAX_BYTES - 65_004  # it walked the metadata up to the bound, no further
+    assert submitter.objects.header_bytes_read <= METADATA_MAX_BYTES < len(body)
+    assert len(s3.gets) <= 24  # a few growing reads, not one per segment
     assert runware.requests == []
+
+
+# --- every submission answer of the Runware contract --------------------------------------------
+
+SUBMISSION_FIXTURES = [
+    fixture
+    for fixture in of_kind("rest")
+    if fixture.meaning in ("accepted", "result", "conflict", "task-failed", "account", "rate-limited")
+]
+
+
+def contract_answer(fixture) -> Callable[[list[dict]], httpx.Response]:
+    """The fixture's body, with its tasks' UUIDs replaced by those of the request, in order."""
+
+    def answer(tasks: list[dict]) -> httpx.Response:
+        body = fixture.body_bytes()
+        for planned, sent in zip(fixture.request or (), tasks, strict=False):
+            body = body.replace(planned["taskUUID"].encode(), sent["taskUUID"].encode())
+        return httpx.Response(fixture.http_status or 200, content=body, headers={"Content-Type": "application/json"})
+
+    return answer
+
+
+@pytest.mark.parametrize("fixture", SUBMISSION_FIXTURES, ids=lambda fixture: fixture.name)
+def test_each_submission_answer_moves_the_jobs_as_its_meaning_says(aws, make_submitter, runware, fixture):
+    submitter = make_submitter(max_attempts=2)
+    count = max(1, len(fixture.request or ()))
+    records = [upload(aws, f"inbox/contract/{n}.jpg", jpeg(800 + n, 600)) for n in range(count)]
+    runware.script = [contract_answer(fixture)] * 2
+
+    if fixture.meaning == "account":
+        with pytest.raises(AccountRefused):
+            submitter.submit_event(event(*records))
+    elif fixture.meaning == "rate-limited":
+        with pytest.raises(RunwareUnavailable):
+            submitter.submit_event(event(*records))
+    else:
+        submitter.submit_event(event(*records))
+
+    sent = [task["taskUUID"] for task in json.loads(runware.requests[0].content)]
+    statuses = [submitter.jobs.get(task_uuid)["status"] for task_uuid in sent]
+    if fixture.meaning in ("account", "rate-limited"):
+        assert statuses == ["CLAIMED"] * count  # no job fails: the invocation is retried
+    elif fixture.meaning == "task-failed":
+        refused = {str(error["taskUUID"]) for error in fixture.body["errors"]}
+        planned = [task["taskUUID"] for task in fixture.request or ()]
+        assert statuses == ["FAILED" if uuid in refused else "SUBMITTED" for uuid in planned]
+    else:
+        # Accepted, or conflictTaskUUID: Runware holds the task and will run (and bill) it.
+        assert statuses == ["SUBMITTED"] * count
+
+
+def test_a_resubmission_answered_conflict_task_uuid_goes_on_as_submitted(aws, submitter, runware):
+    record = upload(aws, "inbox/crash/a.jpg", jpeg())
+    job_id = job_id_for(INBOX_BUCKET, "inbox/crash/a.jpg", record["s3"]["object"]["versionId"])
+    # The first request reached Runware but its answer was lost (a client timeout): the job stays CLAIMED.
+    runware.script = [httpx.ReadTimeout("lost answer")] * 4
+    with pytest.raises(RunwareUnavailable):
+        submitter.submit_event(event(record))
+    assert submitter.jobs.get(job_id)["status"] == "CLAIMED"
+
+    runware.script = [contract_answer(by_name("rest/conflict-task-uuid"))]
+    [outcome] = submitter.submit_event(event(record))
+
+    assert outcome.status == "SUBMITTED"
+    assert submitter.jobs.get(job_id)["status"] == "SUBMITTED"

@@ -371,12 +371,12 @@ def test_rejection_is_recorded_with_its_code_and_message(aws, submit_app, runwar
     assert metrics_emitted(capsys.readouterr().out) == {"JobsRejected": 1.0}
 
 
-def test_runware_error_is_recorded_as_failed(aws, submit_app, runware):
+def test_an_account_refusal_fails_every_message_not_the_job(aws, submit_app, runware):
     event, _ = prepared(aws, "s3-put-plain.json")
     runware.script = [httpx.Response(402, json={"errors": [{"code": "insufficientCredits", "message": "Top up."}]})]
-    assert invoke(submit_app, sqs_batch(event)) == {"batchItemFailures": []}
-    job = job_of(submit_app, event["Records"][0])
-    assert (job["status"], job["errorCode"], job["errorMessage"]) == ("FAILED", "insufficientCredits", "Top up.")
+    batch = sqs_batch(event)
+    assert failed_ids(invoke(submit_app, batch)) == [batch["Records"][0]["messageId"]]
+    assert job_of(submit_app, event["Records"][0])["status"] == "CLAIMED", "received again, then dead-lettered"
     assert len(runware.requests) == 1
 
 

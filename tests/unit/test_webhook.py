@@ -84,8 +84,9 @@ def job(store):
 
 @pytest.fixture
 def output(aws, job):
-    """The upscaled object Runware PUT, without a Content-Type (S3 then says binary/octet-stream)."""
-    aws.s3.put_object(Bucket=OUTPUT_BUCKET, Key=job["outputKey"], Body=png_bytes())
+    """The upscaled object Runware PUT to its staging URL, without a Content-Type; the final key it
+    is published to once checked."""
+    aws.s3.put_object(Bucket=OUTPUT_BUCKET, Key=f"staging/{job['jobId']}", Body=png_bytes())
     return job["outputKey"]
 
 
@@ -138,7 +139,8 @@ BAD_CREDENTIALS = {
 def test_missing_or_bad_token_answers_401_and_writes_nothing(aws, store, receiver, output):
     # One moto world for every variant: each must leave the same job and output untouched.
     before = store.get(JOB_ID)
-    etag_before = aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=output)["ETag"]
+    staged = f"staging/{JOB_ID}"
+    etag_before = aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=staged)["ETag"]
 
     replies = {
         case: receiver.receive(job_id, token, body({"data": [RESULT]}))
@@ -148,7 +150,7 @@ def test_missing_or_bad_token_answers_401_and_writes_nothing(aws, store, receive
     assert {case: reply.status_code for case, reply in replies.items()} == dict.fromkeys(BAD_CREDENTIALS, 401)
     assert all(reply.recorded == [] for reply in replies.values())
     assert store.get(JOB_ID) == before
-    assert aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=output)["ETag"] == etag_before
+    assert aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=staged)["ETag"] == etag_before
     assert len(all_items(aws)) == 1
 
 
@@ -197,11 +199,13 @@ UNREADABLE_BODIES = {
 }
 
 
-def test_unreadable_body_answers_400_and_writes_nothing(store, receiver, job):
+def test_unreadable_body_answers_400_and_is_only_counted_on_the_job(store, receiver, job):
     replies = {case: receiver.receive(JOB_ID, TOKEN, raw) for case, raw in UNREADABLE_BODIES.items()}
 
     assert {case: reply.status_code for case, reply in replies.items()} == dict.fromkeys(UNREADABLE_BODIES, 400)
-    assert store.get(JOB_ID) == job
+    after = store.get(JOB_ID)
+    assert after["malformedReports"] == len(UNREADABLE_BODIES)
+    assert {k: v for k, v in after.items() if not k.startswith(("malformedReports", "lastMalformedReport"))} == job
 
 
 def test_items_for_another_task_answer_400_and_nothing_is_recorded(store, receiver, output, job):
@@ -267,16 +271,28 @@ def test_error_arriving_after_success_leaves_one_completed_record(aws, store, re
     assert len(all_items(aws)) == 1
 
 
-def test_success_arriving_after_error_leaves_one_failed_record(aws, store, receiver, output):
+def test_error_report_for_a_job_whose_output_is_there_completes_it(aws, store, receiver, output):
+    reply = receiver.receive(JOB_ID, TOKEN, body(ERROR))
+
+    assert reply.status_code == 200
+    assert reply.body["status"] == "COMPLETED"
+    record = store.get(JOB_ID)
+    assert record["overriddenErrorCode"] == ERROR["code"]
+    assert aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=output)["ContentType"] == "image/png"
+
+
+def test_success_arriving_after_an_error_completes_the_failed_job(aws, store, receiver, job):
     receiver.receive(JOB_ID, TOKEN, body(ERROR))
-    failed = store.get(JOB_ID)
+    assert store.get(JOB_ID)["status"] == "FAILED"
+    aws.s3.put_object(Bucket=OUTPUT_BUCKET, Key=f"staging/{JOB_ID}", Body=png_bytes())
 
     late = receiver.receive(JOB_ID, TOKEN, body({"data": [RESULT]}))
 
     assert late.status_code == 200
-    assert late.body["status"] == "FAILED"
-    assert store.get(JOB_ID) == failed
-    assert aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=output)["ContentType"] != "image/png"
+    assert late.body["status"] == "COMPLETED"
+    record = store.get(JOB_ID)
+    assert record["overriddenErrorCode"] == ERROR["code"]
+    assert "errorCode" not in record
 
 
 def test_envelope_with_success_and_error_for_the_job_records_the_success(store, receiver, output):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from upscaler.models import TaskError, TaskResult
-from upscaler.webhook_payloads import MalformedPayload, report_from_item, reports_from_payload
+from upscaler.webhook_payloads import MalformedPayload, read_webhook_body, report_from_item, reports_from_payload
 
 JOB_ID = "7385b5c0-ffc2-4024-b9ba-1dc0426e58c9"
 OTHER_ID = "0f8e2b1c-3d4a-4b5c-8d6e-7f8091a2b3c4"
@@ -157,12 +157,19 @@ def test_bodies_with_no_result_and_no_error_are_refused(payload):
 
 @pytest.mark.parametrize(
     "payload",
-    ["a string", 42, None, True, {"data": ["not an object"]}, {"data": 7}, {"errors": "boom"}, [RESULT, 5]],
-    ids=["string", "number", "null", "bool", "string-item", "number-data", "string-errors", "mixed-array"],
+    ["a string", 42, None, True, {"data": ["not an object"]}, {"data": 7}, {"errors": "boom"}, [5, "x"]],
+    ids=["string", "number", "null", "bool", "string-item", "number-data", "string-errors", "no-object-item"],
 )
 def test_bodies_that_are_not_objects_or_hold_non_object_items_are_refused(payload):
     with pytest.raises(MalformedPayload):
         reports_from_payload(payload, JOB_ID)
+
+
+def test_unreadable_items_are_counted_and_the_readable_ones_kept():
+    body = read_webhook_body([5, {"taskUUID": 7, "imageURL": "x"}, RESULT, {"data": "?"}], JOB_ID)
+    assert [type(report) for report in body.reports] == [TaskResult]
+    assert body.malformed == 3
+    assert "not a JSON object" in body.problem and "taskUUID is not a string" in body.problem
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ _SUBMIT_METRICS = {
     JobStatus.REJECTED: "JobsRejected",
     JobStatus.FAILED: "JobsFailed",
     "DUPLICATE": "DuplicateDeliveries",  # upscaler.submission.DUPLICATE, not imported: the webhook never submits
+    "IGNORED": "SourcesIgnored",  # folder markers and foreign sources: no job
 }
 _RESULT_METRICS = {
     JobStatus.COMPLETED: "JobsCompleted",
@@ -56,6 +57,8 @@ def add_result_metrics(metrics: Metrics, recorded: Iterable[Recorded]) -> None:
 def add_webhook_metrics(metrics: Metrics, reply: WebhookReply) -> None:
     """Answers by class (forged or malformed requests show as 4xx), then what was recorded."""
     metrics.add_metric(name=f"WebhookAnswers{reply.status_code // 100}xx", unit=MetricUnit.Count, value=1)
+    if reply.malformed:
+        metrics.add_metric(name="MalformedReports", unit=MetricUnit.Count, value=reply.malformed)
     add_result_metrics(metrics, reply.recorded)
 
 

@@ -20,6 +20,8 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 STATUS_INDEX = "jobsByStatus"
+# What is kept of why a webhook body was unreadable.
+MAX_PROBLEM_CHARS = 300
 
 
 class JobStatus(StrEnum):
@@ -167,6 +169,30 @@ class JobStore:
     def _ended(self, job: Mapping[str, Any], status: JobStatus) -> None:
         if self.on_terminal is not None and status in TERMINAL_STATUSES:
             self.on_terminal(job)
+
+    def count_malformed_reports(self, job_id: str, count: int, problem: str, now: datetime | None = None) -> bool:
+        """Add `count` to the job's malformedReports and note the last problem; the status is left alone.
+        False when there is no such job."""
+        try:
+            self._db.update_item(
+                TableName=self.table_name,
+                Key=_key(job_id),
+                UpdateExpression="SET #problem = :problem, #at = :at ADD #count :count",
+                ConditionExpression="attribute_exists(jobId)",
+                ExpressionAttributeNames={
+                    "#count": "malformedReports",
+                    "#problem": "lastMalformedReport",
+                    "#at": "lastMalformedReportAt",
+                },
+                ExpressionAttributeValues=_to_dynamo(
+                    {":count": count, ":problem": problem[:MAX_PROBLEM_CHARS], ":at": iso(now or utc_now())}
+                ),
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def find_by_status(
         self,

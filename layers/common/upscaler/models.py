@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -69,7 +70,15 @@ class UpscaleOptions:
         return OUTPUT_CONTENT_TYPES[self.output_format]
 
     def with_overrides(self, metadata: Mapping[str, str]) -> UpscaleOptions:
-        """Apply per-object overrides from S3 user metadata (keys without the x-amz-meta- prefix)."""
+        """Apply per-object overrides from S3 user metadata (keys without the x-amz-meta- prefix).
+
+        A key that is nearly an option's name is refused rather than ignored: the user meant it,
+        and silently charging for the default would be worse than saying so.
+        """
+        for meta_key in metadata:
+            meant = near_miss_of_option(meta_key)
+            if meant:
+                raise InvalidOption(meta_key, f"not an option; did you mean x-amz-meta-{meant}?")
         changes: dict[str, Any] = {}
         for meta_key, field_name in OVERRIDE_KEYS.items():
             raw = metadata.get(meta_key)
@@ -83,6 +92,38 @@ class UpscaleOptions:
             else:
                 changes[field_name] = text.upper().replace("JPEG", "JPG")
         return replace(self, **changes) if changes else self
+
+
+def _squashed(name: str) -> str:
+    return "".join(character for character in name.lower() if character.isalnum())
+
+
+def _edit_distance(a: str, b: str) -> int:
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, 1):
+        current = [i]
+        for j, char_b in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b)))
+        previous = current
+    return previous[-1]
+
+
+def near_miss_of_option(meta_key: str) -> str | None:
+    """The option a metadata key was probably meant to be (other separators, case, a plural or a
+    typo or two), or None for an exact option name and for unrelated user metadata."""
+    if meta_key in OVERRIDE_KEYS:
+        return None
+    squashed = _squashed(meta_key)
+    for option in OVERRIDE_KEYS:
+        target = _squashed(option)
+        # One slip in a short name, two in a long one: "realm" is not "realism", "megapixel" is.
+        allowed = 1 if len(target) < 10 else 2
+        if squashed == target or _edit_distance(squashed, target) <= allowed:
+            return option
+        singular = squashed[:-3] + "y" if squashed.endswith("ies") else squashed.removesuffix("es")
+        if squashed.rstrip("s") == target.rstrip("s") or singular == target:
+            return option
+    return None
 
 
 def _parse_int(name: str, text: str) -> int:
@@ -150,9 +191,19 @@ class UpscaleTask:
         }
 
 
+# Bounds on what is kept of a Runware answer: codes and messages are logged and stored whole up to these.
+MAX_CODE_CHARS = 100
+MAX_MESSAGE_CHARS = 1000
+MAX_FIELD_CHARS = 200
+MAX_URL_CHARS = 4096
+# A task's cost in USD; outside this range (or not finite) it is not a cost DynamoDB can keep as-is.
+MIN_COST = Decimal("1e-12")
+MAX_COST = Decimal(1_000_000)
+
+
 @dataclass(frozen=True)
 class TaskError:
-    """Runware's error object; codes are still being standardised, so every field is kept whole."""
+    """Runware's error object; codes are still being standardised, so every field is kept (bounded)."""
 
     code: str
     message: str
@@ -162,12 +213,21 @@ class TaskError:
 
     @classmethod
     def from_json(cls, item: Mapping[str, Any]) -> TaskError:
+        """Read a top-level error, a data item with a nested `error: {code, message}`, or an error whose
+        task is named only in `context` (the SDKs read all three). Never fails, never keeps a repr."""
+        nested = item.get("error") if isinstance(item.get("error"), Mapping) else {}
+        context = item.get("context") if isinstance(item.get("context"), Mapping) else {}
         return cls(
-            code=str(item.get("code") or "unknownError"),
-            message=str(item.get("message") or item.get("error") or "no message"),
-            parameter=_optional_str(item.get("parameter")),
-            task_uuid=_optional_str(item.get("taskUUID")),
-            task_type=_optional_str(item.get("taskType")),
+            code=_code(nested.get("code")) or _code(item.get("code")) or "unknownError",
+            message=_first_text(MAX_MESSAGE_CHARS, nested.get("message"), item.get("message"), item.get("error"))
+            or "no message",
+            parameter=_first_text(MAX_FIELD_CHARS, nested.get("parameter"), item.get("parameter")),
+            task_uuid=_first_text(
+                MAX_FIELD_CHARS, item.get("taskUUID"), nested.get("taskUUID"), context.get("taskUUID")
+            ),
+            task_type=_first_text(
+                MAX_FIELD_CHARS, item.get("taskType"), nested.get("taskType"), context.get("taskType")
+            ),
         )
 
 
@@ -182,15 +242,41 @@ class TaskResult:
 
     @classmethod
     def from_json(cls, item: Mapping[str, Any]) -> TaskResult:
-        cost = item.get("cost")
+        task_uuid = item["taskUUID"]
+        if not isinstance(task_uuid, str) or not task_uuid or len(task_uuid) > MAX_FIELD_CHARS:
+            raise ValueError("taskUUID is not a string of a sane length")
         return cls(
-            task_uuid=str(item["taskUUID"]),
-            image_uuid=_optional_str(item.get("imageUUID")),
-            image_url=_optional_str(item.get("imageURL")),
-            # Decimal via str keeps the figure exact in DynamoDB, which refuses floats.
-            cost=Decimal(str(cost)) if isinstance(cost, int | float) and not isinstance(cost, bool) else None,
+            task_uuid=task_uuid,
+            image_uuid=_bounded_text(item.get("imageUUID"), MAX_FIELD_CHARS),
+            image_url=_bounded_text(item.get("imageURL"), MAX_URL_CHARS),
+            cost=_cost(item.get("cost")),
         )
 
 
-def _optional_str(value: object) -> str | None:
-    return None if value is None else str(value)
+def _code(value: object) -> str | None:
+    # Some answers carry numeric ids; a code that is an object or a list is no code at all.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)[:MAX_CODE_CHARS]
+    return value[:MAX_CODE_CHARS] if isinstance(value, str) and value else None
+
+
+def _first_text(limit: int, *values: object) -> str | None:
+    for value in values:
+        if isinstance(value, str) and value:
+            return value[:limit]
+    return None
+
+
+def _bounded_text(value: object, limit: int) -> str | None:
+    # Truncating an id or a URL would make it point elsewhere, so an oversized one is dropped.
+    return value if isinstance(value, str) and value and len(value) <= limit else None
+
+
+def _cost(value: object) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    # Decimal via str keeps the figure exact in DynamoDB, which refuses floats.
+    cost = Decimal(str(value))
+    return cost if cost == 0 or MIN_COST <= cost <= MAX_COST else None

@@ -1,25 +1,34 @@
-"""Reconciliation: finish jobs whose webhook never came, by asking Runware directly.
+"""Reconciliation: finish jobs whose webhook never came, by asking Runware and the bucket.
 
 Stale SUBMITTED jobs are found through the status index (a query, never a scan), polled with
-getResponse in batches, and recorded through the same ResultRecorder as the webhook. A job still
-unresolved past the maximum age becomes TIMED_OUT. Each run does a bounded amount of work.
+getResponse in batches, and recorded through the same ResultRecorder as the webhook. How long
+getResponse remembers a finished task is not documented, so a task it cannot find is looked for in
+the bucket: a verified output completes the job. A job still unresolved past the maximum age
+becomes TIMED_OUT, unless its output is there. Each run does a bounded amount of work, and an item
+that cannot be read is counted on its own job without holding back the others.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from upscaler.jobs import JobStatus, JobStore, parse_iso, utc_now
+from upscaler.jobs import JobStatus, JobStore, TransitionRefused, parse_iso, utc_now
 from upscaler.models import TaskError
 from upscaler.results import OutputNotReady, Recorded, ResultRecorder
-from upscaler.runware import RunwareClient, RunwareUnavailable
+from upscaler.runware import RunwareClient, RunwareUnavailable, is_not_found
 from upscaler.webhook_payloads import MalformedPayload, report_from_item
 
 POLL_BATCH_SIZE = 25
+# getResponse statuses that mean "not done yet": processing is documented; older SDK code also
+# waits on the others.
+NOT_DONE_STATUSES = frozenset({"processing", "pending", "queued", "scheduled", "waiting"})
+# What a hostile or malformed item can raise while being read; anything else is a real fault.
+UNREADABLE_ITEM_ERRORS = (ValueError, TypeError, KeyError, AttributeError, ArithmeticError, RecursionError)
 # Runware refusing the request itself (key, balance, permission) says nothing about the tasks.
 REQUEST_REFUSED_STATUSES = frozenset({401, 402, 403})
 
@@ -31,6 +40,7 @@ class ReconcileReport:
     still_processing: int = 0
     output_not_ready: int = 0
     runware_unavailable: bool = False
+    unreadable: int = 0
 
     def counts(self) -> dict[str, int]:
         by_status = Counter(item.status for item in self.recorded if item.changed)
@@ -38,6 +48,7 @@ class ReconcileReport:
             "examined": self.examined,
             "stillProcessing": self.still_processing,
             "outputNotReady": self.output_not_ready,
+            "unreadable": self.unreadable,
             **{f"now{status.title().replace('_', '')}": count for status, count in by_status.items()},
         }
 
@@ -74,22 +85,32 @@ class Reconciler:
             except RunwareUnavailable:
                 report.runware_unavailable = True
                 break
-            if response.status_code in REQUEST_REFUSED_STATUSES:
+            if response.status_code in REQUEST_REFUSED_STATUSES or response.account_error is not None:
                 # Recording that error as each job's failure would end jobs that may still complete.
                 report.runware_unavailable = True
                 break
             for job in batch:
-                self._settle(job, response.items.get(job["jobId"]), response.error_for(job["jobId"]), report)
+                job_id = job["jobId"]
+                try:
+                    self._settle(job, response.items.get(job_id), response.error_for(job_id), report)
+                except UNREADABLE_ITEM_ERRORS as problem:
+                    self._count_unreadable(job, problem, report)
         return report
 
     def _settle(
         self, job: dict[str, Any], item: dict[str, Any] | None, error: TaskError | None, report: ReconcileReport
     ) -> None:
         try:
-            if error is not None and not self._runware_lost_track(error):
+            if error is not None and is_not_found(error):
+                # Runware no longer knows the task: the bucket may still hold its (paid) output.
+                found = self.recorder.record_output_if_present(job, via="reconcile")
+                if found is not None:
+                    report.recorded.append(found)
+                    return
+            elif error is not None:
                 report.recorded.append(self.recorder.record_failure(job, error, via="reconcile"))
                 return
-            if item is not None and str(item.get("status", "")).lower() not in ("processing", "pending"):
+            elif item is not None and str(item.get("status", "")).lower() not in NOT_DONE_STATUSES:
                 try:
                     outcome = report_from_item(item, job["jobId"])
                 except MalformedPayload:
@@ -103,13 +124,22 @@ class Reconciler:
         except OutputNotReady:
             report.output_not_ready += 1
         if self._too_old(job):
+            # record_timeout completes the job instead when its output is in the bucket.
             report.recorded.append(self.recorder.record_timeout(job, self.max_age_seconds))
         else:
             report.still_processing += 1
 
-    def _runware_lost_track(self, error: TaskError) -> bool:
-        # A task Runware no longer knows may still finish from our side's view only by timing out.
-        return "notfound" in error.code.replace("_", "").lower()
+    def _count_unreadable(self, job: dict[str, Any], problem: Exception, report: ReconcileReport) -> None:
+        report.unreadable += 1
+        note = f"unreadable getResponse item: {type(problem).__name__}: {problem}"[:500]
+        with contextlib.suppress(TransitionRefused):  # the job moved on meanwhile: nothing to note
+            self.jobs.transition(
+                job["jobId"],
+                {JobStatus.SUBMITTED},
+                JobStatus.SUBMITTED,
+                {"lastUnreadableReport": note},
+                increment="unreadableReports",
+            )
 
     def _too_old(self, job: dict[str, Any]) -> bool:
         started = parse_iso(job.get("submittedAt") or job["createdAt"])

@@ -1,8 +1,11 @@
 """Recording what Runware reports, for the webhook and the reconciler alike (one code path).
 
-A success is recorded only once the output object is really in the bucket; its size, type and
-dimensions are read from S3, not taken on trust. Terminal states never regress, except that a
-late success may still complete a job that had timed out.
+A success is recorded only once the output's bytes are in the bucket and check out; they are then
+published from the staging key to the final key (`outputs.py`). Size, type and dimensions are read
+from the bytes, not taken on trust. A verified output always wins: it completes a job that had
+timed out or had been reported failed (the webhook token does not cover the body, so a failure
+report cannot be checked), and a failure report or a timeout is only recorded when no such output
+exists. Otherwise terminal states never change.
 """
 
 from __future__ import annotations
@@ -12,19 +15,22 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from upscaler.image_header import UnreadableImage
 from upscaler.jobs import JobStatus, JobStore, TransitionRefused, iso, seconds_between, utc_now
-from upscaler.models import OUTPUT_CONTENT_TYPES, TaskError, TaskResult
-from upscaler.storage import ObjectMissing, ObjectStore
+from upscaler.models import TaskError, TaskResult
+from upscaler.outputs import (
+    DEFAULT_STAGING_PREFIX,
+    OutputInvalid,
+    OutputNotReady,
+    OutputPublisher,
+    VerifiedOutput,
+)
+from upscaler.storage import ObjectStore
 
-OUTPUT_FORMAT_OF = {"JPEG": "JPG", "PNG": "PNG", "WEBP": "WEBP"}
+__all__ = ["OutputNotReady", "Recorded", "ResultRecorder"]
+
 OPEN_STATUSES = frozenset({JobStatus.CLAIMED, JobStatus.SUBMITTED})
-MAY_COMPLETE = OPEN_STATUSES | {JobStatus.TIMED_OUT}
-_ERROR_FIELDS = ("errorCode", "errorMessage", "errorParameter")
-
-
-class OutputNotReady(Exception):
-    """Runware reported success but the output object is not in the bucket yet: ask again later."""
+MAY_COMPLETE = OPEN_STATUSES | {JobStatus.TIMED_OUT, JobStatus.FAILED}
+_ERROR_FIELDS = ("errorCode", "errorMessage", "errorParameter", "waitingReason")
 
 
 @dataclass(frozen=True)
@@ -36,54 +42,42 @@ class Recorded:
 
 
 class ResultRecorder:
-    def __init__(self, objects: ObjectStore, jobs: JobStore) -> None:
-        self.objects = objects
+    def __init__(self, objects: ObjectStore, jobs: JobStore, staging_prefix: str = DEFAULT_STAGING_PREFIX) -> None:
+        self.outputs = OutputPublisher(objects, staging_prefix)
         self.jobs = jobs
 
     def record_success(self, job: dict[str, Any], result: TaskResult, *, via: str) -> Recorded:
         if JobStatus(job["status"]) not in MAY_COMPLETE:
             return Recorded(job["jobId"], job["status"], False, job)
         try:
-            output = self.objects.head(job["outputBucket"], job["outputKey"])
-        except ObjectMissing:
-            raise OutputNotReady(f"s3://{job['outputBucket']}/{job['outputKey']} is not there yet") from None
-        try:
-            header = self.objects.read_header(output)
-        except UnreadableImage as error:
-            return self._finish_failed(
-                job, TaskError("outputUnreadable", f"the uploaded output is not a readable image: {error}"), via=via
-            )
-        # The bytes decide the type and format recorded, whatever was asked for.
-        expected_type = header.content_type if header.supported else OUTPUT_CONTENT_TYPES[str(job["outputFormat"])]
-        etag = output.etag
-        if output.content_type != expected_type:
-            # Runware's PUT carries no reliable Content-Type (it is not part of the signed URL).
-            etag = self.objects.set_content_type(output, expected_type)
-        now = utc_now()
-        changes = {
-            "imageUUID": result.image_uuid,
-            "imageURL": result.image_url,
-            "cost": result.cost,
-            "outputSize": output.size,
-            "outputContentType": expected_type,
-            "outputETag": etag,
-            "outputFormat": OUTPUT_FORMAT_OF.get(header.format, job.get("outputFormat")),
-            "outputWidth": header.width,
-            "outputHeight": header.height,
-            "completedAt": iso(now),
-            "resultVia": via,
-            "lateResult": True if job["status"] == JobStatus.TIMED_OUT else None,
-            **_durations(job, now),
-        }
-        # A late success replaces the timeout: the record keeps lateResult, not the timeout's error.
-        return self._move(job, MAY_COMPLETE, JobStatus.COMPLETED, changes, now, remove=_ERROR_FIELDS)
+            output = self.outputs.find(job)
+        except OutputInvalid as invalid:
+            if JobStatus(job["status"]) not in OPEN_STATUSES:
+                return Recorded(job["jobId"], job["status"], False, job)
+            return self._finish_failed(job, TaskError(invalid.code, invalid.message), via=via)
+        if output is None:
+            raise OutputNotReady(f"the output of job {job['jobId']} is not in s3://{job['outputBucket']} yet")
+        return self._complete(job, output, result, via=via)
+
+    def record_output_if_present(self, job: dict[str, Any], *, via: str) -> Recorded | None:
+        """Complete a job from its output alone, when Runware cannot say (lost webhook, forgotten task)."""
+        if JobStatus(job["status"]) not in MAY_COMPLETE:
+            return None
+        output = self._verified_output(job)
+        return None if output is None else self._complete(job, output, None, via=via)
 
     def record_failure(self, job: dict[str, Any], error: TaskError, *, via: str) -> Recorded:
         if JobStatus(job["status"]) not in OPEN_STATUSES:
             return Recorded(job["jobId"], job["status"], False, job)
+        output = self._verified_output(job)
+        if output is not None:
+            return self._complete(job, output, None, via=via, overridden=error)
         return self._finish_failed(job, error, via=via)
 
     def record_timeout(self, job: dict[str, Any], max_age_seconds: int) -> Recorded:
+        output = self._verified_output(job)
+        if output is not None:
+            return self._complete(job, output, None, via="reconcile")
         now = utc_now()
         changes = {
             "errorCode": "timedOut",
@@ -92,6 +86,50 @@ class ResultRecorder:
             **_durations(job, now),
         }
         return self._move(job, {JobStatus.SUBMITTED}, JobStatus.TIMED_OUT, changes, now)
+
+    def _verified_output(self, job: dict[str, Any]) -> VerifiedOutput | None:
+        try:
+            return self.outputs.find(job)
+        except OutputInvalid:
+            return None
+
+    def _complete(
+        self,
+        job: dict[str, Any],
+        output: VerifiedOutput,
+        result: TaskResult | None,
+        *,
+        via: str,
+        overridden: TaskError | None = None,
+    ) -> Recorded:
+        published = self.outputs.publish(job, output)
+        status = JobStatus(job["status"])
+        if overridden is None and status is JobStatus.FAILED:
+            overridden = TaskError(str(job.get("errorCode", "unknownError")), str(job.get("errorMessage", "")))
+        now = utc_now()
+        changes = {
+            "imageUUID": result.image_uuid if result else None,
+            "imageURL": result.image_url if result else None,
+            "cost": result.cost if result else None,
+            "outputKey": published.key,
+            "outputSize": published.size,
+            "outputContentType": published.content_type,
+            "outputETag": published.etag,
+            "outputFormat": published.output_format,
+            "outputWidth": published.width,
+            "outputHeight": published.height,
+            "completedAt": iso(now),
+            "resultVia": via,
+            # Found from the output alone, or after the job had timed out: Runware never said.
+            "lateResult": True if result is None or status is JobStatus.TIMED_OUT else None,
+            "overriddenErrorCode": overridden.code if overridden else None,
+            "overriddenErrorMessage": overridden.message if overridden else None,
+            **_durations(job, now),
+        }
+        recorded = self._move(job, MAY_COMPLETE, JobStatus.COMPLETED, changes, now, remove=_ERROR_FIELDS)
+        if recorded.status == JobStatus.COMPLETED and not output.published:
+            self.outputs.discard_staged(job)
+        return recorded
 
     def _finish_failed(self, job: dict[str, Any], error: TaskError, *, via: str) -> Recorded:
         now = utc_now()

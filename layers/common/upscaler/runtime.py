@@ -95,7 +95,7 @@ def build_webhook_receiver(settings: Settings | None = None) -> WebhookReceiver:
 
     settings = settings or get_settings()
     jobs = _job_store(settings)
-    recorder = ResultRecorder(ObjectStore(create_s3_client()), jobs)
+    recorder = ResultRecorder(ObjectStore(create_s3_client()), jobs, settings.staging_prefix)
     return WebhookReceiver(jobs, recorder, partial(read_secret, settings.webhook_token_secret))
 
 
@@ -107,7 +107,7 @@ def build_reconciler(settings: Settings | None = None) -> Reconciler:
     jobs = _job_store(settings)
     return Reconciler(
         jobs,
-        ResultRecorder(ObjectStore(create_s3_client()), jobs),
+        ResultRecorder(ObjectStore(create_s3_client()), jobs, settings.staging_prefix),
         _runware_client(settings),
         reconcile_after_seconds=settings.reconcile_after_seconds,
         max_age_seconds=settings.job_max_age_seconds,

@@ -1,8 +1,10 @@
 """A small client for Runware's REST API: JSON arrays of tasks, results matched by taskUUID.
 
 Transient failures (429, 5xx, timeouts, connection errors) are retried with exponential backoff
-and full jitter inside a deadline, honouring Retry-After. 400/401/402/403 are answers, not
-failures: they come back as per-task errors carrying Runware's code and message.
+and full jitter inside a deadline, honouring Retry-After. Other answers are parsed, never raised:
+per-task errors carry Runware's code and message; a refusal of the account (key, balance,
+permission) comes back once as `account_error`, never as a failure of each task. The shapes
+handled are those of tests/contract/runware/, each with its source.
 """
 
 from __future__ import annotations
@@ -22,9 +24,47 @@ from upscaler.models import TaskError
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 PERMANENT_STATUSES = frozenset({400, 401, 402, 403, 404})
-# Error codes under which Runware says it already holds a task with this UUID. Not documented:
-# matched loosely, since a re-submission after a crash must count as accepted, not failed.
-DUPLICATE_TASK_HINTS = ("duplicate", "alreadyexists", "existingtask")
+# 401 no valid key, 402 balance insufficient, 403 key lacks permission (Runware's errors page).
+ACCOUNT_STATUSES = frozenset({401, 402, 403})
+# Codes that describe the key, the balance or the permission rather than one task
+# (Runware/runware-python runware/errors.py: its auth and quota codes).
+ACCOUNT_CODES = frozenset(
+    {
+        "invalidApiKey",
+        "missingApiKey",
+        "insufficientCredits",
+        "insufficientPermissions",
+        "quotaExceeded",
+        "paymentRequired",
+        "unauthorized",
+        "forbidden",
+        "permissionDenied",
+        "authenticationFailed",
+        "authFailed",
+        "invalidAuthentication",
+        "invalidCredentials",
+        "missingAuthentication",
+        "tokenExpired",
+        "tokenInvalid",
+        "tokenMissing",
+        "tokenRevoked",
+        "accountSuspended",
+        "accountDisabled",
+        "organizationSuspended",
+        "organizationDisabled",
+        "workspaceSuspended",
+        "workspaceDisabled",
+    }
+)
+# The SDK also classes any code naming an API key, credits or a balance as the account's.
+ACCOUNT_CODE_PARTS = ("ApiKey", "Credits", "Balance")
+# conflictTaskUUID is Runware's answer to a taskUUID it already holds (the SDKs treat it as submitted);
+# the looser hints stay for codes of that meaning seen elsewhere, since a re-submission is not a failure.
+DUPLICATE_TASK_HINTS = ("conflicttaskuuid", "duplicate", "alreadyexists", "existingtask")
+# getResponse statuses meaning "not done yet": processing and pending are documented, the others older.
+NOT_DONE_STATUSES = frozenset({"processing", "pending", "queued", "scheduled", "waiting"})
+FAILED_STATUSES = frozenset({"error", "failed"})
+MAX_TASK_UUID_CHARS = 100
 
 
 class RunwareUnavailable(Exception):
@@ -33,19 +73,43 @@ class RunwareUnavailable(Exception):
 
 @dataclass
 class BatchResponse:
-    """What one request returned, keyed by taskUUID."""
+    """What one request returned, keyed by taskUUID.
+
+    `account_error` is set when Runware refused the account (key, balance, permission): it describes
+    no task, so it is never copied into `errors`. `malformed` counts items that could not be read;
+    they are skipped and hide nothing else.
+    """
 
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
     errors: dict[str, TaskError] = field(default_factory=dict)
     status_code: int = 200
+    account_error: TaskError | None = None
+    malformed: int = 0
 
     def error_for(self, task_uuid: str) -> TaskError | None:
         return self.errors.get(task_uuid)
 
 
 def is_duplicate_task(error: TaskError) -> bool:
+    """Runware already holds a task with this UUID: it runs and will be billed, so it counts as submitted."""
     code = error.code.replace("_", "").lower()
     return any(hint in code for hint in DUPLICATE_TASK_HINTS)
+
+
+def is_account_error(error: TaskError, status_code: int | None = None) -> bool:
+    """The refusal is about the account, not the task: retrying later (after a fix) can succeed."""
+    if status_code in ACCOUNT_STATUSES or error.task_type == "authentication":
+        return True
+    if error.code in {f"http{status}" for status in ACCOUNT_STATUSES}:
+        return True  # made by _parse from a bodiless 401/402/403
+    return error.code in ACCOUNT_CODES or any(part in error.code for part in ACCOUNT_CODE_PARTS)
+
+
+def is_not_found(error: TaskError) -> bool:
+    """Runware no longer finds the task (taskFailedOrNotFound and the like): it may well have finished,
+    so its output must be looked for before anything else is concluded."""
+    code = error.code.replace("_", "").lower()
+    return "notfound" in code or code in ("taskexpired", "taskcancelled")
 
 
 class RunwareClient:
@@ -143,33 +207,100 @@ def _retry_after_seconds(value: str | None) -> float | None:
 
 
 def _parse(response: httpx.Response, task_uuids: list[str]) -> BatchResponse:
+    """Sort an answer into results, per-task errors and an account refusal; never raises on its content."""
     batch = BatchResponse(status_code=response.status_code)
-    try:
-        payload = response.json()
-    except ValueError:
-        payload = None
-    if not isinstance(payload, dict):
-        payload = {}
-    for item in payload.get("data") or []:
-        if isinstance(item, dict) and item.get("taskUUID"):
-            batch.items[str(item["taskUUID"])] = item
+    payload = _json_body(response, batch)
+    wanted = set(task_uuids)
+    account = response.status_code in ACCOUNT_STATUSES
     unscoped: list[TaskError] = []
-    for raw in payload.get("errors") or []:
-        if not isinstance(raw, dict):
-            continue
-        error = TaskError.from_json(raw)
-        if error.task_uuid in task_uuids:
-            batch.errors[error.task_uuid] = error
-        else:
-            unscoped.append(error)
-    if response.status_code >= 400 and not unscoped and not batch.errors:
-        unscoped.append(
-            TaskError(code=f"http{response.status_code}", message=response.text[:500] or response.reason_phrase)
-        )
-    # An error that names no task (a bad key, say) applies to every task without an answer.
+    for raw in _entries(payload.get("data"), batch):
+        task_uuid = _task_uuid(raw)
+        if task_uuid is None:
+            batch.malformed += 1
+        elif _is_failed_item(raw):
+            _file_error(batch, TaskError.from_json(raw), wanted, unscoped, account)
+        elif not _is_done(batch.items.get(task_uuid)) or _is_done(raw):
+            # REST polling repeats cumulative state: a finished item is never replaced by a running one.
+            batch.items[task_uuid] = raw
+    for raw in _entries(payload.get("errors"), batch):
+        _file_error(batch, TaskError.from_json(raw), wanted, unscoped, account)
+    if response.status_code >= 400 and not unscoped and not batch.errors and batch.account_error is None:
+        unscoped.append(TaskError(f"http{response.status_code}", _text_excerpt(response)))
+    if account and batch.account_error is None:
+        batch.account_error = unscoped[0] if unscoped else TaskError(f"http{response.status_code}", "refused")
+        return batch
+    # An error that names no task (and is not about the account) applies to every task without an answer.
     if unscoped:
+        first = unscoped[0]
         for task_uuid in task_uuids:
             if task_uuid not in batch.items and task_uuid not in batch.errors:
-                first = unscoped[0]
-                batch.errors[task_uuid] = TaskError(first.code, first.message, first.parameter, task_uuid)
+                batch.errors[task_uuid] = TaskError(
+                    first.code, first.message, first.parameter, task_uuid, first.task_type
+                )
     return batch
+
+
+def _json_body(response: httpx.Response, batch: BatchResponse) -> dict[str, Any]:
+    if not response.content.strip():
+        return {}
+    try:
+        payload = json.loads(response.content)
+    except (ValueError, RecursionError):
+        # Deep nesting makes json raise RecursionError, not ValueError.
+        batch.malformed += 1
+        return {}
+    if isinstance(payload, list):
+        # The SDKs accept a bare list of items where the envelope is expected.
+        return {"data": payload}
+    if not isinstance(payload, dict):
+        batch.malformed += 1
+        return {}
+    return payload
+
+
+def _entries(value: Any, batch: BatchResponse) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    entries = [value] if isinstance(value, dict) else value if isinstance(value, list) else None
+    if entries is None:
+        batch.malformed += 1
+        return []
+    readable = [entry for entry in entries if isinstance(entry, dict)]
+    batch.malformed += len(entries) - len(readable)
+    return readable
+
+
+def _file_error(
+    batch: BatchResponse, error: TaskError, wanted: set[str], unscoped: list[TaskError], account: bool
+) -> None:
+    if account or is_account_error(error):
+        batch.account_error = batch.account_error or error
+    elif error.task_uuid is None:
+        unscoped.append(error)
+    elif error.task_uuid in wanted:
+        batch.errors.setdefault(error.task_uuid, error)
+    else:
+        # An error about a task this request did not send belongs to nobody here.
+        batch.malformed += 1
+
+
+def _task_uuid(item: dict[str, Any]) -> str | None:
+    value = item.get("taskUUID")
+    return value if isinstance(value, str) and value and len(value) <= MAX_TASK_UUID_CHARS else None
+
+
+def _status(item: dict[str, Any] | None) -> str:
+    status = item.get("status") if item else None
+    return status.lower() if isinstance(status, str) else ""
+
+
+def _is_failed_item(item: dict[str, Any]) -> bool:
+    return _status(item) in FAILED_STATUSES or isinstance(item.get("error"), dict)
+
+
+def _is_done(item: dict[str, Any] | None) -> bool:
+    return item is not None and _status(item) not in NOT_DONE_STATUSES
+
+
+def _text_excerpt(response: httpx.Response) -> str:
+    return response.content[:500].decode(errors="replace") or response.reason_phrase

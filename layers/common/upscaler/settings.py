@@ -18,7 +18,9 @@ class ConfigurationError(RuntimeError):
 @dataclass(frozen=True)
 class Settings:
     # Read when present but not set by template.yaml: tuning for tests and special deployments.
-    OPTIONAL_VARIABLES: ClassVar[frozenset[str]] = frozenset({"RUNWARE_MAX_ATTEMPTS"})
+    # INBOX_BUCKET: the one bucket sources may come from; unset, only the prefix decides (the
+    # template cannot pass the inbox's name by reference without a cycle through its notification).
+    OPTIONAL_VARIABLES: ClassVar[frozenset[str]] = frozenset({"RUNWARE_MAX_ATTEMPTS", "INBOX_BUCKET"})
 
     jobs_table: str
     output_bucket: str
@@ -26,7 +28,10 @@ class Settings:
     runware_api_key_secret: str
     webhook_token_secret: str
     inbox_prefix: str = "inbox/"
+    inbox_bucket: str = ""
     output_prefix: str = "upscaled/"
+    # Where Runware's presigned PUT lands, in the output bucket; nothing but the pipeline reads it.
+    staging_prefix: str = "staging/"
     webhook_url: str = ""
     defaults: UpscaleOptions = field(default_factory=UpscaleOptions)
     max_input_bytes: int = 50 * 1024 * 1024
@@ -39,6 +44,12 @@ class Settings:
     runware_timeout_seconds: float = 20.0
     runware_max_attempts: int = 5
     completion_event_bus: str = ""  # empty: no completion events (the template always sets one)
+
+    def owns_source(self, bucket: str, key: str) -> bool:
+        """Whether an object is one this stack was deployed to process (its bucket and prefix)."""
+        if bucket == self.output_bucket or (self.inbox_bucket and bucket != self.inbox_bucket):
+            return False
+        return key.startswith(self.inbox_prefix)
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -82,7 +93,9 @@ class Settings:
             runware_api_key_secret=required("RUNWARE_API_KEY_SECRET"),
             webhook_token_secret=required("WEBHOOK_TOKEN_SECRET"),
             inbox_prefix=env.get("INBOX_PREFIX", cls.inbox_prefix),
+            inbox_bucket=env.get("INBOX_BUCKET", "").strip(),
             output_prefix=env.get("OUTPUT_PREFIX", cls.output_prefix),
+            staging_prefix=env.get("STAGING_PREFIX", "").strip() or cls.staging_prefix,
             webhook_url=env.get("WEBHOOK_URL", "").strip(),
             defaults=defaults,
             max_input_bytes=number("MAX_INPUT_BYTES", cls.max_input_bytes),

@@ -7,19 +7,32 @@ the pixels itself through presigned URLs.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from botocore.loaders import create_loader
 
-from upscaler.image_header import ImageHeader, NeedMoreBytes, UnreadableImage, read_image_header
+from upscaler.image_header import (
+    METADATA_MAX_BYTES,
+    HeaderBytes,
+    ImageHeader,
+    MetadataTooLarge,
+    NeedMoreBytes,
+    UnreadableImage,
+    parse_image,
+)
 from upscaler.settings import aws_region
 
-# Most headers fit in the first 64 KiB; JPEGs with large EXIF/ICC segments can need more.
+# Most headers fit in the first 64 KiB. Metadata that pushes the header further in is walked with
+# further ranged reads, each up to twice the last (at most 1 MiB), so a file's metadata costs a
+# handful of requests and the bytes read stay near what the header really needs.
 HEADER_FIRST_READ_BYTES = 64 * 1024
-HEADER_MAX_BYTES = 512 * 1024
+HEADER_READ_MAX_WINDOW = 1024 * 1024
+HEADER_MAX_BYTES = METADATA_MAX_BYTES + HEADER_READ_MAX_WINDOW
 
 
 @dataclass(frozen=True)
@@ -33,8 +46,20 @@ class ObjectInfo:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class CurrentObject:
+    """What one ranged GET of an object's current version says: its fields and its first bytes."""
+
+    info: ObjectInfo
+    header_bytes: HeaderBytes
+
+
 class ObjectMissing(Exception):
     """The object (or that version of it) is not in the bucket."""
+
+
+class ObjectDeleted(ObjectMissing):
+    """The key's current version is a delete marker: the user deleted the object."""
 
 
 def create_s3_client() -> Any:
@@ -42,13 +67,22 @@ def create_s3_client() -> Any:
 
     Presigned URLs name the regional endpoint explicitly: botocore would otherwise sign for the
     region but point at the global host, which answers with a redirect for buckets elsewhere.
+    The host's domain is the region's partition's (amazonaws.com.cn in China, amazonaws.com in
+    GovCloud, ...), taken from botocore's partition data the way its endpoint rules take it: a
+    listed region first, then a partition's region pattern, else the commercial partition.
     """
     region = aws_region()
     custom_endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    partitions = create_loader().load_data("partitions")["partitions"]
+    partition = (
+        next((p for p in partitions if region in p["regions"]), None)
+        or next((p for p in partitions if re.match(p["regionRegex"], region)), None)
+        or next(p for p in partitions if p["id"] == "aws")
+    )
     return boto3.client(
         "s3",
         region_name=region,
-        endpoint_url=None if custom_endpoint else f"https://s3.{region}.amazonaws.com",
+        endpoint_url=None if custom_endpoint else f"https://s3.{region}.{partition['outputs']['dnsSuffix']}",
         config=Config(
             signature_version="s3v4",
             # Local endpoints are plain host:port, where bucket subdomains cannot resolve.
@@ -83,28 +117,85 @@ class ObjectStore:
             metadata={k.lower(): v for k, v in (response.get("Metadata") or {}).items()},
         )
 
-    def read_header(self, info: ObjectInfo) -> ImageHeader:
-        """Format and dimensions from ranged GETs of the object's first bytes (never the whole image)."""
-        if info.size == 0:
-            raise UnreadableImage("the object is empty")
-        limit = min(info.size, HEADER_MAX_BYTES)
-        want = min(info.size, HEADER_FIRST_READ_BYTES)
-        data = b""
+    def read_current(self, bucket: str, key: str, *, event_version_id: str | None = None) -> CurrentObject:
+        """The object's current version, from one ranged GET that names no version: size, ETag,
+        version, metadata and the first header bytes in a single request."""
+        try:
+            response = self._s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{HEADER_FIRST_READ_BYTES - 1}")
+        except ClientError as error:
+            if _status(error) == 416 or _code(error) == "InvalidRange":
+                # S3 answers a Range on an empty object with 416, which carries none of its fields.
+                info = self.head(bucket, key)
+                return CurrentObject(info, HeaderBytes(info.size))
+            if _status(error) == 404 or _code(error) in ("404", "NoSuchKey"):
+                if self._is_delete_marker(error, bucket, key, event_version_id):
+                    raise ObjectDeleted(f"s3://{bucket}/{key} was deleted") from error
+                raise ObjectMissing(f"s3://{bucket}/{key} is not there") from error
+            raise
+        body = response["Body"]
+        try:
+            # A server may ignore the Range (200, whole object): never read past what was asked.
+            data: bytes = body.read(HEADER_FIRST_READ_BYTES)
+        finally:
+            body.close()
+        self.header_bytes_read += len(data)
+        size = _total_size(response)
+        info = ObjectInfo(
+            bucket=bucket,
+            key=key,
+            version_id=response.get("VersionId") or None,
+            size=size,
+            etag=str(response.get("ETag", "")).strip('"'),
+            content_type=str(response.get("ContentType", "")),
+            metadata={k.lower(): v for k, v in (response.get("Metadata") or {}).items()},
+        )
+        held = HeaderBytes(size)
+        held.add(0, data)
+        return CurrentObject(info, held)
+
+    def _is_delete_marker(self, error: ClientError, bucket: str, key: str, version_id: str | None) -> bool:
+        headers = error.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        if str(headers.get("x-amz-delete-marker", "")).lower() == "true":
+            return True
+        if not version_id:
+            return False
+        # Not every S3 says so in the 404: a version that still exists under a key that answers 404
+        # can only be hidden by a delete marker.
+        try:
+            self.head(bucket, key, version_id)
+        except ObjectMissing:
+            return False
+        except ClientError as head_error:
+            if _status(head_error) in (400, 403, 405):
+                return False
+            raise
+        return True
+
+    def read_header(self, info: ObjectInfo, held: HeaderBytes | None = None) -> ImageHeader:
+        """Format and dimensions from ranged GETs of the bytes the header needs (never the whole image).
+
+        `held` carries bytes already fetched (the first read of `read_current`); every further read
+        starts where held bytes end, so no byte is fetched twice.
+        """
+        held = held or HeaderBytes(info.size)
+        window = HEADER_FIRST_READ_BYTES
         while True:
-            # Each read continues where the last one stopped: no byte is fetched twice, and the
-            # total never exceeds HEADER_MAX_BYTES.
-            data += self._read_range(info, len(data), want)
             try:
-                return read_image_header(data, complete=len(data) >= info.size)
-            except NeedMoreBytes:
-                if want >= limit:
-                    raise UnreadableImage(
-                        f"no image header within the first {limit} bytes (truncated or corrupt file)"
-                    ) from None
-                want = min(limit, want * 4)
+                return parse_image(held)
+            except NeedMoreBytes as needed:
+                need = needed
+            start = held.gap_at(need.offset)
+            end = min(info.size, max(need.offset + need.length, start + window))
+            if held.bytes_held + (end - start) > HEADER_MAX_BYTES:
+                raise MetadataTooLarge("image")
+            data = self._read_range(info, start, end)
+            if not data:
+                raise UnreadableImage(f"the object ended at byte {start}, before its image header")
+            held.add(start, data)
+            window = min(HEADER_READ_MAX_WINDOW, window * 2)
 
     def _read_range(self, info: ObjectInfo, start: int, end: int) -> bytes:
-        """Bytes [start, end) of the object."""
+        """Bytes [start, end) of the object, of the version found by the first read."""
         kwargs: dict[str, Any] = {"Bucket": info.bucket, "Key": info.key, "Range": f"bytes={start}-{end - 1}"}
         if info.version_id:
             kwargs["VersionId"] = info.version_id
@@ -131,17 +222,26 @@ class ObjectStore:
         )
         return url
 
-    def set_content_type(self, info: ObjectInfo, content_type: str) -> str:
-        """Rewrite the stored Content-Type in place (metadata-only copy); returns the new ETag."""
+    def copy(self, source: ObjectInfo, key: str, content_type: str, metadata: dict[str, str]) -> str:
+        """Server-side copy within the bucket with a new Content-Type and metadata; returns the new ETag."""
         response = self._s3.copy_object(
-            Bucket=info.bucket,
-            Key=info.key,
-            CopySource={"Bucket": info.bucket, "Key": info.key},
+            Bucket=source.bucket,
+            Key=key,
+            CopySource={"Bucket": source.bucket, "Key": source.key},
             ContentType=content_type,
-            Metadata=info.metadata,
+            Metadata=metadata,
             MetadataDirective="REPLACE",
         )
-        return str(response.get("CopyObjectResult", {}).get("ETag", info.etag)).strip('"')
+        return str(response.get("CopyObjectResult", {}).get("ETag", source.etag)).strip('"')
+
+    def delete(self, bucket: str, key: str) -> None:
+        self._s3.delete_object(Bucket=bucket, Key=key)
+
+
+def _total_size(response: dict[str, Any]) -> int:
+    """The object's size from a ranged GET: Content-Range's total (206), or the length (200, whole)."""
+    match = re.search(r"/(\d+)$", str(response.get("ContentRange") or ""))
+    return int(match.group(1)) if match else int(response["ContentLength"])
 
 
 def _status(error: ClientError) -> int:

@@ -3,24 +3,29 @@
 Every source object version ends as exactly one job: REJECTED here when the input is unusable,
 otherwise CLAIMED and then SUBMITTED (or FAILED with Runware's code). A crash between the claim
 and the submission leaves the job CLAIMED; the retried invocation finds it and submits again
-under the same taskUUID, which Runware either accepts or reports as a duplicate.
+under the same taskUUID, which Runware either accepts or answers with conflictTaskUUID (it holds
+the task already): both mean SUBMITTED. A refusal of the account (key, balance, permission) fails
+no job: they stay CLAIMED, and the invocation fails so it is retried or dead-lettered.
 """
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from upscaler.image_header import UnreadableImage
+from upscaler.image_header import ImageHeader, MetadataTooLarge, UnreadableImage
 from upscaler.jobs import JobStatus, JobStore, TransitionRefused, iso, job_id_for, utc_now
 from upscaler.models import InvalidOption, TaskError, UpscaleOptions, UpscaleTask
+from upscaler.output_geometry import geometry_problem
+from upscaler.outputs import staging_key_for
 from upscaler.runware import RunwareClient, is_duplicate_task
 from upscaler.settings import Settings
 from upscaler.source_events import SourceObject, source_objects
-from upscaler.storage import ObjectInfo, ObjectMissing, ObjectStore
+from upscaler.storage import ObjectDeleted, ObjectInfo, ObjectMissing, ObjectStore
 from upscaler.tokens import webhook_url_for
 
 
@@ -35,12 +40,30 @@ class Rejection:
 class SubmitOutcome:
     job_id: str
     source_key: str
-    status: str  # the job's status after this invocation, or DUPLICATE for a repeat delivery
+    status: str  # the job's status after this invocation, DUPLICATE for a repeat delivery, or IGNORED
     code: str | None = None
     message: str | None = None
 
 
 DUPLICATE = "DUPLICATE"
+IGNORED = "IGNORED"  # no job: a folder marker, or a source outside this stack's inbox
+
+
+class AccountRefused(Exception):
+    """Runware refused the request for the account (key, balance, permission), not for a task.
+
+    No job fails for it: the jobs stay CLAIMED with the reason recorded, and the invocation fails so
+    that it is retried and in the end dead-lettered; a re-drive after the fix submits them.
+    """
+
+    def __init__(self, error: TaskError, status_code: int, job_ids: list[str]) -> None:
+        super().__init__(
+            f"Runware refused the request for the account (HTTP {status_code} {error.code}: {error.message}); "
+            f"{len(job_ids)} job(s) wait: {', '.join(job_ids)}"
+        )
+        self.error = error
+        self.status_code = status_code
+        self.job_ids = job_ids
 
 
 @dataclass
@@ -80,6 +103,10 @@ class Submitter:
         outcomes: list[SubmitOutcome] = []
         pending: list[tuple[dict[str, Any], UpscaleTask]] = []
         for source in source_objects(event):
+            ignored = self._ignored(source)
+            if ignored is not None:
+                outcomes.append(ignored)
+                continue
             outcome, claimed = self._prepare(source)
             if claimed is not None:
                 pending.append(claimed)
@@ -97,6 +124,10 @@ class Submitter:
         pending: list[tuple[dict[str, Any], UpscaleTask]] = []
         by_job: dict[str, SourceObject] = {}
         for source in sources:
+            ignored = self._ignored(source)
+            if ignored is not None:
+                report.outcomes.append(ignored)
+                continue
             try:
                 outcome, claimed = self._prepare(source)
             except Exception as error:  # this source's S3/DynamoDB step; its message is received again
@@ -114,22 +145,38 @@ class Submitter:
                 report.retry.extend((by_job[task], str(unanswered)) for task in unanswered.task_uuids)
         return report
 
-    def _prepare(self, source: SourceObject) -> tuple[SubmitOutcome | None, tuple[dict[str, Any], UpscaleTask] | None]:
-        job_id = job_id_for(source.bucket, source.key, source.version)
-        existing = self.jobs.get(job_id)
-        if existing is not None:
-            if existing["status"] != JobStatus.CLAIMED:
-                return SubmitOutcome(job_id, source.key, DUPLICATE), None
-            # Claimed by an invocation that did not finish: submit again under the same taskUUID.
-            return None, (existing, self._task_for(existing))
+    def _ignored(self, source: SourceObject) -> SubmitOutcome | None:
+        """Sources that are no job at all: folder markers, and objects this stack does not own."""
+        if source.key.endswith("/") and source.size == 0:
+            return SubmitOutcome("", source.key, IGNORED, "folderMarker", "a folder marker (empty key ending in /)")
+        if not self.settings.owns_source(source.bucket, source.key):
+            return SubmitOutcome(
+                "",
+                source.key,
+                IGNORED,
+                "foreignSource",
+                f"s3://{source.bucket}/{source.key} is outside this stack's inbox "
+                f"(s3://{self.settings.inbox_bucket or '<inbox>'}/{self.settings.inbox_prefix})",
+            )
+        return None
 
+    def _prepare(self, source: SourceObject) -> tuple[SubmitOutcome | None, tuple[dict[str, Any], UpscaleTask] | None]:
+        """Validate the source's current state, then claim (or reject) its job in one conditional write.
+
+        The write returns the existing job when there is one, so a repeat delivery costs no extra
+        read; a job left CLAIMED by an unfinished invocation has just been validated again here,
+        so it is sent again only if its source still holds.
+        """
+        job_id = job_id_for(source.bucket, source.key, source.version)
         job = self._job_fields(job_id, source)
         inspected = self._inspect(source, job_id)
         if isinstance(inspected, Rejection):
             job.update(inspected.known, errorCode=inspected.code, errorMessage=inspected.message)
             try:
                 self.jobs.create(job, JobStatus.REJECTED)
-            except TransitionRefused:
+            except TransitionRefused as refused:
+                if refused.current and refused.current.get("status") == JobStatus.CLAIMED:
+                    return self._reject_claimed(refused.current, inspected), None
                 return SubmitOutcome(job_id, source.key, DUPLICATE), None
             return SubmitOutcome(job_id, source.key, JobStatus.REJECTED, inspected.code, inspected.message), None
 
@@ -139,7 +186,31 @@ class Submitter:
         except TransitionRefused as refused:
             if not refused.current or refused.current.get("status") != JobStatus.CLAIMED:
                 return SubmitOutcome(job_id, source.key, DUPLICATE), None
+            # The claim's own request is sent again, under the same taskUUID.
+            return None, (refused.current, self._task_for(refused.current))
         return None, (job, self._task_for(job))
+
+    def _reject_claimed(self, claimed: Mapping[str, Any], rejection: Rejection) -> SubmitOutcome:
+        """A claimed job whose source no longer holds (deleted, replaced) is refused, not sent again."""
+        try:
+            self.jobs.transition(
+                claimed["jobId"],
+                {JobStatus.CLAIMED},
+                JobStatus.REJECTED,
+                {
+                    **rejection.known,
+                    "errorCode": rejection.code,
+                    "errorMessage": rejection.message,
+                    "rejectedAfterClaim": True,
+                },
+            )
+        except TransitionRefused as refused:
+            return SubmitOutcome(
+                claimed["jobId"], claimed["sourceKey"], str((refused.current or {}).get("status", DUPLICATE))
+            )
+        return SubmitOutcome(
+            claimed["jobId"], claimed["sourceKey"], JobStatus.REJECTED, rejection.code, rejection.message
+        )
 
     def _job_fields(self, job_id: str, source: SourceObject) -> dict[str, Any]:
         return {
@@ -153,13 +224,20 @@ class Submitter:
         }
 
     def _inspect(self, source: SourceObject, job_id: str) -> Rejection | dict[str, Any]:
-        """Check the object without downloading it; the fields to store, or why it is refused."""
+        """Check the object's current state without downloading it; the fields to store, or why it is refused."""
         try:
-            info = self.objects.head(source.bucket, source.key, source.version_id)
+            current = self.objects.read_current(source.bucket, source.key, event_version_id=source.version_id)
+        except ObjectDeleted:
+            return Rejection(
+                "sourceDeleted",
+                "the object was deleted (its current version is a delete marker) before it could be processed",
+            )
         except ObjectMissing:
-            return Rejection("sourceMissing", "the object was deleted before it could be processed")
-        if not source.version_id and source.etag and info.etag != source.etag:
-            return Rejection("sourceChanged", "the object was overwritten before it could be processed")
+            return Rejection("sourceMissing", "the object no longer exists, so there is nothing to upscale")
+        info = current.info
+        replaced = _replaced_by(source, info)
+        if replaced:
+            return Rejection("sourceReplaced", replaced)
         if info.size == 0:
             return Rejection("emptyObject", "the object is empty (0 bytes)")
         limit = self.settings.max_input_bytes
@@ -170,35 +248,22 @@ class Submitter:
         except InvalidOption as error:
             return Rejection("invalidOverride", f"invalid metadata override x-amz-meta-{error}")
         try:
-            header = self.objects.read_header(info)
+            header = self.objects.read_header(info, current.header_bytes)
+        except MetadataTooLarge as error:
+            return Rejection("metadataTooLarge", f"{error}")
         except UnreadableImage as error:
             return Rejection("notAnImage", f"{error}")
-        if not header.supported:
-            return Rejection(
-                "unsupportedFormat",
-                f"{header.format} is not supported; use JPEG, PNG or WEBP",
-                {"inputFormat": header.format},
-            )
-        if header.pixels >= options.target_pixels:
-            return Rejection(
-                "alreadyAtTarget",
-                f"the image is {header.width}x{header.height} ({header.pixels / 1e6:.2f} MP), already at or "
-                f"above the target of {options.target_megapixels} MP",
-                {
-                    "inputFormat": header.format,
-                    "inputWidth": header.width,
-                    "inputHeight": header.height,
-                    "targetMegapixels": options.target_megapixels,
-                },
-            )
+        return _content_problem(header, options) or self._accepted(source, job_id, info, header, options)
+
+    def _accepted(
+        self, source: SourceObject, job_id: str, info: ObjectInfo, header: ImageHeader, options: UpscaleOptions
+    ) -> dict[str, Any]:
         return {
             "sourceVersionId": info.version_id,
             "sourceETag": info.etag,
             "sourceSize": info.size,
             "sourceContentType": info.content_type or header.content_type,
-            "inputFormat": header.format,
-            "inputWidth": header.width,
-            "inputHeight": header.height,
+            **_input_fields(header),
             "targetMegapixels": options.target_megapixels,
             "enhanceDetails": options.enhance_details,
             "realism": options.realism,
@@ -243,16 +308,22 @@ class Submitter:
             task_uuid=job["jobId"],
             image_url=self.objects.presign_get(source, expiry),
             options=options,
-            upload_endpoint=self.objects.presign_put(job["outputBucket"], job["outputKey"], expiry),
+            # Runware uploads to a staging key nothing else reads; the result is published once checked.
+            upload_endpoint=self.objects.presign_put(job["outputBucket"], self._staging_key(job), expiry),
             webhook_url=webhook_url_for(self.settings.webhook_url, job["jobId"], self._webhook_key()),
             result_ttl_seconds=self.settings.runware_result_ttl_seconds,
         )
+
+    def _staging_key(self, job: Mapping[str, Any]) -> str:
+        return staging_key_for(self.settings.staging_prefix, str(job["jobId"]))
 
     def _send(self, pending: list[tuple[dict[str, Any], UpscaleTask]], deadline: float | None) -> list[SubmitOutcome]:
         # One request for the whole event; RunwareUnavailable propagates so the invocation is retried.
         started = time.monotonic()
         response = self.runware.send([task.to_json() for _, task in pending], deadline=deadline)
         request_ms = int((time.monotonic() - started) * 1000)
+        if response.account_error is not None:
+            self._wait_for_account([job for job, _ in pending], response.account_error, response.status_code)
         outcomes = []
         unanswered = []
         for job, task in pending:
@@ -264,10 +335,20 @@ class Submitter:
                 # been accepted, so it stays CLAIMED and the retried invocation sends it again.
                 unanswered.append(task.task_uuid)
             else:
+                # Accepted now, or a re-submission that Runware answers with conflictTaskUUID: it holds
+                # the task already and will run (and bill) it, so the job goes on as SUBMITTED.
                 outcomes.append(self._mark_submitted(job, request_ms))
         if unanswered:
             raise TasksNotAcknowledged(unanswered, response.status_code)
         return outcomes
+
+    def _wait_for_account(self, jobs: list[Mapping[str, Any]], error: TaskError, status_code: int) -> None:
+        reason = f"Runware refused the account (HTTP {status_code} {error.code}): {error.message}"[:1000]
+        for job in jobs:
+            # A job that already moved on (a fast webhook, a concurrent delivery) does not wait.
+            with contextlib.suppress(TransitionRefused):
+                self.jobs.transition(job["jobId"], {JobStatus.CLAIMED}, JobStatus.CLAIMED, {"waitingReason": reason})
+        raise AccountRefused(error, status_code, [str(job["jobId"]) for job in jobs])
 
     def _mark_submitted(self, job: Mapping[str, Any], request_ms: int) -> SubmitOutcome:
         now = utc_now()
@@ -276,7 +357,8 @@ class Submitter:
                 job["jobId"],
                 {JobStatus.CLAIMED},
                 JobStatus.SUBMITTED,
-                {"submittedAt": iso(now), "submitRequestMs": request_ms},
+                {"submittedAt": iso(now), "submitRequestMs": request_ms, "stagingKey": self._staging_key(job)},
+                remove=("waitingReason",),
                 increment="submitAttempts",
                 now=now,
             )
@@ -298,9 +380,71 @@ class Submitter:
                     "errorParameter": error.parameter,
                     "completedAt": iso(utc_now()),
                 },
+                remove=("waitingReason",),
                 increment="submitAttempts",
             )
         except TransitionRefused as refused:
             status = (refused.current or {}).get("status", DUPLICATE)
             return SubmitOutcome(job["jobId"], job["sourceKey"], str(status))
         return SubmitOutcome(job["jobId"], job["sourceKey"], JobStatus.FAILED, error.code, error.message)
+
+
+def _replaced_by(source: SourceObject, current: ObjectInfo) -> str | None:
+    """Why the event's version is no longer the object's current one, or None if it still is.
+
+    Versioned buckets compare version ids; without a version id on either side, the ETag.
+    """
+    if source.version_id and current.version_id:
+        if current.version_id == source.version_id:
+            return None
+        return (
+            f"this version ({source.version_id}) is no longer the object's current version "
+            f"({current.version_id}): the key was overwritten or this version deleted; only the "
+            "current version is upscaled, as its own job"
+        )
+    if source.etag and current.etag and current.etag != source.etag:
+        return (
+            "the object was overwritten before it could be processed (its ETag changed); only the "
+            "current version is upscaled, as its own job"
+        )
+    return None
+
+
+def _input_fields(header: ImageHeader) -> dict[str, Any]:
+    # Displayed sides: EXIF orientations 5-8 show the stored image turned a quarter.
+    return {
+        "inputFormat": header.format,
+        "inputWidth": header.display_width,
+        "inputHeight": header.display_height,
+        "inputOrientation": header.orientation,
+    }
+
+
+def _content_problem(header: ImageHeader, options: UpscaleOptions) -> Rejection | None:
+    """Why a readable image cannot be upscaled with these options, or None."""
+    if not header.supported:
+        return Rejection(
+            "unsupportedFormat",
+            f"{header.format} is not supported; use JPEG, PNG or WEBP",
+            {"inputFormat": header.format},
+        )
+    known = {**_input_fields(header), "targetMegapixels": options.target_megapixels}
+    if header.animated:
+        return Rejection(
+            "animatedImage",
+            f"the {header.format} is animated; Runware's upscaler documents still images only: "
+            "upload a single frame as a still image",
+            known,
+        )
+    width, height = header.display_width, header.display_height
+    if header.pixels >= options.target_pixels:
+        return Rejection(
+            "alreadyAtTarget",
+            f"the image is {width}x{height} ({header.pixels / 1e6:.2f} MP), already at or "
+            f"above the target of {options.target_megapixels} MP",
+            known,
+        )
+    problem = geometry_problem(width, height, options)
+    if problem:
+        return Rejection(problem.code, problem.message, {**known, "outputFormat": options.output_format})
+    return None

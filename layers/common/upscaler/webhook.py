@@ -2,21 +2,25 @@
 
 Answers follow the provider's retry rule: 2xx means "do not send again". A forged or unknown
 request gets 401/404 and writes nothing; a success whose output object is not in the bucket yet
-gets 503 so the provider retries.
+gets 503 so the provider retries. A body with nothing readable gets 400 (never 5xx: sending it
+again cannot help) and is counted on its job; unreadable items beside readable ones are counted too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from upscaler.jobs import JobStore
 from upscaler.models import TaskError, is_uuid4
 from upscaler.results import OutputNotReady, Recorded, ResultRecorder
 from upscaler.tokens import token_is_valid
-from upscaler.webhook_payloads import MalformedPayload, reports_from_payload
+from upscaler.webhook_payloads import read_webhook_body
 
 MAX_BODY_BYTES = 256 * 1024
 
@@ -26,6 +30,7 @@ class WebhookReply:
     status_code: int
     body: dict[str, Any]
     recorded: list[Recorded] = field(default_factory=list)
+    malformed: int = 0
 
 
 class WebhookReceiver:
@@ -42,15 +47,23 @@ class WebhookReceiver:
         if len(body) > MAX_BODY_BYTES:
             return WebhookReply(413, {"message": f"body larger than {MAX_BODY_BYTES} bytes"})
         try:
-            reports = reports_from_payload(json.loads(body), job_id)
-        except (ValueError, MalformedPayload) as error:
-            return WebhookReply(400, {"message": f"unreadable body: {error}"})
+            payload = json.loads(body)
+        except (ValueError, RecursionError):
+            # json raises RecursionError, not ValueError, on deeply nested input.
+            return self._unreadable(job_id, 1, "the body is not JSON")
+        parsed = read_webhook_body(payload, job_id)
+        if not parsed.reports:
+            return self._unreadable(job_id, max(parsed.malformed, 1), parsed.problem)
+        reports = parsed.reports
         foreign = sorted({report.task_uuid for report in reports if report.task_uuid != job_id} - {None})
         if foreign:
-            return WebhookReply(400, {"message": f"items for other tasks: {', '.join(map(str, foreign))}"})
+            named = ", ".join(map(str, foreign[:3])) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            return WebhookReply(400, {"message": f"items for other tasks: {named}"})
         job = self.jobs.get(job_id)
         if job is None:
             return WebhookReply(404, {"message": "unknown job"})
+        if parsed.malformed:
+            self._count_malformed(job_id, parsed.malformed, parsed.problem)
         recorded: list[Recorded] = []
         for report in reports:
             try:
@@ -59,7 +72,16 @@ class WebhookReceiver:
                 else:
                     outcome = self.recorder.record_success(job, report, via="webhook")
             except OutputNotReady as error:
-                return WebhookReply(503, {"message": str(error)}, recorded)
+                return WebhookReply(503, {"message": str(error)}, recorded, parsed.malformed)
             recorded.append(outcome)
             job = outcome.job
-        return WebhookReply(200, {"jobId": job_id, "status": job["status"]}, recorded)
+        return WebhookReply(200, {"jobId": job_id, "status": job["status"]}, recorded, parsed.malformed)
+
+    def _unreadable(self, job_id: str, count: int, problem: str) -> WebhookReply:
+        self._count_malformed(job_id, count, problem)
+        return WebhookReply(400, {"message": f"unreadable body: {problem}"}, malformed=count)
+
+    def _count_malformed(self, job_id: str, count: int, problem: str) -> None:
+        # The count is a diagnostic; failing to write it must not turn a 400 into a 5xx.
+        with contextlib.suppress(ClientError, BotoCoreError):
+            self.jobs.count_malformed_reports(job_id, count, problem)

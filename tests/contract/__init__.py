@@ -1,0 +1,1 @@
+"""Runware's answers as data: fixtures with their sources, shared by the client, webhook and emulator tests."""

@@ -1,0 +1,121 @@
+"""The reconciler on every getResponse answer in the Runware contract, and on the account refusals:
+what each one does to a stale job, with and without its output in the bucket.
+
+A verified output always wins: whatever Runware answers (failed, not found, processing past the
+maximum age), a job whose output is there ends COMPLETED. An account refusal changes no job.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from tests.conftest import JOBS_TABLE, OUTPUT_BUCKET, RUNWARE_KEY, RUNWARE_URL
+from tests.contract.runware_contract import Fixture, by_name, of_kind
+from tests.unit.test_reconciliation import ANCIENT, MAX_AGE, RECONCILE_AFTER, STALE, add_job, png_bytes
+from upscaler.jobs import JobStore
+from upscaler.reconciliation import Reconciler
+from upscaler.results import ResultRecorder
+from upscaler.runware import RunwareClient
+from upscaler.storage import ObjectStore
+
+# The taskUUID the contract's fixtures use for the task they answer about.
+FIXTURE_TASK_UUID = "3f1c6a2e-8b4d-4c1e-9a7f-2d5b6c8e9f01"
+ACCOUNT_FIXTURES = (
+    "rest/account-invalid-api-key-401",
+    "rest/account-401-no-body",
+    "rest/account-insufficient-credits-402",
+    "rest/account-forbidden-403",
+)
+
+# meaning -> status after one run: (no output, young job), (no output, past the maximum age),
+# (output in the bucket, young job), (output in the bucket, past the maximum age). A task still
+# processing is not looked for in the bucket until it would time out: Runware will say.
+EXPECTED = {
+    "processing": ("SUBMITTED", "TIMED_OUT", "SUBMITTED", "COMPLETED"),
+    "result": ("SUBMITTED", "TIMED_OUT", "COMPLETED", "COMPLETED"),
+    "task-failed": ("FAILED", "FAILED", "COMPLETED", "COMPLETED"),
+    "not-found": ("SUBMITTED", "TIMED_OUT", "COMPLETED", "COMPLETED"),
+    "account": ("SUBMITTED", "SUBMITTED", "SUBMITTED", "SUBMITTED"),
+}
+
+
+def answering(fixture: Fixture, job_id: str) -> httpx.MockTransport:
+    body = fixture.body_bytes().replace(FIXTURE_TASK_UUID.encode(), job_id.encode())
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(fixture.http_status or 200, content=body, headers={"Content-Type": "application/json"})
+
+    return httpx.MockTransport(handler)
+
+
+def reconcile_once(aws, fixture: Fixture, *, age: timedelta, output: bool) -> dict:
+    store = JobStore(aws.dynamodb, JOBS_TABLE)
+    job_id = add_job(store, age)
+    if output:
+        aws.s3.put_object(Bucket=OUTPUT_BUCKET, Key=f"staging/{job_id}", Body=png_bytes())
+    client = RunwareClient(
+        RUNWARE_URL,
+        lambda: RUNWARE_KEY,
+        http=httpx.Client(transport=answering(fixture, job_id)),
+        max_attempts=1,
+        sleep=lambda seconds: None,
+    )
+    reconciler = Reconciler(
+        store,
+        ResultRecorder(ObjectStore(aws.s3), store),
+        client,
+        reconcile_after_seconds=RECONCILE_AFTER,
+        max_age_seconds=MAX_AGE,
+        max_jobs=10,
+    )
+    report = reconciler.run()
+    job = store.get(job_id)
+    assert job is not None
+    job["_report"] = report
+    return job
+
+
+def polling_fixtures() -> list[Fixture]:
+    return [*of_kind("getResponse"), *(by_name(name) for name in ACCOUNT_FIXTURES)]
+
+
+@pytest.mark.parametrize("fixture", polling_fixtures(), ids=lambda fixture: fixture.name)
+@pytest.mark.parametrize(
+    ("case", "age", "output"),
+    [(0, STALE, False), (1, ANCIENT, False), (2, STALE, True), (3, ANCIENT, True)],
+    ids=["no-output", "no-output-past-max-age", "output-there", "output-there-past-max-age"],
+)
+def test_each_answer_settles_the_job_as_its_meaning_says(aws, fixture, case, age, output):
+    job = reconcile_once(aws, fixture, age=age, output=output)
+
+    assert job["status"] == EXPECTED[fixture.meaning][case]
+    if fixture.meaning == "account":
+        assert job["_report"].runware_unavailable is True
+    if job["status"] == "COMPLETED":
+        assert job["outputWidth"] == 1600
+        listing = aws.s3.list_objects_v2(Bucket=OUTPUT_BUCKET, Prefix="staging/")
+        assert listing.get("KeyCount", 0) == 0, "the staged copy is removed once published"
+    if job["status"] == "FAILED":
+        code = json.dumps(fixture.body)
+        assert job["errorCode"] in code, "the failure keeps Runware's own code"
+
+
+def test_a_task_runware_forgot_whose_output_is_there_completes_as_a_late_result(aws):
+    job = reconcile_once(aws, by_name("getResponse/not-found"), age=STALE, output=True)
+
+    assert job["status"] == "COMPLETED"
+    assert job["lateResult"] is True
+    assert job["resultVia"] == "reconcile"
+    assert "cost" not in job
+
+
+def test_success_answer_records_runware_cost_and_image(aws):
+    job = reconcile_once(aws, by_name("getResponse/success"), age=STALE, output=True)
+
+    success = by_name("getResponse/success").body["data"][0]
+    assert job["imageUUID"] == success["imageUUID"]
+    assert "lateResult" not in job
