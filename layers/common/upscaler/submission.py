@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import posixpath
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +69,12 @@ class AccountRefused(Exception):
         self.job_ids = job_ids
 
 
+@dataclass
+class SubmitReport:
+    outcomes: list[SubmitOutcome] = field(default_factory=list)
+    retry: list[tuple[SourceObject, str]] = field(default_factory=list)  # to deliver again, and why
+
+
 class TasksNotAcknowledged(Exception):
     """Runware refused a request without saying anything about some of its tasks."""
 
@@ -112,6 +118,35 @@ class Submitter:
         if pending:
             outcomes.extend(self._send(pending, deadline))
         return outcomes
+
+    def submit_sources(self, sources: Sequence[SourceObject], *, deadline: float | None = None) -> SubmitReport:
+        """Like submit_event for the sources of several queue messages, in one Runware request; a
+        source whose own step fails (or that Runware left unanswered) is reported for redelivery
+        instead of failing its neighbours. An error about the request as a whole propagates."""
+        report = SubmitReport()
+        pending: list[tuple[dict[str, Any], UpscaleTask]] = []
+        by_job: dict[str, SourceObject] = {}
+        for source in sources:
+            ignored = self._ignored(source)
+            if ignored is not None:
+                report.outcomes.append(ignored)
+                continue
+            try:
+                outcome, claimed = self._prepare(source)
+            except Exception as error:  # this source's S3/DynamoDB step; its message is received again
+                report.retry.append((source, f"{type(error).__name__}: {error}"))
+                continue
+            if claimed is not None:
+                pending.append(claimed)
+                by_job[claimed[1].task_uuid] = source
+            elif outcome is not None:
+                report.outcomes.append(outcome)
+        if pending:
+            try:
+                report.outcomes.extend(self._send(pending, deadline))
+            except TasksNotAcknowledged as unanswered:
+                report.retry.extend((by_job[task], str(unanswered)) for task in unanswered.task_uuids)
+        return report
 
     def _ignored(self, source: SourceObject) -> SubmitOutcome | None:
         """Sources that are no job at all: folder markers, and objects this stack does not own."""
