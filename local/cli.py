@@ -12,13 +12,15 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import sys
 import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-STATE_FILE = Path(".local-stack/state.json")
+# At the repository root whatever the working directory, so `s3-upscale --local` finds it.
+STATE_FILE = Path(__file__).resolve().parent.parent / ".local-stack" / "state.json"
 TERMINAL = ("COMPLETED", "FAILED", "REJECTED", "TIMED_OUT")
 
 
@@ -72,9 +74,16 @@ def run_up(args: argparse.Namespace) -> int:
 
     stack = LocalStack(_stack_config(args, aws_port=args.aws_port, function_log_level="INFO")).start()
     STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
-    STATE_FILE.write_text(
-        json.dumps({"aws_endpoint": stack.aws_endpoint, "environment": stack.environment, **stack.names}, indent=2)
-    )
+    state = {
+        "pid": os.getpid(),
+        "aws_endpoint": stack.aws_endpoint,
+        "runware_url": stack.emulator.url if stack.emulator else "",
+        "environment": stack.environment,
+        **stack.names,
+    }
+    STATE_FILE.write_text(json.dumps(state, indent=2))
+    # A plain `kill` must remove the state file too, not only Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     names = stack.names
     inbox = f"s3://{names['inbox_bucket']}/{names['inbox_prefix']}"
     exports = {
