@@ -118,6 +118,7 @@ def run_up(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    from local.demo_page import DemoEntry, write_demo_page
     from local.samples import samples
     from local.stack import LocalStack
 
@@ -138,7 +139,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print()
         by_key = {job["sourceKey"]: job for job in jobs}
         args.out.mkdir(parents=True, exist_ok=True)
-        rows, problems = [], []
+        rows, problems, entries = [], [], []
         for sample in drops:
             job = by_key.get(prefix + sample.name)
             if job is None or job["status"] not in TERMINAL:
@@ -146,13 +147,17 @@ def run_demo(args: argparse.Namespace) -> int:
                 continue
             if job["status"] != sample.expected_status:
                 problems.append(f"{sample.name}: {job['status']}, expected {sample.expected_status}")
+            target = None
             if job["status"] == "COMPLETED":
                 target = Path(args.out) / Path(job["outputKey"]).name
                 s3.download_file(job["outputBucket"], job["outputKey"], str(target))
                 problems.extend(_check_output(sample.name, job, target))
             rows.append(_row(sample.name, job))
+            entries.append(DemoEntry(sample.name, sample.note, sample.body, job, target))
         _print_table(rows)
-        print(f"\nOutputs in {args.out.resolve()}; finished in {time.monotonic() - started:.1f}s.")
+        page = write_demo_page(Path(args.out), entries)
+        print(f"\nOutputs in {args.out.resolve()}; before and after: {page.resolve()}")
+        print(f"Finished in {time.monotonic() - started:.1f}s.")
     if problems:
         print("\nProblems:\n  " + "\n  ".join(problems))
         return 1
