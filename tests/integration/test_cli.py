@@ -175,10 +175,15 @@ def test_a_deployed_stack_is_found_by_its_cloudformation_outputs(stack: LocalSta
 
 
 def test_smoke_local_starts_a_stack_when_none_runs(tmp_path: Path) -> None:
-    """`s3-upscale smoke --local` with no `make up` running: the check CI runs."""
+    """`s3-upscale smoke --local` with no `make up` running (its state file left behind by one that
+    was killed): the check CI runs."""
+    stale = tmp_path / "state.json"
+    dead_pid = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_pid.wait()
+    stale.write_text(json.dumps({"pid": dead_pid.pid, "aws_endpoint": "http://127.0.0.1:9", "environment": {}}))
     result = subprocess.run(
         [str(CLI), "smoke", "--local", "--timeout", "90"],
-        env={**os.environ, "S3_UPSCALE_LOCAL_STATE": str(tmp_path / "no-stack.json")},
+        env={**os.environ, "S3_UPSCALE_LOCAL_STATE": str(stale)},
         capture_output=True, text=True, timeout=180, check=False, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
