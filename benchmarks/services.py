@@ -67,7 +67,6 @@ class Services:
         self.stack = LocalStack(
             StackConfig(
                 faults=faults or FaultConfig(),
-                submit_concurrency=1,
                 reconcile_interval_seconds=0,
                 function_log_level="ERROR",
                 seed=seed,

@@ -3,7 +3,9 @@
 up       run the stack in the foreground and print how to use it with the AWS CLI
 demo     start the stack, upscale the sample images, download results to ./out/, print a table
 status   the jobs of a running stack (started with `up`), newest first
-redrive  replay a running stack's dead-letter queue through the submit function
+redrive  move a running stack's dead-letter queue back to its ingestion queue (a message move task)
+backfill enqueue the objects already under a prefix of the running stack's inbox
+events   print the running stack's completion events as they come
 """
 
 from __future__ import annotations
@@ -43,13 +45,35 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--status", choices=[*TERMINAL, "SUBMITTED", "CLAIMED"], help="only jobs in this status")
     status.add_argument("--limit", type=int, default=50)
 
-    commands.add_parser("redrive", help="replay the dead-letter queue of the stack started with `up`")
+    commands.add_parser("redrive", help="move the dead-letter queue back to the ingestion queue")
+
+    backfill = commands.add_parser("backfill", help="enqueue objects already in the inbox")
+    backfill.add_argument("--prefix", help="key prefix to backfill (default: the stack's InboxPrefix)")
+    backfill.add_argument("--dry-run", action="store_true", help="only count the objects")
+
+    events = commands.add_parser("events", help="print completion events as they come (Ctrl-C to stop)")
+    events.add_argument("--once", action="store_true", help="print what is waiting, then exit")
 
     args = parser.parse_args(argv)
-    return {"up": run_up, "demo": run_demo, "status": run_status, "redrive": run_redrive}[args.command](args)
+    runners = {
+        "up": run_up,
+        "demo": run_demo,
+        "status": run_status,
+        "redrive": run_redrive,
+        "backfill": run_backfill,
+        "events": run_events,
+    }
+    return runners[args.command](args)
 
 
 def _add_fault_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a template parameter for the local stack, e.g. ExistingBucketName=my-photos (repeatable)",
+    )
     group = parser.add_argument_group("Runware emulator faults")
     group.add_argument("--latency", type=float, default=0.0, help="seconds of processing per task")
     group.add_argument("--drop-webhooks", type=float, default=0.0, help="share of webhooks never sent (0..1)")
@@ -63,7 +87,8 @@ def _stack_config(args: argparse.Namespace, **overrides: Any) -> Any:
     faults = FaultConfig(
         latency_seconds=args.latency, drop_webhook_rate=args.drop_webhooks, task_failure_rate=args.fail_tasks
     )
-    return StackConfig(faults=faults, **overrides)
+    parameters = dict(item.split("=", 1) for item in args.parameter)
+    return StackConfig(faults=faults, parameter_overrides=parameters, **overrides)
 
 
 # ---- up ----------------------------------------------------------------------------------------
@@ -103,6 +128,7 @@ def run_up(args: argparse.Namespace) -> int:
     print(f"  aws s3 ls s3://{names['output_bucket']}/ --recursive")
     print(f"  aws dynamodb scan --table-name {names['jobs_table']}")
     print("  .venv/bin/python -m local status")
+    print("  .venv/bin/python -m local events      # completion events as they come")
     try:
         while True:
             time.sleep(3600)
@@ -263,11 +289,64 @@ def run_redrive(args: argparse.Namespace) -> int:
     state = _running_stack_state()
     import boto3
 
-    from local.lambda_runtime import LocalFunction
-    from local.stack import redrive_dead_letters
-    from local.template import function_specs, load_template
+    from upscale_cli.redrive import latest_task, redrive
 
-    submit = LocalFunction(function_specs(load_template())["SubmitFunction"], "SubmitFunction")
-    result = redrive_dead_letters(boto3.client("sqs"), state["dlq_url"], submit)
-    print(f"re-driven: {result['replayed']}, failed again (left in the queue): {result['failed']}")
-    return 1 if result["failed"] else 0
+    sqs = boto3.client("sqs")
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=state["dlq_url"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    task = redrive(sqs, dlq_arn=dlq_arn)
+    status = latest_task(sqs, dlq_arn=dlq_arn) or {}
+    moved = status.get("ApproximateNumberOfMessagesMoved", 0)
+    print(f"message move task {task.task_handle}: {status.get('Status', 'unknown')}, {moved} message(s) moved")
+    return 0
+
+
+def run_backfill(args: argparse.Namespace) -> int:
+    state = _running_stack_state()
+    import boto3
+    from botocore.config import Config
+
+    from upscale_cli.backfill import backfill
+
+    prefix = state["inbox_prefix"] if args.prefix is None else args.prefix
+    s3 = boto3.client("s3", config=Config(s3={"addressing_style": "path"}))
+    report = backfill(
+        s3,
+        boto3.client("sqs"),
+        bucket=state["inbox_bucket"],
+        prefix=prefix,
+        queue_url=state["ingest_queue_url"],
+        dry_run=args.dry_run,
+    )
+    action = "would enqueue" if report.dry_run else "enqueued"
+    print(
+        f"s3://{report.bucket}/{report.prefix}: {report.objects} object(s), {report.bytes} bytes; "
+        f"{action} {report.objects if report.dry_run else report.enqueued}"
+        + (f"; {report.skipped_folders} folder marker(s) skipped" if report.skipped_folders else "")
+    )
+    return 0
+
+
+def run_events(args: argparse.Namespace) -> int:
+    state = _running_stack_state()
+    import boto3
+
+    sqs = boto3.client("sqs")
+    try:
+        while True:
+            messages = sqs.receive_message(
+                QueueUrl=state["completion_events_url"], MaxNumberOfMessages=10, WaitTimeSeconds=0 if args.once else 5
+            ).get("Messages", [])
+            for message in messages:
+                event = json.loads(message["Body"])
+                detail = event.get("detail", {})
+                print(
+                    json.dumps(
+                        {"detail-type": event.get("detail-type"), "time": event.get("time"), **detail}, default=str
+                    ),
+                    flush=True,
+                )
+                sqs.delete_message(QueueUrl=state["completion_events_url"], ReceiptHandle=message["ReceiptHandle"])
+            if args.once and not messages:
+                return 0
+    except KeyboardInterrupt:
+        return 0

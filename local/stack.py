@@ -1,10 +1,14 @@
 """The embedded local stack: everything the pipeline needs, on loopback, in one process.
 
-- AWS: a moto server (S3, DynamoDB, SQS, Secrets Manager) with the resources template.yaml
-  declares, named the way the template names them.
-- S3 notifications: the inbox bucket notifies an SQS queue that stands in for Lambda's internal
-  async-invocation queue; workers invoke the real submit handler from it with Lambda's async
-  semantics (retries with delays, then the on-failure destination: the template's DLQ).
+- AWS: a moto server (S3, DynamoDB, SQS, EventBridge, Secrets Manager) with the resources
+  template.yaml declares, named the way the template names them.
+- Ingestion: the inbox bucket notifies the ingestion queue (or, with ExistingBucketName, the bucket
+  sends EventBridge events that the template's rule routes to it); the queue's event source mapping
+  is played by local/event_source_mapping.py for the real submit handler, and the queue's redrive
+  policy dead-letters what keeps failing. Message move tasks (re-drive) come from
+  local/message_move.py.
+- Completion events: the functions put them on the template's bus in moto; a local rule routes
+  them to a queue that `python -m local events` reads.
 - Runware: the emulator in local/runware_emulator.py.
 - The HTTP API: a webhook gateway that turns HTTP requests into API Gateway HTTP API (v2) events for
   the real webhook handler.
@@ -21,7 +25,6 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +32,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from local.event_source_mapping import EventSourceMapping, MappingSettings
 from local.lambda_runtime import LocalFunction, ensure_layer_on_path
 from local.runware_emulator import FaultConfig, RunwareEmulator
 from local.template import (
@@ -60,10 +64,10 @@ LOCAL_PARAMETER_OVERRIDES = {
 class StackConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
     emulator_workers: int = 4
-    submit_concurrency: int = 4
     reconcile_interval_seconds: float = 5.0
-    # Lambda waits about 1 and 2 minutes between async retries; locally the same steps are faster.
-    retry_delays_seconds: tuple[int, ...] = (1, 2)
+    # A message the function failed on is received again after this many seconds (not the queue's
+    # visibility timeout of minutes): the same steps as in AWS, faster.
+    redelivery_seconds: int = 1
     parameter_overrides: dict[str, str] = field(default_factory=dict)
     function_log_level: str = "WARNING"
     seed: int | None = None
@@ -84,13 +88,10 @@ class LocalStack:
         self.names: dict[str, str] = {}
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._in_flight = 0
-        self._in_flight_lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
         self.moto_server: Any = None
         self.emulator: RunwareEmulator | None = None
         self.gateway: WebhookGateway | None = None
-        self.invocations_dead_lettered = 0
+        self.ingestion: EventSourceMapping | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -109,9 +110,13 @@ class LocalStack:
         self.gateway.start()
         self._configure_functions()
         self.gateway.route("POST", self._http_api_path(), self.functions["WebhookFunction"])
-        self._pool = ThreadPoolExecutor(self.config.submit_concurrency, thread_name_prefix="submit")
-        for index in range(self.config.submit_concurrency):
-            self._spawn(self._poll_invocations, f"invoke-{index}")
+        self.ingestion = EventSourceMapping(
+            self._mapping_settings(),
+            lambda: self.client("sqs"),
+            lambda event: self.functions["SubmitFunction"].invoke(event),
+            redelivery_seconds=self.config.redelivery_seconds,
+        )
+        self.ingestion.start()
         if self.config.reconcile_interval_seconds > 0:
             self._spawn(self._reconcile_loop, "reconcile")
         return self
@@ -120,8 +125,8 @@ class LocalStack:
         self._stopping.set()
         for thread in self._threads:
             thread.join(timeout=5)
-        if self._pool:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        if self.ingestion:
+            self.ingestion.stop()
         if self.gateway:
             self.gateway.stop()
         if self.emulator:
@@ -140,9 +145,11 @@ class LocalStack:
     def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer
 
+        from local.message_move import install_message_move_tasks
         from local.s3_events import add_missing_event_fields
 
         add_missing_event_fields()
+        install_message_move_tasks()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self.moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.config.aws_port, verbose=False)
         self.moto_server.start()
@@ -169,24 +176,38 @@ class LocalStack:
             config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard"}),
         )
 
+    def _exists(self, resource: dict[str, Any]) -> bool:
+        """False for a resource whose Condition is false with the stack's parameters."""
+        condition = resource.get("Condition")
+        return condition is None or self.resolver.condition(condition)
+
+    def _declared(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in resources_of_type(self.template, resource_type).items() if self._exists(v)}
+
     def _create_resources(self) -> None:
         resolve = self.resolver.resolve
         resources = self.resolver.resources
         sqs = self.client("sqs")
-        for logical_id, resource in resources_of_type(self.template, "AWS::SQS::Queue").items():
+        queues = self._declared("AWS::SQS::Queue")
+        for logical_id, resource in queues.items():
             name = (
                 resolve(resource.get("Properties", {}).get("QueueName")) or f"{self.resolver.stack_name}-{logical_id}"
             )
             url = sqs.create_queue(QueueName=name)["QueueUrl"]
             arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
             resources[logical_id] = {"Ref": url, "Arn": arn, "QueueName": name, "QueueUrl": url}
-        # Lambda's async-invocation queue has no resource of its own: this queue plays its part.
-        self.invocation_queue_url = sqs.create_queue(
-            QueueName=f"{self.resolver.stack_name}-submit-invocations", Attributes={"VisibilityTimeout": "300"}
-        )["QueueUrl"]
-        invocation_queue_arn = sqs.get_queue_attributes(
-            QueueUrl=self.invocation_queue_url, AttributeNames=["QueueArn"]
-        )["Attributes"]["QueueArn"]
+        # Attributes once every queue exists: a redrive policy names another queue's ARN.
+        for logical_id, resource in queues.items():
+            properties = resolve(resource.get("Properties", {}))
+            attributes = {
+                name: str(properties[name])
+                for name in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds")
+                if name in properties
+            }
+            if "RedrivePolicy" in properties:
+                attributes["RedrivePolicy"] = json.dumps(properties["RedrivePolicy"])
+            if attributes:
+                sqs.set_queue_attributes(QueueUrl=resources[logical_id]["QueueUrl"], Attributes=attributes)
 
         secretsmanager = self.client("secretsmanager")
         for logical_id, resource in resources_of_type(self.template, "AWS::SecretsManager::Secret").items():
@@ -226,20 +247,6 @@ class LocalStack:
             arn = f"arn:aws:dynamodb:{LOCAL_REGION}:{self.resolver.account_id}:table/{name}"
             resources[logical_id] = {"Ref": name, "Arn": arn}
 
-        s3 = self.client("s3")
-        for logical_id, resource in resources_of_type(self.template, "AWS::S3::Bucket").items():
-            properties = resource.get("Properties", {})
-            name = str(resolve(properties.get("BucketName") or f"{self.resolver.stack_name}-{logical_id}".lower()))
-            s3.create_bucket(Bucket=name)
-            versioning = resolve(properties.get("VersioningConfiguration") or {})
-            if versioning.get("Status") == "Enabled":
-                s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
-            resources[logical_id] = {
-                "Ref": name,
-                "Arn": f"arn:aws:s3:::{name}",
-                "DomainName": f"{name}.s3.amazonaws.com",
-            }
-
         for logical_id in resources_of_type(self.template, "AWS::Serverless::HttpApi"):
             resources[logical_id] = {"Ref": HTTP_API_ID, "ApiEndpoint": "", "ApiId": HTTP_API_ID}
         for logical_id in resources_of_type(self.template, "AWS::Serverless::LayerVersion"):
@@ -251,38 +258,105 @@ class LocalStack:
                 "Ref": f"{self.resolver.stack_name}-{logical_id}",
                 "Arn": f"arn:aws:lambda:{LOCAL_REGION}:{self.resolver.account_id}:function:{logical_id}",
             }
+        self._create_event_rules()
+        self._create_buckets()
+        self._route_completion_events()
 
-        # The S3 event source of the submit function, wired as the template declares it.
-        submit = self.functions_spec["SubmitFunction"]
-        bucket_notifications: dict[str, list[dict[str, Any]]] = {}
-        for event in submit.events.values():
-            if event.get("Type") != "S3":
+    def _create_event_rules(self) -> None:
+        """The template's event-pattern rules (not the schedule, which the reconcile loop plays)."""
+        events = self.client("events")
+        for logical_id, resource in self._declared("AWS::Events::Rule").items():
+            properties = self.resolver.resolve(resource["Properties"])
+            if "EventPattern" not in properties:
                 continue
-            properties = resolve(event["Properties"])
-            rules = properties.get("Filter", {}).get("S3Key", {}).get("Rules", [])
-            events = properties["Events"] if isinstance(properties["Events"], list) else [properties["Events"]]
-            bucket_notifications.setdefault(properties["Bucket"], []).append(
-                {
-                    "QueueArn": invocation_queue_arn,
-                    "Events": events,
-                    **({"Filter": {"Key": {"FilterRules": rules}}} if rules else {}),
-                }
+            name = f"{self.resolver.stack_name}-{logical_id}"
+            arn = events.put_rule(
+                Name=name, EventPattern=json.dumps(properties["EventPattern"]), EventBusName="default"
+            )["RuleArn"]
+            events.put_targets(
+                Rule=name, Targets=[{"Id": t["Id"], "Arn": t["Arn"]} for t in properties.get("Targets", [])]
             )
-            self.names["inbox_prefix"] = next((r["Value"] for r in rules if r["Name"].lower() == "prefix"), "")
-            self.names["inbox_bucket"] = properties["Bucket"]
-        for bucket, configurations in bucket_notifications.items():
+            self.resolver.resources[logical_id] = {"Ref": name, "Arn": arn}
+
+    def _create_buckets(self) -> None:
+        resolve = self.resolver.resolve
+        s3 = self.client("s3")
+        for logical_id, resource in self._declared("AWS::S3::Bucket").items():
+            properties = resolve(resource.get("Properties", {}))
+            name = str(properties.get("BucketName") or f"{self.resolver.stack_name}-{logical_id}".lower())
+            s3.create_bucket(Bucket=name)
+            if properties.get("VersioningConfiguration", {}).get("Status") == "Enabled":
+                s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+            self.resolver.resources[logical_id] = {
+                "Ref": name,
+                "Arn": f"arn:aws:s3:::{name}",
+                "DomainName": f"{name}.s3.amazonaws.com",
+            }
+            queues = properties.get("NotificationConfiguration", {}).get("QueueConfigurations", [])
+            if queues:
+                s3.put_bucket_notification_configuration(
+                    Bucket=name,
+                    NotificationConfiguration={"QueueConfigurations": [_queue_notification(q) for q in queues]},
+                )
+        existing = str(self.resolver.parameter("ExistingBucketName"))
+        if existing:
+            # Locally the "existing" bucket is made here, versioned, with EventBridge turned on as the
+            # README's put-bucket-notification-configuration command does for a real one.
+            s3.create_bucket(Bucket=existing)
+            s3.put_bucket_versioning(Bucket=existing, VersioningConfiguration={"Status": "Enabled"})
             s3.put_bucket_notification_configuration(
-                Bucket=bucket, NotificationConfiguration={"QueueConfigurations": configurations}
+                Bucket=existing, NotificationConfiguration={"EventBridgeConfiguration": {}}
             )
-        # Drain the s3:TestEvent that configuring a notification sends.
+            self.names["inbox_bucket"] = existing
+        else:
+            self.names["inbox_bucket"] = self.resolver.resources["InboxBucket"]["Ref"]
+        self.names["inbox_prefix"] = str(self.resolver.parameter("InboxPrefix"))
         self._drain_test_events()
 
+    def _route_completion_events(self) -> None:
+        """A local rule sends the completion events on the template's bus to a queue the CLI reads."""
+        from upscaler.completion_events import EVENT_SOURCE
+
+        sqs, events = self.client("sqs"), self.client("events")
+        bus = str(self.resolver.parameter("CompletionEventBusName"))
+        if bus != "default":
+            events.create_event_bus(Name=bus)
+        url = sqs.create_queue(QueueName=f"{self.resolver.stack_name}-completion-events")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        rule = f"{self.resolver.stack_name}-completion-events"
+        events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps({"source": [EVENT_SOURCE]}))
+        events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "local-queue", "Arn": arn}])
+        self.names["completion_events_url"] = url
+
+    def _ingest_queue(self) -> tuple[str, dict[str, Any]]:
+        for event in self.functions_spec["SubmitFunction"].events.values():
+            if event.get("Type") == "SQS":
+                properties = self.resolver.resolve(event["Properties"])
+                for logical_id, resource in self.resolver.resources.items():
+                    if resource.get("Arn") == properties["Queue"] and "QueueUrl" in resource:
+                        return logical_id, properties
+        raise ValueError("SubmitFunction has no SQS event in template.yaml")
+
+    def _mapping_settings(self) -> MappingSettings:
+        logical_id, properties = self._ingest_queue()
+        queue = self.resolver.resources[logical_id]
+        return MappingSettings(
+            queue_url=queue["QueueUrl"],
+            queue_arn=queue["Arn"],
+            batch_size=int(properties.get("BatchSize", 10)),
+            batching_window_seconds=float(properties.get("MaximumBatchingWindowInSeconds", 0)),
+            maximum_concurrency=int(properties.get("ScalingConfig", {}).get("MaximumConcurrency", 1000)),
+            report_batch_item_failures="ReportBatchItemFailures" in properties.get("FunctionResponseTypes", []),
+            region=LOCAL_REGION,
+        )
+
     def _drain_test_events(self) -> None:
+        """Take away the s3:TestEvent that configuring a notification sends (the function would ignore it)."""
         sqs = self.client("sqs")
-        messages = sqs.receive_message(QueueUrl=self.invocation_queue_url, MaxNumberOfMessages=10).get("Messages", [])
-        for message in messages:
+        url = self.resolver.resources[self._ingest_queue()[0]]["QueueUrl"]
+        for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
             if json.loads(message["Body"]).get("Event") == "s3:TestEvent":
-                sqs.delete_message(QueueUrl=self.invocation_queue_url, ReceiptHandle=message["ReceiptHandle"])
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
 
     # ---- functions -------------------------------------------------------------------------
 
@@ -313,6 +387,7 @@ class LocalStack:
             output_bucket=environment["OUTPUT_BUCKET"],
             output_prefix=environment.get("OUTPUT_PREFIX", ""),
             jobs_table=environment["JOBS_TABLE"],
+            ingest_queue_url=self.resolver.resources[self._ingest_queue()[0]]["QueueUrl"],
             dlq_url=self._dead_letter_queue_url(),
             webhook_url=environment.get("WEBHOOK_URL", ""),
         )
@@ -331,17 +406,13 @@ class LocalStack:
         raise ValueError("WebhookFunction has no HttpApi event in template.yaml")
 
     def _dead_letter_queue_url(self) -> str:
-        config = self.template["Resources"]["SubmitFunction"]["Properties"].get("EventInvokeConfig", {})
-        destination = config.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
-        arn = self.resolver.resolve(destination) if destination else ""
+        logical_id, _ = self._ingest_queue()
+        properties = self.resolver.resolve(self.template["Resources"][logical_id]["Properties"])
+        arn = properties.get("RedrivePolicy", {}).get("deadLetterTargetArn")
         for resource in self.resolver.resources.values():
-            if resource.get("Arn") == arn and "QueueUrl" in resource:
+            if arn and resource.get("Arn") == arn and "QueueUrl" in resource:
                 return resource["QueueUrl"]
-        raise ValueError("SubmitFunction has no SQS on-failure destination in template.yaml")
-
-    def _max_retry_attempts(self) -> int:
-        config = self.template["Resources"]["SubmitFunction"]["Properties"].get("EventInvokeConfig", {})
-        return int(self.resolver.resolve(config.get("MaximumRetryAttempts", 2)))
+        raise ValueError(f"{logical_id} has no redrive policy to an SQS queue in template.yaml")
 
     @staticmethod
     def _reset_container_caches() -> None:
@@ -354,85 +425,21 @@ class LocalStack:
         get_settings.cache_clear()
         parameters.clear_caches()
 
-    # ---- S3 -> submit, with Lambda's async invocation semantics -----------------------------
-
     def _spawn(self, target: Any, name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
 
-    def _poll_invocations(self) -> None:
+    def redrive(self) -> dict[str, Any]:
+        """Move the DLQ's messages back to the ingestion queue with a message move task, as in AWS."""
+        from upscale_cli.redrive import latest_task, redrive
+
         sqs = self.client("sqs")
-        while not self._stopping.is_set():
-            try:
-                response = sqs.receive_message(
-                    QueueUrl=self.invocation_queue_url,
-                    MaxNumberOfMessages=1,
-                    WaitTimeSeconds=1,
-                    MessageAttributeNames=["All"],
-                )
-            except Exception:
-                if self._stopping.is_set():
-                    return
-                logger.exception("polling the invocation queue failed")
-                time.sleep(0.5)
-                continue
-            for message in response.get("Messages", []):
-                with self._in_flight_lock:
-                    self._in_flight += 1
-                try:
-                    self._invoke_submit(sqs, message)
-                except Exception:
-                    # The runner itself failed (not the function): leave the message to reappear after
-                    # its visibility timeout, as Lambda's own queue would, and keep this poller alive.
-                    logger.exception("handling invocation %s failed; it will be retried", message.get("MessageId"))
-                else:
-                    sqs.delete_message(QueueUrl=self.invocation_queue_url, ReceiptHandle=message["ReceiptHandle"])
-                finally:
-                    with self._in_flight_lock:
-                        self._in_flight -= 1
-
-    def _invoke_submit(self, sqs: Any, message: dict[str, Any]) -> None:
-        event = json.loads(message["Body"])
-        if event.get("Event") == "s3:TestEvent":
-            return
-        attempt = int(message.get("MessageAttributes", {}).get("attempt", {}).get("StringValue", "1"))
-        try:
-            self.functions["SubmitFunction"].invoke(event)
-        except Exception as error:
-            logger.warning("SubmitFunction failed (attempt %d): %s", attempt, error)
-            if attempt <= self._max_retry_attempts():
-                delays = self.config.retry_delays_seconds
-                sqs.send_message(
-                    QueueUrl=self.invocation_queue_url,
-                    MessageBody=message["Body"],
-                    DelaySeconds=delays[min(attempt - 1, len(delays) - 1)] if delays else 0,
-                    MessageAttributes={"attempt": {"DataType": "Number", "StringValue": str(attempt + 1)}},
-                )
-            else:
-                self._dead_letter(sqs, event, error, attempt)
-
-    def _dead_letter(self, sqs: Any, event: dict[str, Any], error: Exception, attempts: int) -> None:
-        """Send what Lambda's on-failure destination sends: the request, and why it failed."""
-        record = {
-            "version": "1.0",
-            "timestamp": datetime.now(UTC).isoformat(),
-            "requestContext": {
-                "requestId": f"local-{secrets.token_hex(8)}",
-                "functionArn": self.resolver.resources["SubmitFunction"]["Arn"] + ":$LATEST",
-                "condition": "RetriesExhausted",
-                "approximateInvokeCount": attempts,
-            },
-            "requestPayload": event,
-            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
-            "responsePayload": {"errorMessage": str(error), "errorType": type(error).__name__},
-        }
-        sqs.send_message(QueueUrl=self.names["dlq_url"], MessageBody=json.dumps(record))
-        self.invocations_dead_lettered += 1
-
-    def redrive(self) -> dict[str, int]:
-        """Replay the DLQ through the submit function; messages that fail again stay in the queue."""
-        return redrive_dead_letters(self.client("sqs"), self.names["dlq_url"], self.functions["SubmitFunction"])
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=self.names["dlq_url"], AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        redrive(sqs, dlq_arn=dlq_arn)
+        return latest_task(sqs, dlq_arn=dlq_arn) or {}
 
     # ---- reconcile ---------------------------------------------------------------------------
 
@@ -473,16 +480,16 @@ class LocalStack:
         return sum(int(value) for value in attributes.values())
 
     def invocations_pending(self) -> int:
+        """Messages in the ingestion queue (waiting, in a batch, or waiting to be received again)."""
         attributes = self.client("sqs").get_queue_attributes(
-            QueueUrl=self.invocation_queue_url,
+            QueueUrl=self.names["ingest_queue_url"],
             AttributeNames=[
                 "ApproximateNumberOfMessages",
                 "ApproximateNumberOfMessagesNotVisible",
                 "ApproximateNumberOfMessagesDelayed",
             ],
         )["Attributes"]
-        with self._in_flight_lock:
-            in_flight = self._in_flight
+        in_flight = self.ingestion.in_flight if self.ingestion else 0
         return in_flight + sum(int(value) for value in attributes.values())
 
     def wait_for_jobs(self, expected: int, timeout: float = 120.0, poll: float = 0.3) -> Iterator[list[dict[str, Any]]]:
@@ -497,27 +504,11 @@ class LocalStack:
             time.sleep(poll)
 
 
-def redrive_dead_letters(sqs: Any, dlq_url: str, submit: LocalFunction) -> dict[str, int]:
-    """Invoke the submit function with each DLQ message wrapped in an SQS event, as a re-drive does.
-
-    A message is deleted only after the function succeeded with it; one that fails again stays.
-    """
-    replayed = failed = 0
-    while True:
-        messages = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=60).get(
-            "Messages", []
-        )
-        if not messages:
-            return {"replayed": replayed, "failed": failed}
-        for message in messages:
-            wrapped = {
-                "Records": [{"eventSource": "aws:sqs", "messageId": message["MessageId"], "body": message["Body"]}]
-            }
-            try:
-                submit.invoke(wrapped)
-            except Exception as error:
-                logger.warning("re-drive failed for %s: %s", message["MessageId"], error)
-                failed += 1
-                continue
-            sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"])
-            replayed += 1
+def _queue_notification(configuration: dict[str, Any]) -> dict[str, Any]:
+    """A QueueConfiguration as CloudFormation writes it, in the S3 API's shape."""
+    rules = configuration.get("Filter", {}).get("S3Key", {}).get("Rules", [])
+    return {
+        "QueueArn": configuration["Queue"],
+        "Events": [configuration["Event"]],
+        **({"Filter": {"Key": {"FilterRules": rules}}} if rules else {}),
+    }

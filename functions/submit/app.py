@@ -1,13 +1,16 @@
-"""SubmitFunction: an S3 ObjectCreated event (or its re-drive through SQS) becomes async upscale tasks."""
+"""SubmitFunction: a batch from the ingestion queue becomes one request of async upscale tasks."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from upscaler.ingestion import all_failed, submit_batch
 from upscaler.job_metrics import add_submit_metrics
 from upscaler.runtime import build_submitter, deadline_for
 
@@ -15,14 +18,22 @@ logger = Logger()
 tracer = Tracer(patch_modules=["botocore", "httpx"])  # the calls this function makes; patching all costs cold start
 metrics = Metrics()
 submitter = build_submitter()
+# Every message failing is reported like any other partial failure, not raised as an error.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    outcomes = submitter.submit_event(event, deadline=deadline_for(context))
-    for outcome in outcomes:
+    try:
+        batch = submit_batch(submitter, event, deadline=deadline_for(context))
+    except Exception as error:
+        # About the request as a whole (Runware unavailable, an account-level refusal): retry them all.
+        logger.exception("batch not submitted; every message will be received again")
+        metrics.add_metric(name="SubmitBatchesFailed", unit=MetricUnit.Count, value=1)
+        batch = all_failed(event, f"{type(error).__name__}: {error}")
+    for outcome in batch.outcomes:
         # Not asdict(outcome) as extra: its "message" key would collide with LogRecord.message.
         logger.info(
             "source processed",
@@ -34,5 +45,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                 "errorMessage": outcome.message,
             },
         )
-    add_submit_metrics(metrics, outcomes)
-    return {"jobs": [asdict(outcome) for outcome in outcomes]}
+    for message_id, reason in batch.failed.items():
+        logger.warning("message not submitted", extra={"messageId": message_id, "reason": reason})
+    add_submit_metrics(metrics, batch.outcomes)
+
+    def check(record: SQSRecord) -> None:
+        batch.check_record(record.message_id)
+
+    return process_partial_response(event, record_handler=check, processor=processor, context=context)

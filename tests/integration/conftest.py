@@ -26,9 +26,7 @@ JOB_MAX_AGE_SECONDS = 20
 def stack() -> Iterator[LocalStack]:
     config = StackConfig(
         emulator_workers=4,
-        submit_concurrency=4,
         reconcile_interval_seconds=1.0,
-        retry_delays_seconds=(1, 1),
         parameter_overrides={
             "ReconcileAfterSeconds": str(RECONCILE_AFTER_SECONDS),
             "JobMaxAgeSeconds": str(JOB_MAX_AGE_SECONDS),

@@ -1,11 +1,13 @@
 """The README's shell blocks that talk to the stack, run against the local stack with the real AWS CLI.
 
 Each ```bash block that calls `aws`, `sam`, `s3-upscale` or `python -m local` runs in its own bash
-(`set -eo pipefail`), after a prelude that exports what the README's local-stack section exports and
-fills the documented variables (STACK, INBOX, PREFIX, OUTPUT, TABLE, SECRET, DLQ, SUBMIT, JOB_ID)
-from the local stack. A block the README marks `# deployed stack only` is not run. The local stack
-is the one `make up` runs, or one this test starts with `python -m local up`; a CloudFormation
-stack with the template's outputs is created in it, so the README's output-reading block runs too.
+(`set -eo pipefail`), after a prelude that fills the documented variables (STACK, INBOX, PREFIX,
+OUTPUT, TABLE, SECRET, DLQ, SUBMIT, JOB_ID, TARGET_ARN) from the local stack and exports what the
+README's local-stack section exports; for blocks after "Deploy" it also runs the README's own block
+that defines `out()` and reads the stack's outputs, as a reader's shell would hold them. A block
+the README marks `# deployed stack only` is not run. The local stack is the one `make up` runs, or
+one this test starts with `python -m local up`; a CloudFormation stack with the template's outputs
+is created in it, so the README's output-reading block runs too.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ README = ROOT / "README.md"
 BIN = Path(sys.executable).parent
 DEPLOYED_ONLY = "# deployed stack only"
 TALKS_TO_STACK = re.compile(r"(^|[\s;(|&/])(aws|sam|s3-upscale)\s|python -m local\b", re.MULTILINE)
-VARIABLES = ("STACK", "INBOX", "PREFIX", "OUTPUT", "TABLE", "SECRET", "DLQ", "SUBMIT")
+VARIABLES = ("STACK", "INBOX", "PREFIX", "OUTPUT", "TABLE", "SECRET", "DLQ", "SUBMIT", "TARGET_ARN")
 README_ENDPOINT = "http://127.0.0.1:4566"  # what the README's export line names; replaced by the real port
 
 
@@ -102,15 +104,24 @@ def _client(state: dict[str, Any], service: str) -> Any:
 
 def _cloudformation_stack(state: dict[str, Any], name: str) -> None:
     """A stack carrying the template's outputs, so the README's `aws cloudformation` block reads real ones."""
+    sqs = _client(state, "sqs")
+
+    def arn(url: str) -> str:
+        return str(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"])
+
     outputs = {
         "InboxBucketName": state["inbox_bucket"],
         "InboxPrefix": state["inbox_prefix"],
         "OutputBucketName": state["output_bucket"],
         "JobsTableName": state["jobs_table"],
         "RunwareApiKeySecretArn": state["environment"]["RUNWARE_API_KEY_SECRET"],
+        "IngestQueueUrl": state["ingest_queue_url"],
+        "IngestQueueArn": arn(state["ingest_queue_url"]),
         "SubmitDeadLetterQueueUrl": state["dlq_url"],
+        "SubmitDeadLetterQueueArn": arn(state["dlq_url"]),
         "SubmitFunctionName": "s3-upscale-local-SubmitFunction",
         "WebhookUrl": state["webhook_url"],
+        "CompletionEventBusName": "default",
     }
     cloudformation = _client(state, "cloudformation")
     if any(s["StackName"] == name for s in cloudformation.describe_stacks().get("Stacks", [])):
@@ -177,16 +188,23 @@ def test_readme_blocks_run_against_the_local_stack(running_stack: dict[str, Any]
         "DLQ": state["dlq_url"],
         "SUBMIT": "s3-upscale-local-SubmitFunction",
     }
+    # No AWS settings of this process: the README's own export lines must be enough.
     environment = {
         **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "AWS_ENDPOINT_URL": state["aws_endpoint"],
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
-        "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_PAGER": "",
     }
-    blocks = [block for block in bash_blocks(README.read_text()) if block.talks_to_stack]
+    readme = README.read_text()
+    # The local-stack section's setup lines: the AWS settings it exports and its `aws` wrapper.
+    exports = [line for line in readme.splitlines() if re.match(r"export AWS_[A-Z_]+=|aws\(\) \{", line)]
+    assert len(exports) == 2, "the README's local-stack section exports the AWS settings and wraps aws"
+    exported = "".join(line.replace(README_ENDPOINT, state["aws_endpoint"]) + "\n" for line in exports)
+    target_queue = _client(state, "sqs").create_queue(QueueName="readme-rule-target")["QueueUrl"]
+    filled["TARGET_ARN"] = _client(state, "sqs").get_queue_attributes(
+        QueueUrl=target_queue, AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    blocks = [block for block in bash_blocks(readme) if block.talks_to_stack]
+    outputs_block = next(block for block in blocks if "out() {" in block.text)
     ran, skipped = [], []
     for block in blocks:
         if block.deployed_only:
@@ -194,7 +212,10 @@ def test_readme_blocks_run_against_the_local_stack(running_stack: dict[str, Any]
             continue
         job_id = _newest_job_id(state, f"{state['inbox_prefix']}photo.jpg")
         prelude = "set -eo pipefail\n" + "".join(f"{name}={_quote(value)}\n" for name, value in filled.items())
-        prelude += f"JOB_ID={_quote(job_id)}\n"
+        prelude += f"JOB_ID={_quote(job_id)}\n" + exported
+        if block.line > outputs_block.line:
+            # What a reader's shell holds from "Deploy" on: the stack's name, out(), its outputs.
+            prelude += outputs_block.text
         script = prelude + block.text.replace(README_ENDPOINT, state["aws_endpoint"])
         script += "\necho __VARIABLES__\n" + "".join(f'printf "%s\\n" "{name}=${{{name}-}}"\n' for name in VARIABLES)
         result = subprocess.run(

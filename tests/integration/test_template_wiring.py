@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from local.stack import LocalStack
@@ -34,15 +36,43 @@ def test_every_setting_the_library_reads_is_set_by_the_template(stack: LocalStac
 
 def test_local_inbox_notification_matches_the_template(stack: LocalStack) -> None:
     template = load_template()
-    (event,) = [e for e in function_specs(template)["SubmitFunction"].events.values() if e["Type"] == "S3"]
+    [declared] = template["Resources"]["InboxBucket"]["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
     configuration = stack.client("s3").get_bucket_notification_configuration(Bucket=stack.names["inbox_bucket"])
     (queue,) = configuration["QueueConfigurations"]
     rules = {rule["Name"].lower(): rule["Value"] for rule in queue["Filter"]["Key"]["FilterRules"]}
     expected_prefix = template["Parameters"]["InboxPrefix"]["Default"]
     assert rules == {"prefix": expected_prefix}
     assert stack.names["inbox_prefix"] == expected_prefix
-    events = event["Properties"]["Events"]
-    assert queue["Events"] == (events if isinstance(events, list) else [events])
+    assert queue["Events"] == [declared["Event"]]
+    assert queue["QueueArn"] == stack.resolver.resources["IngestQueue"]["Arn"]
+
+
+def test_local_event_source_mapping_matches_the_template(stack: LocalStack) -> None:
+    template = load_template()
+    parameters = template["Parameters"]
+    [event] = [e for e in function_specs(template)["SubmitFunction"].events.values() if e["Type"] == "SQS"]
+    assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+    assert stack.ingestion is not None
+    mapping = stack.ingestion.settings
+    assert mapping.queue_arn == stack.resolver.resources["IngestQueue"]["Arn"]
+    assert mapping.batch_size == parameters["SubmitBatchSize"]["Default"] == 10
+    assert mapping.batching_window_seconds == parameters["SubmitBatchingWindowSeconds"]["Default"]
+    assert mapping.maximum_concurrency == parameters["SubmitMaximumConcurrency"]["Default"]
+    assert mapping.report_batch_item_failures
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_local_queue_redrive_policy_matches_the_template(stack: LocalStack) -> None:
+    template = load_template()
+    attributes = stack.client("sqs").get_queue_attributes(
+        QueueUrl=stack.names["ingest_queue_url"], AttributeNames=["All"]
+    )["Attributes"]
+    policy = json.loads(attributes["RedrivePolicy"])
+    assert policy["deadLetterTargetArn"] == stack.resolver.resources["SubmitDeadLetterQueue"]["Arn"]
+    assert policy["maxReceiveCount"] == template["Parameters"]["SubmitMaxReceiveCount"]["Default"]
+    declared = template["Resources"]["IngestQueue"]["Properties"]
+    assert int(attributes["VisibilityTimeout"]) == declared["VisibilityTimeout"]
+    assert stack.names["dlq_url"] == stack.resolver.resources["SubmitDeadLetterQueue"]["QueueUrl"]
 
 
 def test_local_names_come_from_the_template(stack: LocalStack) -> None:

@@ -36,9 +36,7 @@ def stack() -> Iterator[LocalStack]:
     os.environ["RUNWARE_MAX_ATTEMPTS"] = RUNWARE_MAX_ATTEMPTS
     config = StackConfig(
         emulator_workers=EMULATOR_WORKERS,
-        submit_concurrency=4,
         reconcile_interval_seconds=1.0,
-        retry_delays_seconds=(1, 1),
         parameter_overrides={
             "ReconcileAfterSeconds": str(RECONCILE_AFTER_SECONDS),
             "JobMaxAgeSeconds": str(JOB_MAX_AGE_SECONDS),
@@ -60,6 +58,9 @@ def stack() -> Iterator[LocalStack]:
 def reset_faults(stack: LocalStack) -> Iterator[None]:
     assert stack.emulator is not None
     stack.emulator.faults = FaultConfig()
+    if stack.emulator.wait_idle(5):
+        # Each scenario draws its faults from the seed afresh, whatever ran before it.
+        stack.emulator.reset()
     yield
     stack.emulator.faults = FaultConfig()
 

@@ -1,8 +1,8 @@
 """Dropping objects into the running stack, waiting for it to settle, and checking what must hold.
 
 The invariant, checked after every scenario on that scenario's keys only:
-- every dropped object version has exactly one job, and that job is terminal, or else the submit
-  invocation for it sits in the dead-letter queue with the S3 event needed to re-drive it;
+- every dropped object version has exactly one job, and that job is terminal, or else its upload
+  event sits in the dead-letter queue, ready to be re-driven;
 - no object version was sent to Runware under two different taskUUIDs (read from the presigned
   GET URL of each upscale task the emulator received, not from the pipeline's own records);
 - no source object was changed: same versions, same ETag (the MD5 of the bytes dropped), same size;

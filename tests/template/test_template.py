@@ -130,6 +130,9 @@ CONTRACT_RESOURCES = {
     "RunwareApiKeySecret": "AWS::SecretsManager::Secret",
     "WebhookTokenSecret": "AWS::SecretsManager::Secret",
     "SubmitDeadLetterQueue": "AWS::SQS::Queue",
+    "IngestQueue": "AWS::SQS::Queue",
+    "IngestQueuePolicy": "AWS::SQS::QueuePolicy",
+    "ExistingBucketUploadRule": "AWS::Events::Rule",
 }
 
 FUNCTION_SETTINGS = {
@@ -144,6 +147,7 @@ COMMON_ENVIRONMENT = {
     "RUNWARE_API_URL",
     "RUNWARE_API_KEY_SECRET",
     "WEBHOOK_TOKEN_SECRET",
+    "COMPLETION_EVENT_BUS",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
@@ -184,7 +188,10 @@ GRANTED_ACTIONS = {
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
         "secretsmanager:GetSecretValue",
-        "sqs:SendMessage",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "events:PutEvents",
     },
     "WebhookFunction": {
         "logs:CreateLogStream",
@@ -197,6 +204,7 @@ GRANTED_ACTIONS = {
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",
         "secretsmanager:GetSecretValue",
+        "events:PutEvents",
     },
     "ReconcileFunction": {
         "logs:CreateLogStream",
@@ -209,6 +217,7 @@ GRANTED_ACTIONS = {
         "dynamodb:Query",
         "dynamodb:UpdateItem",
         "secretsmanager:GetSecretValue",
+        "events:PutEvents",
     },
 }
 
@@ -222,6 +231,28 @@ RESOURCE_LESS_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 
 OUTPUT_OBJECTS = {"Fn::Sub": "${OutputBucket.Arn}/${OutputPrefix}*"}
 OUTPUT_BUCKET = {"Fn::GetAtt": ["OutputBucket", "Arn"]}
+COMPLETION_BUS = {
+    "Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${CompletionEventBusName}"
+}
+INBOX_NAME = {
+    "Fn::If": [
+        "UseExistingBucket",
+        {"Ref": "ExistingBucketName"},
+        {
+            "Fn::Sub": [
+                "upscale-inbox-${AWS::AccountId}-${AWS::Region}-${StackSuffix}",
+                {
+                    "StackSuffix": {
+                        "Fn::Select": [
+                            0,
+                            {"Fn::Split": ["-", {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}]},
+                        ]
+                    }
+                },
+            ]
+        },
+    ]
+}
 
 
 # ---------------------------------------------------------------- helpers
@@ -296,13 +327,17 @@ def check_function_code_and_layer(sam: dict[str, Any]) -> None:
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
 
 
-def check_submit_event_invoke_config(sam: dict[str, Any]) -> None:
-    config = sam["Resources"]["SubmitFunction"]["Properties"]["EventInvokeConfig"]
-    assert config["MaximumRetryAttempts"] == 2
-    assert 60 <= config["MaximumEventAgeInSeconds"] <= 21600
-    on_failure = config["DestinationConfig"]["OnFailure"]
-    assert on_failure["Type"] == "SQS"
-    assert on_failure["Destination"] == {"Fn::GetAtt": ["SubmitDeadLetterQueue", "Arn"]}
+def check_submit_event_source(sam: dict[str, Any]) -> None:
+    events = sam["Resources"]["SubmitFunction"]["Properties"]["Events"]
+    assert [event["Type"] for event in events.values()] == ["SQS"], "submit is fed by the ingestion queue only"
+    [event] = events.values()
+    properties = event["Properties"]
+    assert properties["Queue"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+    assert properties["BatchSize"] == {"Ref": "SubmitBatchSize"}
+    assert properties["MaximumBatchingWindowInSeconds"] == {"Ref": "SubmitBatchingWindowSeconds"}
+    assert properties["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "SubmitMaximumConcurrency"}}
+    assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert "EventInvokeConfig" not in sam["Resources"]["SubmitFunction"]["Properties"], "no async destination left"
 
 
 def check_parameters(sam: dict[str, Any]) -> None:
@@ -334,6 +369,10 @@ def check_parameters(sam: dict[str, Any]) -> None:
         "ReconcileMaxJobs": 200,
         "LogLevel": "INFO",
         "AlarmEmail": "",
+        "ExistingBucketName": "",
+        "SubmitBatchSize": 10,
+        "SubmitMaxReceiveCount": 5,
+        "CompletionEventBusName": "default",
     }
     for name, default in expected_defaults.items():
         assert name in parameters, f"missing parameter {name}"
@@ -346,6 +385,11 @@ def check_parameters(sam: dict[str, Any]) -> None:
         assert sorted(parameters[flag]["AllowedValues"]) == ["false", "true"]
     for name in ("InboxExpirationDays", "OutputExpirationDays", "LogRetentionDays"):
         assert name in parameters, f"missing parameter {name}"
+    assert (parameters["SubmitBatchSize"]["MinValue"], parameters["SubmitBatchSize"]["MaxValue"]) == (1, 10)
+    # Lambda's own bounds for ScalingConfig.MaximumConcurrency; "small by default".
+    concurrency = parameters["SubmitMaximumConcurrency"]
+    assert (concurrency["MinValue"], concurrency["MaxValue"]) == (2, 1000) and concurrency["Default"] <= 10
+    assert parameters["SubmitMaxReceiveCount"]["Default"] >= 5, "AWS advises at least 5 for Lambda consumers"
 
 
 def check_outputs(sam: dict[str, Any]) -> None:
@@ -357,7 +401,11 @@ def check_outputs(sam: dict[str, Any]) -> None:
         "WebhookUrl",
         "RunwareApiKeySecretArn",
         "SubmitDeadLetterQueueUrl",
+        "SubmitDeadLetterQueueArn",
+        "IngestQueueUrl",
+        "IngestQueueArn",
         "SubmitFunctionName",
+        "CompletionEventBusName",
     }
     assert expected <= sam["Outputs"].keys(), f"missing outputs {expected - sam['Outputs'].keys()}"
 
@@ -383,11 +431,13 @@ def check_functions(cfn: dict[str, Any]) -> None:
 
 
 def check_s3_notification(cfn: dict[str, Any]) -> None:
-    inbox = cfn["Resources"]["InboxBucket"]["Properties"]
-    notifications = inbox["NotificationConfiguration"]
-    assert set(notifications) == {"LambdaConfigurations"}, "the inbox notifies only the submit function"
-    [config] = notifications["LambdaConfigurations"]
-    assert config["Function"] == {"Fn::GetAtt": ["SubmitFunction", "Arn"]}
+    inbox = cfn["Resources"]["InboxBucket"]
+    assert inbox["Condition"] == "CreateInboxBucket", "no inbox bucket when an existing bucket is used"
+    assert "IngestQueuePolicy" in as_list(inbox.get("DependsOn", [])), "S3 checks the queue policy on creation"
+    notifications = inbox["Properties"]["NotificationConfiguration"]
+    assert set(notifications) == {"QueueConfigurations"}, "the inbox notifies only the ingestion queue"
+    [config] = notifications["QueueConfigurations"]
+    assert config["Queue"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
     assert config["Event"] == "s3:ObjectCreated:*"
     rules = config.get("Filter", {}).get("S3Key", {}).get("Rules")
     assert rules == [{"Name": "prefix", "Value": {"Ref": "InboxPrefix"}}], "only uploads under InboxPrefix"
@@ -398,9 +448,43 @@ def check_s3_notification(cfn: dict[str, Any]) -> None:
         for p in resources_of_type(cfn, "AWS::Lambda::Permission").values()
         if p["Properties"]["Principal"] == "s3.amazonaws.com"
     ]
-    assert len(permissions) == 1
-    assert permissions[0]["FunctionName"] == {"Ref": "SubmitFunction"}
-    assert permissions[0]["SourceAccount"] == {"Ref": "AWS::AccountId"}
+    assert permissions == [], "S3 no longer invokes a function directly"
+
+
+def check_queue_policy(cfn: dict[str, Any]) -> None:
+    [policy] = resources_of_type(cfn, "AWS::SQS::QueuePolicy").values()
+    assert policy["Properties"]["Queues"] == [{"Ref": "IngestQueue"}]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    senders = {}
+    for entry in statements:
+        if "Fn::If" in entry:
+            condition, statement, otherwise = entry["Fn::If"]
+            assert otherwise == {"Ref": "AWS::NoValue"}
+            senders[condition] = statement
+    s3, events = senders["CreateInboxBucket"], senders["UseExistingBucket"]
+    for statement, service in ((s3, "s3.amazonaws.com"), (events, "events.amazonaws.com")):
+        assert statement["Principal"] == {"Service": service}
+        assert statement["Action"] == "sqs:SendMessage"
+        assert statement["Resource"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+        assert statement["Condition"].get("StringEquals") == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert mentions(s3["Condition"]["ArnEquals"]["aws:SourceArn"], ":s3:::upscale-inbox-")
+    assert events["Condition"]["ArnEquals"]["aws:SourceArn"] == {"Fn::GetAtt": ["ExistingBucketUploadRule", "Arn"]}
+
+
+def check_existing_bucket_rule(cfn: dict[str, Any]) -> None:
+    rule = cfn["Resources"]["ExistingBucketUploadRule"]
+    assert rule["Condition"] == "UseExistingBucket"
+    assert rule["Properties"]["EventPattern"] == {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {
+            "bucket": {"name": [{"Ref": "ExistingBucketName"}]},
+            "object": {"key": [{"prefix": {"Ref": "InboxPrefix"}}]},
+        },
+    }
+    [target] = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+    assert cfn["Conditions"]["UseExistingBucket"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ExistingBucketName"}, ""]}]}
 
 
 def check_webhook_route(cfn: dict[str, Any]) -> None:
@@ -432,7 +516,9 @@ def check_webhook_route(cfn: dict[str, Any]) -> None:
 
 
 def check_schedule(cfn: dict[str, Any]) -> None:
-    rules = resources_of_type(cfn, "AWS::Events::Rule")
+    rules = {
+        k: r for k, r in resources_of_type(cfn, "AWS::Events::Rule").items() if "ScheduleExpression" in r["Properties"]
+    }
     assert len(rules) == 1
     [rule] = rules.values()
     assert rule["Properties"]["ScheduleExpression"] == {"Ref": "ReconcileSchedule"}
@@ -440,21 +526,38 @@ def check_schedule(cfn: dict[str, Any]) -> None:
     assert target["Arn"] == {"Fn::GetAtt": ["ReconcileFunction", "Arn"]}
 
 
-def check_event_invoke_configs(cfn: dict[str, Any]) -> None:
-    configs = {
-        c["Properties"]["FunctionName"]["Ref"]: c["Properties"]
+def check_event_source_mapping(cfn: dict[str, Any]) -> None:
+    [mapping] = resources_of_type(cfn, "AWS::Lambda::EventSourceMapping").values()
+    properties = mapping["Properties"]
+    assert properties["FunctionName"] == {"Ref": "SubmitFunction"}
+    assert properties["EventSourceArn"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+    assert properties.get("FunctionResponseTypes") == ["ReportBatchItemFailures"], "one bad record must fail alone"
+    assert properties["BatchSize"] == {"Ref": "SubmitBatchSize"}
+    assert properties["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "SubmitMaximumConcurrency"}}
+    configs = [
+        c["Properties"]["FunctionName"]["Ref"]
         for c in resources_of_type(cfn, "AWS::Lambda::EventInvokeConfig").values()
-    }
-    submit = configs["SubmitFunction"]
-    assert submit["MaximumRetryAttempts"] == 2
-    destination = submit.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
-    assert destination == {"Fn::GetAtt": ["SubmitDeadLetterQueue", "Arn"]}, "failed events go to the DLQ"
-    # The role that Lambda uses to deliver to the destination must be allowed to.
+    ]
+    assert "SubmitFunction" not in configs, "submit is no longer invoked asynchronously"
+    queue = cfn["Resources"]["IngestQueue"]["Properties"]
+    assert queue.get("RedrivePolicy") == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["SubmitDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": {"Ref": "SubmitMaxReceiveCount"},
+    }, "what keeps failing goes to the DLQ"
+    # AWS's guidance: visibility timeout at least 6x the function timeout, plus the batching window.
+    assert queue["VisibilityTimeout"] >= 6 * lambda_function(cfn, "SubmitFunction")["Timeout"] + 60
+    assert queue.get("SqsManagedSseEnabled") is True
     statements = function_statements(cfn, "SubmitFunction")
-    assert any(
-        allows(s, "sqs:SendMessage") and s["Resource"] == {"Fn::GetAtt": ["SubmitDeadLetterQueue", "Arn"]}
-        for s in statements
-    )
+    consume = [s for s in statements if allows(s, "sqs:ReceiveMessage")]
+    assert [s["Resource"] for s in consume] == [{"Fn::GetAtt": ["IngestQueue", "Arn"]}]
+    assert not any(allows(s, "sqs:SendMessage") for s in statements), "submit sends to no queue"
+
+
+def check_completion_event_permissions(cfn: dict[str, Any]) -> None:
+    for function in FUNCTIONS:
+        put = [s for s in function_statements(cfn, function) if allows(s, "events:PutEvents")]
+        assert [s["Resource"] for s in put] == [COMPLETION_BUS], f"{function}: PutEvents on the completion bus only"
+        assert environment(cfn, function)["COMPLETION_EVENT_BUS"] == {"Ref": "CompletionEventBusName"}
 
 
 def check_no_wildcard_actions(cfn: dict[str, Any]) -> None:
@@ -499,13 +602,14 @@ def check_s3_scopes(cfn: dict[str, Any]) -> None:
         actions = set(as_list(statement["Action"]))
         if actions & {"s3:GetObject", "s3:GetObjectVersion"}:
             assert actions == {"s3:GetObject", "s3:GetObjectVersion"}
-            arn = statement["Resource"]["Fn::Sub"][0]
-            assert ":s3:::upscale-inbox-" in arn, "submit reads the inbox bucket"
-            assert arn.endswith("/${InboxPrefix}*"), "submit reads only objects under the inbox prefix"
+            arn, variables = statement["Resource"]["Fn::Sub"]
+            assert variables == {"Bucket": INBOX_NAME}, "submit reads the inbox (or the existing) bucket"
+            assert arn == "arn:${AWS::Partition}:s3:::${Bucket}/${InboxPrefix}*", "only objects under the prefix"
         if "s3:ListBucket" in actions:
             assert actions == {"s3:ListBucket"}
-            arn = statement["Resource"]["Fn::Sub"][0]
-            assert ":s3:::upscale-inbox-" in arn and "/" not in arn.split(":::")[1], "the inbox bucket itself"
+            arn, variables = statement["Resource"]["Fn::Sub"]
+            assert variables == {"Bucket": INBOX_NAME}
+            assert arn == "arn:${AWS::Partition}:s3:::${Bucket}", "the inbox bucket itself"
         if "s3:PutObject" in actions:
             assert actions == {"s3:PutObject"}
             assert statement["Resource"] == OUTPUT_OBJECTS, "submit signs uploads to output objects only"
@@ -635,21 +739,24 @@ def check_table(cfn: dict[str, Any]) -> None:
     assert resource.get("UpdateReplacePolicy") == "Retain", "the job records survive a replacement"
 
 
-def check_senders_name_their_source(cfn: dict[str, Any]) -> None:
-    """Whatever an AWS service may send to names the sending resource (aws:SourceArn), not only the account.
+def _both_branches(statements: list[Any]) -> list[dict[str, Any]]:
+    """Statements with each Fn::If expanded into both of its branches (AWS::NoValue dropped)."""
+    expanded: list[dict[str, Any]] = []
+    for statement in statements:
+        branches = statement["Fn::If"][1:] if "Fn::If" in statement else [statement]
+        expanded.extend(branch for branch in branches if branch != {"Ref": "AWS::NoValue"})
+    return expanded
 
-    The S3 -> submit function permission is generated by SAM's S3 event with SourceAccount alone;
-    the inbox's notification path is being moved to a queue whose policy names the bucket.
-    """
+
+def check_senders_name_their_source(cfn: dict[str, Any]) -> None:
+    """Whatever an AWS service may send to names the sending resource (aws:SourceArn), not only the
+    account: every function permission, and every queue or topic policy statement for a service."""
     for name, resource in resources_of_type(cfn, "AWS::Lambda::Permission").items():
         properties = resource["Properties"]
-        if properties["Principal"] == "s3.amazonaws.com":
-            assert properties.get("SourceAccount") or properties.get("SourceArn"), name
-            continue
         assert properties.get("SourceArn"), f"{name}: {properties['Principal']} may invoke without a SourceArn"
     for kind in ("AWS::SQS::QueuePolicy", "AWS::SNS::TopicPolicy"):
         for name, resource in resources_of_type(cfn, kind).items():
-            for statement in as_list(resource["Properties"]["PolicyDocument"]["Statement"]):
+            for statement in _both_branches(as_list(resource["Properties"]["PolicyDocument"]["Statement"])):
                 principal = statement.get("Principal", {})
                 if statement["Effect"] == "Allow" and isinstance(principal, dict) and "Service" in principal:
                     assert mentions(statement.get("Condition", {}), "aws:SourceArn"), f"{name}: no aws:SourceArn"
@@ -686,6 +793,8 @@ def check_alarms(cfn: dict[str, Any]) -> None:
         return alarm
 
     watching("AWS/SQS", "ApproximateNumberOfMessagesVisible", "SubmitDeadLetterQueue")
+    backlog = [a for a in alarms if a["MetricName"] == "ApproximateAgeOfOldestMessage"]
+    assert backlog and mentions(backlog[0]["Dimensions"], "IngestQueue"), "an alarm on the ingestion backlog"
     for function in FUNCTIONS:
         watching("AWS/Lambda", "Errors", function)
     watching("S3Upscale", "JobsTimedOut", "upscale-reconcile")
@@ -704,16 +813,19 @@ def check_alarms(cfn: dict[str, Any]) -> None:
 SAM_CHECKS: list[Callable[[dict[str, Any]], None]] = [
     check_contract_resources,
     check_function_code_and_layer,
-    check_submit_event_invoke_config,
+    check_submit_event_source,
     check_parameters,
     check_outputs,
 ]
 CFN_CHECKS: list[Callable[[dict[str, Any]], None]] = [
     check_functions,
     check_s3_notification,
+    check_queue_policy,
+    check_existing_bucket_rule,
     check_webhook_route,
     check_schedule,
-    check_event_invoke_configs,
+    check_event_source_mapping,
+    check_completion_event_permissions,
     check_no_wildcard_actions,
     check_granted_actions,
     check_s3_scopes,
@@ -775,11 +887,26 @@ def _webhook_reads_runware_key(sam):
 
 
 def _notification_without_prefix(sam):
-    del _props(sam, "SubmitFunction")["Events"]["InboxUpload"]["Properties"]["Filter"]
+    del _props(sam, "InboxBucket")["NotificationConfiguration"]["QueueConfigurations"][0]["Filter"]
 
 
-def _no_dead_letter_destination(sam):
-    del _props(sam, "SubmitFunction")["EventInvokeConfig"]["DestinationConfig"]
+def _no_dead_letter_queue(sam):
+    del _props(sam, "IngestQueue")["RedrivePolicy"]
+
+
+def _batch_failures_not_reported(sam):
+    del _props(sam, "SubmitFunction")["Events"]["IngestQueue"]["Properties"]["FunctionResponseTypes"]
+
+
+def _queue_open_to_any_bucket(sam):
+    [s3_sender, *_] = _props(sam, "IngestQueuePolicy")["PolicyDocument"]["Statement"]
+    del s3_sender["Fn::If"][1]["Condition"]["StringEquals"]
+
+
+def _events_on_any_bus(sam):
+    _statement(sam, "WebhookFunctionRole", "PublishCompletionEvents")["Resource"] = {
+        "Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/*"
+    }
 
 
 def _missing_environment_variable(sam):
@@ -856,7 +983,10 @@ REGRESSIONS = {
     "s3:* granted": (_s3_wildcard, check_no_wildcard_actions),
     "webhook reads the Runware key": (_webhook_reads_runware_key, check_secret_readers),
     "inbox notification without prefix": (_notification_without_prefix, check_s3_notification),
-    "no dead-letter destination": (_no_dead_letter_destination, check_event_invoke_configs),
+    "no dead-letter queue": (_no_dead_letter_queue, check_event_source_mapping),
+    "batch item failures not reported": (_batch_failures_not_reported, check_event_source_mapping),
+    "queue open to any account's bucket": (_queue_open_to_any_bucket, check_queue_policy),
+    "completion events on any bus": (_events_on_any_bus, check_completion_event_permissions),
     "WEBHOOK_URL missing": (_missing_environment_variable, check_environment),
     "managed policy on a role": (_managed_policy_on_role, check_no_wildcard_actions),
     "inbox not versioned": (_inbox_not_versioned, check_buckets),

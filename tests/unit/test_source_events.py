@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from upscaler.source_events import SourceObject, UnrecognisedEvent, source_objects
+from upscaler.source_events import SourceObject, UnrecognisedEvent, queue_messages, source_objects
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -163,3 +163,81 @@ def test_sample_events_are_real_s3_put_notifications():
     assert body["requestContext"]["approximateInvokeCount"] == 3
     assert body["responseContext"] == {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"}
     assert body["requestPayload"]["Records"][0]["eventName"] == "ObjectCreated:Put"
+
+
+# --- the ingestion queue: EventBridge events, test events, per-message reading --------------------
+
+
+def eventbridge(key: str, version: str | None = "v9") -> dict[str, Any]:
+    event = load("eventbridge-object-created.json")
+    event["detail"]["object"]["key"] = key
+    if version is None:
+        del event["detail"]["object"]["version-id"]
+    else:
+        event["detail"]["object"]["version-id"] = version
+    return event
+
+
+def queued(*bodies: Any) -> dict[str, Any]:
+    return {
+        "Records": [
+            {"eventSource": "aws:sqs", "messageId": f"m{index}", "body": b if isinstance(b, str) else json.dumps(b)}
+            for index, b in enumerate(bodies)
+        ]
+    }
+
+
+def test_eventbridge_object_created_event():
+    [source] = source_objects(load("eventbridge-object-created.json"))
+    assert source == SourceObject(
+        bucket="DOC-EXAMPLE-BUCKET1",
+        key="example-key",
+        version_id="IYV3p45BT0ac8hjHg1houSdS1a.Mro8e",
+        etag="b1946ac92492d2347c6235b4d2611184",
+        size=5,
+        sequencer="617f08299329d189",
+        event_time="2021-11-12T00:00:00Z",
+    )
+
+
+def test_eventbridge_keys_are_decoded_like_notification_keys():
+    [source] = source_objects(eventbridge("inbox/My+Photos/%C3%A9t%C3%A9%2Bplus.jpg"))
+    assert source.key == "inbox/My Photos/été+plus.jpg"
+
+
+def test_eventbridge_event_without_version_falls_back_to_etag_and_sequencer():
+    [source] = source_objects(eventbridge("inbox/a.jpg", version=None))
+    assert source.version_id is None
+    assert source.version == "b1946ac92492d2347c6235b4d2611184:617f08299329d189"
+
+
+def test_other_eventbridge_s3_events_name_no_object():
+    event = eventbridge("inbox/a.jpg")
+    event["detail-type"] = "Object Deleted"
+    assert source_objects(event) == []
+
+
+def test_queue_messages_read_each_body_on_its_own():
+    test_event = {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "test-inbox"}
+    batch = queued(load("s3-put-plain.json"), "not json", eventbridge("inbox/b.jpg"), test_event, [1, 2])
+    messages, unreadable = queue_messages(batch)
+    assert [(m.message_id, [s.key for s in m.sources]) for m in messages] == [
+        ("m0", ["inbox/photos/cat.jpg"]),
+        ("m2", ["inbox/b.jpg"]),
+        ("m3", []),
+    ]
+    assert unreadable == ["m1", "m4"]
+
+
+def test_the_same_version_in_an_s3_and_an_eventbridge_shape_is_one_source():
+    notification = {"Records": [s3_record("inbox/a.jpg", "v9")]}
+    event = eventbridge("inbox/a.jpg", "v9")
+    event["detail"]["bucket"]["name"] = notification["Records"][0]["s3"]["bucket"]["name"]
+    sources = source_objects(queued(notification, event))
+    assert len(sources) == 1
+
+
+def test_the_sam_local_invoke_sample_batch():
+    messages, unreadable = queue_messages(load("sqs-ingest-batch.json"))
+    assert unreadable == []
+    assert [[s.key for s in m.sources] for m in messages] == [["inbox/photos/cat.jpg"], ["inbox/photos/bird.jpg"]]

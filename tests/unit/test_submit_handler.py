@@ -17,13 +17,13 @@ from urllib.parse import unquote_plus, urlsplit
 
 import httpx
 import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import UnexpectedBatchTypeError
 from PIL import Image
 
 from tests.conftest import INBOX_BUCKET, RUNWARE_KEY
 from upscaler.jobs import job_id_for
-from upscaler.runware import RunwareClient, RunwareUnavailable
+from upscaler.runware import RunwareClient
 from upscaler.settings import get_settings, read_secret
-from upscaler.source_events import UnrecognisedEvent
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
@@ -146,6 +146,41 @@ def prepared(aws, name: str, bodies: dict[str, bytes] | None = None) -> tuple[di
     return event, keys
 
 
+def sqs_batch(*bodies: dict[str, Any] | str) -> dict[str, Any]:
+    """The event Lambda's event source mapping gives the function for these message bodies."""
+    records = []
+    for index, body in enumerate(bodies):
+        text = body if isinstance(body, str) else json.dumps(body, separators=(",", ":"))
+        records.append(
+            {
+                "messageId": f"00000000-0000-4000-8000-{index:012d}",
+                "receiptHandle": f"handle-{index}",
+                "body": text,
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1778751379433"},
+                "messageAttributes": {},
+                "md5OfBody": hashlib.md5(text.encode()).hexdigest(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:s3-upscale-IngestQueue-abc",
+                "awsRegion": "eu-west-1",
+            }
+        )
+    return {"Records": records}
+
+
+def as_queue_batch(event: dict[str, Any]) -> dict[str, Any]:
+    """An S3 notification as the ingestion queue delivers it (one message); SQS events unchanged."""
+    return event if event["Records"][0]["eventSource"] == "aws:sqs" else sqs_batch(event)
+
+
+def failed_ids(response: dict[str, Any]) -> list[str]:
+    return [item["itemIdentifier"] for item in response["batchItemFailures"]]
+
+
+def job_of(app: ModuleType, record: dict[str, Any]) -> dict[str, Any] | None:
+    obj = record["s3"]["object"]
+    return app.submitter.jobs.get(job_id_for(INBOX_BUCKET, unquote_plus(obj["key"]), obj["versionId"]))
+
+
 def invoke(app: ModuleType, event: dict[str, Any], context: LambdaContext | None = None) -> dict[str, Any]:
     response = app.lambda_handler(event, context or LambdaContext())
     return json.loads(json.dumps(response))  # what Lambda would serialise
@@ -166,110 +201,203 @@ def metrics_emitted(captured: str) -> dict[str, float]:
     return values
 
 
+def uploads(aws, count: int, prefix: str = "inbox/batch/") -> list[dict[str, Any]]:
+    """`count` real objects, each with the S3 notification S3 would queue for it."""
+    template = json.loads((EVENTS / "s3-put-plain.json").read_text(encoding="utf-8"))
+    notifications = []
+    for index in range(count):
+        key = f"{prefix}{index:02d}.jpg"
+        body = image(key, 320 + index, 240)
+        put = aws.s3.put_object(Bucket=INBOX_BUCKET, Key=key, Body=body)
+        notification = json.loads(json.dumps(template))
+        notification["Records"][0]["s3"]["object"].update(
+            key=key, versionId=put["VersionId"], eTag=put["ETag"].strip('"'), size=len(body)
+        )
+        notifications.append(notification)
+    return notifications
+
+
+def fail_s3_calls_for(app: ModuleType, key: str) -> None:
+    """S3 refuses every call about this key (as a missing permission would), and nothing else."""
+    from botocore.exceptions import ClientError
+
+    def refuse(params: dict[str, Any], **_: Any) -> None:
+        if params.get("Key") == key:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetObject")
+
+    app.submitter.objects._s3.meta.events.register("before-parameter-build.s3", refuse)
+
+
 # --- the sample events --------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", SAMPLE_EVENTS)
 def test_each_sample_event_submits_every_record_in_one_request(aws, submit_app, runware, name):
     event, keys = prepared(aws, name)
-    response = invoke(submit_app, event)
+    batch = as_queue_batch(event)
+    assert invoke(submit_app, batch) == {"batchItemFailures": []}
 
-    jobs = response["jobs"]
-    assert [job["source_key"] for job in jobs] == keys
-    assert [job["status"] for job in jobs] == ["SUBMITTED"] * len(keys)
-    assert all(job["code"] is None and job["message"] is None for job in jobs)
     assert len(runware.requests) == 1
     assert runware.requests[0].headers["authorization"] == f"Bearer {RUNWARE_KEY}"
-    assert [t["taskUUID"] for t in runware.tasks] == [job["job_id"] for job in jobs]
-    for job, record in zip(jobs, s3_records(event), strict=True):
-        obj = record["s3"]["object"]
-        assert job["job_id"] == job_id_for(INBOX_BUCKET, unquote_plus(obj["key"]), obj["versionId"])
-        item = submit_app.submitter.jobs.get(job["job_id"])
-        assert item["status"] == "SUBMITTED"
-        assert (item["sourceKey"], item["sourceVersionId"]) == (job["source_key"], obj["versionId"])
+    records = s3_records(event)
+    jobs = [job_of(submit_app, record) for record in records]
+    assert [t["taskUUID"] for t in runware.tasks] == [job["jobId"] for job in jobs]
+    assert [job["sourceKey"] for job in jobs] == keys
+    assert all(job["status"] == "SUBMITTED" for job in jobs)
 
-    again = invoke(submit_app, event)
-    assert [job["status"] for job in again["jobs"]] == ["DUPLICATE"] * len(keys)
-    assert len(runware.requests) == 1
+    assert invoke(submit_app, batch) == {"batchItemFailures": []}
+    assert len(runware.requests) == 1, "a redelivered batch sends nothing"
 
 
-def test_plain_event_response_and_metrics(aws, submit_app, runware, capsys):
+def test_a_batch_of_ten_uploads_is_one_runware_request(aws, submit_app, runware, capsys):
+    notifications = uploads(aws, 10)
+    capsys.readouterr()
+    assert invoke(submit_app, sqs_batch(*notifications)) == {"batchItemFailures": []}
+    [request] = runware.requests
+    assert len(json.loads(request.content)) == 10
+    assert all(job_of(submit_app, n["Records"][0])["status"] == "SUBMITTED" for n in notifications)
+    assert metrics_emitted(capsys.readouterr().out) == {"JobsSubmitted": 10.0}
+
+
+def test_eventbridge_object_created_events_submit_like_notifications(aws, submit_app, runware):
+    key = "inbox/My Photos/été+plus.jpg"
+    body = image(key)
+    put = aws.s3.put_object(Bucket=INBOX_BUCKET, Key=key, Body=body)
+    event = json.loads((EVENTS / "eventbridge-object-created.json").read_text(encoding="utf-8"))
+    event["detail"]["bucket"]["name"] = INBOX_BUCKET
+    event["detail"]["object"].update(
+        key="inbox/My+Photos/%C3%A9t%C3%A9%2Bplus.jpg",
+        size=len(body),
+        etag=put["ETag"].strip('"'),
+        **{"version-id": put["VersionId"]},
+    )
+    assert invoke(submit_app, sqs_batch(event)) == {"batchItemFailures": []}
+    [task] = runware.tasks
+    job = submit_app.submitter.jobs.get(task["taskUUID"])
+    assert (job["sourceKey"], job["sourceVersionId"], job["status"]) == (key, put["VersionId"], "SUBMITTED")
+    assert task["taskUUID"] == job_id_for(INBOX_BUCKET, key, put["VersionId"])
+
+
+def test_one_upload_failing_its_own_step_fails_only_its_message(aws, submit_app, runware):
+    notifications = uploads(aws, 4)
+    fail_s3_calls_for(submit_app, notifications[2]["Records"][0]["s3"]["object"]["key"])
+    batch = sqs_batch(*notifications)
+    response = invoke(submit_app, batch)
+    assert failed_ids(response) == [batch["Records"][2]["messageId"]]
+    [request] = runware.requests
+    assert len(json.loads(request.content)) == 3, "its neighbours still go, in one request"
+    statuses = [job_of(submit_app, n["Records"][0]) for n in notifications]
+    assert [s["status"] if s else None for s in statuses] == ["SUBMITTED", "SUBMITTED", None, "SUBMITTED"]
+
+
+def test_a_task_runware_left_unanswered_fails_only_its_message(aws, submit_app, runware):
+    notifications = uploads(aws, 2)
+    first = job_id_for(INBOX_BUCKET, "inbox/batch/00.jpg", notifications[0]["Records"][0]["s3"]["object"]["versionId"])
+    runware.script = [
+        httpx.Response(
+            400,
+            json={"errors": [{"code": "invalidOutputQuality", "message": "bad", "taskUUID": first}]},
+        )
+    ]
+    batch = sqs_batch(*notifications)
+    response = invoke(submit_app, batch)
+    assert failed_ids(response) == [batch["Records"][1]["messageId"]]
+    assert submit_app.submitter.jobs.get(first)["status"] == "FAILED"
+    assert job_of(submit_app, notifications[1]["Records"][0])["status"] == "CLAIMED"
+
+
+def test_runware_unavailable_fails_every_message_of_the_batch(aws, submit_app, runware, capsys):
+    notifications = uploads(aws, 3)
+    runware.script = [httpx.Response(503)] * 3
+    batch = sqs_batch(*notifications)
+    capsys.readouterr()
+    response = invoke(submit_app, batch)
+    assert failed_ids(response) == [record["messageId"] for record in batch["Records"]]
+    assert len(runware.requests) == 3, "one request per attempt, for the whole batch"
+    assert metrics_emitted(capsys.readouterr().out) == {"SubmitBatchesFailed": 1.0}
+
+
+def test_an_unreadable_message_fails_alone(aws, submit_app, runware):
+    [notification] = uploads(aws, 1)
+    batch = sqs_batch("not json", notification, {"Records": [{"eventSource": "aws:sns"}]})
+    response = invoke(submit_app, batch)
+    assert failed_ids(response) == [batch["Records"][0]["messageId"], batch["Records"][2]["messageId"]]
+    assert job_of(submit_app, notification["Records"][0])["status"] == "SUBMITTED"
+
+
+def test_plain_event_metrics(aws, submit_app, runware, capsys):
     event, _ = prepared(aws, "s3-put-plain.json")
     capsys.readouterr()
-    response = invoke(submit_app, event)
-    [job] = response["jobs"]
-    assert job == {
-        "job_id": runware.tasks[0]["taskUUID"],
-        "source_key": "inbox/photos/cat.jpg",
-        "status": "SUBMITTED",
-        "code": None,
-        "message": None,
-    }
+    invoke(submit_app, sqs_batch(event))
     assert metrics_emitted(capsys.readouterr().out) == {"JobsSubmitted": 1.0}
 
 
 def test_odd_key_event_uses_the_real_key(aws, submit_app, runware):
     event, [key] = prepared(aws, "s3-put-odd-key.json")
     assert key == "inbox/My Photos/été+plus ☃.png"
-    [job] = invoke(submit_app, event)["jobs"]
-    assert job["source_key"] == key
-    assert submit_app.submitter.jobs.get(job["job_id"])["sourceKey"] == key
+    invoke(submit_app, sqs_batch(event))
     [task] = runware.tasks
+    assert submit_app.submitter.jobs.get(task["taskUUID"])["sourceKey"] == key
     assert urlsplit(task["inputs"]["image"]).path == "/inbox/My%20Photos/%C3%A9t%C3%A9%2Bplus%20%E2%98%83.png"
 
 
-def test_redrive_submits_a_job_whose_first_invocation_failed(aws, submit_app, runware):
+def test_redrive_submits_a_job_whose_first_delivery_failed(aws, submit_app, runware):
     event, [key] = prepared(aws, "s3-put-redrive-sqs.json")
     original = json.loads(event["Records"][0]["body"])["requestPayload"]
     runware.script = [httpx.Response(503)] * 3
-    with pytest.raises(RunwareUnavailable):
-        invoke(submit_app, original)  # Lambda retries, then sends the event to the DLQ
+    first = sqs_batch(original)
+    assert failed_ids(invoke(submit_app, first)) == [first["Records"][0]["messageId"]]
     assert len(runware.requests) == 3
     crashed = runware.tasks[0]
     assert {t["taskUUID"] for t in runware.tasks} == {crashed["taskUUID"]}
     assert submit_app.submitter.jobs.get(crashed["taskUUID"])["status"] == "CLAIMED"
 
-    [job] = invoke(submit_app, event)["jobs"]
-    assert (job["source_key"], job["status"]) == (key, "SUBMITTED")
-    assert job["job_id"] == crashed["taskUUID"] == runware.tasks[-1]["taskUUID"]
+    # A dead letter written by the Lambda on-failure destination before the queue existed.
+    assert invoke(submit_app, event) == {"batchItemFailures": []}
+    job = submit_app.submitter.jobs.get(crashed["taskUUID"])
+    assert (job["sourceKey"], job["status"]) == (key, "SUBMITTED")
+    assert runware.tasks[-1]["taskUUID"] == crashed["taskUUID"]
     assert len(runware.requests) == 4
 
 
-def test_rejection_is_reported_with_its_code_and_message(aws, submit_app, runware, capsys):
+def test_rejection_is_recorded_with_its_code_and_message(aws, submit_app, runware, capsys):
     event, _ = prepared(aws, "s3-put-plain.json", {"inbox/photos/cat.jpg": b"plain text, not a picture"})
     capsys.readouterr()
-    [job] = invoke(submit_app, event)["jobs"]
-    assert (job["status"], job["code"]) == ("REJECTED", "notAnImage")
-    assert "not a JPEG, PNG or WEBP" in job["message"]
+    assert invoke(submit_app, sqs_batch(event)) == {"batchItemFailures": []}
+    job = job_of(submit_app, event["Records"][0])
+    assert (job["status"], job["errorCode"]) == ("REJECTED", "notAnImage")
+    assert "not a JPEG, PNG or WEBP" in job["errorMessage"]
     assert runware.requests == []
     assert metrics_emitted(capsys.readouterr().out) == {"JobsRejected": 1.0}
 
 
-def test_runware_error_is_reported_as_failed(aws, submit_app, runware):
+def test_runware_error_is_recorded_as_failed(aws, submit_app, runware):
     event, _ = prepared(aws, "s3-put-plain.json")
     runware.script = [httpx.Response(402, json={"errors": [{"code": "insufficientCredits", "message": "Top up."}]})]
-    [job] = invoke(submit_app, event)["jobs"]
-    assert (job["status"], job["code"], job["message"]) == ("FAILED", "insufficientCredits", "Top up.")
+    assert invoke(submit_app, sqs_batch(event)) == {"batchItemFailures": []}
+    job = job_of(submit_app, event["Records"][0])
+    assert (job["status"], job["errorCode"], job["errorMessage"]) == ("FAILED", "insufficientCredits", "Top up.")
     assert len(runware.requests) == 1
 
 
 def test_the_invocations_remaining_time_bounds_the_retries(aws, submit_app, runware):
     event, _ = prepared(aws, "s3-put-plain.json")
     runware.script = [httpx.Response(429, headers={"Retry-After": "20"})] * 3
-    with pytest.raises(RunwareUnavailable):
-        invoke(submit_app, event, LambdaContext(remaining_ms=15_000))
+    batch = sqs_batch(event)
+    response = invoke(submit_app, batch, LambdaContext(remaining_ms=15_000))
+    assert failed_ids(response) == [batch["Records"][0]["messageId"]]
     assert len(runware.requests) == 1
 
 
 def test_a_test_event_submits_nothing_and_publishes_no_metric(aws, submit_app, runware, capsys):
     test_event = {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": INBOX_BUCKET}
     capsys.readouterr()
-    assert invoke(submit_app, test_event) == {"jobs": []}
+    assert invoke(submit_app, sqs_batch(test_event)) == {"batchItemFailures": []}
     assert runware.requests == []
     assert '"_aws"' not in capsys.readouterr().out
 
 
-def test_an_unrecognised_event_fails_the_invocation(aws, submit_app, runware):
-    with pytest.raises(UnrecognisedEvent):
+def test_an_event_that_is_not_a_queue_batch_fails_the_invocation(aws, submit_app, runware):
+    with pytest.raises(UnexpectedBatchTypeError):
         invoke(submit_app, {"detail-type": "Scheduled Event"})
     assert runware.requests == []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -71,10 +71,18 @@ class TransitionRefused(Exception):
 
 
 class JobStore:
-    def __init__(self, dynamodb_client: Any, table_name: str, retention_days: int = 90) -> None:
+    def __init__(
+        self,
+        dynamodb_client: Any,
+        table_name: str,
+        retention_days: int = 90,
+        on_terminal: Callable[[Mapping[str, Any]], None] | None = None,
+    ) -> None:
         self._db = dynamodb_client
         self.table_name = table_name
         self.retention_days = retention_days
+        # Told of each job right after the write that made it terminal (completion events).
+        self.on_terminal = on_terminal
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         response = self._db.get_item(TableName=self.table_name, Key=_key(job_id), ConsistentRead=True)
@@ -100,6 +108,7 @@ class JobStore:
             )
         except ClientError as error:
             raise _refused(job["jobId"], error) from None
+        self._ended(item, status)
 
     def transition(
         self,
@@ -151,7 +160,13 @@ class JobStore:
             )
         except ClientError as error:
             raise _refused(job_id, error) from None
-        return from_dynamodb_item(response["Attributes"])
+        updated = from_dynamodb_item(response["Attributes"])
+        self._ended(updated, to)
+        return updated
+
+    def _ended(self, job: Mapping[str, Any], status: JobStatus) -> None:
+        if self.on_terminal is not None and status in TERMINAL_STATUSES:
+            self.on_terminal(job)
 
     def find_by_status(
         self,

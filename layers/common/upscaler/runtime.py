@@ -20,6 +20,7 @@ from upscaler.storage import ObjectStore, create_s3_client
 # Each builder imports only what its function uses, so no function pays at cold start for the
 # modules of another (the webhook never loads the Runware client and httpx).
 if TYPE_CHECKING:
+    from upscaler.completion_events import CompletionEventPublisher
     from upscaler.reconciliation import Reconciler
     from upscaler.runware import RunwareClient
     from upscaler.submission import Submitter
@@ -46,7 +47,20 @@ def _dynamodb_client() -> Any:
 
 
 def _job_store(settings: Settings) -> JobStore:
-    return JobStore(_dynamodb_client(), settings.jobs_table, settings.job_retention_days)
+    return JobStore(
+        _dynamodb_client(), settings.jobs_table, settings.job_retention_days, on_terminal=_completion_events(settings)
+    )
+
+
+def _completion_events(settings: Settings) -> CompletionEventPublisher | None:
+    if not settings.completion_event_bus:
+        return None
+    from upscaler.completion_events import CompletionEventPublisher
+
+    def events_client() -> Any:
+        return boto3.client("events", region_name=aws_region(), config=Config(retries={"mode": "standard"}))
+
+    return CompletionEventPublisher(events_client, settings.completion_event_bus)
 
 
 def _runware_client(settings: Settings) -> RunwareClient:

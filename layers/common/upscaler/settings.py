@@ -38,6 +38,7 @@ class Settings:
     reconcile_max_jobs: int = 200
     runware_timeout_seconds: float = 20.0
     runware_max_attempts: int = 5
+    completion_event_bus: str = ""  # empty: no completion events (the template always sets one)
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -92,6 +93,7 @@ class Settings:
             job_max_age_seconds=number("JOB_MAX_AGE_SECONDS", cls.job_max_age_seconds),
             reconcile_max_jobs=number("RECONCILE_MAX_JOBS", cls.reconcile_max_jobs),
             runware_max_attempts=number("RUNWARE_MAX_ATTEMPTS", cls.runware_max_attempts),
+            completion_event_bus=env.get("COMPLETION_EVENT_BUS", "").strip(),
         )
 
 

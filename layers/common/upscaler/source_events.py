@@ -1,8 +1,15 @@
 """Source objects from the events that reach the submit function.
 
-Accepted shapes: an S3 ObjectCreated notification; the same wrapped in SQS messages (re-drive),
-either as the notification itself or as a Lambda on-failure destination record whose
-`requestPayload` is the original event.
+Accepted shapes:
+- the ingestion queue's SQS batch, each message body being one of the shapes below;
+- an S3 event notification (`Records` of `aws:s3` ObjectCreated records), as S3 sends it to the queue
+  (or, before the queue existed, to the function);
+- S3's `s3:TestEvent`, sent once when a notification is configured: no objects;
+- an EventBridge `Object Created` event from `aws.s3` (a bucket with EventBridge notifications on);
+- a Lambda on-failure destination record whose `requestPayload` is one of these (dead letters
+  written before the ingestion queue existed).
+Keys are URL-encoded with '+' for spaces in both S3 shapes (S3 notifications: AWS's documented
+message structure; EventBridge: Powertools' S3EventBridgeNotificationObject decodes them the same way).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from urllib.parse import unquote_plus
 
 
 class UnrecognisedEvent(ValueError):
-    """The event holds neither S3 records nor SQS messages wrapping them."""
+    """The event holds neither S3 records, EventBridge S3 events nor SQS messages wrapping them."""
 
 
 @dataclass(frozen=True)
@@ -33,25 +40,68 @@ class SourceObject:
         """What tells this upload apart from other uploads of the same key."""
         return self.version_id or f"{self.etag}:{self.sequencer}"
 
+    @property
+    def identity(self) -> tuple[str, str, str]:
+        return (self.bucket, self.key, self.version)
+
+
+@dataclass(frozen=True)
+class QueueMessage:
+    """One SQS message of a batch and the source objects its body names."""
+
+    message_id: str
+    sources: tuple[SourceObject, ...]
+
 
 def source_objects(event: Mapping[str, Any]) -> list[SourceObject]:
     """Every ObjectCreated record in the event, in order, once per object version."""
     seen: set[tuple[str, str, str]] = set()
     objects: list[SourceObject] = []
-    for record in _s3_records(event):
-        source = _source(record)
-        identity = (source.bucket, source.key, source.version)
-        if identity not in seen:
-            seen.add(identity)
+    for source in _sources(event):
+        if source.identity not in seen:
+            seen.add(source.identity)
             objects.append(source)
     return objects
 
 
-def _s3_records(event: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+def queue_messages(event: Mapping[str, Any]) -> tuple[list[QueueMessage], list[str]]:
+    """The messages of an SQS batch with their sources, and the ids of messages that name none
+    readable (a malformed body fails only its own message)."""
+    records = event.get("Records")
+    if not isinstance(records, list):
+        raise UnrecognisedEvent("the event has no Records list")
+    messages: list[QueueMessage] = []
+    unreadable: list[str] = []
+    for record in records:
+        message_id = str(record.get("messageId", ""))
+        try:
+            if record.get("eventSource") != "aws:sqs":
+                raise UnrecognisedEvent(f"unexpected event source {record.get('eventSource')!r}")
+            messages.append(QueueMessage(message_id, tuple(source_objects(_body(record)))))
+        except (UnrecognisedEvent, KeyError, TypeError, ValueError):
+            unreadable.append(message_id)
+    return messages, unreadable
+
+
+def _body(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    try:
+        body = json.loads(record["body"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise UnrecognisedEvent(f"SQS message body is not JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise UnrecognisedEvent("SQS message body is not a JSON object")
+    return body
+
+
+def _sources(event: Mapping[str, Any]) -> Iterator[SourceObject]:
     if event.get("Event") == "s3:TestEvent":
         return
     if "requestPayload" in event:  # a Lambda destination record
-        yield from _s3_records(event["requestPayload"])
+        yield from _sources(event["requestPayload"])
+        return
+    if event.get("source") == "aws.s3" and "detail-type" in event:
+        if event["detail-type"] == "Object Created":
+            yield _eventbridge_source(event)
         return
     records = event.get("Records")
     if not isinstance(records, list):
@@ -60,18 +110,14 @@ def _s3_records(event: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
         source = record.get("eventSource")
         if source == "aws:s3":
             if str(record.get("eventName", "")).startswith("ObjectCreated"):
-                yield record
+                yield _notification_source(record)
         elif source == "aws:sqs":
-            try:
-                body = json.loads(record["body"])
-            except (KeyError, TypeError, ValueError) as error:
-                raise UnrecognisedEvent(f"SQS message body is not JSON: {error}") from None
-            yield from _s3_records(body)
+            yield from _sources(_body(record))
         else:
             raise UnrecognisedEvent(f"unexpected event source {source!r}")
 
 
-def _source(record: Mapping[str, Any]) -> SourceObject:
+def _notification_source(record: Mapping[str, Any]) -> SourceObject:
     s3 = record["s3"]
     obj = s3["object"]
     return SourceObject(
@@ -83,4 +129,19 @@ def _source(record: Mapping[str, Any]) -> SourceObject:
         size=int(obj.get("size", 0)),
         sequencer=str(obj.get("sequencer", "")),
         event_time=str(record.get("eventTime", "")),
+    )
+
+
+def _eventbridge_source(event: Mapping[str, Any]) -> SourceObject:
+    detail = event["detail"]
+    obj = detail["object"]
+    version_id = obj.get("version-id")
+    return SourceObject(
+        bucket=detail["bucket"]["name"],
+        key=unquote_plus(obj["key"]),
+        version_id=version_id if version_id and version_id != "null" else None,
+        etag=str(obj.get("etag", "")).strip('"'),
+        size=int(obj.get("size", 0)),
+        sequencer=str(obj.get("sequencer", "")),
+        event_time=str(event.get("time", "")),
     )

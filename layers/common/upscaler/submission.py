@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import posixpath
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,12 @@ class SubmitOutcome:
 
 
 DUPLICATE = "DUPLICATE"
+
+
+@dataclass
+class SubmitReport:
+    outcomes: list[SubmitOutcome] = field(default_factory=list)
+    retry: list[tuple[SourceObject, str]] = field(default_factory=list)  # to deliver again, and why
 
 
 class TasksNotAcknowledged(Exception):
@@ -82,6 +88,31 @@ class Submitter:
         if pending:
             outcomes.extend(self._send(pending, deadline))
         return outcomes
+
+    def submit_sources(self, sources: Sequence[SourceObject], *, deadline: float | None = None) -> SubmitReport:
+        """Like submit_event for the sources of several queue messages, in one Runware request; a
+        source whose own step fails (or that Runware left unanswered) is reported for redelivery
+        instead of failing its neighbours. An error about the request as a whole propagates."""
+        report = SubmitReport()
+        pending: list[tuple[dict[str, Any], UpscaleTask]] = []
+        by_job: dict[str, SourceObject] = {}
+        for source in sources:
+            try:
+                outcome, claimed = self._prepare(source)
+            except Exception as error:  # this source's S3/DynamoDB step; its message is received again
+                report.retry.append((source, f"{type(error).__name__}: {error}"))
+                continue
+            if claimed is not None:
+                pending.append(claimed)
+                by_job[claimed[1].task_uuid] = source
+            elif outcome is not None:
+                report.outcomes.append(outcome)
+        if pending:
+            try:
+                report.outcomes.extend(self._send(pending, deadline))
+            except TasksNotAcknowledged as unanswered:
+                report.retry.extend((by_job[task], str(unanswered)) for task in unanswered.task_uuids)
+        return report
 
     def _prepare(self, source: SourceObject) -> tuple[SubmitOutcome | None, tuple[dict[str, Any], UpscaleTask] | None]:
         job_id = job_id_for(source.bucket, source.key, source.version)

@@ -1,0 +1,195 @@
+"""Lambda's SQS event source mapping, played against a moto queue for a real handler.
+
+As Lambda does: up to MaximumConcurrency pollers; each receives up to BatchSize messages, waiting
+up to MaximumBatchingWindowInSeconds for a batch to fill; invokes the function with the SQS event
+shape; deletes what succeeded. With ReportBatchItemFailures only the messages the function names
+in `batchItemFailures` stay; an error (or a response naming an unknown message) keeps the whole
+batch. What stays is received again once its visibility timeout ends, which the queue's redrive
+policy (in moto, as in SQS) turns into a move to the dead-letter queue after maxReceiveCount
+receives. Locally a failed message becomes visible again after `redelivery_seconds` instead of the
+queue's visibility timeout of minutes, the same as time passing faster.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger("local.event_source_mapping")
+
+SQS_RECEIVE_MAX = 10  # SQS returns at most 10 messages per ReceiveMessage
+
+
+@dataclass(frozen=True)
+class MappingSettings:
+    queue_url: str
+    queue_arn: str
+    batch_size: int
+    batching_window_seconds: float
+    maximum_concurrency: int
+    report_batch_item_failures: bool
+    region: str
+
+
+class EventSourceMapping:
+    def __init__(
+        self,
+        settings: MappingSettings,
+        sqs_client: Callable[[], Any],
+        invoke: Callable[[dict[str, Any]], Any],
+        *,
+        redelivery_seconds: int = 1,
+    ) -> None:
+        self.settings = settings
+        self._sqs_client = sqs_client
+        self._invoke = invoke
+        self.redelivery_seconds = redelivery_seconds
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self.in_flight = 0  # messages inside a running invocation
+        self.invocations = 0
+        self.messages_failed = 0  # messages left for redelivery (reported, or in a batch that raised)
+        self.batch_sizes: list[int] = []
+        self.peak_concurrency = 0
+        self._running = 0
+
+    def start(self) -> None:
+        for index in range(self.settings.maximum_concurrency):
+            thread = threading.Thread(target=self._poll, name=f"esm-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    # ---- one poller ---------------------------------------------------------------------------
+
+    def _poll(self) -> None:
+        sqs = self._sqs_client()
+        while not self._stopping.is_set():
+            try:
+                batch = self._receive_batch(sqs)
+            except Exception:
+                if self._stopping.is_set():
+                    return
+                logger.exception("polling %s failed", self.settings.queue_url)
+                time.sleep(0.5)
+                continue
+            if batch:
+                self._run(sqs, batch)
+
+    def _receive_batch(self, sqs: Any) -> list[dict[str, Any]]:
+        settings = self.settings
+        batch: list[dict[str, Any]] = []
+        window_ends: float | None = None
+        while len(batch) < settings.batch_size and not self._stopping.is_set():
+            if window_ends is None:
+                wait = 1
+            else:
+                remaining = window_ends - time.monotonic()
+                if remaining <= 0:
+                    break
+                wait = min(20, math.ceil(remaining))
+            response = sqs.receive_message(
+                QueueUrl=settings.queue_url,
+                MaxNumberOfMessages=min(SQS_RECEIVE_MAX, settings.batch_size - len(batch)),
+                WaitTimeSeconds=wait,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+            messages = response.get("Messages", [])
+            if not messages:
+                if window_ends is None:
+                    return []
+                continue
+            batch.extend(messages)
+            if window_ends is None:
+                if settings.batching_window_seconds <= 0:
+                    break
+                window_ends = time.monotonic() + settings.batching_window_seconds
+        return batch
+
+    def _run(self, sqs: Any, batch: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self.in_flight += len(batch)
+            self._running += 1
+            self.peak_concurrency = max(self.peak_concurrency, self._running)
+            self.invocations += 1
+            self.batch_sizes.append(len(batch))
+        try:
+            failed = self._failed_ids(batch)
+            with self._lock:
+                self.messages_failed += len(failed)
+            done = [m for m in batch if m["MessageId"] not in failed]
+            again = [m for m in batch if m["MessageId"] in failed]
+            for start in range(0, len(done), SQS_RECEIVE_MAX):
+                entries = [
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                    for i, m in enumerate(done[start : start + SQS_RECEIVE_MAX])
+                ]
+                sqs.delete_message_batch(QueueUrl=self.settings.queue_url, Entries=entries)
+            for start in range(0, len(again), SQS_RECEIVE_MAX):
+                entries = [
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": self.redelivery_seconds}
+                    for i, m in enumerate(again[start : start + SQS_RECEIVE_MAX])
+                ]
+                sqs.change_message_visibility_batch(QueueUrl=self.settings.queue_url, Entries=entries)
+        except Exception:
+            # The runner failed, not the function: the batch reappears after its visibility timeout.
+            logger.exception("handling a batch of %d failed; it will be received again", len(batch))
+        finally:
+            with self._lock:
+                self.in_flight -= len(batch)
+                self._running -= 1
+
+    def _failed_ids(self, batch: list[dict[str, Any]]) -> set[str]:
+        ids = {message["MessageId"] for message in batch}
+        try:
+            response = self._invoke(self.event_for(batch))
+        except Exception as error:
+            logger.warning("the function failed on a batch of %d: %s", len(batch), error)
+            return ids
+        if not self.settings.report_batch_item_failures:
+            return set()
+        failures = response.get("batchItemFailures") if isinstance(response, dict) else None
+        named = {str(item.get("itemIdentifier", "")) for item in failures or []}
+        if not named <= ids:
+            logger.warning("batchItemFailures names messages not in the batch: the whole batch fails")
+            return ids
+        return named
+
+    def event_for(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
+        """The event Lambda gives a function for a batch of SQS messages."""
+        return {
+            "Records": [
+                {
+                    "messageId": message["MessageId"],
+                    "receiptHandle": message["ReceiptHandle"],
+                    "body": message["Body"],
+                    "attributes": message.get("Attributes", {}),
+                    "messageAttributes": {
+                        name: {
+                            "stringValue": value.get("StringValue"),
+                            "binaryValue": value.get("BinaryValue"),
+                            "stringListValues": [],
+                            "binaryListValues": [],
+                            "dataType": value["DataType"],
+                        }
+                        for name, value in message.get("MessageAttributes", {}).items()
+                    },
+                    "md5OfBody": message.get("MD5OfBody", ""),
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": self.settings.queue_arn,
+                    "awsRegion": self.settings.region,
+                }
+                for message in batch
+            ]
+        }
