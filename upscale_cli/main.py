@@ -1,4 +1,4 @@
-"""s3-upscale: status, jobs, live progress, a smoke test and the Runware key, for a deployed stack
+"""s3-upscale: status, jobs, live progress, a smoke test, re-drive, backfill and the Runware key, for a deployed stack
 (--stack NAME, found by its CloudFormation outputs) or the local one (--local)."""
 
 from __future__ import annotations
@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from upscale_cli import job, set_key, smoke, status, watch
+from upscale_cli import backfill_command, job, redrive_command, set_key, smoke, status, watch
 from upscale_cli.output import Output
 from upscale_cli.target import TargetError, resolve_target
 
-COMMANDS = (status, job, watch, smoke, set_key)
+COMMANDS = (status, job, watch, smoke, redrive_command, backfill_command, set_key)
 
 
 def _target_options(parser: argparse.ArgumentParser, default: object) -> None:

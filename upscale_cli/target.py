@@ -39,6 +39,9 @@ class Target:
     jobs_table: str
     runware_secret: str
     dlq_url: str = ""
+    dlq_arn: str = ""
+    ingest_queue_url: str = ""
+    ingest_queue_arn: str = ""
     submit_function: str = ""
     region: str | None = None
     endpoint_url: str | None = None
@@ -57,6 +60,11 @@ class Target:
         session = self._session or boto3.session.Session(region_name=self.region)
         return session.client(service, config=Config(retries={"mode": "standard"}))
 
+    def queue_arn(self, url: str) -> str:
+        """A queue's ARN from its URL (the local state names queues by URL only)."""
+        attributes = self.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+        return str(attributes["QueueArn"])
+
 
 # ---- deployed --------------------------------------------------------------------------------
 
@@ -67,6 +75,9 @@ _OUTPUTS = {
     "JobsTableName": "jobs_table",
     "RunwareApiKeySecretArn": "runware_secret",
     "SubmitDeadLetterQueueUrl": "dlq_url",
+    "SubmitDeadLetterQueueArn": "dlq_arn",
+    "IngestQueueUrl": "ingest_queue_url",
+    "IngestQueueArn": "ingest_queue_arn",
     "SubmitFunctionName": "submit_function",
 }
 _REQUIRED = ("inbox_bucket", "inbox_prefix", "output_bucket", "jobs_table", "runware_secret")
@@ -129,6 +140,7 @@ def local_target_from_state(state: dict[str, Any]) -> Target:
         jobs_table=state["jobs_table"],
         runware_secret=environment.get("RUNWARE_API_KEY_SECRET", ""),
         dlq_url=state.get("dlq_url", ""),
+        ingest_queue_url=state.get("ingest_queue_url", ""),
         submit_function=state.get("submit_function", ""),
         region=LOCAL_REGION,
         endpoint_url=state["aws_endpoint"],

@@ -189,3 +189,46 @@ def test_smoke_local_starts_a_stack_when_none_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "local stack started for this command" in result.stdout
     assert "smoke test passed" in result.stdout
+
+
+def test_backfill_counts_then_enqueues_existing_objects_without_second_jobs(
+    stack: LocalStack, state_file: Path
+) -> None:
+    keys = [drop(stack, f"cli-backfill/{n}.jpg", image_bytes(260, 200)) for n in range(3)]
+    wait_for_jobs(stack, keys)
+    jobs_before = len(stack.jobs())
+    prefix = stack.names["inbox_prefix"] + "cli-backfill/"
+
+    dry = cli(state_file, "--json", "backfill", "--prefix", prefix, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert (json.loads(dry.stdout)["objects"], json.loads(dry.stdout)["enqueued"]) == (3, 0)
+
+    real = cli(state_file, "--json", "backfill", "--prefix", prefix)
+    assert real.returncode == 0, real.stderr
+    assert json.loads(real.stdout)["enqueued"] == 3
+    deadline = time.monotonic() + 30
+    while stack.invocations_pending():
+        assert time.monotonic() < deadline, "the backfilled messages were never consumed"
+        time.sleep(0.2)
+    assert len(stack.jobs()) == jobs_before, "a backfill of objects that already have jobs creates none"
+
+
+def test_redrive_moves_dead_letters_back_and_their_jobs_complete(stack: LocalStack, state_file: Path) -> None:
+    assert stack.emulator is not None
+    nothing = json.loads(cli(state_file, "--json", "redrive").stdout)
+    assert nothing == {"deadLetters": 0, "status": "NOTHING_TO_MOVE"}
+
+    stack.emulator.faults = FaultConfig(rate_5xx=1.0, status_5xx=503)
+    key = drop(stack, "cli-redrive/outage.jpg", image_bytes(260, 200))
+    deadline = time.monotonic() + 120
+    while stack.dead_letter_count() == 0:
+        assert time.monotonic() < deadline, "the upload never reached the dead-letter queue"
+        time.sleep(0.5)
+    stack.emulator.faults = FaultConfig()
+
+    result = cli(state_file, "--json", "redrive", "--wait", "--timeout", "60")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["status"] == "COMPLETED" and report["moved"] >= 1
+    assert wait_for_jobs(stack, [key], timeout=60)[key]["status"] == "COMPLETED"
+    assert stack.dead_letter_count() == 0
