@@ -42,6 +42,7 @@ class Target:
     dlq_arn: str = ""
     ingest_queue_url: str = ""
     ingest_queue_arn: str = ""
+    completion_events_queue_url: str = ""  # locally, a rule routes the completion events to this queue
     submit_function: str = ""
     region: str | None = None
     endpoint_url: str | None = None
@@ -141,6 +142,7 @@ def local_target_from_state(state: dict[str, Any]) -> Target:
         runware_secret=environment.get("RUNWARE_API_KEY_SECRET", ""),
         dlq_url=state.get("dlq_url", ""),
         ingest_queue_url=state.get("ingest_queue_url", ""),
+        completion_events_queue_url=state.get("completion_events_url", ""),
         submit_function=state.get("submit_function", ""),
         region=LOCAL_REGION,
         endpoint_url=state["aws_endpoint"],

@@ -1,8 +1,10 @@
-"""`watch`: live progress as jobs change, by polling the jobsByStatus index (queries, never a scan)."""
+"""`watch`: live progress as jobs change, by polling the jobsByStatus index (queries, never a scan),
+or the completion events as they come, from a queue that a rule on the completion bus feeds."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from datetime import timedelta
 from typing import Any
@@ -22,6 +24,12 @@ def add_parser(commands: argparse._SubParsersAction, parents: list[argparse.Argu
     parser.add_argument("--until-idle", action="store_true", help="exit once no job is in flight")
     parser.add_argument("--min-jobs", type=int, default=0, help="with --until-idle: wait until this many jobs exist")
     parser.add_argument("--timeout", type=float, default=0.0, help="give up after this many seconds (0: never)")
+    events = parser.add_mutually_exclusive_group()
+    events.add_argument(
+        "--events-queue", metavar="URL", help="print completion events from this SQS queue (fed by your rule)"
+    )
+    events.add_argument("--events", action="store_true", help="--local: the local stack's completion events queue")
+    parser.add_argument("--count", type=int, default=0, help="with events: exit after this many (0: never)")
     parser.set_defaults(run=run)
 
 
@@ -62,6 +70,8 @@ def describe(job: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace, target: Target, out: Output) -> int:
+    if args.events or args.events_queue:
+        return run_events(args, target, out)
     since = iso(utc_now() - timedelta(minutes=args.since))
     deadline = time.monotonic() + args.timeout if args.timeout > 0 else None
     seen: dict[str, str] = {}
@@ -140,3 +150,34 @@ class _Progress:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+def run_events(args: argparse.Namespace, target: Target, out: Output) -> int:
+    """Each completion event as it arrives (deleted from the queue once printed; delivery is at least once)."""
+    queue_url = args.events_queue or target.completion_events_queue_url
+    if not queue_url:
+        out.line("--events needs --local (the local stack routes them to a queue); otherwise give --events-queue URL")
+        return 2
+    sqs = target.client("sqs")
+    deadline = time.monotonic() + args.timeout if args.timeout > 0 else None
+    seen = 0
+    out.line(f"completion events from {queue_url} (Ctrl-C to stop)")
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            wait = max(1, min(int(args.interval) or 1, 20))
+            for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait).get(
+                "Messages", []
+            ):
+                event = json.loads(message["Body"])
+                detail = event.get("detail", {})
+                if out.as_json:
+                    out.json_line({"event": event.get("detail-type"), "at": event.get("time"), **detail})
+                else:
+                    out.line(f"{event.get('time', '')}  {describe(detail)}" if "status" in detail else message["Body"])
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+                seen += 1
+                if args.count and seen >= args.count:
+                    return 0
+    except KeyboardInterrupt:
+        return 0
+    return 1 if args.count else 0

@@ -232,3 +232,19 @@ def test_redrive_moves_dead_letters_back_and_their_jobs_complete(stack: LocalSta
     assert report["status"] == "COMPLETED" and report["moved"] >= 1
     assert wait_for_jobs(stack, [key], timeout=60)[key]["status"] == "COMPLETED"
     assert stack.dead_letter_count() == 0
+
+
+def test_watch_events_prints_the_completion_events_of_new_jobs(stack: LocalStack, state_file: Path) -> None:
+    keys = [drop(stack, f"cli-events/{n}.jpg", image_bytes(240, 180)) for n in range(2)]
+    keys.append(drop(stack, "cli-events/not-an-image.jpg", b"plain text"))
+    wait_for_jobs(stack, keys)
+
+    result = cli(state_file, "--json", "watch", "--events", "--timeout", "4", "--interval", "1")
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    ours = {event["sourceKey"]: event for event in events if event.get("sourceKey") in keys}
+    assert set(ours) == set(keys)
+    assert ours[keys[0]]["event"] == "Upscale Job Completed" and ours[keys[0]]["status"] == "COMPLETED"
+    assert ours[keys[2]]["event"] == "Upscale Job Rejected" and ours[keys[2]]["errorCode"] == "notAnImage"
+    again = cli(state_file, "--json", "watch", "--events", "--timeout", "2", "--interval", "1")
+    assert not {json.loads(line).get("sourceKey") for line in again.stdout.splitlines()} & set(keys), "consumed"
