@@ -4,13 +4,26 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo up test test-unit test-integration soak lint format validate bench clean
+.PHONY: demo up test test-unit test-integration soak lint format validate bench clean lock
 
-$(STAMP): requirements-dev.txt layers/common/requirements.txt
+UV := $(BIN)/uv
+LOCK_FLAGS := --quiet --generate-hashes
+
+# Installs only from lock files with hashes: uv from requirements-bootstrap.lock (by pip), then
+# everything else from requirements-dev.lock (by uv), then this project itself (the s3-upscale command).
+$(STAMP): requirements-bootstrap.lock requirements-dev.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-bootstrap.lock
+	@$(UV) pip install --quiet --python $(BIN)/python --require-hashes -r requirements-dev.lock
+	@$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+
+## lock: recompile the lock files (with hashes) from the pins in the .txt / .in files
+lock: $(STAMP)
+	$(UV) pip compile $(LOCK_FLAGS) --universal --python-version 3.11 requirements-bootstrap.txt -o requirements-bootstrap.lock
+	$(UV) pip compile $(LOCK_FLAGS) --universal --python-version 3.11 requirements-dev.txt -o requirements-dev.lock
+	$(UV) pip compile $(LOCK_FLAGS) --python-version 3.13 --python-platform aarch64-manylinux_2_28 \
+		layers/common/requirements.in -o layers/common/requirements.txt
 
 ## demo: start the local stack, upscale the sample images, print the results table
 demo: $(STAMP)

@@ -11,7 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-LAYER_REQUIREMENTS = Path(__file__).resolve().parent.parent / "layers" / "common" / "requirements.txt"
+LAYER_REQUIREMENTS = Path(__file__).resolve().parent.parent / "layers" / "common" / "requirements.in"
 
 # Lambda list prices (us-east-1, arm64, as the template deploys): per GB-second and per request.
 PRICE_PER_GB_SECOND = 0.0000133334
@@ -138,7 +138,7 @@ def findings(results: dict[str, Any]) -> list[str]:
     requirements = LAYER_REQUIREMENTS.read_text()
     if "aws-xray-sdk" not in requirements and "[tracer]" not in requirements:
         notes.append(
-            "The layer's requirements.txt has neither `aws-lambda-powertools[tracer]` nor `aws-xray-sdk`, and "
+            "The layer's requirements.in has neither `aws-lambda-powertools[tracer]` nor `aws-xray-sdk`, and "
             "Powertools' `Tracer()` imports the X-Ray SDK unconditionally (even with POWERTOOLS_TRACE_DISABLED): "
             "in a layer built from that file every handler module fails at import with ModuleNotFoundError "
             "(`aws_xray_sdk.core`). The cold-start figures here assume the SDK is in the layer."

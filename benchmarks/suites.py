@@ -126,7 +126,7 @@ def deployed_packages() -> list[str]:
     def normal(name: str) -> str:
         return re.sub(r"[-_.]+", "-", name).lower()
 
-    lines = (LAYER / "requirements.txt").read_text().splitlines()
+    lines = (LAYER / "requirements.in").read_text().splitlines()
     wanted = [Requirement(line) for line in lines if line.strip() and not line.startswith("#")]
     wanted += [Requirement("aws-lambda-powertools[tracer]"), Requirement("boto3")]
     extras: dict[str, set[str]] = {}

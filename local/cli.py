@@ -14,13 +14,15 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import sys
 import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-STATE_FILE = Path(".local-stack/state.json")
+# At the repository root whatever the working directory, so `s3-upscale --local` finds it.
+STATE_FILE = Path(__file__).resolve().parent.parent / ".local-stack" / "state.json"
 TERMINAL = ("COMPLETED", "FAILED", "REJECTED", "TIMED_OUT")
 
 
@@ -97,9 +99,16 @@ def run_up(args: argparse.Namespace) -> int:
 
     stack = LocalStack(_stack_config(args, aws_port=args.aws_port, function_log_level="INFO")).start()
     STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
-    STATE_FILE.write_text(
-        json.dumps({"aws_endpoint": stack.aws_endpoint, "environment": stack.environment, **stack.names}, indent=2)
-    )
+    state = {
+        "pid": os.getpid(),
+        "aws_endpoint": stack.aws_endpoint,
+        "runware_url": stack.emulator.url if stack.emulator else "",
+        "environment": stack.environment,
+        **stack.names,
+    }
+    STATE_FILE.write_text(json.dumps(state, indent=2))
+    # A plain `kill` must remove the state file too, not only Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     names = stack.names
     inbox = f"s3://{names['inbox_bucket']}/{names['inbox_prefix']}"
     exports = {
@@ -135,6 +144,7 @@ def run_up(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    from local.demo_page import DemoEntry, write_demo_page
     from local.samples import samples
     from local.stack import LocalStack
 
@@ -155,7 +165,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print()
         by_key = {job["sourceKey"]: job for job in jobs}
         args.out.mkdir(parents=True, exist_ok=True)
-        rows, problems = [], []
+        rows, problems, entries = [], [], []
         for sample in drops:
             job = by_key.get(prefix + sample.name)
             if job is None or job["status"] not in TERMINAL:
@@ -163,13 +173,17 @@ def run_demo(args: argparse.Namespace) -> int:
                 continue
             if job["status"] != sample.expected_status:
                 problems.append(f"{sample.name}: {job['status']}, expected {sample.expected_status}")
+            target = None
             if job["status"] == "COMPLETED":
                 target = Path(args.out) / Path(job["outputKey"]).name
                 s3.download_file(job["outputBucket"], job["outputKey"], str(target))
                 problems.extend(_check_output(sample.name, job, target))
             rows.append(_row(sample.name, job))
+            entries.append(DemoEntry(sample.name, sample.note, sample.body, job, target))
         _print_table(rows)
-        print(f"\nOutputs in {args.out.resolve()}; finished in {time.monotonic() - started:.1f}s.")
+        page = write_demo_page(Path(args.out), entries)
+        print(f"\nOutputs in {args.out.resolve()}; before and after: {page.resolve()}")
+        print(f"Finished in {time.monotonic() - started:.1f}s.")
     if problems:
         print("\nProblems:\n  " + "\n  ".join(problems))
         return 1

@@ -1,1 +1,1 @@
-"""Operating a deployed (or local) s3-upscale stack from the command line."""
+"""s3-upscale: operate a deployed stack (found by its CloudFormation outputs) or the local one."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -216,7 +217,6 @@ GRANTED_ACTIONS = {
         "s3:DeleteObject",
         "s3:ListBucket",
         "dynamodb:Query",
-        "dynamodb:GetItem",
         "dynamodb:UpdateItem",
         "secretsmanager:GetSecretValue",
         "events:PutEvents",
@@ -742,6 +742,32 @@ def check_table(cfn: dict[str, Any]) -> None:
     assert table.get("TimeToLiveSpecification") == {"AttributeName": "expiresAt", "Enabled": True}
     assert table.get("PointInTimeRecoverySpecification") == {"PointInTimeRecoveryEnabled": True}
     assert table.get("SSESpecification", {}).get("SSEEnabled") is True
+    resource = cfn["Resources"]["JobsTable"]
+    assert resource.get("DeletionPolicy") == "Retain", "the job records survive sam delete"
+    assert resource.get("UpdateReplacePolicy") == "Retain", "the job records survive a replacement"
+
+
+def _both_branches(statements: list[Any]) -> list[dict[str, Any]]:
+    """Statements with each Fn::If expanded into both of its branches (AWS::NoValue dropped)."""
+    expanded: list[dict[str, Any]] = []
+    for statement in statements:
+        branches = statement["Fn::If"][1:] if "Fn::If" in statement else [statement]
+        expanded.extend(branch for branch in branches if branch != {"Ref": "AWS::NoValue"})
+    return expanded
+
+
+def check_senders_name_their_source(cfn: dict[str, Any]) -> None:
+    """Whatever an AWS service may send to names the sending resource (aws:SourceArn), not only the
+    account: every function permission, and every queue or topic policy statement for a service."""
+    for name, resource in resources_of_type(cfn, "AWS::Lambda::Permission").items():
+        properties = resource["Properties"]
+        assert properties.get("SourceArn"), f"{name}: {properties['Principal']} may invoke without a SourceArn"
+    for kind in ("AWS::SQS::QueuePolicy", "AWS::SNS::TopicPolicy"):
+        for name, resource in resources_of_type(cfn, kind).items():
+            for statement in _both_branches(as_list(resource["Properties"]["PolicyDocument"]["Statement"])):
+                principal = statement.get("Principal", {})
+                if statement["Effect"] == "Allow" and isinstance(principal, dict) and "Service" in principal:
+                    assert mentions(statement.get("Condition", {}), "aws:SourceArn"), f"{name}: no aws:SourceArn"
 
 
 def check_dead_letter_queue(cfn: dict[str, Any]) -> None:
@@ -816,6 +842,7 @@ CFN_CHECKS: list[Callable[[dict[str, Any]], None]] = [
     check_environment,
     check_buckets,
     check_table,
+    check_senders_name_their_source,
     check_dead_letter_queue,
     check_secrets,
     check_alarms,
@@ -918,6 +945,42 @@ def _no_timeout_alarm(sam):
     del sam["Resources"]["JobsTimedOutAlarm"]
 
 
+def _table_deleted_with_the_stack(sam):
+    del sam["Resources"]["JobsTable"]["DeletionPolicy"]
+
+
+def _eventbridge_permission_without_source(sam):
+    sam["Resources"]["AnyRuleMayInvoke"] = {
+        "Type": "AWS::Lambda::Permission",
+        "Properties": {
+            "Action": "lambda:InvokeFunction",
+            "FunctionName": {"Ref": "ReconcileFunction"},
+            "Principal": "events.amazonaws.com",
+            "SourceAccount": {"Ref": "AWS::AccountId"},
+        },
+    }
+
+
+def _queue_policy_without_source(sam):
+    sam["Resources"]["OpenQueuePolicy"] = {
+        "Type": "AWS::SQS::QueuePolicy",
+        "Properties": {
+            "Queues": [{"Ref": "SubmitDeadLetterQueue"}],
+            "PolicyDocument": {
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "s3.amazonaws.com"},
+                        "Action": "sqs:SendMessage",
+                        "Resource": {"Fn::GetAtt": ["SubmitDeadLetterQueue", "Arn"]},
+                        "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
+                    }
+                ]
+            },
+        },
+    }
+
+
 def _extra_table_write(sam):
     _statement(sam, "WebhookFunctionRole", "AdvanceJobs")["Action"].append("dynamodb:PutItem")
 
@@ -940,6 +1003,9 @@ REGRESSIONS = {
     "layer built for x86_64": (_layer_built_for_x86, check_function_code_and_layer),
     "no timed-out jobs alarm": (_no_timeout_alarm, check_alarms),
     "webhook may create jobs": (_extra_table_write, check_granted_actions),
+    "jobs table deleted with the stack": (_table_deleted_with_the_stack, check_table),
+    "any EventBridge rule may invoke": (_eventbridge_permission_without_source, check_senders_name_their_source),
+    "queue policy names only the account": (_queue_policy_without_source, check_senders_name_their_source),
 }
 
 
@@ -1011,3 +1077,16 @@ def test_guide_lists_every_granted_action(function):
     section = text[start:end]
     for action in GRANTED_ACTIONS[function]:
         assert f"`{action}`" in section, f"README.md does not explain {action} for {function}"
+    listed = {
+        action
+        for line in section.splitlines()
+        if line.startswith("| `")
+        for action in re.findall(r"`([a-z0-9]+:[A-Za-z]+)`", line.split(" | ")[0])
+    }
+    assert listed == GRANTED_ACTIONS[function], f"README.md lists {listed - GRANTED_ACTIONS[function]} not granted"
+
+
+def test_template_points_only_at_files_that_exist():
+    text = TEMPLATE_PATH.read_text(encoding="utf-8")
+    for path in re.findall(r"[\w./-]+\.md\b", text):
+        assert (ROOT / path).exists(), f"template.yaml refers to {path}, which does not exist"

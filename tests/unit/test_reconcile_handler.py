@@ -200,10 +200,12 @@ def test_scheduled_run_completes_fails_and_times_out_without_scanning(
     assert metrics["EndToEndLatency"] >= 30 * 60
 
 
-def test_scheduled_run_with_nothing_stale_polls_nothing(handler, store, runware):
+def test_scheduled_run_with_nothing_stale_polls_nothing_and_publishes_no_metric(handler, store, runware, capsys):
     add_job(store, timedelta(minutes=1))
+    capsys.readouterr()
 
-    counts = handler.lambda_handler(SCHEDULE_EVENT, LambdaContext())
+    with pytest.warns(UserWarning, match="No application metrics to publish"):
+        counts = handler.lambda_handler(SCHEDULE_EVENT, LambdaContext())
 
     assert counts == {
         "examined": 0,
@@ -213,6 +215,8 @@ def test_scheduled_run_with_nothing_stale_polls_nothing(handler, store, runware)
         "timedOutExamined": 0,
     }
     assert runware.authorization == set()
+    # Nothing to report: no embedded-metric document at all (a zero would still bill as a custom metric).
+    assert '"_aws"' not in capsys.readouterr().out
 
 
 def test_runware_down_leaves_every_job_as_it_was(handler, store, runware):

@@ -389,10 +389,12 @@ def test_the_invocations_remaining_time_bounds_the_retries(aws, submit_app, runw
     assert len(runware.requests) == 1
 
 
-def test_a_test_event_submits_nothing(aws, submit_app, runware):
+def test_a_test_event_submits_nothing_and_publishes_no_metric(aws, submit_app, runware, capsys):
     test_event = {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": INBOX_BUCKET}
+    capsys.readouterr()
     assert invoke(submit_app, sqs_batch(test_event)) == {"batchItemFailures": []}
     assert runware.requests == []
+    assert '"_aws"' not in capsys.readouterr().out
 
 
 def test_an_event_that_is_not_a_queue_batch_fails_the_invocation(aws, submit_app, runware):

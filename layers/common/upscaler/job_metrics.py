@@ -63,6 +63,8 @@ def add_webhook_metrics(metrics: Metrics, reply: WebhookReply) -> None:
 
 
 def add_reconcile_metrics(metrics: Metrics, report: ReconcileReport) -> None:
-    """Stale jobs examined (zero on a quiet run, so every run publishes), then what was recorded."""
-    metrics.add_metric(name="StaleJobsExamined", unit=MetricUnit.Count, value=report.examined)
+    """Stale jobs examined, then what was recorded; a quiet run adds nothing, so it publishes nothing
+    (a custom metric bills for each hour in which it receives a value, a zero included)."""
+    if report.examined:
+        metrics.add_metric(name="StaleJobsExamined", unit=MetricUnit.Count, value=report.examined)
     add_result_metrics(metrics, report.recorded)

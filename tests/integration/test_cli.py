@@ -1,0 +1,250 @@
+"""s3-upscale, the installed console script, run as a user runs it against the local stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local.runware_emulator import FaultConfig
+from local.stack import LOCAL_RUNWARE_KEY, LocalStack
+from tests.integration.conftest import drop, image_bytes, wait_for_jobs
+
+CLI = Path(sys.executable).with_name("s3-upscale")
+
+
+@pytest.fixture
+def state_file(stack: LocalStack, tmp_path: Path) -> Path:
+    """The state file `python -m local up` writes, here for the session's stack."""
+    path = tmp_path / "state.json"
+    state = {"pid": os.getpid(), "aws_endpoint": stack.aws_endpoint, "environment": stack.environment, **stack.names}
+    path.write_text(json.dumps(state))
+    return path
+
+
+def cli(state: Path, *args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "S3_UPSCALE_LOCAL_STATE": str(state)}
+    return subprocess.run(
+        [str(CLI), "--local", *args], env=environment, input=stdin, capture_output=True, text=True,
+        timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def test_the_console_script_is_installed() -> None:
+    assert CLI.exists(), "pip install -e . (the Makefile's venv step) puts s3-upscale next to python"
+
+
+def test_status_counts_every_status_and_lists_the_newest(stack: LocalStack, state_file: Path) -> None:
+    keys = [
+        drop(stack, "cli-status/a.jpg", image_bytes(300, 200)),
+        drop(stack, "cli-status/b.png", image_bytes(200, 200, "PNG")),
+        drop(stack, "cli-status/notes.jpg", b"not an image at all"),
+    ]
+    jobs = wait_for_jobs(stack, keys)
+
+    result = cli(state_file, "--json", "status", "--limit", "500")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    expected: dict[str, int] = {}
+    for job in stack.jobs():
+        expected[job["status"]] = expected.get(job["status"], 0) + 1
+    assert {status: n for status, n in report["counts"].items() if n} == expected
+    assert report["total"] == sum(expected.values())
+    newest_ids = [job["jobId"] for job in report["newest"]]
+    assert {job["jobId"] for job in jobs.values()} <= set(newest_ids)
+    created = [job["createdAt"] for job in report["newest"]]
+    assert created == sorted(created, reverse=True)
+
+    plain = cli(state_file, "status", "--limit", "3")
+    assert plain.returncode == 0, plain.stderr
+    assert "\x1b[" not in plain.stdout, "no terminal escapes when stdout is not a terminal"
+    assert f"REJECTED   {expected['REJECTED']}" in plain.stdout
+    assert len([line for line in plain.stdout.splitlines() if line.startswith("20")]) == 3
+
+
+def test_job_by_id_by_key_and_every_version_of_a_key(stack: LocalStack, state_file: Path) -> None:
+    key = drop(stack, "cli-job/photo one.jpg", image_bytes(320, 240))
+    first = wait_for_jobs(stack, [key])[key]
+    time.sleep(0.01)
+    drop(stack, "cli-job/photo one.jpg", image_bytes(330, 240))
+    deadline = time.monotonic() + 30
+    while len([j for j in stack.jobs() if j["sourceKey"] == key and j["status"] == "COMPLETED"]) < 2:
+        assert time.monotonic() < deadline, "second upload did not complete"
+        time.sleep(0.2)
+
+    by_id = json.loads(cli(state_file, "--json", "job", first["jobId"]).stdout)
+    assert by_id == json.loads(json.dumps(stack_job(stack, first["jobId"]), default=float))
+
+    for reference in ("cli-job/photo one.jpg", key, f"s3://{stack.names['inbox_bucket']}/{key}"):
+        every = json.loads(cli(state_file, "--json", "job", "--all", reference).stdout)
+        assert len(every) == 2 and {job["sourceKey"] for job in every} == {key}
+        assert every[0]["createdAt"] > every[1]["createdAt"]
+        assert every[1]["jobId"] == first["jobId"]
+        assert {job["inputWidth"] for job in every} == {320, 330}
+
+    readable = cli(state_file, "job", first["jobId"])
+    assert readable.returncode == 0
+    for line in ("source.sourceKey", "request.outputKey", "outcome.status", "timing.totalSeconds"):
+        assert line in readable.stdout
+    assert cli(state_file, "job", "cli-job/never-uploaded.jpg").returncode == 1
+
+
+def stack_job(stack: LocalStack, job_id: str) -> dict[str, Any]:
+    return next(job for job in stack.jobs() if job["jobId"] == job_id)
+
+
+def test_watch_reports_each_change_until_nothing_is_in_flight(stack: LocalStack, state_file: Path) -> None:
+    assert stack.emulator is not None
+    stack.emulator.faults = FaultConfig(latency_seconds=3.0)
+    keys = [drop(stack, f"cli-watch/{n}.jpg", image_bytes(300, 200)) for n in range(2)]
+    deadline = time.monotonic() + 20
+    while {j["sourceKey"] for j in stack.jobs() if j["status"] == "SUBMITTED"} < set(keys):
+        assert time.monotonic() < deadline, "jobs never reached SUBMITTED"
+        time.sleep(0.1)
+
+    result = cli(state_file, "--json", "watch", "--until-idle", "--since", "2", "--interval", "0.3",
+                 "--timeout", "60")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    for key in keys:
+        statuses = [event["status"] for event in events if event.get("sourceKey") == key]
+        assert statuses == ["SUBMITTED", "COMPLETED"], (key, statuses)
+    assert events[-1]["event"] == "summary"
+
+
+def test_smoke_passes_against_the_running_stack(stack: LocalStack, state_file: Path) -> None:
+    result = cli(state_file, "--json", "smoke", "--timeout", "60")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["passed"] and report["status"] == "COMPLETED"
+    assert report["output"]["format"] == "JPEG" and report["output"]["contentType"] == "image/jpeg"
+    assert abs(report["output"]["width"] * report["output"]["height"] - 1_000_000) <= 50_000
+    assert report["timings"]["upload to result (job record)"] is not None
+
+
+def test_smoke_exits_non_zero_when_the_job_fails(stack: LocalStack, state_file: Path) -> None:
+    assert stack.emulator is not None
+    stack.emulator.faults = FaultConfig(task_failure_rate=1.0)
+    result = cli(state_file, "smoke", "--format", "PNG", "--timeout", "60")
+    assert result.returncode == 1, result.stdout
+    assert "FAILED: job ended FAILED" in result.stdout
+
+
+def test_set_key_stores_the_key_from_stdin_without_echoing_it(stack: LocalStack, state_file: Path) -> None:
+    secrets = stack.client("secretsmanager")
+    secret = stack.environment["RUNWARE_API_KEY_SECRET"]
+    try:
+        result = cli(state_file, "set-key", stdin="rw-test-key-0123456789\n")
+        assert result.returncode == 0, result.stderr
+        assert "rw-test-key" not in result.stdout + result.stderr
+        assert secrets.get_secret_value(SecretId=secret)["SecretString"] == "rw-test-key-0123456789"
+        assert cli(state_file, "set-key", stdin="\n").returncode == 1
+        assert secrets.get_secret_value(SecretId=secret)["SecretString"] == "rw-test-key-0123456789"
+    finally:
+        secrets.put_secret_value(SecretId=secret, SecretString=LOCAL_RUNWARE_KEY)
+
+
+def test_a_deployed_stack_is_found_by_its_cloudformation_outputs(stack: LocalStack, tmp_path: Path) -> None:
+    outputs = {
+        "InboxBucketName": stack.names["inbox_bucket"],
+        "InboxPrefix": stack.names["inbox_prefix"],
+        "OutputBucketName": stack.names["output_bucket"],
+        "JobsTableName": stack.names["jobs_table"],
+        "RunwareApiKeySecretArn": stack.environment["RUNWARE_API_KEY_SECRET"],
+    }
+    template = {
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {name: {"Value": value} for name, value in outputs.items()},
+    }
+    stack.client("cloudformation").create_stack(StackName="cli-deployed", TemplateBody=json.dumps(template))
+    environment = {**os.environ, "AWS_ENDPOINT_URL": stack.aws_endpoint, "AWS_DEFAULT_REGION": "us-east-1",
+                   "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}  # fmt: skip
+    result = subprocess.run([str(CLI), "--stack", "cli-deployed", "--json", "status", "--limit", "1"], env=environment,
+                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["stack"] == "stack cli-deployed (us-east-1)"
+    missing = subprocess.run([str(CLI), "--stack", "no-such-stack", "status"], env=environment,
+                             capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert missing.returncode == 2 and "cannot read stack 'no-such-stack'" in missing.stderr
+
+
+def test_smoke_local_starts_a_stack_when_none_runs(tmp_path: Path) -> None:
+    """`s3-upscale smoke --local` with no `make up` running (its state file left behind by one that
+    was killed): the check CI runs."""
+    stale = tmp_path / "state.json"
+    dead_pid = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_pid.wait()
+    stale.write_text(json.dumps({"pid": dead_pid.pid, "aws_endpoint": "http://127.0.0.1:9", "environment": {}}))
+    result = subprocess.run(
+        [str(CLI), "smoke", "--local", "--timeout", "90"],
+        env={**os.environ, "S3_UPSCALE_LOCAL_STATE": str(stale)},
+        capture_output=True, text=True, timeout=180, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "local stack started for this command" in result.stdout
+    assert "smoke test passed" in result.stdout
+
+
+def test_backfill_counts_then_enqueues_existing_objects_without_second_jobs(
+    stack: LocalStack, state_file: Path
+) -> None:
+    keys = [drop(stack, f"cli-backfill/{n}.jpg", image_bytes(260, 200)) for n in range(3)]
+    wait_for_jobs(stack, keys)
+    jobs_before = len(stack.jobs())
+    prefix = stack.names["inbox_prefix"] + "cli-backfill/"
+
+    dry = cli(state_file, "--json", "backfill", "--prefix", prefix, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert (json.loads(dry.stdout)["objects"], json.loads(dry.stdout)["enqueued"]) == (3, 0)
+
+    real = cli(state_file, "--json", "backfill", "--prefix", prefix)
+    assert real.returncode == 0, real.stderr
+    assert json.loads(real.stdout)["enqueued"] == 3
+    deadline = time.monotonic() + 30
+    while stack.invocations_pending():
+        assert time.monotonic() < deadline, "the backfilled messages were never consumed"
+        time.sleep(0.2)
+    assert len(stack.jobs()) == jobs_before, "a backfill of objects that already have jobs creates none"
+
+
+def test_redrive_moves_dead_letters_back_and_their_jobs_complete(stack: LocalStack, state_file: Path) -> None:
+    assert stack.emulator is not None
+    nothing = json.loads(cli(state_file, "--json", "redrive").stdout)
+    assert nothing == {"deadLetters": 0, "status": "NOTHING_TO_MOVE"}
+
+    stack.emulator.faults = FaultConfig(rate_5xx=1.0, status_5xx=503)
+    key = drop(stack, "cli-redrive/outage.jpg", image_bytes(260, 200))
+    deadline = time.monotonic() + 120
+    while stack.dead_letter_count() == 0:
+        assert time.monotonic() < deadline, "the upload never reached the dead-letter queue"
+        time.sleep(0.5)
+    stack.emulator.faults = FaultConfig()
+
+    result = cli(state_file, "--json", "redrive", "--wait", "--timeout", "60")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["status"] == "COMPLETED" and report["moved"] >= 1
+    assert wait_for_jobs(stack, [key], timeout=60)[key]["status"] == "COMPLETED"
+    assert stack.dead_letter_count() == 0
+
+
+def test_watch_events_prints_the_completion_events_of_new_jobs(stack: LocalStack, state_file: Path) -> None:
+    keys = [drop(stack, f"cli-events/{n}.jpg", image_bytes(240, 180)) for n in range(2)]
+    keys.append(drop(stack, "cli-events/not-an-image.jpg", b"plain text"))
+    wait_for_jobs(stack, keys)
+
+    result = cli(state_file, "--json", "watch", "--events", "--timeout", "4", "--interval", "1")
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    ours = {event["sourceKey"]: event for event in events if event.get("sourceKey") in keys}
+    assert set(ours) == set(keys)
+    assert ours[keys[0]]["event"] == "Upscale Job Completed" and ours[keys[0]]["status"] == "COMPLETED"
+    assert ours[keys[2]]["event"] == "Upscale Job Rejected" and ours[keys[2]]["errorCode"] == "notAnImage"
+    again = cli(state_file, "--json", "watch", "--events", "--timeout", "2", "--interval", "1")
+    assert not {json.loads(line).get("sourceKey") for line in again.stdout.splitlines()} & set(keys), "consumed"

@@ -1,0 +1,5 @@
+import sys
+
+from upscale_cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,182 @@
+"""Which stack a command talks to: a deployed one, from its CloudFormation outputs, or the local one.
+
+The local stack is the one `python -m local up` (`make up`) is running, found through the state
+file it writes; when none runs, one is started for the command's duration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import boto3
+from botocore.config import Config
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Written by `python -m local up`; S3_UPSCALE_LOCAL_STATE points elsewhere (tests use it).
+LOCAL_STATE_FILE = REPO_ROOT / ".local-stack" / "state.json"
+LOCAL_REGION = "us-east-1"
+LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+
+
+class TargetError(Exception):
+    """The stack cannot be found or is not what this tool expects."""
+
+
+@dataclass
+class Target:
+    description: str
+    inbox_bucket: str
+    inbox_prefix: str
+    output_bucket: str
+    jobs_table: str
+    runware_secret: str
+    dlq_url: str = ""
+    dlq_arn: str = ""
+    ingest_queue_url: str = ""
+    ingest_queue_arn: str = ""
+    completion_events_queue_url: str = ""  # locally, a rule routes the completion events to this queue
+    submit_function: str = ""
+    region: str | None = None
+    endpoint_url: str | None = None
+    local: bool = False
+    _session: Any = field(default=None, repr=False)
+
+    def client(self, service: str) -> Any:
+        if self.endpoint_url:
+            return boto3.client(
+                service,
+                endpoint_url=self.endpoint_url,
+                region_name=LOCAL_REGION,
+                config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard"}),
+                **LOCAL_CREDENTIALS,
+            )
+        session = self._session or boto3.session.Session(region_name=self.region)
+        return session.client(service, config=Config(retries={"mode": "standard"}))
+
+    def queue_arn(self, url: str) -> str:
+        """A queue's ARN from its URL (the local state names queues by URL only)."""
+        attributes = self.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+        return str(attributes["QueueArn"])
+
+
+# ---- deployed --------------------------------------------------------------------------------
+
+_OUTPUTS = {
+    "InboxBucketName": "inbox_bucket",
+    "InboxPrefix": "inbox_prefix",
+    "OutputBucketName": "output_bucket",
+    "JobsTableName": "jobs_table",
+    "RunwareApiKeySecretArn": "runware_secret",
+    "SubmitDeadLetterQueueUrl": "dlq_url",
+    "SubmitDeadLetterQueueArn": "dlq_arn",
+    "IngestQueueUrl": "ingest_queue_url",
+    "IngestQueueArn": "ingest_queue_arn",
+    "SubmitFunctionName": "submit_function",
+}
+_REQUIRED = ("inbox_bucket", "inbox_prefix", "output_bucket", "jobs_table", "runware_secret")
+
+
+def deployed_target(stack_name: str, region: str | None = None, session: Any = None) -> Target:
+    """The stack's names from its outputs; region and credentials from the usual AWS settings."""
+    session = session or boto3.session.Session(region_name=region)
+    cloudformation = session.client("cloudformation")
+    try:
+        stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    except Exception as error:
+        raise TargetError(f"cannot read stack {stack_name!r}: {error}") from error
+    outputs = {output["OutputKey"]: output["OutputValue"] for output in stacks[0].get("Outputs", [])}
+    values = {attribute: outputs[name] for name, attribute in _OUTPUTS.items() if name in outputs}
+    missing = [name for name, attribute in _OUTPUTS.items() if attribute in _REQUIRED and attribute not in values]
+    if missing:
+        raise TargetError(f"stack {stack_name!r} has no output {', '.join(missing)}: is it this pipeline?")
+    return Target(
+        description=f"stack {stack_name} ({session.region_name})",
+        region=session.region_name,
+        _session=session,
+        **values,
+    )
+
+
+# ---- local -----------------------------------------------------------------------------------
+
+
+def running_local_state(state_file: Path | None = None) -> dict[str, Any] | None:
+    """The state `python -m local up` wrote, if that stack still answers; None otherwise."""
+    state_file = state_file or Path(os.environ.get("S3_UPSCALE_LOCAL_STATE") or LOCAL_STATE_FILE)
+    try:
+        state: dict[str, Any] = json.loads(state_file.read_text())
+    except (OSError, ValueError):
+        return None
+    pid = state.get("pid")
+    if isinstance(pid, int):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+    endpoint = urlparse(state.get("aws_endpoint", ""))
+    try:
+        with socket.create_connection((endpoint.hostname or "127.0.0.1", endpoint.port or 80), timeout=1):
+            return state
+    except OSError:
+        return None
+
+
+def local_target_from_state(state: dict[str, Any]) -> Target:
+    environment = state.get("environment", {})
+    return Target(
+        description=f"local stack at {state['aws_endpoint']}",
+        inbox_bucket=state["inbox_bucket"],
+        inbox_prefix=state["inbox_prefix"],
+        output_bucket=state["output_bucket"],
+        jobs_table=state["jobs_table"],
+        runware_secret=environment.get("RUNWARE_API_KEY_SECRET", ""),
+        dlq_url=state.get("dlq_url", ""),
+        ingest_queue_url=state.get("ingest_queue_url", ""),
+        completion_events_queue_url=state.get("completion_events_url", ""),
+        submit_function=state.get("submit_function", ""),
+        region=LOCAL_REGION,
+        endpoint_url=state["aws_endpoint"],
+        local=True,
+    )
+
+
+@contextmanager
+def started_local_stack() -> Iterator[Target]:
+    """A local stack for this command only (needs the development environment: moto, Pillow)."""
+    try:
+        from local.stack import LocalStack, StackConfig
+    except ImportError as error:
+        raise TargetError(
+            f"the local stack needs the development environment (make .venv/.installed): {error}"
+        ) from None
+    with LocalStack(StackConfig()) as stack:
+        state = {"aws_endpoint": stack.aws_endpoint, "environment": stack.environment, **stack.names}
+        target = local_target_from_state(state)
+        target.description = f"local stack started for this command at {stack.aws_endpoint}"
+        yield target
+
+
+@contextmanager
+def resolve_target(*, stack: str | None, local: bool, region: str | None = None) -> Iterator[Target]:
+    if local:
+        state = running_local_state()
+        if state is not None:
+            yield local_target_from_state(state)
+            return
+        with started_local_stack() as target:
+            yield target
+        return
+    name = stack or os.environ.get("S3_UPSCALE_STACK")
+    if not name:
+        raise TargetError("name the stack with --stack NAME (or S3_UPSCALE_STACK), or use --local")
+    yield deployed_target(name, region)

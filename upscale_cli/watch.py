@@ -1,0 +1,183 @@
+"""`watch`: live progress as jobs change, by polling the jobsByStatus index (queries, never a scan),
+or the completion events as they come, from a queue that a rule on the completion bus feeds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import timedelta
+from typing import Any
+
+from upscale_cli.output import Output, cell, cost, size
+from upscale_cli.target import Target
+from upscaler.jobs import STATUS_INDEX, TERMINAL_STATUSES, JobStatus, from_dynamodb_item, iso, utc_now
+
+IN_FLIGHT = (JobStatus.CLAIMED.value, JobStatus.SUBMITTED.value)
+TERMINAL = {status.value for status in TERMINAL_STATUSES}
+
+
+def add_parser(commands: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("watch", parents=parents, help="live progress as jobs change")
+    parser.add_argument("--interval", type=float, default=2.0, help="seconds between polls (default 2)")
+    parser.add_argument("--since", type=float, default=60.0, help="watch jobs created in the last N minutes too")
+    parser.add_argument("--until-idle", action="store_true", help="exit once no job is in flight")
+    parser.add_argument("--min-jobs", type=int, default=0, help="with --until-idle: wait until this many jobs exist")
+    parser.add_argument("--timeout", type=float, default=0.0, help="give up after this many seconds (0: never)")
+    events = parser.add_mutually_exclusive_group()
+    events.add_argument(
+        "--events-queue", metavar="URL", help="print completion events from this SQS queue (fed by your rule)"
+    )
+    events.add_argument("--events", action="store_true", help="--local: the local stack's completion events queue")
+    parser.add_argument("--count", type=int, default=0, help="with events: exit after this many (0: never)")
+    parser.set_defaults(run=run)
+
+
+def snapshot(target: Target, since: str) -> dict[str, dict[str, Any]]:
+    """Jobs created since `since`, every status: one paginated query per status."""
+    dynamodb = target.client("dynamodb")
+    jobs: dict[str, dict[str, Any]] = {}
+    for status in JobStatus:
+        kwargs: dict[str, Any] = {
+            "TableName": target.jobs_table,
+            "IndexName": STATUS_INDEX,
+            "KeyConditionExpression": "#s = :s AND createdAt >= :since",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {":s": {"S": status.value}, ":since": {"S": since}},
+        }
+        while True:
+            page = dynamodb.query(**kwargs)
+            for item in page.get("Items", []):
+                job = from_dynamodb_item(item)
+                # An item can show under two statuses while the index catches up; keep the later one.
+                known = jobs.get(job["jobId"])
+                if known is None or job.get("updatedAt", "") >= known.get("updatedAt", ""):
+                    jobs[job["jobId"]] = job
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return jobs
+
+
+def describe(job: dict[str, Any]) -> str:
+    status = job["status"]
+    detail = ""
+    if status == "COMPLETED":
+        detail = f"{size(job, 'input')} -> {size(job, 'output')} {cost(job)} {cell(job.get('totalSeconds'))}s"
+    elif job.get("errorCode"):
+        detail = f"{job['errorCode']}: {job.get('errorMessage', '')}"
+    return f"{status:<10} {job.get('sourceKey', '')}  {detail}".rstrip()
+
+
+def run(args: argparse.Namespace, target: Target, out: Output) -> int:
+    if args.events or args.events_queue:
+        return run_events(args, target, out)
+    since = iso(utc_now() - timedelta(minutes=args.since))
+    deadline = time.monotonic() + args.timeout if args.timeout > 0 else None
+    seen: dict[str, str] = {}
+    progress = _Progress(out)
+    out.line(f"watching {target.description} (jobs created since {since}; Ctrl-C to stop)")
+    try:
+        while True:
+            jobs = snapshot(target, since)
+            for job_id, job in sorted(jobs.items(), key=lambda item: item[1].get("updatedAt", "")):
+                if seen.get(job_id) != job["status"]:
+                    seen[job_id] = job["status"]
+                    if out.as_json:
+                        out.json_line({"event": "job", "at": iso(utc_now()), **job})
+                    else:
+                        progress.log(f"{job.get('updatedAt', '')}  {describe(job)}")
+            in_flight = sum(1 for status in seen.values() if status in IN_FLIGHT)
+            done = sum(1 for status in seen.values() if status in TERMINAL)
+            progress.update(done, len(seen), in_flight)
+            if args.until_idle and in_flight == 0 and len(seen) >= args.min_jobs:
+                progress.finish()
+                _summary(out, seen)
+                return 0
+            if deadline is not None and time.monotonic() >= deadline:
+                progress.finish()
+                _summary(out, seen)
+                return 1 if args.until_idle else 0
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        progress.finish()
+        _summary(out, seen)
+        return 0
+
+
+def _summary(out: Output, seen: dict[str, str]) -> None:
+    counts: dict[str, int] = {}
+    for status in seen.values():
+        counts[status] = counts.get(status, 0) + 1
+    if out.as_json:
+        out.json_line({"event": "summary", "counts": counts, "jobs": len(seen)})
+    else:
+        out.line("summary: " + (", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no jobs"))
+
+
+class _Progress:
+    """A rich progress bar on a terminal; otherwise one line per change."""
+
+    def __init__(self, out: Output) -> None:
+        self.out = out
+        self._bar: Any = None
+        self._task: Any = None
+        if out.fancy:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(
+                TextColumn("[bold]jobs finished"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[in_flight]} in flight"),
+                TimeElapsedColumn(),
+                console=out.console,
+            )
+            self._task = self._bar.add_task("jobs", total=0, in_flight=0)
+            self._bar.start()
+
+    def log(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.console.print(text, markup=False, highlight=False)
+        else:
+            self.out.line(text)
+
+    def update(self, done: int, total: int, in_flight: int) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, total=max(total, 1), in_flight=in_flight)
+
+    def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+def run_events(args: argparse.Namespace, target: Target, out: Output) -> int:
+    """Each completion event as it arrives (deleted from the queue once printed; delivery is at least once)."""
+    queue_url = args.events_queue or target.completion_events_queue_url
+    if not queue_url:
+        out.line("--events needs --local (the local stack routes them to a queue); otherwise give --events-queue URL")
+        return 2
+    sqs = target.client("sqs")
+    deadline = time.monotonic() + args.timeout if args.timeout > 0 else None
+    seen = 0
+    out.line(f"completion events from {queue_url} (Ctrl-C to stop)")
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            wait = max(1, min(int(args.interval) or 1, 20))
+            for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait).get(
+                "Messages", []
+            ):
+                event = json.loads(message["Body"])
+                detail = event.get("detail", {})
+                if out.as_json:
+                    out.json_line({"event": event.get("detail-type"), "at": event.get("time"), **detail})
+                else:
+                    out.line(f"{event.get('time', '')}  {describe(detail)}" if "status" in detail else message["Body"])
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+                seen += 1
+                if args.count and seen >= args.count:
+                    return 0
+    except KeyboardInterrupt:
+        return 0
+    return 1 if args.count else 0
