@@ -2,7 +2,8 @@
 
 The sections run in this order: cold start (no services needed), then zero-copy, billed time and
 warm overhead against one local stack in this process, then throughput (a local stack per run,
-each in its own process).
+each in its own process), then the burst against a rate-limited Runware (both designs, each in its
+own process).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from benchmarks import report, suites
 from benchmarks.services import Services
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("cold_start", "zero_copy", "billed_time", "warm_overhead", "throughput")
+SECTIONS = ("cold_start", "zero_copy", "billed_time", "warm_overhead", "throughput", "burst")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -31,6 +32,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--large-runs", type=int, default=3, help="zero-copy runs with the 50 MB input (3)")
     parser.add_argument("--images", type=int, default=5, help="images per handler for billed time (5)")
     parser.add_argument("--latency", type=float, default=3.0, help="Runware latency for billed time, seconds (3)")
+    parser.add_argument("--burst-objects", type=int, default=2000, help="uploads dropped at once for the burst (2000)")
+    parser.add_argument(
+        "--burst-rate", type=float, default=0.4, help="Runware requests per second before 429, for the burst (0.4)"
+    )
+    parser.add_argument(
+        "--burst-concurrency",
+        type=int,
+        default=2,
+        help="SubmitMaximumConcurrency for the queue design, sized to the rate limit (2)",
+    )
     parser.add_argument(
         "--quick", action="store_true", help="a smoke run: few repetitions, 20 objects (the report says so)"
     )
@@ -40,6 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.objects, args.throughput_runs, args.cold_runs = 20, 1, 2
         args.small_runs, args.large_runs, args.images = 1, 1, 2
+        args.burst_objects = 200
     return args
 
 
@@ -73,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             services.stop()
     if section("throughput", "5. throughput"):
         results["throughput"] = suites.throughput(args.objects, args.throughput_runs)
+    if section("burst", "6. burst against a rate limit"):
+        from benchmarks import burst
+
+        results["burst"] = burst.measure(args.burst_objects, args.burst_rate, args.burst_concurrency)
 
     results["duration_seconds"] = time.perf_counter() - started
     results["notes"] = report.findings(results)

@@ -11,6 +11,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from benchmarks.burst_report import burst_goals, burst_section
+
 LAYER_REQUIREMENTS = Path(__file__).resolve().parent.parent / "layers" / "common" / "requirements.in"
 
 # Lambda list prices (us-east-1, arm64, as the template deploys): per GB-second and per request.
@@ -439,13 +441,17 @@ def render(results: dict[str, Any]) -> str:
         "## Goals",
         "",
     ]
-    lines += table(["Goal", "Measured", "Verdict"], [list(row) for row in goals(results)])
+    rows = [list(row) for row in goals(results)]
+    if "burst" in results:
+        rows += [list(row) for row in burst_goals(results["burst"])]
+    lines += table(["Goal", "Measured", "Verdict"], rows)
     sections = [
         ("zero_copy", zero_copy_section),
         ("billed_time", billed_section),
         ("cold_start", cold_section),
         ("warm_overhead", warm_section),
         ("throughput", throughput_section),
+        ("burst", burst_section),
     ]
     for key, section in sections:
         if key in results:
