@@ -191,7 +191,9 @@ class RunwareClient:
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         ceiling = min(self.backoff_max_seconds, self.backoff_base_seconds * 2 ** (attempt - 1))
         jittered = self._rng.uniform(0, ceiling)
-        return max(jittered, retry_after) if retry_after is not None else jittered
+        # Jitter on top of Retry-After too: callers told the same wait would otherwise all come back at
+        # once and be refused together again.
+        return retry_after + jittered if retry_after is not None else jittered
 
 
 def _retry_after_seconds(value: str | None) -> float | None:
