@@ -131,7 +131,8 @@ def test_results_later_than_the_maximum_age_time_out_then_complete_from_their_ou
     silent, late = jobs[dropped[0].key], jobs[dropped[1].key]
     assert silent["lateResult"] is True and silent["resultVia"] == "reconcile", silent
     assert late["status"] == "COMPLETED" and late["lateResult"] is True, late
-    assert "errorCode" not in late and late["resultVia"] == "webhook"
+    # Its webhook and the reconciler's look in the bucket race for it; either records it, once.
+    assert "errorCode" not in late and late["resultVia"] in ("webhook", "reconcile")
     assert late["resultReports"] == 2  # the timeout, then the late result
 
 
