@@ -52,19 +52,11 @@ def answering(fixture: Fixture, job_id: str) -> httpx.MockTransport:
     return httpx.MockTransport(handler)
 
 
-def reconcile_once(aws, fixture: Fixture, *, age: timedelta, output: bool) -> dict:
-    store = JobStore(aws.dynamodb, JOBS_TABLE)
-    job_id = add_job(store, age)
-    if output:
-        aws.s3.put_object(Bucket=OUTPUT_BUCKET, Key=f"staging/{job_id}", Body=png_bytes())
+def reconciler_answered_by(aws, store: JobStore, transport: httpx.MockTransport) -> Reconciler:
     client = RunwareClient(
-        RUNWARE_URL,
-        lambda: RUNWARE_KEY,
-        http=httpx.Client(transport=answering(fixture, job_id)),
-        max_attempts=1,
-        sleep=lambda seconds: None,
+        RUNWARE_URL, lambda: RUNWARE_KEY, http=httpx.Client(transport=transport), max_attempts=1, sleep=lambda s: None
     )
-    reconciler = Reconciler(
+    return Reconciler(
         store,
         ResultRecorder(ObjectStore(aws.s3), store),
         client,
@@ -72,7 +64,14 @@ def reconcile_once(aws, fixture: Fixture, *, age: timedelta, output: bool) -> di
         max_age_seconds=MAX_AGE,
         max_jobs=10,
     )
-    report = reconciler.run()
+
+
+def reconcile_once(aws, fixture: Fixture, *, age: timedelta, output: bool) -> dict:
+    store = JobStore(aws.dynamodb, JOBS_TABLE)
+    job_id = add_job(store, age)
+    if output:
+        aws.s3.put_object(Bucket=OUTPUT_BUCKET, Key=f"staging/{job_id}", Body=png_bytes())
+    report = reconciler_answered_by(aws, store, answering(fixture, job_id)).run()
     job = store.get(job_id)
     assert job is not None
     job["_report"] = report
@@ -136,23 +135,9 @@ def test_hostile_items_beside_real_answers_hold_back_no_job(aws):
         f'{{"taskType": "upscale", "taskUUID": "{waiting}", "status": "processing"}}'
         "]}"
     ).encode()
-    client = RunwareClient(
-        RUNWARE_URL,
-        lambda: RUNWARE_KEY,
-        http=httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(200, content=body))),
-        max_attempts=1,
-        sleep=lambda seconds: None,
-    )
-    reconciler = Reconciler(
-        store,
-        ResultRecorder(ObjectStore(aws.s3), store),
-        client,
-        reconcile_after_seconds=RECONCILE_AFTER,
-        max_age_seconds=MAX_AGE,
-        max_jobs=10,
-    )
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=body))
 
-    report = reconciler.run()
+    report = reconciler_answered_by(aws, store, transport).run()
 
     assert store.get(done)["status"] == "COMPLETED"
     assert "cost" not in store.get(done)  # Infinity is no cost

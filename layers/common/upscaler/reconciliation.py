@@ -23,8 +23,8 @@ from upscaler.runware import RunwareClient, RunwareUnavailable, is_not_found
 from upscaler.webhook_payloads import MalformedPayload, report_from_item
 
 POLL_BATCH_SIZE = 25
-# getResponse statuses that mean "not done yet": processing is documented; older SDK code also
-# waits on the others.
+# getResponse statuses that mean "not done yet": processing and pending are in the contract; the
+# others are not documented anywhere we found, and are read as "not done" rather than as a result.
 NOT_DONE_STATUSES = frozenset({"processing", "pending", "queued", "scheduled", "waiting"})
 # What a hostile or malformed item can raise while being read; anything else is a real fault.
 UNREADABLE_ITEM_ERRORS = (ValueError, TypeError, KeyError, AttributeError, ArithmeticError, RecursionError)
