@@ -71,6 +71,7 @@ def _runware_client(settings: Settings) -> RunwareClient:
         partial(read_runware_api_key, settings.runware_api_key_secret),
         timeout_seconds=settings.runware_timeout_seconds,
         max_attempts=settings.runware_max_attempts,
+        least_request_spacing_seconds=settings.runware_request_spacing_seconds,
     )
 
 

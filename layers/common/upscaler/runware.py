@@ -1,10 +1,11 @@
 """A small client for Runware's REST API: JSON arrays of tasks, results matched by taskUUID.
 
-Transient failures (429, 5xx, timeouts, connection errors) are retried with exponential backoff
-and full jitter inside a deadline, honouring Retry-After. Other answers are parsed, never raised:
-per-task errors carry Runware's code and message; a refusal of the account (key, balance,
-permission) comes back once as `account_error`, never as a failure of each task. The shapes
-handled are those of tests/contract/runware/, each with its source.
+Transient failures (429, 5xx, timeouts, connection errors) are retried inside a deadline: a 429
+when its Retry-After says, the others with exponential backoff and full jitter. Each container
+also spaces its requests out once it has been refused for the rate (upscaler.request_pacing).
+Other answers are parsed, never raised: per-task errors carry Runware's code and message; a
+refusal of the account (key, balance, permission) comes back once as `account_error`, never as a
+failure of each task. The shapes handled are those of tests/contract/runware/, each with its source.
 """
 
 from __future__ import annotations
@@ -22,11 +23,15 @@ import httpx
 
 from upscaler import json_bodies
 from upscaler.models import TaskError
+from upscaler.request_pacing import RequestPacer
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 PERMANENT_STATUSES = frozenset({400, 401, 402, 403, 404})
 # 401 no valid key, 402 balance insufficient, 403 key lacks permission (Runware's errors page).
 ACCOUNT_STATUSES = frozenset({401, 402, 403})
+# Retries of a 429 go a little after its Retry-After, a little later each time, so that containers
+# told the same wait do not all come back at the same instant.
+RETRY_AFTER_JITTER_SECONDS = 0.1
 # Codes that describe the key, the balance or the permission rather than one task
 # (Runware/runware-python runware/errors.py: its auth and quota codes).
 ACCOUNT_CODES = frozenset(
@@ -122,6 +127,8 @@ class RunwareClient:
         http: httpx.Client | None = None,
         timeout_seconds: float = 20.0,
         max_attempts: int = 5,
+        max_throttled_attempts: int = 30,
+        least_request_spacing_seconds: float = 0.0,
         backoff_base_seconds: float = 0.5,
         backoff_max_seconds: float = 8.0,
         sleep: Callable[[float], None] = time.sleep,
@@ -133,11 +140,24 @@ class RunwareClient:
         self._http_lock = threading.Lock()
         self._timeout_seconds = timeout_seconds
         self.max_attempts = max_attempts
+        self.max_throttled_attempts = max_throttled_attempts
         self.backoff_base_seconds = backoff_base_seconds
         self.backoff_max_seconds = backoff_max_seconds
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._pacers = threading.local()
+        self.least_request_spacing_seconds = least_request_spacing_seconds
         self.requests_sent = 0
+
+    @property
+    def pacer(self) -> RequestPacer:
+        """The spacing learnt by the thread sending: in Lambda a container's invocations all run on one
+        thread, so this is the container's own; where one process runs several invocations at once
+        (the local stack's concurrent pollers), each keeps its own, as separate containers would."""
+        pacer: RequestPacer | None = getattr(self._pacers, "pacer", None)
+        if pacer is None:
+            pacer = self._pacers.pacer = RequestPacer(self.least_request_spacing_seconds)
+        return pacer
 
     @property
     def http(self) -> httpx.Client:
@@ -153,10 +173,19 @@ class RunwareClient:
         return self._http
 
     def send(self, tasks: Sequence[Mapping[str, Any]], *, deadline: float | None = None) -> BatchResponse:
-        """POST the tasks in one request; retry transient failures until `deadline` (monotonic)."""
+        """POST the tasks in one request; retry transient failures until `deadline` (monotonic).
+
+        A 429 is retried when its Retry-After says, for as long as the deadline allows (up to
+        max_throttled_attempts): the request was refused for the account's rate, not for anything
+        in it. Other transient failures get max_attempts in all. The first try waits for this
+        container's learnt spacing (upscaler.request_pacing) first.
+        """
         task_uuids = [str(task["taskUUID"]) for task in tasks]
         body = json.dumps(list(tasks)).encode()
-        attempt = 0
+        paced = _within(self.pacer.wait_seconds(), deadline)
+        if paced > 0:
+            self._sleep(paced)
+        attempt = throttled = failed = 0
         while True:
             attempt += 1
             retry_after: float | None = None
@@ -175,12 +204,22 @@ class RunwareClient:
                 problem = f"{type(error).__name__}: {error}"
             else:
                 if response.status_code not in RETRYABLE_STATUSES:
+                    self.pacer.accepted(first_try=attempt == 1)
                     return _parse(response, task_uuids)
                 problem = f"HTTP {response.status_code}: {response.text[:300]}"
                 retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
-            pause = self._backoff(attempt, retry_after)
+                if response.status_code == 429:
+                    self.pacer.refused(retry_after, first_try=attempt == 1)
+            if retry_after is not None and response.status_code == 429:
+                throttled += 1
+                pause = retry_after + self._rng.uniform(0, RETRY_AFTER_JITTER_SECONDS * throttled)
+                out_of_attempts = throttled >= self.max_throttled_attempts
+            else:
+                failed += 1
+                pause = self._backoff(failed, retry_after)
+                out_of_attempts = failed >= self.max_attempts
             out_of_time = deadline is not None and time.monotonic() + pause >= deadline
-            if attempt >= self.max_attempts or out_of_time:
+            if out_of_attempts or out_of_time:
                 raise RunwareUnavailable(f"Runware unavailable after {attempt} attempt(s): {problem}")
             self._sleep(pause)
 
@@ -188,12 +227,15 @@ class RunwareClient:
         tasks = [{"taskType": "getResponse", "taskUUID": task_uuid} for task_uuid in task_uuids]
         return self.send(tasks, deadline=deadline) if tasks else BatchResponse()
 
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        ceiling = min(self.backoff_max_seconds, self.backoff_base_seconds * 2 ** (attempt - 1))
+    def _backoff(self, failure: int, retry_after: float | None) -> float:
+        ceiling = min(self.backoff_max_seconds, self.backoff_base_seconds * 2 ** (failure - 1))
         jittered = self._rng.uniform(0, ceiling)
-        # Jitter on top of Retry-After too: callers told the same wait would otherwise all come back at
-        # once and be refused together again.
         return retry_after + jittered if retry_after is not None else jittered
+
+
+def _within(pause: float, deadline: float | None) -> float:
+    """A wait cut short where it would pass the deadline."""
+    return pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic()))
 
 
 def _retry_after_seconds(value: str | None) -> float | None:

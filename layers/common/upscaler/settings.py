@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -9,6 +10,9 @@ from functools import cache
 from typing import ClassVar
 
 from upscaler.models import UpscaleOptions, parse_bool
+
+# A container keeps its share of a configured Runware rate with a tenth to spare.
+RATE_HEADROOM = 1.1
 
 
 class ConfigurationError(RuntimeError):
@@ -20,7 +24,9 @@ class Settings:
     # Read when present but not set by template.yaml: tuning for tests and special deployments.
     # INBOX_BUCKET: the one bucket sources may come from; unset, only the prefix decides (the
     # template cannot pass the inbox's name by reference without a cycle through its notification).
-    OPTIONAL_VARIABLES: ClassVar[frozenset[str]] = frozenset({"RUNWARE_MAX_ATTEMPTS", "INBOX_BUCKET"})
+    OPTIONAL_VARIABLES: ClassVar[frozenset[str]] = frozenset(
+        {"RUNWARE_MAX_ATTEMPTS", "INBOX_BUCKET", "RUNWARE_CONCURRENT_SENDERS"}
+    )
 
     jobs_table: str
     output_bucket: str
@@ -43,7 +49,19 @@ class Settings:
     reconcile_max_jobs: int = 200
     runware_timeout_seconds: float = 20.0
     runware_max_attempts: int = 5
+    # The account's Runware request rate, when the operator knows it (0: not set, learnt from 429s),
+    # and how many containers share it at once (the submit function's MaximumConcurrency).
+    runware_requests_per_second: float = 0.0
+    runware_concurrent_senders: int = 1
     completion_event_bus: str = ""  # empty: no completion events (the template always sets one)
+
+    @property
+    def runware_request_spacing_seconds(self) -> float:
+        """Least time between one container's requests: its share of the account's rate, with a tenth
+        to spare, since a request that reaches Runware a little late must not make the next one early."""
+        if self.runware_requests_per_second <= 0:
+            return 0.0
+        return RATE_HEADROOM * self.runware_concurrent_senders / self.runware_requests_per_second
 
     def owns_source(self, bucket: str, key: str) -> bool:
         """Whether an object is one this stack was deployed to process (its bucket and prefix)."""
@@ -69,6 +87,18 @@ class Settings:
                 return int(raw)
             except ValueError:
                 raise ConfigurationError(f"{name}={raw!r} is not an integer") from None
+
+        def decimal(name: str, default: float) -> float:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ConfigurationError(f"{name}={raw!r} is not a number") from None
+            if not math.isfinite(value) or value < 0:
+                raise ConfigurationError(f"{name}={raw!r} must be a finite number >= 0")
+            return value
 
         def flag(name: str, default: bool) -> bool:
             raw = env.get(name, "").strip()
@@ -106,6 +136,8 @@ class Settings:
             job_max_age_seconds=number("JOB_MAX_AGE_SECONDS", cls.job_max_age_seconds),
             reconcile_max_jobs=number("RECONCILE_MAX_JOBS", cls.reconcile_max_jobs),
             runware_max_attempts=number("RUNWARE_MAX_ATTEMPTS", cls.runware_max_attempts),
+            runware_requests_per_second=decimal("RUNWARE_REQUESTS_PER_SECOND", cls.runware_requests_per_second),
+            runware_concurrent_senders=max(1, number("RUNWARE_CONCURRENT_SENDERS", cls.runware_concurrent_senders)),
             completion_event_bus=env.get("COMPLETION_EVENT_BUS", "").strip(),
         )
 

@@ -1,0 +1,55 @@
+"""How far apart one container sends its requests to Runware, learnt from the 429s it is answered.
+
+Runware documents HTTP 429 (too many requests) but no rate, and several submit functions (up to the
+ingestion queue's MaximumConcurrency) share one account's limit. A container that sends as soon as
+it has a batch spends a refused request on every collision with its neighbours, and then keeps
+colliding: each comes back together with the others after its Retry-After. So each container keeps
+a spacing between the start of an accepted request and the next one, grown when a request sent
+without waiting is refused and shrunk a little by each request accepted at the first try (additive
+in spirit, like congestion control: slow to speed up, quick to back off). A container that was never
+refused never waits; the spacing is the container's own, kept across warm invocations.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+WIDEN = 1.1  # a refused first try: the spacing grows by a tenth (and to at least the Retry-After)
+NARROW = 0.99  # an accepted first try: it shrinks by a hundredth
+SMALLEST_SPACING_SECONDS = 0.05  # below this the spacing is dropped: no throttling left to avoid
+LARGEST_SPACING_SECONDS = 60.0
+
+
+class RequestPacer:
+    def __init__(self, least_spacing_seconds: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.least_spacing = least_spacing_seconds  # from a configured rate, never learnt below
+        self.spacing = 0.0  # learnt
+        self._last_accepted: float | None = None
+
+    def wait_seconds(self) -> float:
+        """How long to wait before a first try, so it goes no sooner than the spacing allows."""
+        with self._lock:
+            spacing = max(self.spacing, self.least_spacing)
+            if not spacing or self._last_accepted is None:
+                return 0.0
+            return max(0.0, self._last_accepted + spacing - self._clock())
+
+    def accepted(self, *, first_try: bool) -> None:
+        with self._lock:
+            self._last_accepted = self._clock()
+            if first_try and self.spacing:
+                self.spacing *= NARROW
+                if self.spacing < SMALLEST_SPACING_SECONDS:
+                    self.spacing = 0.0
+
+    def refused(self, retry_after: float | None, *, first_try: bool) -> None:
+        """A 429. Only a first try tells that the spacing is too short: a retry went when it was told to."""
+        if not first_try:
+            return
+        with self._lock:
+            grown = max(self.spacing * WIDEN, retry_after or 0.0, SMALLEST_SPACING_SECONDS)
+            self.spacing = min(LARGEST_SPACING_SECONDS, grown)
