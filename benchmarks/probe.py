@@ -154,10 +154,27 @@ class Meter:
         }
         return delta
 
-    def install(self) -> Meter:
+    def install(self, *, count_bytes: bool = True) -> Meter:
+        """Hook the counters in; without count_bytes only AWS calls are counted (nothing is added
+        to each socket operation of a timed invocation)."""
+        import botocore.client
+
+        meter = self
+        make_api_call = botocore.client.BaseClient._make_api_call
+
+        def counted_call(client: botocore.client.BaseClient, operation: str, params: object) -> object:
+            name = f"{client.meta.service_model.service_name}:{operation}"
+            meter.aws_calls[name] = meter.aws_calls.get(name, 0) + 1
+            return make_api_call(client, operation, params)
+
+        botocore.client.BaseClient._make_api_call = counted_call
+        if count_bytes:
+            self._count_bytes()
+        return self
+
+    def _count_bytes(self) -> None:
         import socket
 
-        import botocore.client
         import botocore.response
 
         meter = self
@@ -197,16 +214,6 @@ class Meter:
 
         botocore.response.StreamingBody.read = counted_read
 
-        make_api_call = botocore.client.BaseClient._make_api_call
-
-        def counted_call(client: botocore.client.BaseClient, operation: str, params: object) -> object:
-            name = f"{client.meta.service_model.service_name}:{operation}"
-            meter.aws_calls[name] = meter.aws_calls.get(name, 0) + 1
-            return make_api_call(client, operation, params)
-
-        botocore.client.BaseClient._make_api_call = counted_call
-        return self
-
 
 def load_handler(name: str) -> LocalFunction:
     """A LocalFunction for a template function (by logical id) or for the naive baseline."""
@@ -220,13 +227,15 @@ def load_handler(name: str) -> LocalFunction:
     return LocalFunction(spec, spec.logical_id)
 
 
-def outcome_of(result: object) -> list[str]:
-    """The status of each source object in a handler's answer, to check the run did the real work."""
-    if isinstance(result, dict) and "jobs" in result:
-        return [str(job["status"]) for job in result["jobs"]]
-    if isinstance(result, dict) and "results" in result:
-        return ["UPSCALED" for _ in result["results"]]
-    return [repr(result)[:200]]
+def outcome_of(result: object) -> dict[str, object]:
+    """What a handler's answer says it did: the messages the submit function reports as not done
+    (`batchItemFailures`), or the images the baseline upscaled. The driver checks it against the
+    event, and for ours the job records too."""
+    if isinstance(result, dict) and isinstance(result.get("batchItemFailures"), list):
+        return {"failed_messages": [str(item.get("itemIdentifier")) for item in result["batchItemFailures"]]}
+    if isinstance(result, dict) and isinstance(result.get("results"), list):
+        return {"upscaled": len(result["results"])}
+    return {"unexpected": repr(result)[:200]}
 
 
 def zero_copy(spec: dict) -> dict[str, object]:
@@ -245,7 +254,7 @@ def zero_copy(spec: dict) -> dict[str, object]:
         "peak_rss_kb": peak_rss_kb(),
         "wall_ms": wall * 1000,
         "cpu_ms": cpu * 1000,
-        "outcomes": outcome_of(result),
+        "outcome": outcome_of(result),
         **meter.since(before),
     }
 
@@ -271,7 +280,8 @@ class TimedFunction:
 
 
 def billed(spec: dict) -> dict[str, object]:
-    """Handler durations per image: ours is submit + webhook, the baseline one synchronous call.
+    """Handler durations per image: ours is submit + webhook, the baseline one synchronous call;
+    and the AWS calls the handlers made for each image.
 
     The first event warms the container up and is reported apart from the others.
     """
@@ -280,12 +290,17 @@ def billed(spec: dict) -> dict[str, object]:
 
     events = [spec["warmup"], *spec["events"]]
     samples = []
+    meter = Meter()
     if spec["handler"] == "naive":
         function = load_handler("naive")
+        meter.install(count_bytes=False)
         for event in events:
+            before = meter.snapshot()
             started = time.perf_counter()
             result = function.invoke(event)
-            samples.append({"handler_ms": [(time.perf_counter() - started) * 1000], "outcomes": outcome_of(result)})
+            handler_ms = [(time.perf_counter() - started) * 1000]
+            calls = meter.since(before)["aws_calls"]
+            samples.append({"handler_ms": handler_ms, "outcome": outcome_of(result), "aws_calls": calls})
     else:
         from local.webhook_gateway import WebhookGateway
 
@@ -297,12 +312,21 @@ def billed(spec: dict) -> dict[str, object]:
         submit = load_handler("SubmitFunction")
         webhook = TimedFunction(load_handler("WebhookFunction"))
         gateway.route("POST", path, webhook)
+        meter.install(count_bytes=False)
         for event in events:
+            before = meter.snapshot()
             started = time.perf_counter()
             result = submit.invoke(event)
             submit_ms = (time.perf_counter() - started) * 1000
             webhook_ms, status = webhook.finished.get(timeout=spec.get("webhook_timeout_seconds", 120))
-            samples.append({"handler_ms": [submit_ms, webhook_ms], "outcomes": [*outcome_of(result), status]})
+            samples.append(
+                {
+                    "handler_ms": [submit_ms, webhook_ms],
+                    "outcome": outcome_of(result),
+                    "webhook_status": status,
+                    "aws_calls": meter.since(before)["aws_calls"],
+                }
+            )
         gateway.stop()
     return {"warmup": samples[0], "samples": samples[1:], "peak_rss_kb": peak_rss_kb()}
 
@@ -334,7 +358,7 @@ def warm(spec: dict) -> dict[str, object]:
                 "records": len(event["Records"]),
                 "wall_ms": wall * 1000,
                 "cpu_ms": cpu * 1000,
-                "outcomes": outcome_of(result),
+                "outcome": outcome_of(result),
                 **meter.since(before),
             }
         )

@@ -1,10 +1,13 @@
 """The AWS and Runware side of the benchmarks, and the probes that run handlers against it.
 
 `Services` is the local stack (moto server, Runware emulator, webhook gateway) with its own submit
-path switched off: the inbox's event notification is removed, so an upload reaches no function in
-this process. Each benchmark instead starts a probe, a fresh process that invokes a handler with
-the S3 event Lambda would deliver. The probe's memory, CPU and bytes are its own; Runware's
-webhooks still reach the stack's webhook function here unless a probe routes them to itself.
+path switched off: the inbox's event notification is removed and the ingestion queue's event source
+mapping stopped, so an upload reaches no function in this process. Each benchmark instead starts a
+probe, a fresh process that invokes a handler with the event Lambda would deliver: for the submit
+function the ingestion queue's SQS batch (each message a real one, sent to and received from the
+stack's queue), for the baseline the S3 event S3 sends a function it invokes directly. The probe's
+memory, CPU and bytes are its own; Runware's webhooks still reach the stack's webhook function here
+unless a probe routes them to itself.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
-from benchmarks.inputs import s3_record
+from benchmarks.inputs import s3_event, s3_record
 from benchmarks.probe import RESULT_PREFIX
+from local.event_source_mapping import SQS_RECEIVE_MAX, sqs_event
 from local.runware_emulator import FaultConfig
 from local.stack import LocalStack, StackConfig
 
@@ -80,6 +85,10 @@ class Services:
         self.inbox = self.stack.names["inbox_bucket"]
         self.inbox_prefix = self.stack.names["inbox_prefix"]
         self.s3.put_bucket_notification_configuration(Bucket=self.inbox, NotificationConfiguration={})
+        assert self.stack.ingestion is not None
+        self.stack.ingestion.stop()  # the probes receive the queue's messages, not the stack's submit
+        self.queue = self.stack.ingestion.settings
+        self.sqs = self.stack.client("sqs")
         return self
 
     def stop(self) -> None:
@@ -120,3 +129,60 @@ class Services:
     def environment(self, **overrides: str) -> dict[str, str]:
         """The environment of the stack's functions (AWS endpoint, credentials, settings) for a probe."""
         return {**os.environ, **self.stack.environment, **overrides}
+
+    def queue_event(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """The SQS event the ingestion queue's event source mapping delivers for these S3 records.
+
+        Each record becomes one message whose body is an S3 notification of that record alone, as S3
+        sends them; the messages are sent to the stack's ingestion queue and received from it, so
+        ids, receipt handles, attributes and MD5s are the queue's own.
+        """
+        sent: list[str] = []
+        for start in range(0, len(records), SQS_RECEIVE_MAX):
+            chunk = records[start : start + SQS_RECEIVE_MAX]
+            entries = [{"Id": str(i), "MessageBody": json.dumps(s3_event([r]))} for i, r in enumerate(chunk)]
+            response = self.sqs.send_message_batch(QueueUrl=self.queue.queue_url, Entries=entries)
+            if response.get("Failed"):
+                raise RuntimeError(f"sending to the ingestion queue failed: {response['Failed']}")
+            sent += [entry["MessageId"] for entry in sorted(response["Successful"], key=lambda e: int(e["Id"]))]
+        received: dict[str, dict[str, Any]] = {}
+        while len(received) < len(sent):
+            response = self.sqs.receive_message(
+                QueueUrl=self.queue.queue_url,
+                MaxNumberOfMessages=SQS_RECEIVE_MAX,
+                WaitTimeSeconds=1,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+            messages = response.get("Messages", [])
+            if not messages:
+                raise RuntimeError(f"{len(sent) - len(received)} sent messages did not arrive in the ingestion queue")
+            for message in messages:
+                if message["MessageId"] not in sent:
+                    raise RuntimeError(f"the ingestion queue holds a message the benchmark did not send: {message}")
+                received[message["MessageId"]] = message
+        batch = [received[message_id] for message_id in sent]
+        return sqs_event(batch, queue_arn=self.queue.queue_arn, region=self.queue.region)
+
+    def delete_messages(self, event: dict[str, Any]) -> None:
+        """Delete a delivered batch's messages, as the event source mapping does after a success."""
+        records = event["Records"]
+        for start in range(0, len(records), SQS_RECEIVE_MAX):
+            entries = [
+                {"Id": str(i), "ReceiptHandle": record["receiptHandle"]}
+                for i, record in enumerate(records[start : start + SQS_RECEIVE_MAX])
+            ]
+            self.sqs.delete_message_batch(QueueUrl=self.queue.queue_url, Entries=entries)
+
+    def job_statuses(self, records: list[dict[str, Any]]) -> list[str | None]:
+        """The status of the job of each S3 record in the jobs table (None: no job)."""
+        from upscaler.jobs import JobStore, job_id_for
+
+        store = JobStore(self.stack.client("dynamodb"), self.stack.names["jobs_table"])
+        statuses: list[str | None] = []
+        for record in records:
+            obj = record["s3"]["object"]
+            job_id = job_id_for(record["s3"]["bucket"]["name"], unquote_plus(obj["key"]), obj["versionId"])
+            job = store.get(job_id)
+            statuses.append(str(job["status"]) if job else None)
+        return statuses

@@ -31,11 +31,33 @@ def progress(message: str) -> None:
     print(f"  {message}", flush=True)
 
 
+def check_submitted(
+    services: Services, what: str, outcomes: list[dict[str, Any]], records: list[dict[str, Any]], status: str, log: str
+) -> None:
+    """That the submit function did the real work: no message reported as failed, and the job of
+    every record in the jobs table with the expected status. Read after the probe, so unmetered."""
+    reported = [outcome for outcome in outcomes if outcome != {"failed_messages": []}]
+    statuses = services.job_statuses(records)
+    if reported or any(found != status for found in statuses):
+        raise RuntimeError(
+            f"{what}: answers {reported or 'all without batchItemFailures'}; job statuses {statuses}, "
+            f"expected {status}\n{log[-2000:]}"
+        )
+
+
+def check_upscaled(what: str, outcomes: list[dict[str, Any]], records_per_outcome: int, log: str) -> None:
+    """That the baseline upscaled every record of each event it was given."""
+    wrong = [outcome for outcome in outcomes if outcome != {"upscaled": records_per_outcome}]
+    if wrong:
+        raise RuntimeError(f"{what}: unexpected answers {wrong}\n{log[-2000:]}")
+
+
 # ---- 1. zero-copy: memory and bytes against image size --------------------------------------------
 
 
 def zero_copy(services: Services, sizes: list[tuple[str, int, int]]) -> dict[str, Any]:
-    """One submit invocation (ours) or one naive invocation, in a fresh process per sample."""
+    """One submit invocation (ours, on a one-message SQS batch) or one naive invocation (on the S3
+    event), in a fresh process per sample. Ours counts once its job is COMPLETED."""
     services.set_faults()  # no latency: the invocations are timed too, and nothing waits on purpose
     env = services.environment(MAX_INPUT_BYTES=str(64 * MIB), DEFAULT_TARGET_MEGAPIXELS="8")
     results: dict[str, Any] = {}
@@ -46,13 +68,16 @@ def zero_copy(services: Services, sizes: list[tuple[str, int, int]]) -> dict[str
         for run in range(runs):
             for name, handler in (("ours", "SubmitFunction"), ("naive", "naive")):
                 record = services.copy(source, f"bench/zero-copy/{label.replace(' ', '')}-{name}-{run}.png")
-                sample = run_probe("zero-copy", {"handler": handler, "event": s3_event([record])}, env=env)
-                expected = "SUBMITTED" if name == "ours" else "UPSCALED"
-                if sample["outcomes"] != [expected]:
-                    raise RuntimeError(f"{name} on {label}: {sample['outcomes']}\n{sample['stderr'][-2000:]}")
-                sample.pop("stderr")
-                samples[name].append(sample)
+                event = services.queue_event([record]) if name == "ours" else s3_event([record])
+                sample = run_probe("zero-copy", {"handler": handler, "event": event}, env=env)
                 services.settle()
+                log = sample.pop("stderr")
+                if name == "ours":
+                    check_submitted(services, f"zero-copy on {label}", [sample["outcome"]], [record], "COMPLETED", log)
+                    services.delete_messages(event)
+                else:
+                    check_upscaled(f"baseline on {label}", [sample["outcome"]], 1, log)
+                samples[name].append(sample)
                 services.remove(record)
             progress(f"zero-copy {label}: run {run + 1}/{runs}")
         results[label] = {
@@ -93,19 +118,33 @@ def billed_time(services: Services, images: int, latency_seconds: float) -> dict
     results: dict[str, Any] = {"input_bytes": len(body), "input": "2000x1500 JPEG", "latency_seconds": latency_seconds}
     for name, handler in (("ours", "SubmitFunction"), ("naive", "naive")):
         records = [services.copy(source, f"bench/billed/{name}-{i}.jpg") for i in range(images + 1)]
-        spec = {"handler": handler, "warmup": s3_event(records[:1]), "events": [s3_event([r]) for r in records[1:]]}
+        # Ours: one SQS batch of one message per image, as the queue delivers them one at a time.
+        events = [services.queue_event([r]) if name == "ours" else s3_event([r]) for r in records]
+        spec = {"handler": handler, "warmup": events[0], "events": events[1:]}
         result = run_probe("billed", spec, env=env)
-        expected = ["SUBMITTED", 200] if name == "ours" else ["UPSCALED"]
-        bad = [s["outcomes"] for s in [result["warmup"], *result["samples"]] if s["outcomes"] != expected]
-        if bad:
-            raise RuntimeError(f"billed time, {name}: unexpected outcomes {bad}\n{result['stderr'][-2000:]}")
         services.settle()
+        invocations = [result["warmup"], *result["samples"]]
+        outcomes = [s["outcome"] for s in invocations]
+        if name == "ours":
+            check_submitted(services, "billed time", outcomes, records, "COMPLETED", result["stderr"])
+            statuses = [s["webhook_status"] for s in invocations]
+            if statuses != [200] * len(invocations):
+                raise RuntimeError(f"billed time: webhook answers {statuses}\n{result['stderr'][-2000:]}")
+            for event in events:
+                services.delete_messages(event)
+        else:
+            check_upscaled("billed time, baseline", outcomes, 1, result["stderr"])
         # Lambda bills each invocation's duration rounded up to the millisecond.
         per_image = [sum(math.ceil(ms) for ms in s["handler_ms"]) for s in result["samples"]]
+        calls: dict[str, int] = defaultdict(int)
+        for sample in result["samples"]:
+            for call, count in sample["aws_calls"].items():
+                calls[call] += count
         results[name] = {
             "billed_ms": summary(per_image),
             "invocations_ms": [s["handler_ms"] for s in result["samples"]],
             "warmup_ms": result["warmup"]["handler_ms"],
+            "aws_calls_per_image": {call: count / len(result["samples"]) for call, count in sorted(calls.items())},
         }
         progress(f"billed time: {name} done")
     services.set_faults()
@@ -288,37 +327,42 @@ def cold_start(runs: int, profile_runs: int) -> dict[str, Any]:
 
 
 def warm_overhead(services: Services, plan: list[tuple[int, int]], tracing_modes: Iterable[bool]) -> dict[str, Any]:
-    """CPU per object of warm submit invocations, for events of 1 and 10 records.
+    """CPU, billed time and AWS calls per object of warm submit invocations, for SQS batches of 1
+    and 10 messages (one S3 notification each).
 
     Runware acknowledges each task and then fails it without a webhook, so nothing runs in the
-    background while the probe measures; what the submit function does is the same.
+    background while the probe measures; what the submit function does is the same, and every job
+    stays SUBMITTED.
     """
     services.set_faults(task_failure_rate=1.0, drop_webhook_rate=1.0)
     body, _ = noise_png(100_000)
     source = services.put("bench/warm/source.png", body)
     copies = itertools.count()
 
-    def event(records: int) -> dict[str, Any]:
-        return s3_event([services.copy(source, f"bench/warm/{next(copies)}.png") for _ in range(records)])
+    def event(records: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        sources = [services.copy(source, f"bench/warm/{next(copies)}.png") for _ in range(records)]
+        return services.queue_event(sources), sources
 
     results: dict[str, Any] = {}
     for tracing in tracing_modes:
         for records_per_event, events in plan:
-            warmup = event(1)
-            batches = [event(records_per_event) for _ in range(events)]
+            warmup, warmup_records = event(1)
+            batches, batch_records = zip(*(event(records_per_event) for _ in range(events)), strict=True)
             env = services.environment()
             if tracing:
                 env.pop("POWERTOOLS_TRACE_DISABLED", None)
                 env.update(LAMBDA_TASK_ROOT=str(ROOT / "functions" / "submit"), AWS_XRAY_DAEMON_ADDRESS=XRAY_DAEMON)
             services.emulator.reset()
-            result = run_probe("warm", {"warmup": warmup, "events": batches, "tracing": tracing}, env=env)
+            result = run_probe("warm", {"warmup": warmup, "events": list(batches), "tracing": tracing}, env=env)
             services.settle()
             stats = services.emulator.stats()
             bodies = services.emulator.requests
             samples = result["samples"]
-            wrong = [s["outcomes"] for s in samples if set(s["outcomes"]) != {"SUBMITTED"}]
-            if wrong:
-                raise RuntimeError(f"warm overhead: unexpected outcomes {wrong}\n{result['stderr'][-2000:]}")
+            records = [*warmup_records, *itertools.chain.from_iterable(batch_records)]
+            outcomes = [s["outcome"] for s in samples]
+            check_submitted(services, "warm overhead", outcomes, records, "SUBMITTED", result["stderr"])
+            for delivered in (warmup, *batches):
+                services.delete_messages(delivered)
             calls: dict[str, int] = defaultdict(int)
             for sample in samples:
                 for name, count in sample["aws_calls"].items():
@@ -333,6 +377,8 @@ def warm_overhead(services: Services, plan: list[tuple[int, int]], tracing_modes
                 "events": len(samples),
                 "cpu_ms_per_object": summary(s["cpu_ms"] / s["records"] for s in samples),
                 "wall_ms_per_event": summary(s["wall_ms"] for s in samples),
+                # Lambda bills each invocation's duration rounded up to the millisecond.
+                "billed_ms_per_image": summary(math.ceil(s["wall_ms"]) / s["records"] for s in samples),
                 "runware_requests": stats["requests"],
                 "runware_requests_per_event": stats["requests"] / (len(samples) + 1),
                 "runware_tasks_per_request": summary(len(b) if isinstance(b, list) else 0 for b in bodies),

@@ -1,0 +1,99 @@
+"""The warm-overhead section of the benchmark report and the submit function's per-object goals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.markdown import fmt, size, table
+
+
+def warm_goals(warm: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The submit function's per-object goals, from the warm events with tracing disabled."""
+    untraced = {data["records_per_event"]: data for data in warm.values() if not data["tracing"]}
+    batch = untraced.get(10)
+    if batch is None:
+        return []
+    calls = batch["aws_calls_per_object"]
+    total = sum(calls.values())
+    verdicts = [
+        (
+            "Submit: AWS calls per object <= 3",
+            f"{total:.2f} per object in events of 10 records ("
+            + ", ".join(f"{name} {count:g}" for name, count in calls.items())
+            + "), tracing disabled",
+            "met" if total <= 3 else "not met",
+        )
+    ]
+    single = untraced.get(1)
+    if single is not None:
+        alone, batched = single["billed_ms_per_image"]["median"], batch["billed_ms_per_image"]["median"]
+        verdicts.append(
+            (
+                "Submit: billed ms per image in batches of 10 at most a third of the single-record figure (same run)",
+                f"{batched:.1f} ms per image in batches of 10, {alone:.1f} ms with 1 record per event: "
+                f"{batched / alone:.2f} of it (medians, tracing disabled)",
+                "met" if batched <= alone / 3 else "not met",
+            )
+        )
+    return verdicts
+
+
+def warm_section(warm: dict[str, Any]) -> list[str]:
+    lines = [
+        "## 4. Warm overhead of the submit function",
+        "",
+        "A warm container (one unmeasured invocation first), in a process of its own; CPU time is "
+        "`time.process_time()` around each invocation. Each event is what the ingestion queue's event source "
+        "mapping delivers: an SQS batch of 1 or 10 messages, received from the stack's queue, each holding one "
+        "upload's S3 notification. Inputs are 100 KB PNGs. Runware acknowledges each task and then fails it "
+        "without a webhook, so no background work competes with the probe; the submit path is the same, and "
+        "a run counts only if no message is reported in `batchItemFailures` and every job is SUBMITTED in the "
+        "jobs table (read after the probe, so not in the AWS calls). Billed ms per image: each invocation's "
+        "wall time rounded up to the millisecond, as Lambda bills, divided by the messages in its batch. "
+        "Runware requests are counted by the emulator.",
+        "",
+    ]
+    rows = []
+    for key, data in warm.items():
+        calls = sum(data["aws_calls_per_object"].values())
+        rows.append(
+            [
+                key,
+                str(data["events"]),
+                fmt(data["cpu_ms_per_object"], 1),
+                fmt(data["wall_ms_per_event"], 0),
+                fmt(data["billed_ms_per_image"], 1),
+                f"{data['runware_requests_per_event']:.2f}",
+                f"{data['runware_tasks_per_request']['max']:.0f}",
+                f"{calls:.1f}",
+                size(data["net_bytes_per_object"]),
+            ]
+        )
+    lines += table(
+        [
+            "Event",
+            "Events",
+            "CPU ms per object",
+            "Wall ms per event",
+            "Billed ms per image",
+            "Runware requests per event",
+            "Tasks per request (max)",
+            "AWS calls per object",
+            "Network bytes per object",
+        ],
+        rows,
+    )
+    for data in warm.values():
+        if data["tracing"]:
+            continue
+        calls = data["aws_calls_per_object"]
+        records = data["records_per_event"]
+        lines.append(
+            f"AWS calls per object with {records} record{'s' if records > 1 else ''} per event: "
+            + ", ".join(f"{k} {v:g}" for k, v in calls.items())
+            + "."
+        )
+        lines.append("")
+    if not any(name.startswith("secretsmanager:") for data in warm.values() for name in data["aws_calls_per_object"]):
+        lines += ["Secrets Manager values are cached for 5 minutes, so warm invocations read none.", ""]
+    return lines
