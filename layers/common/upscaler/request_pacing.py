@@ -51,5 +51,7 @@ class RequestPacer:
         if not first_try:
             return
         with self._lock:
-            grown = max(self.spacing * WIDEN, retry_after or 0.0, SMALLEST_SPACING_SECONDS)
+            # The spacing in force was too short, whether learnt or configured.
+            in_force = max(self.spacing, self.least_spacing)
+            grown = max(in_force * WIDEN, retry_after or 0.0, SMALLEST_SPACING_SECONDS)
             self.spacing = min(LARGEST_SPACING_SECONDS, grown)
