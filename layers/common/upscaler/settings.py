@@ -44,6 +44,8 @@ class Settings:
     runware_timeout_seconds: float = 20.0
     runware_max_attempts: int = 5
     completion_event_bus: str = ""  # empty: no completion events (the template always sets one)
+    # Most sources of one submit invocation whose S3 and DynamoDB steps run at once.
+    submit_parallelism: int = 10
 
     def owns_source(self, bucket: str, key: str) -> bool:
         """Whether an object is one this stack was deployed to process (its bucket and prefix)."""
@@ -86,6 +88,10 @@ class Settings:
         except ValueError as error:
             raise ConfigurationError(f"invalid default upscale option: {error}") from None
 
+        submit_parallelism = number("SUBMIT_PARALLELISM", cls.submit_parallelism)
+        if submit_parallelism < 1:
+            raise ConfigurationError(f"SUBMIT_PARALLELISM must be at least 1, got {submit_parallelism}")
+
         return cls(
             jobs_table=required("JOBS_TABLE"),
             output_bucket=required("OUTPUT_BUCKET"),
@@ -107,6 +113,7 @@ class Settings:
             reconcile_max_jobs=number("RECONCILE_MAX_JOBS", cls.reconcile_max_jobs),
             runware_max_attempts=number("RUNWARE_MAX_ATTEMPTS", cls.runware_max_attempts),
             completion_event_bus=env.get("COMPLETION_EVENT_BUS", "").strip(),
+            submit_parallelism=submit_parallelism,
         )
 
 
