@@ -167,6 +167,7 @@ FUNCTION_ENVIRONMENT = {
         "PRESIGNED_URL_EXPIRY_SECONDS",
         "RUNWARE_RESULT_TTL_SECONDS",
         "JOB_RETENTION_DAYS",
+        "SUBMIT_PARALLELISM",
     },
     "WebhookFunction": COMMON_ENVIRONMENT,
     "ReconcileFunction": COMMON_ENVIRONMENT | {"RECONCILE_AFTER_SECONDS", "JOB_MAX_AGE_SECONDS", "RECONCILE_MAX_JOBS"},
@@ -686,6 +687,7 @@ def check_environment(cfn: dict[str, Any]) -> None:
         "PRESIGNED_URL_EXPIRY_SECONDS": "PresignedUrlExpirySeconds",
         "RUNWARE_RESULT_TTL_SECONDS": "RunwareResultTtlSeconds",
         "JOB_RETENTION_DAYS": "JobRetentionDays",
+        "SUBMIT_PARALLELISM": "SubmitParallelism",
     }
     for variable, parameter in parameters.items():
         assert submit[variable] == {"Ref": parameter}, variable

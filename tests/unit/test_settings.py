@@ -59,6 +59,7 @@ def test_every_override_from_the_environment():
         "JOB_MAX_AGE_SECONDS": "86400",
         "RECONCILE_MAX_JOBS": "50",
         "RUNWARE_MAX_ATTEMPTS": "3",
+        "SUBMIT_PARALLELISM": "4",
     }
     settings = Settings.from_environment(env)
     assert settings.runware_api_url == "http://127.0.0.1:9000/v1"
@@ -74,6 +75,13 @@ def test_every_override_from_the_environment():
     assert settings.job_max_age_seconds == 86400
     assert settings.reconcile_max_jobs == 50
     assert settings.runware_max_attempts == 3
+    assert settings.submit_parallelism == 4
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_a_submit_parallelism_below_one_is_a_configuration_error(value):
+    with pytest.raises(ConfigurationError, match="SUBMIT_PARALLELISM"):
+        Settings.from_environment({**REQUIRED, "SUBMIT_PARALLELISM": value})
 
 
 def test_blank_optional_values_fall_back_to_defaults():
@@ -108,6 +116,7 @@ def test_missing_required_variable_is_a_configuration_error(name, value):
         ("JOB_MAX_AGE_SECONDS", "1e4"),
         ("RECONCILE_MAX_JOBS", "many"),
         ("RUNWARE_MAX_ATTEMPTS", "five"),
+        ("SUBMIT_PARALLELISM", "ten"),
         ("DEFAULT_TARGET_MEGAPIXELS", "four"),
         ("DEFAULT_OUTPUT_QUALITY", "high"),
     ],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -104,6 +105,10 @@ class CompletionEventPublisher:
     ) -> None:
         self._client = events_client
         self._client_instance: Any = None
+        # Jobs end in several threads of one invocation at once (the submit path's transitions):
+        # one client is made, by the first, and shared (boto3 clients are thread-safe; making one
+        # from the default session is not).
+        self._client_lock = threading.Lock()
         self.bus_name = bus_name
         self._sleep = sleep
 
@@ -129,6 +134,7 @@ class CompletionEventPublisher:
 
     def _events(self) -> Any:
         # Made on first use: most invocations of the submit function end no job.
-        if self._client_instance is None:
-            self._client_instance = self._client()
-        return self._client_instance
+        with self._client_lock:
+            if self._client_instance is None:
+                self._client_instance = self._client()
+            return self._client_instance

@@ -21,6 +21,7 @@ from upscaler.storage import ObjectStore, create_s3_client
 # modules of another (the webhook never loads the Runware client and httpx).
 if TYPE_CHECKING:
     from upscaler.completion_events import CompletionEventPublisher
+    from upscaler.parallel import ThreadHandoff
     from upscaler.reconciliation import Reconciler
     from upscaler.runware import RunwareClient
     from upscaler.submission import Submitter
@@ -75,7 +76,8 @@ def _runware_client(settings: Settings) -> RunwareClient:
     )
 
 
-def build_submitter(settings: Settings | None = None) -> Submitter:
+def build_submitter(settings: Settings | None = None, *, handoff: ThreadHandoff | None = None) -> Submitter:
+    """`handoff` gives the submitter's worker threads the handler's trace context."""
     from upscaler.submission import Submitter
 
     settings = settings or get_settings()
@@ -87,6 +89,7 @@ def build_submitter(settings: Settings | None = None) -> Submitter:
         _job_store(settings),
         _runware_client(settings),
         partial(read_secret, settings.webhook_token_secret),
+        handoff=handoff,
     )
 
 

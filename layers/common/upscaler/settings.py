@@ -54,6 +54,8 @@ class Settings:
     runware_requests_per_second: float = 0.0
     runware_concurrent_senders: int = 1
     completion_event_bus: str = ""  # empty: no completion events (the template always sets one)
+    # Most sources of one submit invocation whose S3 and DynamoDB steps run at once.
+    submit_parallelism: int = 10
 
     @property
     def runware_request_spacing_seconds(self) -> float:
@@ -116,6 +118,10 @@ class Settings:
         except ValueError as error:
             raise ConfigurationError(f"invalid default upscale option: {error}") from None
 
+        submit_parallelism = number("SUBMIT_PARALLELISM", cls.submit_parallelism)
+        if submit_parallelism < 1:
+            raise ConfigurationError(f"SUBMIT_PARALLELISM must be at least 1, got {submit_parallelism}")
+
         return cls(
             jobs_table=required("JOBS_TABLE"),
             output_bucket=required("OUTPUT_BUCKET"),
@@ -139,6 +145,7 @@ class Settings:
             runware_requests_per_second=decimal("RUNWARE_REQUESTS_PER_SECOND", cls.runware_requests_per_second),
             runware_concurrent_senders=max(1, number("RUNWARE_CONCURRENT_SENDERS", cls.runware_concurrent_senders)),
             completion_event_bus=env.get("COMPLETION_EVENT_BUS", "").strip(),
+            submit_parallelism=submit_parallelism,
         )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +97,7 @@ class ObjectStore:
     def __init__(self, s3_client: Any) -> None:
         self._s3 = s3_client
         self.header_bytes_read = 0  # running total, so callers and tests can see what was fetched
+        self._count_lock = threading.Lock()  # sources are read from several threads at once
 
     def head(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
@@ -138,7 +140,7 @@ class ObjectStore:
             data: bytes = body.read(HEADER_FIRST_READ_BYTES)
         finally:
             body.close()
-        self.header_bytes_read += len(data)
+        self._count(len(data))
         size = _total_size(response)
         info = ObjectInfo(
             bucket=bucket,
@@ -152,6 +154,10 @@ class ObjectStore:
         held = HeaderBytes(size)
         held.add(0, data)
         return CurrentObject(info, held)
+
+    def _count(self, read: int) -> None:
+        with self._count_lock:
+            self.header_bytes_read += read
 
     def _is_delete_marker(self, error: ClientError, bucket: str, key: str, version_id: str | None) -> bool:
         headers = error.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
@@ -204,7 +210,7 @@ class ObjectStore:
             data: bytes = body.read(end - start)
         finally:
             body.close()
-        self.header_bytes_read += len(data)
+        self._count(len(data))
         return data
 
     def presign_get(self, info: ObjectInfo, expires_in: int) -> str:

@@ -9,15 +9,21 @@ Runware either accepts or answers with conflictTaskUUID (it holds the task alrea
 SUBMITTED. A refusal of the account (key, balance, permission) fails no job: they stay CLAIMED,
 and the invocation fails so it is retried or dead-lettered. Folder markers and foreign sources
 make no job.
+
+The per-source steps (validate and claim; the transitions after the request) are network round
+trips independent of each other's sources: they run at once, at most SUBMIT_PARALLELISM of them,
+and their outcomes are reported in source order.
 """
 
 from __future__ import annotations
 
 import contextlib
 import posixpath
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from upscaler.image_header import ImageHeader, MetadataTooLarge, UnreadableImage
@@ -25,6 +31,7 @@ from upscaler.jobs import JobStatus, JobStore, TransitionRefused, iso, job_id_fo
 from upscaler.models import InvalidOption, TaskError, UpscaleOptions, UpscaleTask
 from upscaler.output_geometry import geometry_problem
 from upscaler.outputs import staging_key_for
+from upscaler.parallel import StepResult, ThreadHandoff, run_each
 from upscaler.runware import RunwareClient, is_duplicate_task
 from upscaler.settings import Settings
 from upscaler.source_events import SourceObject, source_objects
@@ -86,6 +93,18 @@ class TasksNotAcknowledged(Exception):
 # S3's limit on the length of a key, in UTF-8 bytes.
 MAX_KEY_BYTES = 1024
 
+Claimed = tuple[dict[str, Any], UpscaleTask]  # a CLAIMED job and the task that submits it
+Prepared = tuple[SubmitOutcome | None, Claimed | None]
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """What became of each sent job (in the request's order), and the tasks Runware left unanswered."""
+
+    results: list[tuple[str, StepResult[SubmitOutcome]]]  # job id, its transition's outcome or error
+    unanswered: list[str]
+    status_code: int
+
 
 class Submitter:
     def __init__(
@@ -95,28 +114,35 @@ class Submitter:
         jobs: JobStore,
         runware: RunwareClient,
         webhook_key: Callable[[], str],
+        *,
+        handoff: ThreadHandoff | None = None,
     ) -> None:
         self.settings = settings
         self.objects = objects
         self.jobs = jobs
         self.runware = runware
         self._webhook_key = webhook_key
+        # Gives worker threads the invocation's trace context (see upscaler.parallel).
+        self.handoff = handoff
+        # The key is read once and cached by the reader: threads wait for that one read, not make their own.
+        self._webhook_key_lock = threading.Lock()
 
     def submit_event(self, event: Mapping[str, Any], *, deadline: float | None = None) -> list[SubmitOutcome]:
+        """The sources of one event in one request; the first source step that raised is raised
+        (once every source's step has ended), so the whole event is delivered again."""
         outcomes: list[SubmitOutcome] = []
-        pending: list[tuple[dict[str, Any], UpscaleTask]] = []
-        for source in source_objects(event):
-            ignored = self._ignored(source)
-            if ignored is not None:
-                outcomes.append(ignored)
-                continue
-            outcome, claimed = self._prepare(source)
+        pending: list[Claimed] = []
+        for _source, prepared in self._prepare_all(source_objects(event)):
+            outcome, claimed = prepared.unwrap()
             if claimed is not None:
                 pending.append(claimed)
             elif outcome is not None:
                 outcomes.append(outcome)
         if pending:
-            outcomes.extend(self._send(pending, deadline))
+            sent = self._send(pending, deadline)
+            outcomes.extend(result.unwrap() for _job_id, result in sent.results)
+            if sent.unanswered:
+                raise TasksNotAcknowledged(sent.unanswered, sent.status_code)
         return outcomes
 
     def submit_sources(self, sources: Sequence[SourceObject], *, deadline: float | None = None) -> SubmitReport:
@@ -124,29 +150,41 @@ class Submitter:
         source whose own step fails (or that Runware left unanswered) is reported for redelivery
         instead of failing its neighbours. An error about the request as a whole propagates."""
         report = SubmitReport()
-        pending: list[tuple[dict[str, Any], UpscaleTask]] = []
+        pending: list[Claimed] = []
         by_job: dict[str, SourceObject] = {}
-        for source in sources:
-            ignored = self._ignored(source)
-            if ignored is not None:
-                report.outcomes.append(ignored)
+        for source, prepared in self._prepare_all(sources):
+            if prepared.error is not None:  # this source's S3/DynamoDB step; its message is received again
+                report.retry.append((source, _reason(prepared.error)))
                 continue
-            try:
-                outcome, claimed = self._prepare(source)
-            except Exception as error:  # this source's S3/DynamoDB step; its message is received again
-                report.retry.append((source, f"{type(error).__name__}: {error}"))
-                continue
+            outcome, claimed = prepared.unwrap()
             if claimed is not None:
                 pending.append(claimed)
                 by_job[claimed[1].task_uuid] = source
             elif outcome is not None:
                 report.outcomes.append(outcome)
         if pending:
-            try:
-                report.outcomes.extend(self._send(pending, deadline))
-            except TasksNotAcknowledged as unanswered:
-                report.retry.extend((by_job[task], str(unanswered)) for task in unanswered.task_uuids)
+            sent = self._send(pending, deadline)
+            for job_id, result in sent.results:
+                if result.error is not None:  # its transition's write failed: the job is still CLAIMED
+                    report.retry.append((by_job[job_id], _reason(result.error)))
+                else:
+                    report.outcomes.append(result.unwrap())
+            if sent.unanswered:
+                unanswered = TasksNotAcknowledged(sent.unanswered, sent.status_code)
+                report.retry.extend((by_job[task], str(unanswered)) for task in sent.unanswered)
         return report
+
+    def _prepare_all(self, sources: Sequence[SourceObject]) -> list[tuple[SourceObject, StepResult[Prepared]]]:
+        """Every source's validation and claim (at once), in source order; ignored sources need neither."""
+        ignored = [self._ignored(source) for source in sources]
+        prepared = iter(self._each([s for s, i in zip(sources, ignored, strict=True) if i is None], self._prepare))
+        return [
+            (source, StepResult(value=(skip, None)) if skip is not None else next(prepared))
+            for source, skip in zip(sources, ignored, strict=True)
+        ]
+
+    def _each(self, items: Sequence[Any], step: Callable[[Any], Any]) -> list[StepResult[Any]]:
+        return run_each(items, step, parallelism=self.settings.submit_parallelism, handoff=self.handoff)
 
     def _ignored(self, source: SourceObject) -> SubmitOutcome | None:
         """Sources that are no job at all: folder markers, and objects this stack does not own."""
@@ -163,7 +201,7 @@ class Submitter:
         inbox = f"s3://{self.settings.inbox_bucket}/" if self.settings.inbox_bucket else "prefix "
         return f"{where} is outside this stack's inbox ({inbox}{self.settings.inbox_prefix})"
 
-    def _prepare(self, source: SourceObject) -> tuple[SubmitOutcome | None, tuple[dict[str, Any], UpscaleTask] | None]:
+    def _prepare(self, source: SourceObject) -> Prepared:
         """Validate the source's current state, then claim (or reject) its job in one conditional write.
 
         The write returns the existing job when there is one, so a repeat delivery costs no extra
@@ -313,26 +351,30 @@ class Submitter:
             options=options,
             # Runware uploads to a staging key nothing else reads; the result is published once checked.
             upload_endpoint=self.objects.presign_put(job["outputBucket"], self._staging_key(job), expiry),
-            webhook_url=webhook_url_for(self.settings.webhook_url, job["jobId"], self._webhook_key()),
+            webhook_url=webhook_url_for(self.settings.webhook_url, job["jobId"], self._read_webhook_key()),
             result_ttl_seconds=self.settings.runware_result_ttl_seconds,
         )
+
+    def _read_webhook_key(self) -> str:
+        with self._webhook_key_lock:
+            return self._webhook_key()
 
     def _staging_key(self, job: Mapping[str, Any]) -> str:
         return staging_key_for(self.settings.staging_prefix, str(job["jobId"]))
 
-    def _send(self, pending: list[tuple[dict[str, Any], UpscaleTask]], deadline: float | None) -> list[SubmitOutcome]:
+    def _send(self, pending: list[Claimed], deadline: float | None) -> _Sent:
         # One request for the whole event; RunwareUnavailable propagates so the invocation is retried.
         started = time.monotonic()
         response = self.runware.send([task.to_json() for _, task in pending], deadline=deadline)
         request_ms = int((time.monotonic() - started) * 1000)
         if response.account_error is not None:
             self._wait_for_account([job for job, _ in pending], response.account_error, response.status_code)
-        outcomes = []
+        moves: list[tuple[str, Callable[[], SubmitOutcome]]] = []
         unanswered = []
         for job, task in pending:
             error = response.error_for(task.task_uuid)
             if error is not None and not is_duplicate_task(error):
-                outcomes.append(self._mark_failed(job, error))
+                moves.append((task.task_uuid, partial(self._mark_failed, job, error)))
             elif error is None and response.status_code >= 400 and task.task_uuid not in response.items:
                 # A refused request that names other tasks says nothing of this one: it may not have
                 # been accepted, so it stays CLAIMED and the retried invocation sends it again.
@@ -340,17 +382,24 @@ class Submitter:
             else:
                 # Accepted now, or a re-submission that Runware answers with conflictTaskUUID: it holds
                 # the task already and will run (and bill) it, so the job goes on as SUBMITTED.
-                outcomes.append(self._mark_submitted(job, request_ms))
-        if unanswered:
-            raise TasksNotAcknowledged(unanswered, response.status_code)
-        return outcomes
+                moves.append((task.task_uuid, partial(self._mark_submitted, job, request_ms)))
+        results = self._each([move for _, move in moves], _call)
+        return _Sent(
+            [(job_id, result) for (job_id, _), result in zip(moves, results, strict=True)],
+            unanswered,
+            response.status_code,
+        )
 
     def _wait_for_account(self, jobs: list[Mapping[str, Any]], error: TaskError, status_code: int) -> None:
         reason = f"Runware refused the account (HTTP {status_code} {error.code}): {error.message}"[:1000]
-        for job in jobs:
+
+        def note_waiting(job: Mapping[str, Any]) -> None:
             # A job that already moved on (a fast webhook, a concurrent delivery) does not wait.
             with contextlib.suppress(TransitionRefused):
                 self.jobs.transition(job["jobId"], {JobStatus.CLAIMED}, JobStatus.CLAIMED, {"waitingReason": reason})
+
+        for noted in self._each(jobs, note_waiting):
+            noted.unwrap()  # a write that failed for another reason is the invocation's error
         raise AccountRefused(error, status_code, [str(job["jobId"]) for job in jobs])
 
     def _mark_submitted(self, job: Mapping[str, Any], request_ms: int) -> SubmitOutcome:
@@ -390,6 +439,14 @@ class Submitter:
             status = (refused.current or {}).get("status", DUPLICATE)
             return SubmitOutcome(job["jobId"], job["sourceKey"], str(status))
         return SubmitOutcome(job["jobId"], job["sourceKey"], JobStatus.FAILED, error.code, error.message)
+
+
+def _call(move: Callable[[], SubmitOutcome]) -> SubmitOutcome:
+    return move()
+
+
+def _reason(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 def _replaced_by(source: SourceObject, current: ObjectInfo) -> str | None:
