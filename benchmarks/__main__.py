@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
             if section("warm_overhead", "4. warm overhead"):
                 events = 2 if args.quick else 10
                 plan = [(1, events), (10, max(1, events // 2))]
-                results["warm_overhead"] = suites.warm_overhead(services, plan, tracing_modes=(False, True))
+                results["warm_overhead"] = suites.warm_overhead(
+                    services, plan, tracing_modes=(False, True), round_trips=(suites.AWS_ROUND_TRIP_MS,)
+                )
         finally:
             services.stop()
     if section("throughput", "5. throughput"):

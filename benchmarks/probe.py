@@ -331,11 +331,27 @@ def billed(spec: dict) -> dict[str, object]:
     return {"warmup": samples[0], "samples": samples[1:], "peak_rss_kb": peak_rss_kb()}
 
 
+def add_round_trips(milliseconds: dict[str, float]) -> None:
+    """Each AWS call waits its service's round trip (by endpoint prefix: "s3", "dynamodb") before it is
+    sent: the network time that loopback does not have."""
+    import botocore.endpoint
+
+    send = botocore.endpoint.Endpoint._send
+
+    def delayed(endpoint: botocore.endpoint.Endpoint, request: object) -> object:
+        time.sleep(milliseconds.get(endpoint._endpoint_prefix, 0.0) / 1000)
+        return send(endpoint, request)
+
+    botocore.endpoint.Endpoint._send = delayed
+
+
 def warm(spec: dict) -> dict[str, object]:
     """CPU time of warm submit invocations, per event, with AWS calls and bytes moved."""
     import os
     import uuid
 
+    if spec.get("round_trip_ms"):
+        add_round_trips(spec["round_trip_ms"])
     function = load_handler("SubmitFunction")
     traced = spec.get("tracing", False)
 

@@ -326,7 +326,18 @@ def cold_start(runs: int, profile_runs: int) -> dict[str, Any]:
 # ---- 4. warm overhead ------------------------------------------------------------------------------
 
 
-def warm_overhead(services: Services, plan: list[tuple[int, int]], tracing_modes: Iterable[bool]) -> dict[str, Any]:
+# Round trips as AWS documents them, for the warm runs that add network time: S3's "median latencies
+# are often in the tens of milliseconds" for small requests (Best Practices Design Patterns: Optimizing
+# Amazon S3 Performance, timeouts and retries), DynamoDB's "single-digit millisecond" latency.
+AWS_ROUND_TRIP_MS = {"s3": 20.0, "dynamodb": 5.0}
+
+
+def warm_overhead(
+    services: Services,
+    plan: list[tuple[int, int]],
+    tracing_modes: Iterable[bool],
+    round_trips: Iterable[dict[str, float] | None] = (None,),
+) -> dict[str, Any]:
     """CPU, billed time and AWS calls per object of warm submit invocations, for SQS batches of 1
     and 10 messages (one S3 notification each).
 
@@ -344,7 +355,9 @@ def warm_overhead(services: Services, plan: list[tuple[int, int]], tracing_modes
         return services.queue_event(sources), sources
 
     results: dict[str, Any] = {}
-    for tracing in tracing_modes:
+    modes = [(tracing, None) for tracing in tracing_modes]
+    modes += [(False, trips) for trips in round_trips if trips]
+    for tracing, trips in modes:
         for records_per_event, events in plan:
             warmup, warmup_records = event(1)
             batches, batch_records = zip(*(event(records_per_event) for _ in range(events)), strict=True)
@@ -353,7 +366,8 @@ def warm_overhead(services: Services, plan: list[tuple[int, int]], tracing_modes
                 env.pop("POWERTOOLS_TRACE_DISABLED", None)
                 env.update(LAMBDA_TASK_ROOT=str(ROOT / "functions" / "submit"), AWS_XRAY_DAEMON_ADDRESS=XRAY_DAEMON)
             services.emulator.reset()
-            result = run_probe("warm", {"warmup": warmup, "events": list(batches), "tracing": tracing}, env=env)
+            spec = {"warmup": warmup, "events": list(batches), "tracing": tracing, "round_trip_ms": trips}
+            result = run_probe("warm", spec, env=env)
             services.settle()
             stats = services.emulator.stats()
             bodies = services.emulator.requests
@@ -371,9 +385,12 @@ def warm_overhead(services: Services, plan: list[tuple[int, int]], tracing_modes
             key = f"{records_per_event} record{'s' if records_per_event > 1 else ''} per event" + (
                 ", tracing active" if tracing else ""
             )
+            if trips:
+                key += ", with AWS round trips (" + ", ".join(f"{k} {v:g} ms" for k, v in trips.items()) + ")"
             results[key] = {
                 "records_per_event": records_per_event,
                 "tracing": tracing,
+                "round_trip_ms": trips,
                 "events": len(samples),
                 "cpu_ms_per_object": summary(s["cpu_ms"] / s["records"] for s in samples),
                 "wall_ms_per_event": summary(s["wall_ms"] for s in samples),

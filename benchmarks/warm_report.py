@@ -9,7 +9,12 @@ from benchmarks.markdown import fmt, size, table
 
 def warm_goals(warm: dict[str, Any]) -> list[tuple[str, str, str]]:
     """The submit function's per-object goals, from the warm events with tracing disabled."""
-    untraced = {data["records_per_event"]: data for data in warm.values() if not data["tracing"]}
+    untraced = {
+        data["records_per_event"]: data
+        for data in warm.values()
+        if not data["tracing"] and not data.get("round_trip_ms")
+    }
+    networked = {data["records_per_event"]: data for data in warm.values() if data.get("round_trip_ms")}
     batch = untraced.get(10)
     if batch is None:
         return []
@@ -24,12 +29,15 @@ def warm_goals(warm: dict[str, Any]) -> list[tuple[str, str, str]]:
             "met" if total <= 3 else "not met",
         )
     ]
-    single = untraced.get(1)
-    if single is not None:
-        alone, batched = single["billed_ms_per_image"]["median"], batch["billed_ms_per_image"]["median"]
+    for where, runs in (("on loopback", untraced), ("with AWS's round trips", networked)):
+        single, batched_run = runs.get(1), runs.get(10)
+        if single is None or batched_run is None:
+            continue
+        alone, batched = single["billed_ms_per_image"]["median"], batched_run["billed_ms_per_image"]["median"]
         verdicts.append(
             (
-                "Submit: billed ms per image in batches of 10 at most a third of the single-record figure (same run)",
+                f"Submit: billed ms per image in batches of 10 at most a third of the single-record figure "
+                f"(same run, {where})",
                 f"{batched:.1f} ms per image in batches of 10, {alone:.1f} ms with 1 record per event: "
                 f"{batched / alone:.2f} of it (medians, tracing disabled)",
                 "met" if batched <= alone / 3 else "not met",
@@ -50,7 +58,12 @@ def warm_section(warm: dict[str, Any]) -> list[str]:
         "a run counts only if no message is reported in `batchItemFailures` and every job is SUBMITTED in the "
         "jobs table (read after the probe, so not in the AWS calls). Billed ms per image: each invocation's "
         "wall time rounded up to the millisecond, as Lambda bills, divided by the messages in its batch. "
-        "Runware requests are counted by the emulator.",
+        "Runware requests are counted by the emulator. On loopback every AWS call is a few milliseconds of "
+        "moto's own work, and moto serves one call at a time, so the calls a batch makes at once still take "
+        "their sum. The rows 'with AWS round trips' add before each AWS call the network time AWS documents "
+        "(S3: median latencies 'often in the tens of milliseconds' for small requests, from the S3 performance "
+        "best practices; DynamoDB: 'single-digit millisecond'), taken as 20 ms and 5 ms; Runware's own round "
+        "trip is not documented and none is added, so what a batch saves on it is not counted.",
         "",
     ]
     rows = []
