@@ -38,9 +38,11 @@ class RequestPacer:
                 return 0.0
             return max(0.0, self._last_accepted + spacing - self._clock())
 
-    def accepted(self, *, first_try: bool) -> None:
+    def accepted(self, *, first_try: bool, sent_at: float | None = None) -> None:
+        """A request that got through; `sent_at` (this pacer's clock) is when it left, which is when it
+        took its turn at Runware, however long the answer then took."""
         with self._lock:
-            self._last_accepted = self._clock()
+            self._last_accepted = self._clock() if sent_at is None else sent_at
             if first_try and self.spacing:
                 self.spacing *= NARROW
                 if self.spacing < SMALLEST_SPACING_SECONDS:
@@ -51,7 +53,7 @@ class RequestPacer:
         if not first_try:
             return
         with self._lock:
-            # The spacing in force was too short, whether learnt or configured.
-            in_force = max(self.spacing, self.least_spacing)
-            grown = max(in_force * WIDEN, retry_after or 0.0, SMALLEST_SPACING_SECONDS)
+            # A configured spacing is not widened: a refusal under it means a turn was taken late (its
+            # answer said to wait), and the next turn counts from the accepted one anyway.
+            grown = max(self.spacing * WIDEN, retry_after or 0.0, SMALLEST_SPACING_SECONDS)
             self.spacing = min(LARGEST_SPACING_SECONDS, grown)

@@ -189,6 +189,7 @@ class RunwareClient:
         while True:
             attempt += 1
             retry_after: float | None = None
+            sent_at = time.monotonic()
             try:
                 self.requests_sent += 1
                 response = self.http.post(
@@ -204,7 +205,7 @@ class RunwareClient:
                 problem = f"{type(error).__name__}: {error}"
             else:
                 if response.status_code not in RETRYABLE_STATUSES:
-                    self.pacer.accepted(first_try=attempt == 1)
+                    self.pacer.accepted(first_try=attempt == 1, sent_at=sent_at)
                     return _parse(response, task_uuids)
                 problem = f"HTTP {response.status_code}: {response.text[:300]}"
                 retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
