@@ -29,21 +29,14 @@ from typing import Any
 from upscaler.image_header import ImageHeader, MetadataTooLarge, UnreadableImage
 from upscaler.jobs import JobStatus, JobStore, TransitionRefused, iso, job_id_for, utc_now
 from upscaler.models import InvalidOption, TaskError, UpscaleOptions, UpscaleTask
-from upscaler.output_geometry import geometry_problem
 from upscaler.outputs import staging_key_for
 from upscaler.parallel import StepResult, ThreadHandoff, run_each
 from upscaler.runware import RunwareClient, is_duplicate_task
 from upscaler.settings import Settings
 from upscaler.source_events import SourceObject, source_objects
+from upscaler.source_rules import Rejection, content_problem, input_fields, replaced_by
 from upscaler.storage import ObjectDeleted, ObjectInfo, ObjectMissing, ObjectStore
 from upscaler.tokens import webhook_url_for
-
-
-@dataclass(frozen=True)
-class Rejection:
-    code: str
-    message: str
-    known: dict[str, Any] = field(default_factory=dict)  # what was learnt about the input before refusing it
 
 
 @dataclass(frozen=True)
@@ -276,7 +269,7 @@ class Submitter:
         except ObjectMissing:
             return Rejection("sourceMissing", "the object no longer exists, so there is nothing to upscale")
         info = current.info
-        replaced = _replaced_by(source, info)
+        replaced = replaced_by(source, info)
         if replaced:
             return Rejection("sourceReplaced", replaced)
         if info.size == 0:
@@ -294,7 +287,7 @@ class Submitter:
             return Rejection("metadataTooLarge", f"{error}")
         except UnreadableImage as error:
             return Rejection("notAnImage", f"{error}")
-        return _content_problem(header, options) or self._accepted(source, job_id, info, header, options)
+        return content_problem(header, options) or self._accepted(source, job_id, info, header, options)
 
     def _accepted(
         self, source: SourceObject, job_id: str, info: ObjectInfo, header: ImageHeader, options: UpscaleOptions
@@ -304,7 +297,7 @@ class Submitter:
             "sourceETag": info.etag,
             "sourceSize": info.size,
             "sourceContentType": info.content_type or header.content_type,
-            **_input_fields(header),
+            **input_fields(header),
             "targetMegapixels": options.target_megapixels,
             "enhanceDetails": options.enhance_details,
             "realism": options.realism,
@@ -447,64 +440,3 @@ def _call(move: Callable[[], SubmitOutcome]) -> SubmitOutcome:
 
 def _reason(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
-
-
-def _replaced_by(source: SourceObject, current: ObjectInfo) -> str | None:
-    """Why the event's version is no longer the object's current one, or None if it still is.
-
-    Versioned buckets compare version ids; without a version id on either side, the ETag.
-    """
-    if source.version_id and current.version_id:
-        if current.version_id == source.version_id:
-            return None
-        return (
-            f"this version ({source.version_id}) is no longer the object's current version "
-            f"({current.version_id}): the key was overwritten or this version deleted; only the "
-            "current version is upscaled, as its own job"
-        )
-    if source.etag and current.etag and current.etag != source.etag:
-        return (
-            "the object was overwritten before it could be processed (its ETag changed); only the "
-            "current version is upscaled, as its own job"
-        )
-    return None
-
-
-def _input_fields(header: ImageHeader) -> dict[str, Any]:
-    # Displayed sides: EXIF orientations 5-8 show the stored image turned a quarter.
-    return {
-        "inputFormat": header.format,
-        "inputWidth": header.display_width,
-        "inputHeight": header.display_height,
-        "inputOrientation": header.orientation,
-    }
-
-
-def _content_problem(header: ImageHeader, options: UpscaleOptions) -> Rejection | None:
-    """Why a readable image cannot be upscaled with these options, or None."""
-    if not header.supported:
-        return Rejection(
-            "unsupportedFormat",
-            f"{header.format} is not supported; use JPEG, PNG or WEBP",
-            {"inputFormat": header.format},
-        )
-    known = {**_input_fields(header), "targetMegapixels": options.target_megapixels}
-    if header.animated:
-        return Rejection(
-            "animatedImage",
-            f"the {header.format} is animated, and Runware's upscaler documents no animation support: "
-            "upload a single frame as a still image",
-            known,
-        )
-    width, height = header.display_width, header.display_height
-    if header.pixels >= options.target_pixels:
-        return Rejection(
-            "alreadyAtTarget",
-            f"the image is {width}x{height} ({header.pixels / 1e6:.2f} MP), already at or "
-            f"above the target of {options.target_megapixels} MP",
-            known,
-        )
-    problem = geometry_problem(width, height, options)
-    if problem:
-        return Rejection(problem.code, problem.message, {**known, "outputFormat": options.output_format})
-    return None
