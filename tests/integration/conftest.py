@@ -10,7 +10,9 @@ import functools
 import io
 import os
 import time
+import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +27,30 @@ RECONCILE_AFTER_SECONDS = 3
 JOB_MAX_AGE_SECONDS = 20
 # Fewer Runware attempts per invocation than deployed, so an outage reaches the DLQ in seconds.
 RUNWARE_MAX_ATTEMPTS = "3"
+
+
+NO_METRICS_WARNING = "No application metrics to publish"
+# Run in several processes (make test: pytest-xdist, --dist loadgroup), the longest test starts first
+# so the others fill the workers around it, and a module whose module-scoped fixture starts
+# something costly (a stack, a server) keeps its tests on one worker, so it starts once.
+LONGEST_FIRST = ("test_readme.py",)
+ONE_WORKER_MODULES = ("test_demo_page.py", "test_presigned_urls.py")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The stack filters Powertools' "no metrics to publish" warning (metrics are not published
+    # locally), but its functions run on its threads, in whichever test runs or between two.
+    config.addinivalue_line("filterwarnings", f"ignore:{NO_METRICS_WARNING}:UserWarning")
+    warnings.filterwarnings("ignore", message=NO_METRICS_WARNING, category=UserWarning)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here) and item.path.name in ONE_WORKER_MODULES:
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+    items.sort(key=lambda item: item.path.is_relative_to(here) and item.path.name not in LONGEST_FIRST)
 
 
 @pytest.fixture(scope="session")
