@@ -35,12 +35,18 @@ up: $(STAMP)
 
 ## test: lint, then every test; the stack-based suites run in their own processes, since the
 ## unit tests' in-process AWS mocks must never share a process with a running local stack
+# Each stack-based suite runs in STACK_TEST_WORKERS processes (pytest-xdist), each with a local stack
+# of its own; their tests mostly wait on their stacks, so two share two cores well (their
+# conftest.py files start the longest test first and keep a module with a costly module-scoped
+# fixture on one worker). STACK_TEST_WORKERS=0 runs a suite in one process.
+STACK_TEST_WORKERS ?= 2
+STACK_TEST_OPTIONS := -n $(STACK_TEST_WORKERS) --dist loadgroup
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest tests/unit tests/template
-	$(BIN)/python -m pytest tests/integration
-	$(BIN)/python -m pytest tests/reliability
+	$(BIN)/python -m pytest tests/integration $(STACK_TEST_OPTIONS)
+	$(BIN)/python -m pytest tests/reliability $(STACK_TEST_OPTIONS)
 
 ## soak: the reliability suite at full size
 soak: $(STAMP)

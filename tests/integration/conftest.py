@@ -6,9 +6,13 @@ mocks would otherwise intercept the stack's own AWS calls.
 
 from __future__ import annotations
 
+import functools
 import io
+import os
 import time
+import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,14 +20,43 @@ from PIL import Image
 
 from local.runware_emulator import FaultConfig
 from local.stack import TERMINAL, LocalStack, StackConfig
+from upscaler.jobs import from_dynamodb_item
 
 # Short local timings so the reconciler's paths run within a test.
 RECONCILE_AFTER_SECONDS = 3
 JOB_MAX_AGE_SECONDS = 20
+# Fewer Runware attempts per invocation than deployed, so an outage reaches the DLQ in seconds.
+RUNWARE_MAX_ATTEMPTS = "3"
+
+
+NO_METRICS_WARNING = "No application metrics to publish"
+# Run in several processes (make test: pytest-xdist, --dist loadgroup), the longest test starts first
+# so the others fill the workers around it, and a module whose module-scoped fixture starts
+# something costly (a stack, a server) keeps its tests on one worker, so it starts once.
+LONGEST_FIRST = ("test_readme.py",)
+ONE_WORKER_MODULES = ("test_demo_page.py", "test_presigned_urls.py")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The stack filters Powertools' "no metrics to publish" warning (metrics are not published
+    # locally), but its functions run on its threads, in whichever test runs or between two.
+    config.addinivalue_line("filterwarnings", f"ignore:{NO_METRICS_WARNING}:UserWarning")
+    warnings.filterwarnings("ignore", message=NO_METRICS_WARNING, category=UserWarning)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here) and item.path.name in ONE_WORKER_MODULES:
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+    items.sort(key=lambda item: item.path.is_relative_to(here) and item.path.name not in LONGEST_FIRST)
 
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
+    previous = os.environ.get("RUNWARE_MAX_ATTEMPTS")
+    os.environ["RUNWARE_MAX_ATTEMPTS"] = RUNWARE_MAX_ATTEMPTS
     config = StackConfig(
         emulator_workers=4,
         reconcile_interval_seconds=1.0,
@@ -33,8 +66,14 @@ def stack() -> Iterator[LocalStack]:
         },
         seed=1234,
     )
-    with LocalStack(config) as running:
-        yield running
+    try:
+        with LocalStack(config) as running:
+            yield running
+    finally:
+        if previous is None:
+            os.environ.pop("RUNWARE_MAX_ATTEMPTS", None)
+        else:
+            os.environ["RUNWARE_MAX_ATTEMPTS"] = previous
 
 
 @pytest.fixture(autouse=True)
@@ -64,11 +103,32 @@ def drop(stack: LocalStack, name: str, body: bytes, metadata: dict[str, str] | N
     return key
 
 
+@functools.cache
+def _dynamodb(stack: LocalStack) -> Any:
+    return stack.client("dynamodb")
+
+
+def jobs_of(stack: LocalStack, keys: list[str]) -> list[dict[str, Any]]:
+    """Every job of these source keys (a scan filtered on them: the table holds the whole session's jobs)."""
+    dynamodb = _dynamodb(stack)
+    values = {f":k{index}": {"S": key} for index, key in enumerate(dict.fromkeys(keys))}
+    scan = {
+        "TableName": stack.names["jobs_table"],
+        "ConsistentRead": True,
+        "FilterExpression": f"sourceKey IN ({', '.join(values)})",
+        "ExpressionAttributeValues": values,
+    }
+    items: list[dict[str, Any]] = []
+    for page in dynamodb.get_paginator("scan").paginate(**scan):
+        items.extend(from_dynamodb_item(item) for item in page["Items"])
+    return items
+
+
 def wait_for_jobs(stack: LocalStack, keys: list[str], timeout: float = 60.0) -> dict[str, dict[str, Any]]:
     """The terminal job of each key, waiting until all are terminal; fails the test on time-out."""
     deadline = time.monotonic() + timeout
     while True:
-        jobs = {job["sourceKey"]: job for job in stack.jobs() if job["sourceKey"] in keys}
+        jobs = {job["sourceKey"]: job for job in jobs_of(stack, keys)}
         if len(jobs) == len(keys) and all(job["status"] in TERMINAL for job in jobs.values()):
             return jobs
         if time.monotonic() > deadline:

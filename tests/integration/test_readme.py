@@ -3,8 +3,10 @@
 Each ```bash block that calls `aws`, `sam`, `s3-upscale` or `python -m local` runs in its own bash
 (`set -eo pipefail`), after a prelude that fills the documented variables (STACK, INBOX, PREFIX,
 OUTPUT, TABLE, SECRET, DLQ, SUBMIT, JOB_ID, TARGET_ARN) from the local stack and exports what the
-README's local-stack section exports; for blocks after "Deploy" it also runs the README's own block
-that defines `out()` and reads the stack's outputs, as a reader's shell would hold them. A block
+README's local-stack section exports; for blocks after "Deploy" the shell also holds what the
+README's own block that defines `out()` and reads the stack's outputs left behind when it ran (its
+`out` function, and the variables it set, checked to be the documented ones), as a reader's shell
+would hold them. A block
 the README marks `# deployed stack only` is not run. The local stack is the one `make up` runs, or
 one this test starts with `python -m local up`; a CloudFormation stack with the template's outputs
 is created in it, so the README's output-reading block runs too.
@@ -141,19 +143,20 @@ def _jobs(state: dict[str, Any]) -> list[dict[str, Any]]:
     return items
 
 
-def _settle(state: dict[str, Any], quiet_seconds: float = 2.0, timeout: float = 60.0) -> None:
-    """Wait, as a user would, until uploads have their jobs and no job is in flight."""
+def _settle(state: dict[str, Any], timeout: float = 60.0) -> None:
+    """Wait, as a user would, until uploads have their jobs and no job is in flight: the ingestion
+    queue holds no message (S3 notifies it before the upload returns; a message leaves it once its
+    invocation has written the job), then no job is CLAIMED or SUBMITTED."""
+    sqs = _client(state, "sqs")
+    counts = [f"ApproximateNumberOfMessages{kind}" for kind in ("", "NotVisible", "Delayed")]
     deadline = time.monotonic() + timeout
-    last: tuple[int, int] | None = None
-    quiet_since = time.monotonic()
     while time.monotonic() < deadline:
-        jobs = _jobs(state)
-        now = (len(jobs), sum(1 for job in jobs if job["status"]["S"] in ("CLAIMED", "SUBMITTED")))
-        if now != last:
-            last, quiet_since = now, time.monotonic()
-        elif now[1] == 0 and time.monotonic() - quiet_since >= quiet_seconds:
+        queued = sqs.get_queue_attributes(QueueUrl=state["ingest_queue_url"], AttributeNames=counts)["Attributes"]
+        jobs = _jobs(state)  # read after the queue: the jobs of every message gone from it are written
+        in_flight = [job for job in jobs if job["status"]["S"] in ("CLAIMED", "SUBMITTED")]
+        if not any(int(value) for value in queued.values()) and not in_flight:
             return
-        time.sleep(0.3)
+        time.sleep(0.2)
 
 
 def _newest_job_id(state: dict[str, Any], key: str) -> str:
@@ -206,6 +209,7 @@ def test_readme_blocks_run_against_the_local_stack(running_stack: dict[str, Any]
     blocks = [block for block in bash_blocks(readme) if block.talks_to_stack]
     outputs_block = next(block for block in blocks if "out() {" in block.text)
     ran, skipped = [], []
+    outputs_shell = ""  # what the outputs block leaves in a reader's shell: its `out` function
     for block in blocks:
         if block.deployed_only:
             skipped.append(block.line)
@@ -214,17 +218,25 @@ def test_readme_blocks_run_against_the_local_stack(running_stack: dict[str, Any]
         prelude = "set -eo pipefail\n" + "".join(f"{name}={_quote(value)}\n" for name, value in filled.items())
         prelude += f"JOB_ID={_quote(job_id)}\n" + exported
         if block.line > outputs_block.line:
-            # What a reader's shell holds from "Deploy" on: the stack's name, out(), its outputs.
-            prelude += outputs_block.text
+            # What a reader's shell holds from "Deploy" on: the stack's name and outputs (the values the
+            # outputs block was checked to set, in the prelude) and its out() function.
+            assert outputs_shell, "the outputs block ran before the blocks after it"
+            prelude += outputs_shell
         script = prelude + block.text.replace(README_ENDPOINT, state["aws_endpoint"])
+        if block is outputs_block:
+            script += "\necho __FUNCTIONS__\ndeclare -f out"
         script += "\necho __VARIABLES__\n" + "".join(f'printf "%s\\n" "{name}=${{{name}-}}"\n' for name in VARIABLES)
         result = subprocess.run(
             ["bash", "-c", script], cwd=tmp_path, env=environment, input=f"{LOCAL_RUNWARE_KEY}\n",
             capture_output=True, text=True, timeout=180, check=False,
         )  # fmt: skip
         assert result.returncode == 0, f"README.md line {block.line}:\n{block.text}\n{result.stdout}\n{result.stderr}"
-        after = dict(line.split("=", 1) for line in result.stdout.split("__VARIABLES__\n", 1)[1].splitlines())
+        output, variables = result.stdout.split("__VARIABLES__\n", 1)
+        after = dict(line.split("=", 1) for line in variables.splitlines())
         assert after == filled, f"README.md line {block.line} sets the documented variables to other values"
+        if block is outputs_block:
+            outputs_shell = output.split("__FUNCTIONS__\n", 1)[1]
+            assert outputs_shell.startswith("out ()"), f"README.md line {block.line} defines no out(): {output}"
         ran.append(block.line)
         _settle(state)
     print(f"README blocks run: {len(ran)} (lines {ran}); deployed stack only: {len(skipped)} (lines {skipped})")

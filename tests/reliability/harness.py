@@ -250,19 +250,26 @@ def settle(
     pending, and (by default) the emulator has no task or webhook in flight. False on time-out."""
     deadline = time.monotonic() + timeout
     wanted = {(item.key, item.version_id) for item in dropped}
+    emulator = stack.emulator if quiet_emulator else None
     while True:
         pending = stack.invocations_pending()
-        if pending == 0:
+        # While the emulator is busy the stack cannot be settled: the table scan (an observation that
+        # takes the stack's own CPU from it) waits until it is idle.
+        if pending == 0 and (emulator is None or emulator.wait_idle(0)):
             jobs = scenario_jobs(stack, prefix)
             done = {(job["sourceKey"], job.get("sourceVersionId")) for job in jobs if job["status"] in TERMINAL}
             open_ = wanted - done
             if open_:
                 open_ -= {(key, version) for letter in dead_letters(stack) for _, key, version in letter.sources}
-            if not open_ and (not quiet_emulator or stack.emulator is None or stack.emulator.wait_idle(0)):
+            if not open_ and (emulator is None or emulator.wait_idle(0)):
                 return True
-        if time.monotonic() >= deadline:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
             return False
-        time.sleep(0.5)
+        if pending == 0 and emulator is not None and not emulator.wait_idle(0):
+            emulator.wait_idle(min(0.5, remaining))  # busy: wakes as soon as it is idle
+        else:
+            time.sleep(min(0.5, remaining))
 
 
 # ---- the invariant ---------------------------------------------------------------------------
