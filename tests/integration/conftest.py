@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from PIL import Image
@@ -55,8 +56,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
-    previous = os.environ.get("RUNWARE_MAX_ATTEMPTS")
-    os.environ["RUNWARE_MAX_ATTEMPTS"] = RUNWARE_MAX_ATTEMPTS
     config = StackConfig(
         emulator_workers=4,
         reconcile_interval_seconds=1.0,
@@ -66,14 +65,9 @@ def stack() -> Iterator[LocalStack]:
         },
         seed=1234,
     )
-    try:
-        with LocalStack(config) as running:
-            yield running
-    finally:
-        if previous is None:
-            os.environ.pop("RUNWARE_MAX_ATTEMPTS", None)
-        else:
-            os.environ["RUNWARE_MAX_ATTEMPTS"] = previous
+    # The functions read RUNWARE_MAX_ATTEMPTS when the stack loads them; the test process gets its own back after.
+    with mock.patch.dict(os.environ, {"RUNWARE_MAX_ATTEMPTS": RUNWARE_MAX_ATTEMPTS}), LocalStack(config) as running:
+        yield running
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -63,8 +64,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
-    previous = os.environ.get("RUNWARE_MAX_ATTEMPTS")
-    os.environ["RUNWARE_MAX_ATTEMPTS"] = RUNWARE_MAX_ATTEMPTS
     config = StackConfig(
         emulator_workers=EMULATOR_WORKERS,
         reconcile_interval_seconds=1.0,
@@ -75,14 +74,9 @@ def stack() -> Iterator[LocalStack]:
         },
         seed=20240611,
     )
-    try:
-        with LocalStack(config) as running:
-            yield running
-    finally:
-        if previous is None:
-            os.environ.pop("RUNWARE_MAX_ATTEMPTS", None)
-        else:
-            os.environ["RUNWARE_MAX_ATTEMPTS"] = previous
+    # The functions read RUNWARE_MAX_ATTEMPTS when the stack loads them; the test process gets its own back after.
+    with mock.patch.dict(os.environ, {"RUNWARE_MAX_ATTEMPTS": RUNWARE_MAX_ATTEMPTS}), LocalStack(config) as running:
+        yield running
 
 
 @pytest.fixture(autouse=True)
