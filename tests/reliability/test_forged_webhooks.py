@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 
 import httpx
+import pytest
 
 from local.runware_emulator import FaultConfig
 from local.stack import LocalStack
@@ -122,9 +123,13 @@ def forge_all(stack: LocalStack, prefix: str, victim: str, other: str) -> list[s
     return problems
 
 
-def test_forged_webhooks_are_refused_and_write_nothing(stack: LocalStack) -> None:
+def test_forged_webhooks_are_refused_and_write_nothing(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
     assert stack.emulator is not None
     prefix = "rel-forged/"
+    # The genuine webhooks must be what finishes the jobs (they prove the forgeries poisoned nothing):
+    # the reconciler, which would find the finished tasks first, waits longer than the tasks take.
+    reconciler = stack.functions["ReconcileFunction"].module.reconciler
+    monkeypatch.setattr(reconciler, "reconcile_after_seconds", 120)
     # Slow tasks, so the jobs are still open (SUBMITTED) while the first round of forgeries arrives.
     stack.emulator.faults = FaultConfig(latency_seconds=8)
     started = time.monotonic()

@@ -35,6 +35,9 @@ from tests.reliability.harness import (
 
 SMALL = {"target-megapixels": "1"}
 CRASH_SHARE = 0.5
+# Longer than a redelivered batch takes to be sent again: 1 s of redelivery, the 2 s batching window, and
+# room for a loaded machine.
+WEBHOOK_AFTER_RETRY_SECONDS = 8.0
 
 
 class Crash(RuntimeError):
@@ -126,8 +129,13 @@ def test_submit_dying_between_steps_still_submits_once(
 ) -> None:
     inject, allowed_sends = CRASH_POINTS[point]
     assert stack.emulator is not None
-    # Tasks outlast the retry delay, so a retry usually finds the job still open and sends again.
-    stack.emulator.faults = FaultConfig(latency_seconds=1.5)
+    if 2 in allowed_sends:
+        # The crash came after the send. The webhooks come later than the retry (redelivery, then the
+        # batching window), so the retry finds the job still open and sends again: the reconciler
+        # leaves a job never recorded as submitted alone, so only a webhook could finish it first.
+        stack.emulator.faults = FaultConfig(latency_seconds=0.5, webhook_delay_seconds=WEBHOOK_AFTER_RETRY_SECONDS)
+    else:
+        stack.emulator.faults = FaultConfig(latency_seconds=1.5)
     submit = stack.functions["SubmitFunction"]
     crash = CrashOnce()
     inject(submit.module.submitter, crash, monkeypatch)
