@@ -146,10 +146,12 @@ class LocalStack:
         from moto.server import ThreadedMotoServer
 
         from local.message_move import install_message_move_tasks
+        from local.moto_speedups import install_moto_speedups
         from local.s3_events import add_missing_event_fields
 
         add_missing_event_fields()
         install_message_move_tasks()
+        install_moto_speedups()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self.moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.config.aws_port, verbose=False)
         self.moto_server.start()

@@ -1,0 +1,86 @@
+"""local/moto_speedups.py: moto answers the same with the speedups installed."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import boto3
+import pytest
+
+from local.moto_speedups import install_moto_speedups
+from tests.conftest import REGION
+
+ACCOUNT_ID = "123456789012"  # moto's default account
+
+
+@pytest.fixture
+def sqs(aws):
+    install_moto_speedups()
+    return boto3.client("sqs", region_name=REGION)
+
+
+def backend_queue(name: str):
+    from moto.sqs.models import sqs_backends
+
+    return sqs_backends[ACCOUNT_ID][REGION].queues[name]
+
+
+def test_a_message_older_than_the_retention_period_is_not_received(sqs):
+    expired = sqs.create_queue(QueueName="expired", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+    fresh = sqs.create_queue(QueueName="fresh", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+    sqs.send_message(QueueUrl=expired, MessageBody="old")
+    sqs.send_message(QueueUrl=fresh, MessageBody="new")
+    backend_queue("expired")._messages[0].sent_timestamp = int((time.time() - 61) * 1000)
+
+    assert sqs.receive_message(QueueUrl=expired, MaxNumberOfMessages=10).get("Messages", []) == []
+    assert [m["Body"] for m in sqs.receive_message(QueueUrl=fresh, MaxNumberOfMessages=10)["Messages"]] == ["new"]
+
+
+def test_visibility_and_counts_are_kept(sqs):
+    url = sqs.create_queue(QueueName="counted")["QueueUrl"]
+    for index in range(3):
+        sqs.send_message(QueueUrl=url, MessageBody=f"m{index}")
+    sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=60)
+
+    first = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2, VisibilityTimeout=30)["Messages"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    rest = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+
+    assert len(first) == 2
+    assert attributes["ApproximateNumberOfMessages"] == "1"
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "2"
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"
+    assert len(rest) == 1 and rest[0]["Body"] not in {message["Body"] for message in first}
+
+
+def test_each_event_reaches_its_target_with_its_own_fields(sqs):
+    events = boto3.client("events", region_name=REGION)
+    url = sqs.create_queue(QueueName="events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="all", EventPattern=json.dumps({"source": ["upscale.test"]}))
+    events.put_targets(
+        Rule="all",
+        Targets=[
+            {"Id": "whole", "Arn": arn},
+            {
+                "Id": "shaped",
+                "Arn": arn,
+                "InputTransformer": {"InputPathsMap": {"job": "$.detail.jobId"}, "InputTemplate": '{"job": "<job>"}'},
+            },
+        ],
+    )
+    for job in ("a", "b"):
+        events.put_events(Entries=[{"Source": "upscale.test", "DetailType": "t", "Detail": json.dumps({"jobId": job})}])
+
+    bodies = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]]
+
+    assert sorted(body["detail"]["jobId"] for body in bodies if "detail" in body) == ["a", "b"]
+    assert sorted(body["job"] for body in bodies if "job" in body) == ["a", "b"]
+
+
+def test_services_are_still_found_by_name():
+    install_moto_speedups()
+    from moto import backends
+
+    assert {"s3", "sqs", "dynamodb", "events"} <= set(backends.list_of_moto_modules())
