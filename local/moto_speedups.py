@@ -42,16 +42,11 @@ def _read_moto_modules_once() -> None:
     backends.list_of_moto_modules = lambda: modules  # type: ignore[assignment]
 
 
-def _clock_seconds(original: Callable[..., float]) -> Callable[..., float]:
+def _clock(original: Callable[..., float], per_second: float) -> Callable[..., float]:
+    """moto's unix_time / unix_time_millis: the same figure for "now", without datetime arithmetic."""
+
     def now(dt: Any = None) -> float:
-        return time.time() if dt is None else original(dt)
-
-    return now
-
-
-def _clock_millis(original: Callable[..., float]) -> Callable[..., float]:
-    def now(dt: Any = None) -> float:
-        return time.time() * 1000.0 if dt is None else original(dt)
+        return time.time() * per_second if dt is None else original(dt)
 
     return now
 
@@ -59,8 +54,8 @@ def _clock_millis(original: Callable[..., float]) -> Callable[..., float]:
 def _sqs_without_queue_counts() -> None:
     from moto.sqs import models
 
-    models.unix_time = _clock_seconds(models.unix_time)  # type: ignore[assignment]
-    models.unix_time_millis = _clock_millis(models.unix_time_millis)  # type: ignore[assignment]
+    models.unix_time = _clock(models.unix_time, 1.0)  # type: ignore[assignment]
+    models.unix_time_millis = _clock(models.unix_time_millis, 1000.0)  # type: ignore[assignment]
 
     def is_message_valid_based_on_retention_period(self: Any, queue_name: str, message: Any) -> bool:
         retention_period = int(self.get_queue(queue_name).message_retention_period)
