@@ -9,15 +9,18 @@ consumer, in the completion events queue). moto does work per message on every r
   through datetime arithmetic;
 - every request to the server lists moto's package directory (about 180 entries, twice) under the
   server's one lock, to find the service;
-- every EventBridge target parses the same eight JSONPath expressions again per event.
+- every EventBridge target parses the same eight JSONPath expressions again per event;
+- every DynamoDB transaction deep-copies each table it writes, every item of it, to roll back to.
 Here the retention period is read from the queue, the clock from `time.time()`, the
-directory listing once, and each JSONPath expression is parsed once. Installed by the local stack
-before its moto server starts.
+directory listing once, each JSONPath expression is parsed once, and a transaction keeps copies of
+the items it writes only. Installed by the local stack before its moto server starts.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +35,7 @@ def install_moto_speedups() -> None:
     _read_moto_modules_once()
     _sqs_without_queue_counts()
     _parse_each_jsonpath_once()
+    _transactions_copy_their_items_only()
     _installed = True
 
 
@@ -68,3 +72,80 @@ def _parse_each_jsonpath_once() -> None:
     from jsonpath_ng import ext
 
     ext.parse = functools.lru_cache(maxsize=256)(ext.parse)
+
+
+class _TablesKept(threading.local):
+    """Set while this thread runs a transaction: the tables it would copy are not copied."""
+
+    active = False
+
+
+def _transactions_copy_their_items_only() -> None:
+    """moto's transact_write_items, with its whole-table copies replaced by copies of the items it writes.
+
+    moto backs up each table a transaction names (copy.deepcopy of the Table) and puts the backup
+    back when the transaction fails. Here that copy returns the table itself, so putting it back
+    changes nothing, and the items the transaction's actions name are copied first and restored
+    if it fails. A table with a stream keeps moto's own backup, which also takes back the stream's
+    records.
+    """
+    from moto.dynamodb import models
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    kept = _TablesKept()
+
+    class CopyKeepingTables:
+        """The `copy` module as moto's DynamoDB backend sees it."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(copy, name)
+
+        @staticmethod
+        def deepcopy(value: Any, memo: Any = None) -> Any:
+            return value if kept.active and isinstance(value, Table) else copy.deepcopy(value, memo)
+
+    models.copy = CopyKeepingTables()  # type: ignore[assignment]
+    transact_write_items = models.DynamoDBBackend.transact_write_items
+
+    def item_copies(backend: Any, actions: list[dict[str, Any]]) -> list[tuple[Table, Any, Any, Any]] | None:
+        copies = []
+        for action in actions:
+            for operation in action.values():
+                table = backend.tables.get(operation.get("TableName"))
+                if table is None:
+                    continue
+                if table.stream_shard is not None:
+                    return None
+                key = operation.get("Key") or operation.get("Item") or {}
+                if table.hash_key_attr not in key or (table.range_key_attr and table.range_key_attr not in key):
+                    continue
+                hash_value = DynamoType(key[table.hash_key_attr])
+                range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+                current = table.get_item(hash_value, range_value)
+                copies.append((table, hash_value, range_value, copy.deepcopy(current)))
+        return copies
+
+    def restore(copies: list[tuple[Table, Any, Any, Any]]) -> None:
+        for table, hash_value, range_value, item in reversed(copies):
+            items = table.items[hash_value] if range_value is not None else table.items
+            key = range_value if range_value is not None else hash_value
+            if item is None:
+                items.pop(key, None)
+            else:
+                items[key] = item
+
+    def transact_write_items_copying_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        copies = item_copies(self, transact_items)
+        if copies is None:
+            return transact_write_items(self, transact_items)
+        kept.active = True
+        try:
+            return transact_write_items(self, transact_items)
+        except Exception:
+            restore(copies)
+            raise
+        finally:
+            kept.active = False
+
+    models.DynamoDBBackend.transact_write_items = transact_write_items_copying_items  # type: ignore[method-assign]

@@ -7,9 +7,10 @@ import time
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from local.moto_speedups import install_moto_speedups
-from tests.conftest import REGION
+from tests.conftest import JOBS_TABLE, REGION
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 
@@ -84,3 +85,75 @@ def test_services_are_still_found_by_name():
     from moto import backends
 
     assert {"s3", "sqs", "dynamodb", "events"} <= set(backends.list_of_moto_modules())
+
+
+@pytest.fixture
+def dynamodb(aws):
+    install_moto_speedups()
+    return aws.dynamodb
+
+
+def put(dynamodb, job_id: str, status: str) -> None:
+    dynamodb.put_item(TableName=JOBS_TABLE, Item={"jobId": {"S": job_id}, "status": {"S": status}})
+
+
+def statuses(dynamodb, *job_ids: str) -> list[str | None]:
+    found = []
+    for job_id in job_ids:
+        item = dynamodb.get_item(TableName=JOBS_TABLE, Key={"jobId": {"S": job_id}}).get("Item")
+        found.append(item["status"]["S"] if item else None)
+    return found
+
+
+def test_a_cancelled_transaction_leaves_every_item_it_named_as_it_was(dynamodb):
+    put(dynamodb, "a", "CLAIMED")
+    put(dynamodb, "c", "SUBMITTED")
+    put(dynamodb, "untouched", "COMPLETED")
+    actions = [
+        {
+            "Update": {
+                "TableName": JOBS_TABLE,
+                "Key": {"jobId": {"S": "a"}},
+                "UpdateExpression": "SET #s = :s",
+                "ExpressionAttributeNames": {"#s": "status"},
+                "ExpressionAttributeValues": {":s": {"S": "SUBMITTED"}},
+            }
+        },
+        {"Put": {"TableName": JOBS_TABLE, "Item": {"jobId": {"S": "b"}, "status": {"S": "CLAIMED"}}}},
+        {
+            "Put": {
+                "TableName": JOBS_TABLE,
+                "Item": {"jobId": {"S": "c"}, "status": {"S": "CLAIMED"}},
+                "ConditionExpression": "attribute_not_exists(jobId)",
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        },
+    ]
+    with pytest.raises(ClientError) as raised:
+        dynamodb.transact_write_items(TransactItems=actions)
+    assert raised.value.response["Error"]["Code"] == "TransactionCanceledException"
+    reasons = raised.value.response["CancellationReasons"]
+    assert [reason["Code"] for reason in reasons] == ["None", "None", "ConditionalCheckFailed"]
+    assert reasons[2]["Item"]["status"] == {"S": "SUBMITTED"}
+    assert statuses(dynamodb, "a", "b", "c", "untouched") == ["CLAIMED", None, "SUBMITTED", "COMPLETED"]
+
+    dynamodb.transact_write_items(TransactItems=actions[:2])
+    assert statuses(dynamodb, "a", "b", "c", "untouched") == ["SUBMITTED", "CLAIMED", "SUBMITTED", "COMPLETED"]
+
+
+def test_a_transaction_naming_an_item_twice_is_refused_and_changes_nothing(dynamodb):
+    put(dynamodb, "a", "CLAIMED")
+    item = {"jobId": {"S": "a"}, "status": {"S": "SUBMITTED"}}
+    with pytest.raises(ClientError) as raised:
+        dynamodb.transact_write_items(
+            TransactItems=[{"Put": {"TableName": JOBS_TABLE, "Item": item}}] * 2,
+        )
+    assert raised.value.response["Error"]["Code"] == "ValidationException"
+    assert statuses(dynamodb, "a") == ["CLAIMED"]
+
+
+def test_a_table_is_still_copied_whole_where_moto_copies_it_outside_transactions(dynamodb):
+    from moto.dynamodb import models
+
+    table = models.dynamodb_backends[ACCOUNT_ID][REGION].tables[JOBS_TABLE]
+    assert models.copy.deepcopy(table) is not table
