@@ -62,9 +62,24 @@ def test_a_fresh_valid_object_costs_three_aws_calls(aws, submitter, runware):
     assert outcome.status == JobStatus.SUBMITTED
     assert log.take() == ["s3.GetObject", "dynamodb.PutItem", "dynamodb.UpdateItem"]
 
+
+def test_a_batch_of_valid_objects_costs_one_get_each_and_two_writes_in_all(aws, submitter, runware):
+    log = CallLog(submitter)
     outcomes = submitter.submit_event(event(*(upload(aws, f"inbox/b{n}.jpg", jpeg(300 + n, 200)) for n in range(4))))
     assert [o.status for o in outcomes] == [JobStatus.SUBMITTED] * 4
-    assert len(log.take()) == 3 * 4
+    # The four claims in one transaction, then the four moves to SUBMITTED in another.
+    assert log.take() == ["s3.GetObject"] * 4 + ["dynamodb.TransactWriteItems"] * 2
+
+
+def test_a_repeated_batch_is_answered_by_the_refused_transaction(aws, submitter, runware):
+    records = [upload(aws, f"inbox/c{n}.jpg", jpeg(300 + n, 200)) for n in range(3)]
+    submitter.submit_event(event(*records))
+    log = CallLog(submitter)
+    again = submitter.submit_event(event(*records))
+    assert [o.status for o in again] == ["DUPLICATE"] * 3
+    # Every claim refused: the cancellation reasons return each job, so nothing else is read.
+    assert log.take() == ["s3.GetObject"] * 3 + ["dynamodb.TransactWriteItems"]
+    assert len(runware.requests) == 1
 
 
 def test_a_repeat_delivery_costs_two_calls_and_no_get_item(aws, submitter, runware):
@@ -216,10 +231,11 @@ def test_tiny_and_empty_objects(aws, submitter, runware):
     assert (first.code, second.code) == ("notAnImage", "emptyObject")
     assert "only 3 bytes" in first.message
     # The empty object answers the Range with 416, so a HEAD learns its version and metadata. The
-    # two sources' calls run at once, so they interleave in any order.
-    assert sorted(log.take()) == sorted(
-        ["s3.GetObject", "dynamodb.PutItem", "s3.GetObject", "s3.HeadObject", "dynamodb.PutItem"]
-    )
+    # two sources' reads run at once, so they interleave in any order; both rejections are then
+    # written in one transaction.
+    calls = log.take()
+    assert sorted(calls[:-1]) == sorted(["s3.GetObject", "s3.GetObject", "s3.HeadObject"])
+    assert calls[-1] == "dynamodb.TransactWriteItems"
     assert submitter.objects.header_bytes_read == 3
 
 

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
+
+from upscaler.conditional_writes import ConditionalWrite, write_all
 
 STATUS_INDEX = "jobsByStatus"
 # What is kept of why a webhook body was unreadable.
@@ -93,24 +96,51 @@ class JobStore:
 
     def create(self, job: Mapping[str, Any], status: JobStatus, now: datetime | None = None) -> None:
         """Write a new job item; refused if any job already exists under that id."""
+        item = self._new_item(job, status, now or utc_now())
+        try:
+            self._db.put_item(**self._create_request(item), ReturnValuesOnConditionCheckFailure="ALL_OLD")
+        except ClientError as error:
+            raise _refused(job["jobId"], error) from None
+        self._ended(item, status)
+
+    def create_all(
+        self, jobs: Sequence[tuple[Mapping[str, Any], JobStatus]], now: datetime | None = None
+    ) -> list[Exception | None]:
+        """create() for each (job, status), in one request per MAX_TRANSACTION_ITEMS jobs instead of one each.
+
+        Per job, in order: None when it was written, TransitionRefused (with the job that exists)
+        when there was one, or the error its write met (see upscaler.conditional_writes).
+        """
         moment = now or utc_now()
-        item = {
+        writes = []
+        for job, status in jobs:
+            item = self._new_item(job, status, moment)
+            writes.append(
+                ConditionalWrite(
+                    key=str(job["jobId"]),
+                    action={"Put": {**self._create_request(item), "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}},
+                    alone=partial(self.create, job, status, moment),
+                    refused=partial(_refusal, str(job["jobId"])),
+                    written=partial(self._ended, item, status),
+                )
+            )
+        return write_all(self._db, writes)
+
+    def _new_item(self, job: Mapping[str, Any], status: JobStatus, moment: datetime) -> dict[str, Any]:
+        return {
             **job,
             "status": status.value,
             "createdAt": iso(moment),
             "updatedAt": iso(moment),
             "expiresAt": int(moment.timestamp()) + self.retention_days * 86400,
         }
-        try:
-            self._db.put_item(
-                TableName=self.table_name,
-                Item=_to_dynamo(item),
-                ConditionExpression="attribute_not_exists(jobId)",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as error:
-            raise _refused(job["jobId"], error) from None
-        self._ended(item, status)
+
+    def _create_request(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "TableName": self.table_name,
+            "Item": _to_dynamo(item),
+            "ConditionExpression": "attribute_not_exists(jobId)",
+        }
 
     def transition(
         self,
@@ -124,7 +154,63 @@ class JobStore:
         now: datetime | None = None,
     ) -> dict[str, Any]:
         """Move a job to `to` if it is currently in one of `allowed_from`; returns the new item."""
+        request = self._transition_request(job_id, allowed_from, to, changes, remove, increment, now or utc_now())
+        try:
+            response = self._db.update_item(
+                **request, ReturnValues="ALL_NEW", ReturnValuesOnConditionCheckFailure="ALL_OLD"
+            )
+        except ClientError as error:
+            raise _refused(job_id, error) from None
+        updated = from_dynamodb_item(response["Attributes"])
+        self._ended(updated, to)
+        return updated
+
+    def transition_all(
+        self,
+        moves: Sequence[tuple[str, Mapping[str, Any]]],
+        allowed_from: frozenset[JobStatus] | set[JobStatus],
+        to: JobStatus,
+        *,
+        remove: tuple[str, ...] = (),
+        increment: str | None = None,
+        now: datetime | None = None,
+    ) -> list[Exception | None]:
+        """transition() for each (job id, changes), in one request per MAX_TRANSACTION_ITEMS jobs.
+
+        Per job, in order: None when it moved, TransitionRefused (with the job as it is) when it was
+        not in `allowed_from`, or the error its write met. A transaction cannot return the items it
+        wrote, so a move to a terminal status (whose completion event needs the whole job) is refused
+        here: use transition().
+        """
+        if to in TERMINAL_STATUSES:
+            raise ValueError(f"transition_all cannot end jobs ({to}): use transition()")
         moment = now or utc_now()
+        writes = []
+        for job_id, changes in moves:
+            request = self._transition_request(job_id, allowed_from, to, changes, remove, increment, moment)
+            move = partial(self.transition, job_id, allowed_from, to, changes, remove=remove, increment=increment)
+            writes.append(
+                ConditionalWrite(
+                    key=job_id,
+                    action={"Update": {**request, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}},
+                    alone=partial(move, now=moment),
+                    refused=partial(_refusal, job_id),
+                    written=_nothing,
+                )
+            )
+        return write_all(self._db, writes)
+
+    def _transition_request(
+        self,
+        job_id: str,
+        allowed_from: frozenset[JobStatus] | set[JobStatus],
+        to: JobStatus,
+        changes: Mapping[str, Any] | None,
+        remove: tuple[str, ...],
+        increment: str | None,
+        moment: datetime,
+    ) -> dict[str, Any]:
+        """The UpdateItem (or transaction Update) that moves one job, conditional on its status."""
         values: dict[str, Any] = {k: v for k, v in (changes or {}).items() if v is not None}
         values.update({"status": to.value, "updatedAt": iso(moment)})
         names: dict[str, str] = {}
@@ -149,22 +235,14 @@ class JobStore:
                 names[f"#r{index}"] = name
             expression += " REMOVE " + ", ".join(f"#r{index}" for index in range(len(remove)))
         condition = "#status IN (" + ", ".join(f":from{i}" for i in range(len(allowed))) + ")"
-        try:
-            response = self._db.update_item(
-                TableName=self.table_name,
-                Key=_key(job_id),
-                UpdateExpression=expression,
-                ConditionExpression=f"attribute_exists(jobId) AND {condition}",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=_to_dynamo(placeholders),
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as error:
-            raise _refused(job_id, error) from None
-        updated = from_dynamodb_item(response["Attributes"])
-        self._ended(updated, to)
-        return updated
+        return {
+            "TableName": self.table_name,
+            "Key": _key(job_id),
+            "UpdateExpression": expression,
+            "ConditionExpression": f"attribute_exists(jobId) AND {condition}",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": _to_dynamo(placeholders),
+        }
 
     def _ended(self, job: Mapping[str, Any], status: JobStatus) -> None:
         if self.on_terminal is not None and status in TERMINAL_STATUSES:
@@ -242,8 +320,16 @@ def _key(job_id: str) -> dict[str, Any]:
 def _refused(job_id: str, error: ClientError) -> Exception:
     if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
         return error
-    item = error.response.get("Item")
+    return _refusal(job_id, error.response.get("Item"))
+
+
+def _refusal(job_id: str, item: Mapping[str, Any] | None) -> TransitionRefused:
+    """A failed condition, with the job as it is (an item in DynamoDB's JSON) when DynamoDB returned it."""
     return TransitionRefused(job_id, from_dynamodb_item(item) if item else None)
+
+
+def _nothing() -> None:
+    """Nothing follows a move that ends no job."""
 
 
 def _to_dynamo(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,9 +10,10 @@ SUBMITTED. A refusal of the account (key, balance, permission) fails no job: the
 and the invocation fails so it is retried or dead-lettered. Folder markers and foreign sources
 make no job.
 
-The per-source steps (validate and claim; the transitions after the request) are network round
-trips independent of each other's sources: they run at once, at most SUBMIT_PARALLELISM of them,
-and their outcomes are reported in source order.
+Each source's validation (one ranged S3 GET) is independent of the others': they run at once, at
+most SUBMIT_PARALLELISM of them. The claims, and the moves to SUBMITTED after the request, are
+written together (upscaler.conditional_writes): one DynamoDB request per up to 100 jobs, each job
+with the outcome its own conditional write would have had. Outcomes are reported in source order.
 """
 
 from __future__ import annotations
@@ -168,9 +169,11 @@ class Submitter:
         return report
 
     def _prepare_all(self, sources: Sequence[SourceObject]) -> list[tuple[SourceObject, StepResult[Prepared]]]:
-        """Every source's validation and claim (at once), in source order; ignored sources need neither."""
+        """Every source's validation (at once) and claim (together), in source order; ignored sources
+        need neither."""
         ignored = [self._ignored(source) for source in sources]
-        prepared = iter(self._each([s for s, i in zip(sources, ignored, strict=True) if i is None], self._prepare))
+        checked = [source for source, skip in zip(sources, ignored, strict=True) if skip is None]
+        prepared = iter(self._claim_all(self._each(checked, self._inspected_job)))
         return [
             (source, StepResult(value=(skip, None)) if skip is not None else next(prepared))
             for source, skip in zip(sources, ignored, strict=True)
@@ -194,35 +197,61 @@ class Submitter:
         inbox = f"s3://{self.settings.inbox_bucket}/" if self.settings.inbox_bucket else "prefix "
         return f"{where} is outside this stack's inbox ({inbox}{self.settings.inbox_prefix})"
 
-    def _prepare(self, source: SourceObject) -> Prepared:
-        """Validate the source's current state, then claim (or reject) its job in one conditional write.
-
-        The write returns the existing job when there is one, so a repeat delivery costs no extra
-        read; a job left CLAIMED by an unfinished invocation has just been validated again here,
-        so it is sent again only if its source still holds.
-        """
+    def _inspected_job(self, source: SourceObject) -> tuple[dict[str, Any], Rejection | None]:
+        """The job a source makes, from its current state: to claim, or to reject (and why)."""
         job_id = job_id_for(source.bucket, source.key, source.version)
         job = self._job_fields(job_id, source)
         inspected = self._inspect(source, job_id)
         if isinstance(inspected, Rejection):
             job.update(inspected.known, errorCode=inspected.code, errorMessage=inspected.message)
-            try:
-                self.jobs.create(job, JobStatus.REJECTED)
-            except TransitionRefused as refused:
-                if refused.current and refused.current.get("status") == JobStatus.CLAIMED:
-                    return self._reject_claimed(refused.current, inspected), None
-                return SubmitOutcome(job_id, source.key, DUPLICATE), None
-            return SubmitOutcome(job_id, source.key, JobStatus.REJECTED, inspected.code, inspected.message), None
-
+            return job, inspected
         job.update(inspected)
-        try:
-            self.jobs.create(job, JobStatus.CLAIMED)
-        except TransitionRefused as refused:
-            if not refused.current or refused.current.get("status") != JobStatus.CLAIMED:
-                return SubmitOutcome(job_id, source.key, DUPLICATE), None
-            # The claim's own request is sent again, under the same taskUUID.
-            return None, (refused.current, self._task_for(refused.current))
-        return None, (job, self._task_for(job))
+        return job, None
+
+    def _claim_all(
+        self, inspected: list[StepResult[tuple[dict[str, Any], Rejection | None]]]
+    ) -> list[StepResult[Prepared]]:
+        """Claim (or reject) every inspected job in conditional writes made together; a job that
+        already exists is answered from the item the write returns, so a repeat delivery costs no
+        extra read. A job left CLAIMED by an unfinished invocation has just been validated again,
+        so it is sent again only if its source still holds."""
+        ready = [result.value for result in inspected if result.error is None and result.value is not None]
+        written = iter(
+            self.jobs.create_all(
+                [(job, JobStatus.REJECTED if rejection else JobStatus.CLAIMED) for job, rejection in ready]
+            )
+        )
+        claims: list[StepResult[Prepared]] = []
+        for result in inspected:
+            if result.error is not None or result.value is None:
+                claims.append(StepResult(error=result.error))
+                continue
+            job, rejection = result.value
+            try:
+                claims.append(StepResult(value=self._claimed(job, rejection, next(written))))
+            except Exception as error:  # this source's own failure: its message is received again
+                claims.append(StepResult(error=error))
+        return claims
+
+    def _claimed(self, job: dict[str, Any], rejection: Rejection | None, written: Exception | None) -> Prepared:
+        """What a job's claim (or rejection) write means for its source."""
+        job_id, key = str(job["jobId"]), str(job["sourceKey"])
+        if written is not None and not isinstance(written, TransitionRefused):
+            raise written
+        current = written.current if isinstance(written, TransitionRefused) else None
+        claimed_before = current is not None and current.get("status") == JobStatus.CLAIMED
+        if rejection is not None:
+            if written is None:
+                return SubmitOutcome(job_id, key, JobStatus.REJECTED, rejection.code, rejection.message), None
+            if claimed_before:
+                return self._reject_claimed(current, rejection), None
+            return SubmitOutcome(job_id, key, DUPLICATE), None
+        if written is None:
+            return None, (job, self._task_for(job))
+        if not claimed_before:
+            return SubmitOutcome(job_id, key, DUPLICATE), None
+        # The claim's own request is sent again, under the same taskUUID.
+        return None, (current, self._task_for(current))
 
     def _reject_claimed(self, claimed: Mapping[str, Any], rejection: Rejection) -> SubmitOutcome:
         """A claimed job whose source no longer holds (deleted, replaced) is refused, not sent again."""
@@ -362,12 +391,13 @@ class Submitter:
         request_ms = int((time.monotonic() - started) * 1000)
         if response.account_error is not None:
             self._wait_for_account([job for job, _ in pending], response.account_error, response.status_code)
-        moves: list[tuple[str, Callable[[], SubmitOutcome]]] = []
+        accepted: list[Mapping[str, Any]] = []
+        failed: list[tuple[Mapping[str, Any], TaskError]] = []
         unanswered = []
         for job, task in pending:
             error = response.error_for(task.task_uuid)
             if error is not None and not is_duplicate_task(error):
-                moves.append((task.task_uuid, partial(self._mark_failed, job, error)))
+                failed.append((job, error))
             elif error is None and response.status_code >= 400 and task.task_uuid not in response.items:
                 # A refused request that names other tasks says nothing of this one: it may not have
                 # been accepted, so it stays CLAIMED and the retried invocation sends it again.
@@ -375,10 +405,15 @@ class Submitter:
             else:
                 # Accepted now, or a re-submission that Runware answers with conflictTaskUUID: it holds
                 # the task already and will run (and bill) it, so the job goes on as SUBMITTED.
-                moves.append((task.task_uuid, partial(self._mark_submitted, job, request_ms)))
-        results = self._each([move for _, move in moves], _call)
+                accepted.append(job)
+        results = dict(
+            zip((str(job["jobId"]) for job in accepted), self._mark_submitted(accepted, request_ms), strict=True)
+        )
+        # Failing ends a job, and its completion event needs the job as written: one write each.
+        ended = self._each([partial(self._mark_failed, job, error) for job, error in failed], _call)
+        results.update(zip((str(job["jobId"]) for job, _ in failed), ended, strict=True))
         return _Sent(
-            [(job_id, result) for (job_id, _), result in zip(moves, results, strict=True)],
+            [(task.task_uuid, results[task.task_uuid]) for _, task in pending if task.task_uuid in results],
             unanswered,
             response.status_code,
         )
@@ -395,23 +430,35 @@ class Submitter:
             noted.unwrap()  # a write that failed for another reason is the invocation's error
         raise AccountRefused(error, status_code, [str(job["jobId"]) for job in jobs])
 
-    def _mark_submitted(self, job: Mapping[str, Any], request_ms: int) -> SubmitOutcome:
+    def _mark_submitted(self, jobs: list[Mapping[str, Any]], request_ms: int) -> list[StepResult[SubmitOutcome]]:
+        """CLAIMED -> SUBMITTED for every job Runware holds, in writes made together."""
         now = utc_now()
-        try:
-            self.jobs.transition(
-                job["jobId"],
-                {JobStatus.CLAIMED},
-                JobStatus.SUBMITTED,
+        moves = [
+            (
+                str(job["jobId"]),
                 {"submittedAt": iso(now), "submitRequestMs": request_ms, "stagingKey": self._staging_key(job)},
-                remove=("waitingReason",),
-                increment="submitAttempts",
-                now=now,
             )
-        except TransitionRefused as refused:
-            # The result already arrived (fast webhook) or a concurrent delivery got there first.
-            status = (refused.current or {}).get("status", DUPLICATE)
-            return SubmitOutcome(job["jobId"], job["sourceKey"], str(status))
-        return SubmitOutcome(job["jobId"], job["sourceKey"], JobStatus.SUBMITTED)
+            for job in jobs
+        ]
+        written = self.jobs.transition_all(
+            moves,
+            {JobStatus.CLAIMED},
+            JobStatus.SUBMITTED,
+            remove=("waitingReason",),
+            increment="submitAttempts",
+            now=now,
+        )
+        outcomes: list[StepResult[SubmitOutcome]] = []
+        for job, result in zip(jobs, written, strict=True):
+            if result is None:
+                outcomes.append(StepResult(value=SubmitOutcome(job["jobId"], job["sourceKey"], JobStatus.SUBMITTED)))
+            elif isinstance(result, TransitionRefused):
+                # The result already arrived (fast webhook) or a concurrent delivery got there first.
+                status = (result.current or {}).get("status", DUPLICATE)
+                outcomes.append(StepResult(value=SubmitOutcome(job["jobId"], job["sourceKey"], str(status))))
+            else:  # its write failed: the job is still CLAIMED
+                outcomes.append(StepResult(error=result))
+        return outcomes
 
     def _mark_failed(self, job: Mapping[str, Any], error: TaskError) -> SubmitOutcome:
         try:
