@@ -75,6 +75,16 @@ def crash_after_claim(submitter: Any, crash: CrashOnce, monkeypatch: pytest.Monk
             raise Crash("after the claim")
 
     monkeypatch.setattr(submitter.jobs, "create", create_then_crash)
+    create_all = submitter.jobs.create_all
+
+    def create_all_then_crash(jobs: Any, now: Any = None) -> Any:
+        # A batch's claims are written together (one alone goes through create above).
+        results = create_all(jobs, now)
+        if any([crash(job["jobId"]) for job, status in jobs if status == "CLAIMED" and len(jobs) > 1]):
+            raise Crash("after the claim")
+        return results
+
+    monkeypatch.setattr(submitter.jobs, "create_all", create_all_then_crash)
 
 
 def crash_before_runware(submitter: Any, crash: CrashOnce, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -109,6 +119,15 @@ def crash_before_recording(submitter: Any, crash: CrashOnce, monkeypatch: pytest
         return transition(job_id, allowed_from, to, *args, **kwargs)
 
     monkeypatch.setattr(submitter.jobs, "transition", crash_then_transition)
+    transition_all = submitter.jobs.transition_all
+
+    def crash_then_transition_all(moves: Any, allowed_from: Any, to: Any, **kwargs: Any) -> Any:
+        # A batch's moves are written together (one alone goes through transition above).
+        if to == "SUBMITTED" and len(moves) > 1 and any([crash(job_id) for job_id, _ in moves]):
+            raise Crash("before recording the submission")
+        return transition_all(moves, allowed_from, to, **kwargs)
+
+    monkeypatch.setattr(submitter.jobs, "transition_all", crash_then_transition_all)
 
 
 CRASH_POINTS: dict[str, tuple[Callable[[Any, CrashOnce, pytest.MonkeyPatch], None], set[int]]] = {
