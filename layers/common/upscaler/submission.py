@@ -215,7 +215,7 @@ class Submitter:
         already exists is answered from the item the write returns, so a repeat delivery costs no
         extra read. A job left CLAIMED by an unfinished invocation has just been validated again,
         so it is sent again only if its source still holds."""
-        ready = [result.value for result in inspected if result.error is None and result.value is not None]
+        ready = [result.unwrap() for result in inspected if result.error is None]
         written = iter(
             self.jobs.create_all(
                 [(job, JobStatus.REJECTED if rejection else JobStatus.CLAIMED) for job, rejection in ready]
@@ -223,10 +223,10 @@ class Submitter:
         )
         claims: list[StepResult[Prepared]] = []
         for result in inspected:
-            if result.error is not None or result.value is None:
+            if result.error is not None:
                 claims.append(StepResult(error=result.error))
                 continue
-            job, rejection = result.value
+            job, rejection = result.unwrap()
             try:
                 claims.append(StepResult(value=self._claimed(job, rejection, next(written))))
             except Exception as error:  # this source's own failure: its message is received again
