@@ -10,10 +10,14 @@ consumer, in the completion events queue). moto does work per message on every r
 - every request to the server lists moto's package directory (about 180 entries, twice) under the
   server's one lock, to find the service;
 - every EventBridge target parses the same eight JSONPath expressions again per event;
-- every DynamoDB transaction deep-copies each table it writes, every item of it, to roll back to.
+- every DynamoDB transaction deep-copies each table it writes, every item of it, to roll back to;
+- every DynamoDB update parses its UpdateExpression twice (once to check the request, once to apply
+  it), though the jobs' updates use a few expression texts over and over.
 Here the retention period is read from the queue, the clock from `time.time()`, the
-directory listing once, each JSONPath expression is parsed once, and a transaction keeps copies of
-the items it writes only. Installed by the local stack before its moto server starts.
+directory listing once, each JSONPath expression is parsed once, a transaction keeps copies of
+the items it writes only, and each UpdateExpression text is parsed once (moto's validator works on
+a deep copy of the parsed tree, so the tree kept is never changed; a text that does not parse is
+not kept and raises each time). Installed by the local stack before its moto server starts.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ def install_moto_speedups() -> None:
     _sqs_without_queue_counts()
     _parse_each_jsonpath_once()
     _transactions_copy_their_items_only()
+    _parse_each_update_expression_once()
     _installed = True
 
 
@@ -72,6 +77,13 @@ def _parse_each_jsonpath_once() -> None:
     from jsonpath_ng import ext
 
     ext.parse = functools.lru_cache(maxsize=256)(ext.parse)
+
+
+def _parse_each_update_expression_once() -> None:
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    make = functools.lru_cache(maxsize=256)(UpdateExpressionParser.make.__func__)  # type: ignore[attr-defined]
+    UpdateExpressionParser.make = classmethod(make)  # type: ignore[method-assign,assignment]
 
 
 class _TablesKept(threading.local):

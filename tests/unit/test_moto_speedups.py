@@ -157,3 +157,34 @@ def test_a_table_is_still_copied_whole_where_moto_copies_it_outside_transactions
 
     table = models.dynamodb_backends[ACCOUNT_ID][REGION].tables[JOBS_TABLE]
     assert models.copy.deepcopy(table) is not table
+
+
+def test_updates_sharing_an_expression_each_apply_their_own_values(dynamodb):
+    expression = "SET #s = :s, #n = if_not_exists(#n, :zero) + :one"
+    for job_id, status in (("a", "SUBMITTED"), ("b", "FAILED"), ("a", "COMPLETED")):
+        dynamodb.update_item(
+            TableName=JOBS_TABLE,
+            Key={"jobId": {"S": job_id}},
+            UpdateExpression=expression,
+            ExpressionAttributeNames={"#s": "status", "#n": "attempts"},
+            ExpressionAttributeValues={":s": {"S": status}, ":zero": {"N": "0"}, ":one": {"N": "1"}},
+        )
+    items = {job_id: dynamodb.get_item(TableName=JOBS_TABLE, Key={"jobId": {"S": job_id}})["Item"] for job_id in "ab"}
+    assert (items["a"]["status"], items["a"]["attempts"]) == ({"S": "COMPLETED"}, {"N": "2"})
+    assert (items["b"]["status"], items["b"]["attempts"]) == ({"S": "FAILED"}, {"N": "1"})
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    assert UpdateExpressionParser.make(expression) is UpdateExpressionParser.make(expression)  # parsed once
+
+
+def test_an_expression_that_does_not_parse_is_refused_every_time(dynamodb):
+    for _ in range(2):
+        with pytest.raises(ClientError) as raised:
+            dynamodb.update_item(
+                TableName=JOBS_TABLE,
+                Key={"jobId": {"S": "a"}},
+                UpdateExpression="SET #s = = :s",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":s": {"S": "SUBMITTED"}},
+            )
+        assert raised.value.response["Error"]["Code"] == "ValidationException"
