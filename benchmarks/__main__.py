@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             if section("billed_time", "2. billed time"):
                 results["billed_time"] = suites.billed_time(services, args.images, args.latency)
             if section("warm_overhead", "4. warm overhead"):
-                events = 2 if args.quick else 10
+                events = 2 if args.quick else 30
                 plan = [(1, events), (10, max(1, events // 2))]
                 results["warm_overhead"] = suites.warm_overhead(
                     services, plan, tracing_modes=(False, True), round_trips=(suites.AWS_ROUND_TRIP_MS,)
