@@ -16,8 +16,14 @@ import threading
 import time
 from collections.abc import Callable
 
-WIDEN = 1.1  # a refused first try: the spacing grows by a tenth (and to at least the Retry-After)
-NARROW = 0.99  # an accepted first try: it shrinks by a hundredth
+# A refused first try grows the spacing by a tenth (and to at least the Retry-After); an accepted
+# first try shrinks it by 2.5%. Held steady, that is one first try refused in five (0.025 / (0.025 +
+# 0.1)): enough tries to keep the account's rate used, few enough to keep refusals cheap. Replayed
+# against a token bucket (tests/unit/test_request_pacing.py), shrinking by a hundredth left two
+# containers at 0.25 requests/s needing up to 1.33x the time the rate allows: after an overshoot,
+# a hundredth per request took too long to come back.
+WIDEN = 1.1
+NARROW = 0.975
 SMALLEST_SPACING_SECONDS = 0.05  # below this the spacing is dropped: no throttling left to avoid
 LARGEST_SPACING_SECONDS = 60.0
 
