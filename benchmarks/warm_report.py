@@ -34,10 +34,10 @@ def warm_goals(warm: dict[str, Any]) -> list[tuple[str, str, str]]:
         if single is None or batched_run is None:
             continue
         alone, batched = single["billed_ms_per_image"]["median"], batched_run["billed_ms_per_image"]["median"]
-        floor = ""
+        requests_note = ""
         if where == "on loopback":
             requests_alone, requests_batched = requests_per_object(single), requests_per_object(batched_run)
-            floor = (
+            requests_note = (
                 f"; requests per object (AWS and Runware) {requests_batched:.2f} against {requests_alone:.2f}: "
                 f"{requests_batched / requests_alone:.2f}, the ratio loopback tends to (section 4)"
             )
@@ -46,7 +46,7 @@ def warm_goals(warm: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"Submit: billed ms per image in batches of 10 at most a third of the single-record figure "
                 f"(same run, {where})",
                 f"{batched:.1f} ms per image in batches of 10, {alone:.1f} ms with 1 record per event: "
-                f"{batched / alone:.2f} of it (medians, tracing disabled){floor}",
+                f"{batched / alone:.2f} of it (medians, tracing disabled){requests_note}",
                 "met" if batched <= alone / 3 else "not met",
             )
         )

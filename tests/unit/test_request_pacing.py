@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import heapq
 import random
 import threading
 
 import httpx
 import pytest
 
+from local.runware_emulator.rate_limit import TokenBucket, retry_after_header
 from upscaler.request_pacing import NARROW, SMALLEST_SPACING_SECONDS, WIDEN, RequestPacer
-from upscaler.runware import RunwareClient, RunwareUnavailable
+from upscaler.runware import RETRY_AFTER_JITTER_SECONDS, RunwareClient, RunwareUnavailable
 from upscaler.settings import Settings
 
 
@@ -183,10 +185,6 @@ def replay_burst(containers: int, rate: float, batches: int, seed: int) -> tuple
     the first try after the pacer's wait, a 429 retried after its Retry-After and a little jitter.
     Virtual time; returns (time of the last accepted request / what the rate alone needs, requests
     per batch)."""
-    import heapq
-
-    from local.runware_emulator.rate_limit import TokenBucket, retry_after_header
-
     rng = random.Random(seed)
     clock = Clock()
     start = clock.now
@@ -218,7 +216,8 @@ def replay_burst(containers: int, rate: float, batches: int, seed: int) -> tuple
                 retry_after = float(retry_after_header(wait))
                 pacer.refused(retry_after, first_try=attempt == 1)
                 throttled += 1
-                when, attempt = clock.now + retry_after + rng.uniform(0, 0.1 * throttled), attempt + 1
+                jitter = rng.uniform(0, RETRY_AFTER_JITTER_SECONDS * throttled)
+                when, attempt = clock.now + retry_after + jitter, attempt + 1
         order += 1
         heapq.heappush(events, (when, order, container, attempt, throttled))
     return (last_accepted - start) / (batches / rate), requests / batches
