@@ -104,7 +104,7 @@ def init_steps(search_path: list[str]) -> dict[str, object]:
     httpx.Client(timeout=httpx.Timeout(20.0, connect=5.0), limits=httpx.Limits(max_connections=10))
     lap("httpx.Client() as the Runware client makes it")
     import upscaler.job_metrics
-    import upscaler.runtime  # noqa: F401
+    import upscaler.wiring  # noqa: F401
 
     lap("import the upscaler library")
     import aws_lambda_powertools.event_handler  # noqa: F401

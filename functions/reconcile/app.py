@@ -8,7 +8,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from upscaler.job_metrics import add_reconcile_metrics
-from upscaler.runtime import build_reconciler, deadline_for
+from upscaler.wiring import build_reconciler, deadline_for
 
 logger = Logger()
 tracer = Tracer(patch_modules=["botocore", "httpx"])  # the calls this function makes; patching all costs cold start

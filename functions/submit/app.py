@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from upscaler.ingestion import all_failed, submit_batch
 from upscaler.job_metrics import add_submit_metrics
-from upscaler.runtime import build_submitter, deadline_for
+from upscaler.wiring import build_submitter, deadline_for
 
 Value = TypeVar("Value")
 

@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from upscaler.job_metrics import add_webhook_metrics
-from upscaler.runtime import build_webhook_receiver
+from upscaler.wiring import build_webhook_receiver
 
 logger = Logger()
 tracer = Tracer(patch_modules=["botocore"])  # its only outgoing calls; patching all costs cold start

@@ -207,7 +207,7 @@ def test_jpeg_is_accepted_as_the_default_output_format(environment, monkeypatch)
 def test_submitter_refuses_to_start_without_a_webhook_url(aws):
     from dataclasses import replace
 
-    from upscaler.runtime import build_submitter
+    from upscaler.wiring import build_submitter
 
     with pytest.raises(ConfigurationError, match="WEBHOOK_URL"):
         build_submitter(replace(aws.settings, webhook_url=""))

@@ -34,11 +34,11 @@ from tests.contract.runware_contract import by_name, of_kind
 from upscaler.image_header import METADATA_MAX_BYTES
 from upscaler.jobs import JobStatus, JobStore, job_id_for
 from upscaler.models import MODEL_ID, is_uuid4
-from upscaler.runtime import build_submitter
 from upscaler.runware import RunwareClient, RunwareUnavailable
 from upscaler.settings import Settings, read_secret
 from upscaler.storage import HEADER_FIRST_READ_BYTES, ObjectStore, create_s3_client
 from upscaler.submission import DUPLICATE, AccountRefused, Submitter, TasksNotAcknowledged
+from upscaler.wiring import build_submitter
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 TASK_FIELDS = {

@@ -21,10 +21,10 @@ from tests.conftest import INBOX_BUCKET, REGION
 from tests.unit.test_submission import FakeRunware, event, jpeg, runware_client, upload
 from upscaler.completion_events import CompletionEventPublisher
 from upscaler.jobs import JobStatus, JobStore, job_id_for
-from upscaler.runtime import build_submitter
 from upscaler.settings import Settings
 from upscaler.source_events import SourceObject, source_objects
 from upscaler.submission import IGNORED, AccountRefused, Submitter
+from upscaler.wiring import build_submitter
 
 BARRIER_SECONDS = 5.0
 
