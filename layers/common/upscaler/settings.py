@@ -22,11 +22,7 @@ class ConfigurationError(RuntimeError):
 @dataclass(frozen=True)
 class Settings:
     # Read when present but not set by template.yaml: tuning for tests and special deployments.
-    # INBOX_BUCKET: the one bucket sources may come from; unset, only the prefix decides (the
-    # template cannot pass the inbox's name by reference without a cycle through its notification).
-    OPTIONAL_VARIABLES: ClassVar[frozenset[str]] = frozenset(
-        {"RUNWARE_MAX_ATTEMPTS", "INBOX_BUCKET", "RUNWARE_CONCURRENT_SENDERS"}
-    )
+    OPTIONAL_VARIABLES: ClassVar[frozenset[str]] = frozenset({"RUNWARE_MAX_ATTEMPTS"})
 
     jobs_table: str
     output_bucket: str
@@ -34,6 +30,7 @@ class Settings:
     runware_api_key_secret: str
     webhook_token_secret: str
     inbox_prefix: str = "inbox/"
+    # The one bucket sources may come from; empty, only the prefix decides.
     inbox_bucket: str = ""
     output_prefix: str = "upscaled/"
     # Where Runware's presigned PUT lands, in the output bucket; nothing but the pipeline reads it.
