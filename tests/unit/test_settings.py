@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import MISSING, fields
+
 import pytest
 
+from local.template import function_specs, load_template
 from upscaler.models import UpscaleOptions
-from upscaler.settings import ConfigurationError, Settings, get_settings, read_secret
+from upscaler.settings import OPTION, VARIABLES, ConfigurationError, Settings, get_settings, read_secret
+from upscaler.settings import REQUIRED as MUST_BE_SET
 
 REQUIRED = {
     "JOBS_TABLE": "jobs",
@@ -139,7 +143,7 @@ def test_non_integer_values_are_configuration_errors(name, value):
     ],
 )
 def test_invalid_default_options_are_configuration_errors(name, value):
-    with pytest.raises(ConfigurationError, match="invalid default upscale option"):
+    with pytest.raises(ConfigurationError, match=name):
         Settings.from_environment({**REQUIRED, name: value})
 
 
@@ -211,3 +215,128 @@ def test_submitter_refuses_to_start_without_a_webhook_url(aws):
 
     with pytest.raises(ConfigurationError, match="WEBHOOK_URL"):
         build_submitter(replace(aws.settings, webhook_url=""))
+
+
+# The table of environment variables: what the template sets, what Settings holds, what a bad value says.
+
+TABLE = {variable.name: variable for variable in VARIABLES}
+TEMPLATE_ENVIRONMENT = {
+    function: {name for name in spec.environment if not name.startswith("POWERTOOLS_")}
+    for function, spec in function_specs(load_template()).items()
+}
+
+
+def test_the_table_names_each_variable_once():
+    assert len(TABLE) == len(VARIABLES)
+    assert len({variable.field for variable in VARIABLES}) == len(VARIABLES)
+
+
+@pytest.mark.parametrize("function", sorted(TEMPLATE_ENVIRONMENT))
+def test_every_variable_the_template_sets_is_in_the_table(function):
+    # Powertools reads its own variables; every other one the template sets is a setting.
+    assert TEMPLATE_ENVIRONMENT[function], f"{function} sets no variables"
+    missing = TEMPLATE_ENVIRONMENT[function] - TABLE.keys()
+    assert not missing, f"{function} sets {sorted(missing)}, which the settings table does not read"
+
+
+def test_the_variables_the_template_never_sets_are_the_optional_ones():
+    set_by_template = set().union(*TEMPLATE_ENVIRONMENT.values())
+    assert TABLE.keys() - set_by_template == Settings.OPTIONAL_VARIABLES
+
+
+def field_default(cls: type, name: str) -> object:
+    [found] = [f for f in fields(cls) if f.name == name]
+    if found.default_factory is not MISSING:
+        return found.default_factory()
+    return MUST_BE_SET if found.default is MISSING else found.default
+
+
+def test_the_table_fills_every_field_with_its_declared_default():
+    # runware_timeout_seconds is no variable; defaults is filled option by option.
+    settings_fields = {f.name for f in fields(Settings)} - {"runware_timeout_seconds", "defaults"}
+    option_fields = {OPTION + f.name for f in fields(UpscaleOptions)}
+    assert {variable.field for variable in VARIABLES} == settings_fields | option_fields
+    for variable in VARIABLES:
+        if variable.field.startswith(OPTION):
+            declared = field_default(UpscaleOptions, variable.field.removeprefix(OPTION))
+        elif variable.name == "RUNWARE_API_URL":
+            declared = "https://api.runware.ai/v1"  # the one required field with a default when unset
+        else:
+            declared = field_default(Settings, variable.field)
+        assert variable.default == declared, variable.name
+
+
+class RecordingEnvironment(dict[str, str]):
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.read: set[str] = set()
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return super().get(key, default)
+
+
+def test_the_environment_is_read_only_through_the_table():
+    environment = RecordingEnvironment(dict(REQUIRED))
+    Settings.from_environment(environment)
+    assert environment.read == TABLE.keys()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("MAX_INPUT_BYTES", "50MB", "expected an integer"),
+        ("SUBMIT_PARALLELISM", "0", "at least 1"),
+        ("RUNWARE_REQUESTS_PER_SECOND", "fast", "expected a number"),
+        ("RUNWARE_REQUESTS_PER_SECOND", "-1", "finite number >= 0"),
+        ("RUNWARE_REQUESTS_PER_SECOND", "inf", "finite number >= 0"),
+        ("DEFAULT_OUTPUT_FORMAT", "GIF", "JPG, PNG, WEBP"),
+        ("DEFAULT_OUTPUT_FORMAT", " ", "JPG, PNG, WEBP"),
+        ("DEFAULT_TARGET_MEGAPIXELS", "9", "from 1 to 8"),
+        ("DEFAULT_OUTPUT_QUALITY", "100", "from 20 to 99"),
+        ("DEFAULT_REALISM", "sometimes", "true or false"),
+    ],
+)
+def test_a_bad_value_is_named_with_what_was_expected(name, value, expected):
+    with pytest.raises(ConfigurationError) as raised:
+        Settings.from_environment({**REQUIRED, name: value})
+    message = str(raised.value)
+    assert f"{name}={value!r}" in message
+    assert expected in message
+
+
+def test_every_problem_is_reported_at_once():
+    env = {
+        **REQUIRED,
+        "JOBS_TABLE": " ",
+        "MAX_INPUT_BYTES": "50MB",
+        "DEFAULT_OUTPUT_FORMAT": "GIF",
+        "DEFAULT_REALISM": "maybe",
+        "SUBMIT_PARALLELISM": "0",
+    }
+    del env["WEBHOOK_TOKEN_SECRET"]
+    with pytest.raises(ConfigurationError) as raised:
+        Settings.from_environment(env)
+    message = str(raised.value)
+    assert message.startswith("6 environment variables are unset or invalid: ")
+    for problem in (
+        "JOBS_TABLE is not set",
+        "WEBHOOK_TOKEN_SECRET is not set",
+        "MAX_INPUT_BYTES='50MB'",
+        "DEFAULT_OUTPUT_FORMAT='GIF'",
+        "DEFAULT_REALISM='maybe'",
+        "SUBMIT_PARALLELISM='0'",
+    ):
+        assert problem in message
+
+
+def test_a_blank_prefix_is_a_value_not_the_default():
+    settings = Settings.from_environment({**REQUIRED, "INBOX_PREFIX": "", "OUTPUT_PREFIX": ""})
+    assert (settings.inbox_prefix, settings.output_prefix) == ("", "")
+    assert Settings.from_environment(dict(REQUIRED)).inbox_prefix == "inbox/"
+
+
+@pytest.mark.parametrize(("value", "senders"), [("0", 1), ("-2", 1), ("3", 3)])
+def test_fewer_than_one_concurrent_sender_counts_as_one(value, senders):
+    env = {**REQUIRED, "RUNWARE_CONCURRENT_SENDERS": value}
+    assert Settings.from_environment(env).runware_concurrent_senders == senders

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from typing import ClassVar
+from typing import Any, ClassVar, Final
 
-from upscaler.models import UpscaleOptions, parse_bool
+from upscaler.models import InvalidOption, UpscaleOptions, parse_bool
 
 # A container keeps its share of a configured Runware rate with a tenth to spare.
 RATE_HEADROOM = 1.1
@@ -70,80 +70,149 @@ class Settings:
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from the environment as VARIABLES says, with every problem found in one error."""
         env = os.environ if env is None else env
-
-        def required(name: str) -> str:
-            value = env.get(name, "").strip()
-            if not value:
-                raise ConfigurationError(f"environment variable {name} is not set")
-            return value
-
-        def number(name: str, default: int) -> int:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return default
+        values: dict[str, Any] = {}
+        options: dict[str, Any] = {}
+        problems: list[str] = []
+        for variable in VARIABLES:
+            raw = env.get(variable.name)
+            if raw is None or (not variable.keep_blank and not raw.strip()):
+                if variable.default is REQUIRED:
+                    problems.append(f"{variable.name} is not set")
+                elif variable.field.startswith(OPTION):
+                    options[variable.field.removeprefix(OPTION)] = variable.default
+                else:
+                    values[variable.field] = variable.default
+                continue
             try:
-                return int(raw)
-            except ValueError:
-                raise ConfigurationError(f"{name}={raw!r} is not an integer") from None
-
-        def decimal(name: str, default: float) -> float:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                value = float(raw)
-            except ValueError:
-                raise ConfigurationError(f"{name}={raw!r} is not a number") from None
-            if not math.isfinite(value) or value < 0:
-                raise ConfigurationError(f"{name}={raw!r} must be a finite number >= 0")
-            return value
-
-        def flag(name: str, default: bool) -> bool:
-            raw = env.get(name, "").strip()
-            return parse_bool(name, raw) if raw else default
-
-        base = UpscaleOptions()
-        try:
-            defaults = UpscaleOptions(
-                target_megapixels=number("DEFAULT_TARGET_MEGAPIXELS", base.target_megapixels),
-                enhance_details=flag("DEFAULT_ENHANCE_DETAILS", base.enhance_details),
-                realism=flag("DEFAULT_REALISM", base.realism),
-                output_format=env.get("DEFAULT_OUTPUT_FORMAT", "JPG").strip().upper().replace("JPEG", "JPG"),
-                output_quality=number("DEFAULT_OUTPUT_QUALITY", base.output_quality),
+                value = variable.parse(raw)
+                if variable.field.startswith(OPTION):
+                    option = variable.field.removeprefix(OPTION)
+                    options[option] = _checked_option(option, value)
+                else:
+                    values[variable.field] = value
+            except ValueError as error:
+                problems.append(f"{variable.name}={raw!r}: {error}")
+        if len(problems) == 1:
+            raise ConfigurationError(f"environment variable {problems[0]}")
+        if problems:
+            raise ConfigurationError(
+                f"{len(problems)} environment variables are unset or invalid: {'; '.join(problems)}"
             )
-        except ValueError as error:
-            raise ConfigurationError(f"invalid default upscale option: {error}") from None
+        return cls(defaults=UpscaleOptions(**options), **values)
 
-        submit_parallelism = number("SUBMIT_PARALLELISM", cls.submit_parallelism)
-        if submit_parallelism < 1:
-            raise ConfigurationError(f"SUBMIT_PARALLELISM must be at least 1, got {submit_parallelism}")
 
-        return cls(
-            jobs_table=required("JOBS_TABLE"),
-            output_bucket=required("OUTPUT_BUCKET"),
-            runware_api_url=env.get("RUNWARE_API_URL", "").strip() or "https://api.runware.ai/v1",
-            runware_api_key_secret=required("RUNWARE_API_KEY_SECRET"),
-            webhook_token_secret=required("WEBHOOK_TOKEN_SECRET"),
-            inbox_prefix=env.get("INBOX_PREFIX", cls.inbox_prefix),
-            inbox_bucket=env.get("INBOX_BUCKET", "").strip(),
-            output_prefix=env.get("OUTPUT_PREFIX", cls.output_prefix),
-            staging_prefix=env.get("STAGING_PREFIX", "").strip() or cls.staging_prefix,
-            webhook_url=env.get("WEBHOOK_URL", "").strip(),
-            defaults=defaults,
-            max_input_bytes=number("MAX_INPUT_BYTES", cls.max_input_bytes),
-            presigned_url_expiry_seconds=number("PRESIGNED_URL_EXPIRY_SECONDS", cls.presigned_url_expiry_seconds),
-            runware_result_ttl_seconds=number("RUNWARE_RESULT_TTL_SECONDS", cls.runware_result_ttl_seconds),
-            job_retention_days=number("JOB_RETENTION_DAYS", cls.job_retention_days),
-            reconcile_after_seconds=number("RECONCILE_AFTER_SECONDS", cls.reconcile_after_seconds),
-            job_max_age_seconds=number("JOB_MAX_AGE_SECONDS", cls.job_max_age_seconds),
-            reconcile_max_jobs=number("RECONCILE_MAX_JOBS", cls.reconcile_max_jobs),
-            runware_max_attempts=number("RUNWARE_MAX_ATTEMPTS", cls.runware_max_attempts),
-            runware_requests_per_second=decimal("RUNWARE_REQUESTS_PER_SECOND", cls.runware_requests_per_second),
-            runware_concurrent_senders=max(1, number("RUNWARE_CONCURRENT_SENDERS", cls.runware_concurrent_senders)),
-            completion_event_bus=env.get("COMPLETION_EVENT_BUS", "").strip(),
-            submit_parallelism=submit_parallelism,
-        )
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+# The default of a variable that must be set, and not blank.
+REQUIRED: Final = _Required()
+# How a row names a field of Settings.defaults, the default upscale options.
+OPTION = "defaults."
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: the field it sets, how its text is read, and its default when unset."""
+
+    name: str
+    field: str  # a field of Settings, or OPTION + a field of UpscaleOptions
+    parse: Callable[[str], Any]  # raises ValueError saying what it expected
+    default: Any  # when unset or blank; REQUIRED: it must be set
+    description: str = ""
+    keep_blank: bool = False  # a blank value is a value, given to parse, not the default
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+def _verbatim(raw: str) -> str:
+    return raw
+
+
+def _integer(raw: str) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ValueError("expected an integer") from None
+
+
+def _positive(raw: str) -> int:
+    value = _integer(raw)
+    if value < 1:
+        raise ValueError("expected an integer of at least 1")
+    return value
+
+
+def _at_least_one(raw: str) -> int:
+    return max(1, _integer(raw))
+
+
+def _rate(raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError("expected a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError("expected a finite number >= 0")
+    return value
+
+
+def _flag(raw: str) -> bool:
+    try:
+        return parse_bool("flag", raw)
+    except ValueError:
+        raise ValueError("expected true or false (or yes/no, on/off, 1/0)") from None
+
+
+def _format(raw: str) -> str:
+    return raw.strip().upper().replace("JPEG", "JPG")
+
+
+def _checked_option(option: str, value: Any) -> Any:
+    """The value, if UpscaleOptions accepts it for that option (the ranges are the model's)."""
+    try:
+        UpscaleOptions(**{option: value})
+    except InvalidOption as error:
+        reason = str(error).removeprefix(f"{error.name}: ")
+        raise ValueError(f"invalid default upscale option: {error.name} {reason}") from None
+    return value
+
+
+# Every environment variable the library reads. The defaults are those of Settings and UpscaleOptions.
+VARIABLES: tuple[Variable, ...] = (
+    Variable("JOBS_TABLE", "jobs_table", _text, REQUIRED),
+    Variable("OUTPUT_BUCKET", "output_bucket", _text, REQUIRED),
+    Variable("RUNWARE_API_URL", "runware_api_url", _text, "https://api.runware.ai/v1"),
+    Variable("RUNWARE_API_KEY_SECRET", "runware_api_key_secret", _text, REQUIRED, "the secret's name or ARN"),
+    Variable("WEBHOOK_TOKEN_SECRET", "webhook_token_secret", _text, REQUIRED, "the secret's name or ARN"),
+    Variable("INBOX_PREFIX", "inbox_prefix", _verbatim, "inbox/", "empty: every key", keep_blank=True),
+    Variable("INBOX_BUCKET", "inbox_bucket", _text, "", "the one bucket sources come from; empty: any"),
+    Variable("OUTPUT_PREFIX", "output_prefix", _verbatim, "upscaled/", keep_blank=True),
+    Variable("STAGING_PREFIX", "staging_prefix", _text, "staging/", "where Runware's PUT lands"),
+    Variable("WEBHOOK_URL", "webhook_url", _text, "", "the submit function refuses to start without it"),
+    Variable("DEFAULT_TARGET_MEGAPIXELS", "defaults.target_megapixels", _integer, 4),
+    Variable("DEFAULT_ENHANCE_DETAILS", "defaults.enhance_details", _flag, False),
+    Variable("DEFAULT_REALISM", "defaults.realism", _flag, False),
+    Variable("DEFAULT_OUTPUT_FORMAT", "defaults.output_format", _format, "JPG", "blank: refused", keep_blank=True),
+    Variable("DEFAULT_OUTPUT_QUALITY", "defaults.output_quality", _integer, 95),
+    Variable("MAX_INPUT_BYTES", "max_input_bytes", _integer, 50 * 1024 * 1024, "larger sources are refused"),
+    Variable("PRESIGNED_URL_EXPIRY_SECONDS", "presigned_url_expiry_seconds", _integer, 3 * 3600),
+    Variable("RUNWARE_RESULT_TTL_SECONDS", "runware_result_ttl_seconds", _integer, 600),
+    Variable("JOB_RETENTION_DAYS", "job_retention_days", _integer, 90),
+    Variable("RECONCILE_AFTER_SECONDS", "reconcile_after_seconds", _integer, 600, "then Runware is asked"),
+    Variable("JOB_MAX_AGE_SECONDS", "job_max_age_seconds", _integer, 4 * 3600, "then a job without a result fails"),
+    Variable("RECONCILE_MAX_JOBS", "reconcile_max_jobs", _integer, 200, "most jobs one reconcile run looks at"),
+    Variable("RUNWARE_MAX_ATTEMPTS", "runware_max_attempts", _integer, 5, "tries of one Runware request"),
+    Variable("RUNWARE_REQUESTS_PER_SECOND", "runware_requests_per_second", _rate, 0.0, "0: learnt from 429s"),
+    Variable("RUNWARE_CONCURRENT_SENDERS", "runware_concurrent_senders", _at_least_one, 1, "below 1 counts as 1"),
+    Variable("COMPLETION_EVENT_BUS", "completion_event_bus", _text, "", "empty: no completion events"),
+    Variable("SUBMIT_PARALLELISM", "submit_parallelism", _positive, 10, "sources one submit works on at once"),
+)
 
 
 def aws_region() -> str:
