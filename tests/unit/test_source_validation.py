@@ -6,14 +6,10 @@ moto's S3 and DynamoDB, Runware answered at the HTTP level (the fixtures of test
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
-import botocore.session
 import httpx
 import pytest
-from botocore.response import StreamingBody
-from botocore.stub import Stubber
 from PIL import Image
 
 from tests.conftest import INBOX_BUCKET, OUTPUT_BUCKET, REGION
@@ -36,7 +32,7 @@ from upscaler.jobs import JobStatus
 from upscaler.models import UpscaleOptions
 from upscaler.output_geometry import MAX_ASPECT_RATIO, geometry_problem, output_size
 from upscaler.runware import RunwareUnavailable
-from upscaler.storage import HEADER_FIRST_READ_BYTES, ObjectDeleted, ObjectStore
+from upscaler.storage import HEADER_FIRST_READ_BYTES
 from upscaler.submission import IGNORED, Submitter
 
 # --- AWS calls per object -----------------------------------------------------------------------
@@ -192,39 +188,6 @@ def test_a_finished_job_redelivered_after_a_delete_stays_as_it_was(aws, submitte
 # --- S3's answers to the one ranged GET ---------------------------------------------------------
 
 
-def stubbed_store() -> tuple[ObjectStore, Stubber]:
-    client = botocore.session.get_session().create_client(
-        "s3", region_name=REGION, aws_access_key_id="k", aws_secret_access_key="s"
-    )
-    return ObjectStore(client), Stubber(client)
-
-
-def test_a_404_that_says_delete_marker_is_a_delete_without_a_second_call():
-    store, stub = stubbed_store()
-    stub.add_client_error(
-        "get_object",
-        "NoSuchKey",
-        http_status_code=404,
-        response_meta={"HTTPHeaders": {"x-amz-delete-marker": "true", "x-amz-version-id": "dm1"}},
-    )
-    with stub, pytest.raises(ObjectDeleted):
-        store.read_current("b", "k", event_version_id="v1")
-    stub.assert_no_pending_responses()
-
-
-def test_a_whole_object_answer_to_a_range_gives_its_size():
-    store, stub = stubbed_store()
-    body = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
-    stub.add_response(
-        "get_object",
-        {"Body": StreamingBody(io.BytesIO(body), len(body)), "ContentLength": len(body), "ETag": '"e"'},
-    )
-    with stub:
-        current = store.read_current("b", "k")
-    assert (current.info.size, current.info.version_id, current.info.etag) == (len(body), None, "e")
-    assert current.header_bytes.take(0, 8) == body[:8]
-
-
 def test_tiny_and_empty_objects(aws, submitter, runware):
     tiny = upload(aws, "inbox/tiny.jpg", b"abc")
     empty = upload(aws, "inbox/empty.png", b"")
@@ -290,14 +253,6 @@ def test_an_output_too_large_for_its_format_names_the_overrides_that_help(aws, s
     assert max(output_size(4000, 100, 6)) <= 16_383 < max(output_size(4000, 100, 7))
     for fmt in ("JPG", "PNG"):
         assert geometry_problem(4000, 100, UpscaleOptions(target_megapixels=8, output_format=fmt)) is None
-
-
-def test_geometry_with_no_override_that_helps():
-    problem = geometry_problem(20000, 8, UpscaleOptions(), max_aspect_ratio=10_000)
-    assert problem is not None and problem.code == "outputTooLarge"
-    assert "65,500 px per side that JPEG allows" in problem.message
-    assert "x-amz-meta-output-format: PNG" in problem.message
-    assert geometry_problem(1000, 1000, UpscaleOptions(target_megapixels=8)) is None
 
 
 @pytest.mark.parametrize(
