@@ -56,7 +56,7 @@ def move_messages(backend: Any, source_arn: str, destination_arn: str | None) ->
     started = int(time.time() * 1000)
     moved = 0
     while True:
-        messages = backend.receive_message(source.name, 10, 0, 30)
+        messages = backend.receive_message(source.name, 10, 0, 30, message_attribute_names=["All"])
         if not messages:
             break
         for message in messages:

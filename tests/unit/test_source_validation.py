@@ -6,35 +6,33 @@ moto's S3 and DynamoDB, Runware answered at the HTTP level (the fixtures of test
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
-import botocore.session
 import httpx
 import pytest
-from botocore.response import StreamingBody
-from botocore.stub import Stubber
 from PIL import Image
 
 from tests.conftest import INBOX_BUCKET, OUTPUT_BUCKET, REGION
+from tests.unit.queue_events import queued
 from tests.unit.test_submission import (  # noqa: F401 (fixtures used by name)
     all_jobs,
     encode,
-    event,
     jobs,
     jpeg,
     make_submitter,
     png,
     runware,
     sleeps,
+    submit,
     submitter,
     upload,
 )
+from upscaler.ingestion import submit_batch
 from upscaler.jobs import JobStatus
 from upscaler.models import UpscaleOptions
 from upscaler.output_geometry import MAX_ASPECT_RATIO, geometry_problem, output_size
 from upscaler.runware import RunwareUnavailable
-from upscaler.storage import HEADER_FIRST_READ_BYTES, ObjectDeleted, ObjectStore
+from upscaler.storage import HEADER_FIRST_READ_BYTES
 from upscaler.submission import IGNORED, Submitter
 
 # --- AWS calls per object -----------------------------------------------------------------------
@@ -58,14 +56,14 @@ class CallLog:
 
 def test_a_fresh_valid_object_costs_three_aws_calls(aws, submitter, runware):
     log = CallLog(submitter)
-    [outcome] = submitter.submit_event(event(upload(aws, "inbox/a.jpg", jpeg())))
+    [outcome] = submit(submitter, queued(upload(aws, "inbox/a.jpg", jpeg())))
     assert outcome.status == JobStatus.SUBMITTED
     assert log.take() == ["s3.GetObject", "dynamodb.PutItem", "dynamodb.UpdateItem"]
 
 
 def test_a_batch_of_valid_objects_costs_one_get_each_and_two_writes_in_all(aws, submitter, runware):
     log = CallLog(submitter)
-    outcomes = submitter.submit_event(event(*(upload(aws, f"inbox/b{n}.jpg", jpeg(300 + n, 200)) for n in range(4))))
+    outcomes = submit(submitter, queued(*(upload(aws, f"inbox/b{n}.jpg", jpeg(300 + n, 200)) for n in range(4))))
     assert [o.status for o in outcomes] == [JobStatus.SUBMITTED] * 4
     # The four claims in one transaction, then the four moves to SUBMITTED in another.
     assert log.take() == ["s3.GetObject"] * 4 + ["dynamodb.TransactWriteItems"] * 2
@@ -73,9 +71,9 @@ def test_a_batch_of_valid_objects_costs_one_get_each_and_two_writes_in_all(aws, 
 
 def test_a_repeated_batch_is_answered_by_the_refused_transaction(aws, submitter, runware):
     records = [upload(aws, f"inbox/c{n}.jpg", jpeg(300 + n, 200)) for n in range(3)]
-    submitter.submit_event(event(*records))
+    submit(submitter, queued(*records))
     log = CallLog(submitter)
-    again = submitter.submit_event(event(*records))
+    again = submit(submitter, queued(*records))
     assert [o.status for o in again] == ["DUPLICATE"] * 3
     # Every claim refused: the cancellation reasons return each job, so nothing else is read.
     assert log.take() == ["s3.GetObject"] * 3 + ["dynamodb.TransactWriteItems"]
@@ -84,9 +82,9 @@ def test_a_repeated_batch_is_answered_by_the_refused_transaction(aws, submitter,
 
 def test_a_repeat_delivery_costs_two_calls_and_no_get_item(aws, submitter, runware):
     record = upload(aws, "inbox/a.jpg", jpeg())
-    submitter.submit_event(event(record))
+    submit(submitter, queued(record))
     log = CallLog(submitter)
-    [again] = submitter.submit_event(event(record))
+    [again] = submit(submitter, queued(record))
     assert again.status == "DUPLICATE"
     assert log.take() == ["s3.GetObject", "dynamodb.PutItem"]  # the refused PutItem returns the job
     assert len(runware.requests) == 1
@@ -98,7 +96,7 @@ def test_a_repeat_delivery_costs_two_calls_and_no_get_item(aws, submitter, runwa
 def test_a_deleted_object_is_rejected_as_deleted(aws, submitter, runware):
     record = upload(aws, "inbox/gone.jpg", jpeg())
     aws.s3.delete_object(Bucket=INBOX_BUCKET, Key="inbox/gone.jpg")  # aws s3 rm: a delete marker
-    [outcome] = submitter.submit_event(event(record))
+    [outcome] = submit(submitter, queued(record))
     assert (outcome.status, outcome.code) == (JobStatus.REJECTED, "sourceDeleted")
     assert "deleted" in outcome.message
     assert runware.requests == []
@@ -108,7 +106,7 @@ def test_a_version_removed_for_good_is_missing(aws, submitter, runware):
     record = upload(aws, "inbox/purged.jpg", jpeg())
     version = record["s3"]["object"]["versionId"]
     aws.s3.delete_object(Bucket=INBOX_BUCKET, Key="inbox/purged.jpg", VersionId=version)
-    [outcome] = submitter.submit_event(event(record))
+    [outcome] = submit(submitter, queued(record))
     assert (outcome.status, outcome.code) == (JobStatus.REJECTED, "sourceMissing")
     assert runware.requests == []
 
@@ -116,14 +114,14 @@ def test_a_version_removed_for_good_is_missing(aws, submitter, runware):
 def test_a_key_that_never_existed_is_missing(aws, submitter, runware):
     record = upload(aws, "inbox/x.jpg", jpeg())
     record["s3"]["object"]["key"] = "inbox/never-there.jpg"
-    [outcome] = submitter.submit_event(event(record))
+    [outcome] = submit(submitter, queued(record))
     assert (outcome.status, outcome.code) == (JobStatus.REJECTED, "sourceMissing")
 
 
 def test_an_overwritten_version_is_not_sent_and_the_new_one_is(aws, submitter, runware):
     older = upload(aws, "inbox/a.jpg", jpeg(300, 200))
     newer = upload(aws, "inbox/a.jpg", jpeg(310, 200))
-    first, second = submitter.submit_event(event(older, newer))
+    first, second = submit(submitter, queued(older, newer))
     assert (first.status, first.code) == (JobStatus.REJECTED, "sourceReplaced")
     assert older["s3"]["object"]["versionId"] in first.message and newer["s3"]["object"]["versionId"] in first.message
     assert second.status == JobStatus.SUBMITTED
@@ -148,41 +146,41 @@ def test_without_versioning_the_etag_tells_an_overwrite(aws, make_submitter, run
         return record
 
     current = unversioned_record(jpeg(300, 200))
-    [outcome] = submitter.submit_event(event(current))
+    [outcome] = submit(submitter, queued(current))
     assert outcome.status == JobStatus.SUBMITTED
     assert "sourceVersionId" not in submitter.jobs.get(outcome.job_id)
 
     stale = unversioned_record(jpeg(320, 200))
     stale["s3"]["object"]["sequencer"] = "02"
     unversioned_record(jpeg(330, 200))
-    [outcome] = submitter.submit_event(event(stale))
+    [outcome] = submit(submitter, queued(stale))
     assert (outcome.status, outcome.code) == (JobStatus.REJECTED, "sourceReplaced")
     assert "ETag" in outcome.message
 
 
 def test_a_claimed_job_is_validated_again_before_it_is_sent_again(aws, make_submitter, runware):
     submitter = make_submitter(max_attempts=1)
-    the_event = event(upload(aws, "inbox/crash.jpg", jpeg()))
+    batch = queued(upload(aws, "inbox/crash.jpg", jpeg()))
     runware.script = [httpx.ConnectError("connection refused")]
     with pytest.raises(RunwareUnavailable):
-        submitter.submit_event(the_event)
+        submit_batch(submitter, batch)
     aws.s3.delete_object(Bucket=INBOX_BUCKET, Key="inbox/crash.jpg")
     sent = len(runware.requests)
 
-    [outcome] = submitter.submit_event(the_event)  # the retry, or a re-drive from the DLQ
+    [outcome] = submit(submitter, batch)  # the retry, or a re-drive from the DLQ
 
     assert (outcome.status, outcome.code) == (JobStatus.REJECTED, "sourceDeleted")
     assert len(runware.requests) == sent
     job = submitter.jobs.get(outcome.job_id)
     assert (job["status"], job["errorCode"], job["rejectedAfterClaim"]) == ("REJECTED", "sourceDeleted", True)
-    assert submitter.submit_event(the_event)[0].status == "DUPLICATE"
+    assert submit(submitter, batch)[0].status == "DUPLICATE"
 
 
 def test_a_finished_job_redelivered_after_a_delete_stays_as_it_was(aws, submitter, runware):
     record = upload(aws, "inbox/done.jpg", jpeg())
-    [first] = submitter.submit_event(event(record))
+    [first] = submit(submitter, queued(record))
     aws.s3.delete_object(Bucket=INBOX_BUCKET, Key="inbox/done.jpg")
-    [again] = submitter.submit_event(event(record))
+    [again] = submit(submitter, queued(record))
     assert again.status == "DUPLICATE"
     assert submitter.jobs.get(first.job_id)["status"] == "SUBMITTED"
 
@@ -190,44 +188,11 @@ def test_a_finished_job_redelivered_after_a_delete_stays_as_it_was(aws, submitte
 # --- S3's answers to the one ranged GET ---------------------------------------------------------
 
 
-def stubbed_store() -> tuple[ObjectStore, Stubber]:
-    client = botocore.session.get_session().create_client(
-        "s3", region_name=REGION, aws_access_key_id="k", aws_secret_access_key="s"
-    )
-    return ObjectStore(client), Stubber(client)
-
-
-def test_a_404_that_says_delete_marker_is_a_delete_without_a_second_call():
-    store, stub = stubbed_store()
-    stub.add_client_error(
-        "get_object",
-        "NoSuchKey",
-        http_status_code=404,
-        response_meta={"HTTPHeaders": {"x-amz-delete-marker": "true", "x-amz-version-id": "dm1"}},
-    )
-    with stub, pytest.raises(ObjectDeleted):
-        store.read_current("b", "k", event_version_id="v1")
-    stub.assert_no_pending_responses()
-
-
-def test_a_whole_object_answer_to_a_range_gives_its_size():
-    store, stub = stubbed_store()
-    body = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
-    stub.add_response(
-        "get_object",
-        {"Body": StreamingBody(io.BytesIO(body), len(body)), "ContentLength": len(body), "ETag": '"e"'},
-    )
-    with stub:
-        current = store.read_current("b", "k")
-    assert (current.info.size, current.info.version_id, current.info.etag) == (len(body), None, "e")
-    assert current.header_bytes.take(0, 8) == body[:8]
-
-
 def test_tiny_and_empty_objects(aws, submitter, runware):
     tiny = upload(aws, "inbox/tiny.jpg", b"abc")
     empty = upload(aws, "inbox/empty.png", b"")
     log = CallLog(submitter)
-    first, second = submitter.submit_event(event(tiny, empty))
+    first, second = submit(submitter, queued(tiny, empty))
     assert (first.code, second.code) == ("notAnImage", "emptyObject")
     assert "only 3 bytes" in first.message
     # The empty object answers the Range with 416, so a HEAD learns its version and metadata. The
@@ -242,7 +207,7 @@ def test_tiny_and_empty_objects(aws, submitter, runware):
 def test_a_small_image_is_read_whole_from_the_first_range(aws, submitter, runware):
     body = png(64, 48)
     assert len(body) < HEADER_FIRST_READ_BYTES
-    [outcome] = submitter.submit_event(event(upload(aws, "inbox/small.png", body)))
+    [outcome] = submit(submitter, queued(upload(aws, "inbox/small.png", body)))
     assert outcome.status == JobStatus.SUBMITTED
     assert submitter.objects.header_bytes_read == len(body)
 
@@ -257,20 +222,20 @@ def animated(fmt: str) -> bytes:
 
 @pytest.mark.parametrize(("fmt", "key"), [("WEBP", "inbox/anim.webp"), ("PNG", "inbox/anim.png")])
 def test_animated_webp_and_apng_are_refused_by_name(aws, submitter, runware, fmt, key):
-    [outcome] = submitter.submit_event(event(upload(aws, key, animated(fmt))))
+    [outcome] = submit(submitter, queued(upload(aws, key, animated(fmt))))
     assert (outcome.status, outcome.code) == (JobStatus.REJECTED, "animatedImage")
     assert f"the {fmt} is animated" in outcome.message
     assert runware.requests == []
 
 
 def test_an_animated_gif_is_refused_as_a_gif(aws, submitter, runware):
-    [outcome] = submitter.submit_event(event(upload(aws, "inbox/anim.gif", animated("GIF"))))
+    [outcome] = submit(submitter, queued(upload(aws, "inbox/anim.gif", animated("GIF"))))
     assert (outcome.code, outcome.message) == ("unsupportedFormat", "GIF is not supported; use JPEG, PNG or WEBP")
 
 
 def test_an_extreme_aspect_ratio_is_refused_before_sending(aws, submitter, runware):
     body = encode(Image.new("RGB", (20000, 8), (90, 90, 90)), "JPEG")
-    [outcome] = submitter.submit_event(event(upload(aws, "inbox/strip.jpg", body)))
+    [outcome] = submit(submitter, queued(upload(aws, "inbox/strip.jpg", body)))
     assert (outcome.status, outcome.code) == (JobStatus.REJECTED, "extremeAspectRatio")
     assert "20000x8" in outcome.message and f"{MAX_ASPECT_RATIO}:1" in outcome.message
     assert runware.requests == []
@@ -279,7 +244,7 @@ def test_an_extreme_aspect_ratio_is_refused_before_sending(aws, submitter, runwa
 def test_an_output_too_large_for_its_format_names_the_overrides_that_help(aws, submitter, runware):
     body = encode(Image.new("RGB", (4000, 100), (90, 90, 90)), "PNG")
     metadata = {"output-format": "WEBP", "target-megapixels": "8"}
-    [outcome] = submitter.submit_event(event(upload(aws, "inbox/banner.png", body, metadata)))
+    [outcome] = submit(submitter, queued(upload(aws, "inbox/banner.png", body, metadata)))
     assert (outcome.status, outcome.code) == (JobStatus.REJECTED, "outputTooLarge")
     assert "16,383 px per side that WEBP allows" in outcome.message
     assert "x-amz-meta-output-format: JPG or PNG" in outcome.message
@@ -288,14 +253,6 @@ def test_an_output_too_large_for_its_format_names_the_overrides_that_help(aws, s
     assert max(output_size(4000, 100, 6)) <= 16_383 < max(output_size(4000, 100, 7))
     for fmt in ("JPG", "PNG"):
         assert geometry_problem(4000, 100, UpscaleOptions(target_megapixels=8, output_format=fmt)) is None
-
-
-def test_geometry_with_no_override_that_helps():
-    problem = geometry_problem(20000, 8, UpscaleOptions(), max_aspect_ratio=10_000)
-    assert problem is not None and problem.code == "outputTooLarge"
-    assert "65,500 px per side that JPEG allows" in problem.message
-    assert "x-amz-meta-output-format: PNG" in problem.message
-    assert geometry_problem(1000, 1000, UpscaleOptions(target_megapixels=8)) is None
 
 
 @pytest.mark.parametrize(
@@ -312,7 +269,7 @@ def test_the_job_records_the_displayed_sides_and_the_orientation(aws, submitter,
     exif = Image.Exif()
     exif[0x0112] = orientation
     body = encode(Image.new("RGB", (640, 480), (30, 60, 90)), fmt, exif=exif.tobytes())
-    [outcome] = submitter.submit_event(event(upload(aws, f"inbox/turned.{fmt.lower()}", body)))
+    [outcome] = submit(submitter, queued(upload(aws, f"inbox/turned.{fmt.lower()}", body)))
     job = submitter.jobs.get(outcome.job_id)
     assert (job["inputWidth"], job["inputHeight"], job["inputOrientation"]) == (*displayed, orientation)
 
@@ -335,7 +292,7 @@ def test_the_job_records_the_displayed_sides_and_the_orientation(aws, submitter,
     ],
 )
 def test_a_near_miss_of_an_option_is_refused_with_the_option_it_meant(aws, submitter, runware, key, meant):
-    [outcome] = submitter.submit_event(event(upload(aws, "inbox/typo.jpg", jpeg(), {key: "2"})))
+    [outcome] = submit(submitter, queued(upload(aws, "inbox/typo.jpg", jpeg(), {key: "2"})))
     assert (outcome.status, outcome.code) == (JobStatus.REJECTED, "invalidOverride")
     assert outcome.message.endswith(f"did you mean x-amz-meta-{meant}?")
     assert f"x-amz-meta-{key}" in outcome.message
@@ -344,7 +301,7 @@ def test_a_near_miss_of_an_option_is_refused_with_the_option_it_meant(aws, submi
 
 def test_unrelated_user_metadata_is_ignored(aws, submitter, runware):
     metadata = {"author": "me", "camera": "x100", "realm": "eu", "format-version": "2", "target": "web"}
-    [outcome] = submitter.submit_event(event(upload(aws, "inbox/tagged.jpg", jpeg(), metadata)))
+    [outcome] = submit(submitter, queued(upload(aws, "inbox/tagged.jpg", jpeg(), metadata)))
     assert outcome.status == JobStatus.SUBMITTED
     assert runware.tasks[0]["targetMegapixels"] == 4
 
@@ -355,7 +312,7 @@ def test_unrelated_user_metadata_is_ignored(aws, submitter, runware):
 def test_a_folder_marker_makes_no_job_and_no_call(aws, submitter, runware):
     record = upload(aws, "inbox/holiday/", b"")
     log = CallLog(submitter)
-    [outcome] = submitter.submit_event(event(record))
+    [outcome] = submit(submitter, queued(record))
     assert (outcome.status, outcome.code, outcome.job_id) == (IGNORED, "folderMarker", "")
     assert log.take() == []
     assert all_jobs(aws) == []
@@ -375,7 +332,7 @@ def test_sources_outside_the_stack_make_no_job(aws, make_submitter, runware):
         record["s3"]["object"]["key"] = key
         records.append(record)
     log = CallLog(submitter)
-    outcomes = submitter.submit_event(event(*records))
+    outcomes = submit(submitter, queued(*records))
     assert [(o.status, o.code) for o in outcomes] == [(IGNORED, "foreignSource")] * 3
     assert [o.message for o in outcomes] == [
         f"s3://{elsewhere}/inbox/a.jpg is outside this stack's inbox (s3://{INBOX_BUCKET}/inbox/)",
@@ -400,7 +357,7 @@ def test_ignored_sources_are_counted_in_their_own_metric(aws, submitter):
 
     from upscaler.job_metrics import add_submit_metrics
 
-    outcomes = submitter.submit_event(event(upload(aws, "inbox/a/", b""), upload(aws, "elsewhere/b.jpg", jpeg())))
+    outcomes = submit(submitter, queued(upload(aws, "inbox/a/", b""), upload(aws, "elsewhere/b.jpg", jpeg())))
     metrics = Metrics(namespace="S3UpscaleTest")
     metrics.clear_metrics()  # Powertools shares one metric set between instances
     add_submit_metrics(metrics, outcomes)

@@ -31,13 +31,15 @@ from PIL import Image
 
 from tests.conftest import INBOX_BUCKET, OUTPUT_BUCKET, REGION, RUNWARE_KEY, WEBHOOK_KEY, WEBHOOK_URL
 from tests.contract.runware_contract import by_name, of_kind
+from tests.unit.queue_events import message_id, queued, sqs_batch
 from upscaler.image_header import METADATA_MAX_BYTES
+from upscaler.ingestion import MessageNotSubmitted, submit_batch
 from upscaler.jobs import JobStatus, JobStore, job_id_for
 from upscaler.models import MODEL_ID, is_uuid4
 from upscaler.runware import RunwareClient, RunwareUnavailable
 from upscaler.settings import Settings, read_secret
 from upscaler.storage import HEADER_FIRST_READ_BYTES, ObjectStore, create_s3_client
-from upscaler.submission import DUPLICATE, AccountRefused, Submitter, TasksNotAcknowledged
+from upscaler.submission import DUPLICATE, AccountRefused, SubmitOutcome, Submitter, TasksNotAcknowledged
 from upscaler.wiring import build_submitter
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -113,7 +115,16 @@ def upload(aws, key: str, body: bytes, metadata: dict[str, str] | None = None, c
 
 
 def event(*records: dict) -> dict:
+    """The S3 notification for these records, as one event."""
     return {"Records": list(records)}
+
+
+def submit(submitter: Submitter, batch: dict, *, deadline: float | None = None) -> list[SubmitOutcome]:
+    """One delivery of a queue batch through the submit function's entry: its outcomes, once every
+    message is finished with (none reported for receiving again)."""
+    result = submit_batch(submitter, batch, deadline=deadline)
+    assert result.failed == {}, result.failed
+    return result.outcomes
 
 
 # --- Runware at the HTTP level ------------------------------------------------------------------
@@ -285,7 +296,7 @@ def test_the_exact_task_sent_for_an_object(aws, submitter, runware):
     record = upload(aws, "inbox/photos/cat.jpg", body, content_type="image/jpeg")
     version = record["s3"]["object"]["versionId"]
 
-    [outcome] = submitter.submit_event(event(record))
+    [outcome] = submit(submitter, queued(record))
 
     [request] = runware.requests
     assert request.method == "POST"
@@ -361,7 +372,7 @@ def test_presigned_get_fetches_that_exact_version(aws, submitter, runware, loopb
 
     first = jpeg(400, 300)
     record = upload(aws, "inbox/photos/cat.jpg", first)
-    submitter.submit_event(event(record))
+    submit(submitter, queued(record))
     # Overwritten after the task was sent: Runware still reads the bytes that were validated.
     aws.s3.put_object(Bucket=INBOX_BUCKET, Key="inbox/photos/cat.jpg", Body=jpeg(401, 300))
     response = requests.get(runware.tasks[0]["inputs"]["image"], timeout=5)
@@ -372,7 +383,7 @@ def test_presigned_get_fetches_that_exact_version(aws, submitter, runware, loopb
 def test_upload_endpoint_takes_a_put_with_any_content_type(aws, submitter, runware, loopback_only):
     import requests
 
-    submitter.submit_event(event(upload(aws, "inbox/a.jpg", jpeg())))
+    submit(submitter, queued(upload(aws, "inbox/a.jpg", jpeg())))
     task = runware.tasks[0]
     response = requests.put(
         task["uploadEndpoint"], data=b"upscaled bytes", headers={"Content-Type": "image/png"}, timeout=5
@@ -388,7 +399,7 @@ def test_upload_endpoint_takes_a_put_with_any_content_type(aws, submitter, runwa
 @pytest.mark.parametrize("count", [2, 5])
 def test_one_request_for_an_event_with_n_records(aws, submitter, runware, count):
     records = [upload(aws, f"inbox/batch/{n}.jpg", jpeg(300 + n, 200)) for n in range(count)]
-    outcomes = submitter.submit_event(event(*records))
+    outcomes = submit(submitter, queued(*records))
     assert len(runware.requests) == 1
     [batch] = runware.batches
     assert len(batch) == count
@@ -401,20 +412,20 @@ def test_one_request_for_an_event_with_n_records(aws, submitter, runware, count)
 
 def test_the_same_record_twice_in_one_event_is_one_task(aws, submitter, runware):
     record = upload(aws, "inbox/a.jpg", jpeg())
-    outcomes = submitter.submit_event(event(record, copy.deepcopy(record)))
+    outcomes = submit(submitter, sqs_batch(event(record, copy.deepcopy(record))))  # one message
     assert len(outcomes) == 1
     assert len(runware.tasks) == 1
 
 
 def test_an_event_without_objects_sends_nothing(submitter, runware):
-    assert submitter.submit_event({"Service": "Amazon S3", "Event": "s3:TestEvent"}) == []
+    assert submit(submitter, sqs_batch({"Service": "Amazon S3", "Event": "s3:TestEvent"})) == []
     assert runware.requests == []
 
 
 def test_rejected_and_accepted_records_in_one_event(aws, submitter, runware):
     good = upload(aws, "inbox/good.jpg", jpeg())
     bad = upload(aws, "inbox/bad.jpg", b"not an image at all")
-    outcomes = submitter.submit_event(event(bad, good))
+    outcomes = submit(submitter, queued(bad, good))
     assert {o.source_key: o.status for o in outcomes} == {"inbox/bad.jpg": "REJECTED", "inbox/good.jpg": "SUBMITTED"}
     [batch] = runware.batches
     assert [urlsplit(t["inputs"]["image"]).path for t in batch] == ["/inbox/good.jpg"]
@@ -424,9 +435,9 @@ def test_rejected_and_accepted_records_in_one_event(aws, submitter, runware):
 
 
 def test_a_redelivered_event_creates_no_second_task(aws, submitter, runware):
-    the_event = event(upload(aws, "inbox/photos/cat.jpg", jpeg()))
-    [first] = submitter.submit_event(the_event)
-    [second] = submitter.submit_event(copy.deepcopy(the_event))
+    batch = queued(upload(aws, "inbox/photos/cat.jpg", jpeg()))
+    [first] = submit(submitter, batch)
+    [second] = submit(submitter, copy.deepcopy(batch))
     assert first.status == JobStatus.SUBMITTED
     assert second.status == DUPLICATE
     assert second.job_id == first.job_id
@@ -436,17 +447,17 @@ def test_a_redelivered_event_creates_no_second_task(aws, submitter, runware):
 
 
 def test_a_redelivered_rejection_is_a_duplicate(aws, submitter, runware):
-    the_event = event(upload(aws, "inbox/empty.jpg", b""))
-    [first] = submitter.submit_event(the_event)
-    [second] = submitter.submit_event(the_event)
+    batch = queued(upload(aws, "inbox/empty.jpg", b""))
+    [first] = submit(submitter, batch)
+    [second] = submit(submitter, batch)
     assert (first.status, second.status) == (JobStatus.REJECTED, DUPLICATE)
     assert runware.requests == []
     assert len(all_jobs(aws)) == 1
 
 
 def test_a_new_version_of_the_same_key_is_a_new_job(aws, submitter, runware):
-    [first] = submitter.submit_event(event(upload(aws, "inbox/a.jpg", jpeg(500, 400))))
-    [second] = submitter.submit_event(event(upload(aws, "inbox/a.jpg", jpeg(600, 400))))
+    [first] = submit(submitter, queued(upload(aws, "inbox/a.jpg", jpeg(500, 400))))
+    [second] = submit(submitter, queued(upload(aws, "inbox/a.jpg", jpeg(600, 400))))
     assert first.job_id != second.job_id
     assert [o.status for o in (first, second)] == [JobStatus.SUBMITTED, JobStatus.SUBMITTED]
     assert len(runware.requests) == 2
@@ -454,14 +465,14 @@ def test_a_new_version_of_the_same_key_is_a_new_job(aws, submitter, runware):
 
 def test_a_claimed_job_left_by_a_crash_is_resubmitted_with_the_same_task_uuid(aws, make_submitter, runware):
     submitter = make_submitter(max_attempts=2)
-    the_event = event(upload(aws, "inbox/photos/cat.jpg", jpeg()))
+    batch = queued(upload(aws, "inbox/photos/cat.jpg", jpeg()))
     runware.script = [httpx.ConnectError("connection refused"), httpx.ConnectError("connection refused")]
     with pytest.raises(RunwareUnavailable):
-        submitter.submit_event(the_event)
+        submit_batch(submitter, batch)
     [crashed] = runware.tasks[:1]
     assert submitter.jobs.get(crashed["taskUUID"])["status"] == "CLAIMED"
 
-    [outcome] = submitter.submit_event(the_event)
+    [outcome] = submit(submitter, batch)
     assert outcome.status == JobStatus.SUBMITTED
     assert len(runware.requests) == 3
     retried = runware.batches[-1][0]
@@ -469,7 +480,7 @@ def test_a_claimed_job_left_by_a_crash_is_resubmitted_with_the_same_task_uuid(aw
     assert urlsplit(retried["uploadEndpoint"]).path == urlsplit(crashed["uploadEndpoint"]).path
     assert len(all_jobs(aws)) == 1
 
-    [again] = submitter.submit_event(the_event)
+    [again] = submit(submitter, batch)
     assert again.status == DUPLICATE
     assert len(runware.requests) == 3
 
@@ -500,7 +511,7 @@ def test_a_claimed_job_written_before_a_crash_is_submitted_as_claimed(aws, submi
     }
     jobs.create(claimed, JobStatus.CLAIMED)
 
-    [outcome] = submitter.submit_event(event(record))
+    [outcome] = submit(submitter, queued(record))
 
     assert outcome.status == JobStatus.SUBMITTED
     [task] = runware.tasks
@@ -514,10 +525,10 @@ def test_a_claimed_job_written_before_a_crash_is_submitted_as_claimed(aws, submi
 
 def test_a_duplicate_task_uuid_answer_counts_as_submitted(aws, make_submitter, runware):
     submitter = make_submitter(max_attempts=1)
-    the_event = event(upload(aws, "inbox/a.jpg", jpeg()))
+    batch = queued(upload(aws, "inbox/a.jpg", jpeg()))
     runware.script = [httpx.ReadTimeout("timed out")]  # Runware got the task, the answer was lost
     with pytest.raises(RunwareUnavailable):
-        submitter.submit_event(the_event)
+        submit_batch(submitter, batch)
 
     def already_have_it(tasks: list[dict]) -> httpx.Response:
         errors = [
@@ -527,7 +538,7 @@ def test_a_duplicate_task_uuid_answer_counts_as_submitted(aws, make_submitter, r
         return httpx.Response(400, json={"errors": errors})
 
     runware.script = [already_have_it]
-    [outcome] = submitter.submit_event(the_event)
+    [outcome] = submit(submitter, batch)
     assert outcome.status == JobStatus.SUBMITTED
     job = submitter.jobs.get(outcome.job_id)
     assert job["status"] == "SUBMITTED"
@@ -609,7 +620,7 @@ def test_bad_input_is_rejected_without_calling_runware(aws, make_submitter, runw
     for case, (key, body, metadata, changes, code, fragment) in REJECTIONS.items():
         submitter = make_submitter(replace(aws.settings, **changes))
         record = upload(aws, key, body, metadata)
-        [outcome] = submitter.submit_event(event(record))
+        [outcome] = submit(submitter, queued(record))
 
         assert (outcome.status, outcome.code) == (JobStatus.REJECTED, code), case
         assert fragment in outcome.message, (case, outcome.message)
@@ -626,13 +637,13 @@ def test_bad_input_is_rejected_without_calling_runware(aws, make_submitter, runw
 def test_an_object_deleted_before_processing_is_rejected(aws, submitter, runware):
     record = upload(aws, "inbox/gone.jpg", jpeg())
     aws.s3.delete_object(Bucket=INBOX_BUCKET, Key="inbox/gone.jpg", VersionId=record["s3"]["object"]["versionId"])
-    [outcome] = submitter.submit_event(event(record))
+    [outcome] = submit(submitter, queued(record))
     assert (outcome.status, outcome.code) == (JobStatus.REJECTED, "sourceMissing")
     assert runware.requests == []
 
 
 def test_just_below_the_target_is_accepted(aws, submitter, runware):
-    [outcome] = submitter.submit_event(event(upload(aws, "inbox/almost.png", png(2000, 1999))))
+    [outcome] = submit(submitter, queued(upload(aws, "inbox/almost.png", png(2000, 1999))))
     assert outcome.status == JobStatus.SUBMITTED
     assert len(runware.tasks) == 1
 
@@ -645,7 +656,7 @@ def test_valid_overrides_change_the_task(aws, submitter, runware):
         "output-format": "png",
         "output-quality": "80",
     }
-    [outcome] = submitter.submit_event(event(upload(aws, "inbox/portrait.jpg", jpeg(), metadata)))
+    [outcome] = submit(submitter, queued(upload(aws, "inbox/portrait.jpg", jpeg(), metadata)))
     [task] = runware.tasks
     assert task["targetMegapixels"] == 8
     assert task["settings"] == {"enhanceDetails": True, "realism": True}
@@ -658,9 +669,7 @@ def test_valid_overrides_change_the_task(aws, submitter, runware):
 
 
 def test_a_larger_target_makes_a_big_image_acceptable(aws, submitter, runware):
-    [outcome] = submitter.submit_event(
-        event(upload(aws, "inbox/big.jpg", jpeg(3000, 2000), {"target-megapixels": "8"}))
-    )
+    [outcome] = submit(submitter, queued(upload(aws, "inbox/big.jpg", jpeg(3000, 2000), {"target-megapixels": "8"})))
     assert outcome.status == JobStatus.SUBMITTED
     assert runware.tasks[0]["targetMegapixels"] == 8
 
@@ -670,7 +679,7 @@ def test_a_larger_target_makes_a_big_image_acceptable(aws, submitter, runware):
 
 def test_429_with_retry_after_then_success(aws, submitter, runware, sleeps):
     runware.script = [httpx.Response(429, headers={"Retry-After": "2"}, json={"errors": [{"code": "tooManyRequests"}]})]
-    [outcome] = submitter.submit_event(event(upload(aws, "inbox/a.jpg", jpeg())))
+    [outcome] = submit(submitter, queued(upload(aws, "inbox/a.jpg", jpeg())))
     assert outcome.status == JobStatus.SUBMITTED
     assert len(runware.requests) == 2
     assert runware.batches[0] == runware.batches[1]
@@ -689,7 +698,7 @@ def test_server_and_transport_errors_are_retried(aws, submitter, runware, sleeps
         runware.requests.clear()
         sleeps.clear()
         runware.script = [failure, failure]
-        [outcome] = submitter.submit_event(event(upload(aws, f"inbox/retry-{n}.jpg", jpeg())))
+        [outcome] = submit(submitter, queued(upload(aws, f"inbox/retry-{n}.jpg", jpeg())))
         assert outcome.status == JobStatus.SUBMITTED, case
         assert len(runware.requests) == 3, case
         assert len(sleeps) == 2, case
@@ -708,7 +717,7 @@ def test_a_400_fails_the_job_at_once_with_runwares_error(aws, submitter, runware
         return httpx.Response(400, json={"errors": [error]})
 
     runware.script = [invalid]
-    [outcome] = submitter.submit_event(event(upload(aws, "inbox/a.jpg", jpeg())))
+    [outcome] = submit(submitter, queued(upload(aws, "inbox/a.jpg", jpeg())))
     assert len(runware.requests) == 1
     assert sleeps == []
     assert (outcome.status, outcome.code, outcome.message) == (
@@ -732,7 +741,7 @@ def test_auth_balance_and_permission_errors_are_not_retried_and_fail_no_job(aws,
         runware.script = [httpx.Response(status, json={"errors": [{"code": code, "message": f"{code}!"}]})]
         records = [upload(aws, f"inbox/{status}/a.jpg", jpeg()), upload(aws, f"inbox/{status}/b.jpg", jpeg())]
         with pytest.raises(AccountRefused) as refused:
-            submitter.submit_event(event(*records))
+            submit_batch(submitter, queued(*records))
         assert refused.value.status_code == status
         assert len(runware.requests) == 1, status
         assert sleeps == [], status
@@ -745,9 +754,9 @@ def test_jobs_that_waited_for_the_account_are_submitted_by_the_retry(aws, submit
     records = [upload(aws, "inbox/wait/a.jpg", jpeg()), upload(aws, "inbox/wait/b.jpg", jpeg())]
     runware.script = [httpx.Response(401, json={"errors": [{"code": "invalidApiKey", "message": "bad key"}]})]
     with pytest.raises(AccountRefused):
-        submitter.submit_event(event(*records))
+        submit_batch(submitter, queued(*records))
 
-    outcomes = submitter.submit_event(event(*records))  # the key is fixed; the retried invocation
+    outcomes = submit(submitter, queued(*records))  # the key is fixed; the retried invocation
 
     assert [outcome.status for outcome in outcomes] == ["SUBMITTED", "SUBMITTED"]
     for outcome in outcomes:
@@ -761,7 +770,7 @@ def test_the_deadline_stops_retries_and_leaves_the_job_claimed(aws, make_submitt
     runware.script = [httpx.Response(503, headers={"Retry-After": "60"})] * 10
     started = time.monotonic()
     with pytest.raises(RunwareUnavailable):
-        submitter.submit_event(event(upload(aws, "inbox/a.jpg", jpeg())), deadline=time.monotonic() + 30)
+        submit_batch(submitter, queued(upload(aws, "inbox/a.jpg", jpeg())), deadline=time.monotonic() + 30)
     assert time.monotonic() - started < 5
     assert len(runware.requests) == 1
     assert sleeps == []
@@ -779,7 +788,7 @@ def test_answers_are_matched_by_task_uuid_not_position(aws, submitter, runware):
         return httpx.Response(200, json={"errors": errors, "data": data})
 
     runware.script = [reversed_with_one_error]
-    outcomes = submitter.submit_event(event(*records))
+    outcomes = submit(submitter, queued(*records))
     assert [(o.source_key, o.status) for o in outcomes] == [
         ("inbox/m/0.jpg", JobStatus.SUBMITTED),
         ("inbox/m/1.jpg", JobStatus.FAILED),
@@ -797,14 +806,20 @@ def test_tasks_a_refused_request_says_nothing_about_stay_claimed_and_are_sent_ag
         return httpx.Response(400, json={"errors": [error]})
 
     runware.script = [refuse_naming_only_the_first]
-    with pytest.raises(TasksNotAcknowledged):
-        submitter.submit_event(event(*records))
+    batch = queued(*records)
+    result = submit_batch(submitter, batch)
     first, second = (job_id_for(INBOX_BUCKET, f"inbox/silent/{n}.jpg", r["s3"]["object"]["versionId"])
                      for n, r in enumerate(records))  # fmt: skip
+    # Only the unanswered task's message is received again; the refused one has its outcome.
+    assert result.failed == {message_id(batch, 1): str(TasksNotAcknowledged([second], 400))}
+    result.check_record(message_id(batch, 0))
+    with pytest.raises(MessageNotSubmitted, match="left 1 task"):
+        result.check_record(message_id(batch, 1))
+    assert [(o.job_id, o.status) for o in result.outcomes] == [(first, JobStatus.FAILED)]
     assert submitter.jobs.get(first)["status"] == "FAILED"
     assert submitter.jobs.get(second)["status"] == "CLAIMED"
 
-    retried = submitter.submit_event(event(*records))
+    retried = submit(submitter, batch)  # the whole batch again: the other message as a duplicate delivery
 
     assert [task["taskUUID"] for task in runware.batches[-1]] == [second]
     assert {(o.job_id, o.status) for o in retried} == {(first, DUPLICATE), (second, JobStatus.SUBMITTED)}
@@ -812,7 +827,7 @@ def test_tasks_a_refused_request_says_nothing_about_stay_claimed_and_are_sent_ag
 
 def test_a_rejection_keeps_what_was_learnt_about_the_input(aws, submitter, runware):
     record = upload(aws, "inbox/big/already.jpg", jpeg(2600, 1700))
-    (outcome,) = submitter.submit_event(event(record))
+    (outcome,) = submit(submitter, queued(record))
     job = submitter.jobs.get(outcome.job_id)
     assert (job["status"], job["errorCode"]) == ("REJECTED", "alreadyAtTarget")
     assert (job["inputFormat"], job["inputWidth"], job["inputHeight"], job["targetMegapixels"]) == (
@@ -844,7 +859,7 @@ def test_awkward_keys_round_trip(aws, submitter, runware, loopback_only):
     }
     records = [upload(aws, key, body) for key, body in bodies.items()]
     assert records[0]["s3"]["object"]["key"] == "inbox/My+Photos/%C3%A9t%C3%A9%2Bplus+%E2%98%83.png"
-    outcomes = submitter.submit_event(event(*records))
+    outcomes = submit(submitter, queued(*records))
 
     assert [o.source_key for o in outcomes] == list(AWKWARD_KEYS)
     assert all(o.status == JobStatus.SUBMITTED for o in outcomes)
@@ -862,8 +877,8 @@ def test_awkward_keys_round_trip(aws, submitter, runware, loopback_only):
 
 
 def test_outputs_of_a_png_and_a_jpg_of_the_same_name_differ(aws, submitter):
-    outcomes = submitter.submit_event(
-        event(upload(aws, "inbox/a.png", png(300, 200)), upload(aws, "inbox/a.jpg", jpeg(300, 200)))
+    outcomes = submit(
+        submitter, queued(upload(aws, "inbox/a.png", png(300, 200)), upload(aws, "inbox/a.jpg", jpeg(300, 200)))
     )
     keys = [submitter.jobs.get(o.job_id)["outputKey"] for o in outcomes]
     assert keys[0] != keys[1]
@@ -872,15 +887,15 @@ def test_outputs_of_a_png_and_a_jpg_of_the_same_name_differ(aws, submitter):
 
 
 def test_two_versions_of_one_key_get_different_outputs(aws, submitter):
-    outcomes = submitter.submit_event(event(upload(aws, "inbox/a.jpg", jpeg(300, 200))))
-    outcomes += submitter.submit_event(event(upload(aws, "inbox/a.jpg", jpeg(310, 200))))
+    outcomes = submit(submitter, queued(upload(aws, "inbox/a.jpg", jpeg(300, 200))))
+    outcomes += submit(submitter, queued(upload(aws, "inbox/a.jpg", jpeg(310, 200))))
     assert [o.status for o in outcomes] == [JobStatus.SUBMITTED, JobStatus.SUBMITTED]
     keys = {submitter.jobs.get(o.job_id)["outputKey"] for o in outcomes}
     assert len(keys) == 2
 
 
 def test_outputs_go_to_the_output_bucket_only(aws, submitter, runware):
-    submitter.submit_event(event(upload(aws, "inbox/a.jpg", jpeg())))
+    submit(submitter, queued(upload(aws, "inbox/a.jpg", jpeg())))
     assert urlsplit(runware.tasks[0]["uploadEndpoint"]).netloc.startswith(f"{OUTPUT_BUCKET}.")
     assert OUTPUT_BUCKET != INBOX_BUCKET
 
@@ -925,7 +940,7 @@ def test_a_5_mb_jpeg_is_submitted_from_its_first_bytes(aws, make_submitter, runw
     assert len(body) >= 5_000_000
     s3 = RangeCheckingS3(create_s3_client())
     submitter = make_submitter(s3_client=s3)
-    [outcome] = submitter.submit_event(event(upload(aws, "inbox/huge.jpg", body)))
+    [outcome] = submit(submitter, queued(upload(aws, "inbox/huge.jpg", body)))
     assert outcome.status == JobStatus.SUBMITTED
     assert submitter.objects.header_bytes_read <= HEADER_FIRST_READ_BYTES
     assert ranges_read(s3.gets) == [(0, HEADER_FIRST_READ_BYTES - 1)]
@@ -938,7 +953,7 @@ def test_a_jpeg_with_large_metadata_reads_more_but_within_the_bound(aws, make_su
     assert len(body) >= 5_000_000
     s3 = RangeCheckingS3(create_s3_client())
     submitter = make_submitter(s3_client=s3)
-    [outcome] = submitter.submit_event(event(upload(aws, "inbox/exif-heavy.jpg", body)))
+    [outcome] = submit(submitter, queued(upload(aws, "inbox/exif-heavy.jpg", body)))
     assert outcome.status == JobStatus.SUBMITTED
     ranges = ranges_read(s3.gets, contiguous=False)
     assert len(ranges) == 2
@@ -960,7 +975,7 @@ def test_a_frame_header_beyond_the_bound_is_refused_as_too_much_metadata_not_as_
     body = with_app_segments(jpeg(), segments)
     s3 = RangeCheckingS3(create_s3_client())
     submitter = make_submitter(s3_client=s3)
-    [outcome] = submitter.submit_event(event(upload(aws, "inbox/odd.jpg", body)))
+    [outcome] = submit(submitter, queued(upload(aws, "inbox/odd.jpg", body)))
     assert (outcome.status, outcome.code) == (JobStatus.REJECTED, "metadataTooLarge")
     assert "metadata is larger than 16 MiB" in outcome.message
     assert "corrupt" not in outcome.message and "truncated" not in outcome.message
@@ -1001,12 +1016,12 @@ def test_each_submission_answer_moves_the_jobs_as_its_meaning_says(aws, make_sub
 
     if fixture.meaning == "account":
         with pytest.raises(AccountRefused):
-            submitter.submit_event(event(*records))
+            submit_batch(submitter, queued(*records))
     elif fixture.meaning == "rate-limited":
         with pytest.raises(RunwareUnavailable):
-            submitter.submit_event(event(*records))
+            submit_batch(submitter, queued(*records))
     else:
-        submitter.submit_event(event(*records))
+        submit(submitter, queued(*records))
 
     sent = [task["taskUUID"] for task in json.loads(runware.requests[0].content)]
     statuses = [submitter.jobs.get(task_uuid)["status"] for task_uuid in sent]
@@ -1027,11 +1042,11 @@ def test_a_resubmission_answered_conflict_task_uuid_goes_on_as_submitted(aws, su
     # The first request reached Runware but its answer was lost (a client timeout): the job stays CLAIMED.
     runware.script = [httpx.ReadTimeout("lost answer")] * 4
     with pytest.raises(RunwareUnavailable):
-        submitter.submit_event(event(record))
+        submit_batch(submitter, queued(record))
     assert submitter.jobs.get(job_id)["status"] == "CLAIMED"
 
     runware.script = [contract_answer(by_name("rest/conflict-task-uuid"))]
-    [outcome] = submitter.submit_event(event(record))
+    [outcome] = submit(submitter, queued(record))
 
     assert outcome.status == "SUBMITTED"
     assert submitter.jobs.get(job_id)["status"] == "SUBMITTED"

@@ -21,6 +21,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import UnexpectedBatchType
 from PIL import Image
 
 from tests.conftest import INBOX_BUCKET, RUNWARE_KEY
+from tests.unit.queue_events import sqs_batch
 from upscaler.jobs import job_id_for
 from upscaler.runware import RunwareClient
 from upscaler.settings import get_settings, read_secret
@@ -144,27 +145,6 @@ def prepared(aws, name: str, bodies: dict[str, bytes] | None = None) -> tuple[di
             record["body"] = json.dumps(message, separators=(",", ":"))
             record["md5OfBody"] = hashlib.md5(record["body"].encode()).hexdigest()
     return event, keys
-
-
-def sqs_batch(*bodies: dict[str, Any] | str) -> dict[str, Any]:
-    """The event Lambda's event source mapping gives the function for these message bodies."""
-    records = []
-    for index, body in enumerate(bodies):
-        text = body if isinstance(body, str) else json.dumps(body, separators=(",", ":"))
-        records.append(
-            {
-                "messageId": f"00000000-0000-4000-8000-{index:012d}",
-                "receiptHandle": f"handle-{index}",
-                "body": text,
-                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1778751379433"},
-                "messageAttributes": {},
-                "md5OfBody": hashlib.md5(text.encode()).hexdigest(),
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:s3-upscale-IngestQueue-abc",
-                "awsRegion": "eu-west-1",
-            }
-        )
-    return {"Records": records}
 
 
 def as_queue_batch(event: dict[str, Any]) -> dict[str, Any]:

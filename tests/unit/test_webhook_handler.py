@@ -30,6 +30,8 @@ from tests.conftest import (
     WEBHOOK_KEY,
     WEBHOOK_URL,
 )
+from tests.unit.queue_events import sqs_batch
+from upscaler.ingestion import submit_batch
 from upscaler.jobs import JobStatus, JobStore, iso
 from upscaler.runware import RunwareClient
 from upscaler.storage import ObjectStore
@@ -373,7 +375,10 @@ def test_job_submitted_by_the_submit_path_is_completed_by_its_webhook(aws, handl
     source = png_bytes(800, 600)
     put = aws.s3.put_object(Bucket=INBOX_BUCKET, Key="inbox/pets/cat 1.png", Body=source, ContentType="image/png")
     uploaded = datetime.now(UTC) - timedelta(seconds=30)
-    [outcome] = submitter.submit_event(s3_put_event(INBOX_BUCKET, "inbox/pets/cat+1.png", put, len(source), uploaded))
+    batch = sqs_batch(s3_put_event(INBOX_BUCKET, "inbox/pets/cat+1.png", put, len(source), uploaded))
+    submitted = submit_batch(submitter, batch)
+    assert submitted.failed == {}
+    [outcome] = submitted.outcomes
     assert outcome.status == "SUBMITTED"
     [task] = sent
     webhook = urlsplit(task["webhookURL"])

@@ -34,7 +34,7 @@ from upscaler.outputs import staging_key_for
 from upscaler.parallel import StepResult, ThreadHandoff, run_each
 from upscaler.runware import RunwareClient, is_duplicate_task
 from upscaler.settings import Settings
-from upscaler.source_events import SourceObject, source_objects
+from upscaler.source_events import SourceObject
 from upscaler.source_rules import Rejection, content_problem, input_fields, replaced_by
 from upscaler.storage import ObjectDeleted, ObjectInfo, ObjectMissing, ObjectStore
 from upscaler.tokens import webhook_url_for
@@ -121,28 +121,10 @@ class Submitter:
         # The key is read once and cached by the reader: threads wait for that one read, not make their own.
         self._webhook_key_lock = threading.Lock()
 
-    def submit_event(self, event: Mapping[str, Any], *, deadline: float | None = None) -> list[SubmitOutcome]:
-        """The sources of one event in one request; the first source step that raised is raised
-        (once every source's step has ended), so the whole event is delivered again."""
-        outcomes: list[SubmitOutcome] = []
-        pending: list[Claimed] = []
-        for _source, prepared in self._prepare_all(source_objects(event)):
-            outcome, claimed = prepared.unwrap()
-            if claimed is not None:
-                pending.append(claimed)
-            elif outcome is not None:
-                outcomes.append(outcome)
-        if pending:
-            sent = self._send(pending, deadline)
-            outcomes.extend(result.unwrap() for _job_id, result in sent.results)
-            if sent.unanswered:
-                raise TasksNotAcknowledged(sent.unanswered, sent.status_code)
-        return outcomes
-
     def submit_sources(self, sources: Sequence[SourceObject], *, deadline: float | None = None) -> SubmitReport:
-        """Like submit_event for the sources of several queue messages, in one Runware request; a
-        source whose own step fails (or that Runware left unanswered) is reported for redelivery
-        instead of failing its neighbours. An error about the request as a whole propagates."""
+        """The sources of several queue messages, in one Runware request; a source whose own step
+        fails (or that Runware left unanswered) is reported for redelivery instead of failing its
+        neighbours. An error about the request as a whole propagates."""
         report = SubmitReport()
         pending: list[Claimed] = []
         by_job: dict[str, SourceObject] = {}
