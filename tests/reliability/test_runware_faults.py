@@ -45,7 +45,7 @@ def test_5xx_on_a_share_of_requests_is_retried_until_every_object_completes(stac
     assert row.completed == row.objects
 
 
-# A 402 refuses the account, not the task: it leaves the jobs open (BatchResponse.account_error), so only 400 here.
+# A 402 refuses the account, not the task: it leaves the jobs open (an AccountRefusal), so only 400 here.
 @pytest.mark.parametrize(("status", "code"), [(400, "invalidParameter")])
 def test_permanent_refusal_fails_the_job_with_runwares_code(stack: LocalStack, status: int, code: str) -> None:
     assert stack.emulator is not None

@@ -1,4 +1,4 @@
-"""Hostile and malformed Runware answers: generated cases for the client's parser and the webhook.
+"""Hostile and malformed Runware answers: generated cases for the getResponse and webhook readers.
 
 Nothing here may raise out of the parser, hide a readable item, keep an unbounded string or a
 cost that is not a finite non-negative number.
@@ -12,13 +12,20 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.contract.runware_contract import by_name
-from upscaler.models import MAX_CODE_CHARS, MAX_MESSAGE_CHARS, TaskError, TaskResult
-from upscaler.runware import BatchResponse, RunwareClient
-from upscaler.webhook_payloads import read_webhook_body
+from upscaler.runware_answers import (
+    MAX_CODE_CHARS,
+    MAX_MESSAGE_CHARS,
+    Failed,
+    Pending,
+    PollAnswer,
+    Succeeded,
+    TaskError,
+    read_poll,
+    read_webhook,
+)
 
 SEEDS = range(12)
 DEEP = 100_000
@@ -80,14 +87,8 @@ def good_answer(rng: random.Random, task_uuid: str) -> tuple[str, dict[str, Any]
     return kind, {"taskUUID": task_uuid, "code": code, "message": message}
 
 
-def parse(body: bytes, task_uuids: list[str], status: int = 200) -> BatchResponse:
-    client = RunwareClient(
-        "https://runware.example.test/v1",
-        lambda: "key",
-        http=httpx.Client(transport=httpx.MockTransport(lambda _: httpx.Response(status, content=body))),
-        sleep=lambda _: None,
-    )
-    return client.get_responses(task_uuids)
+def parse(body: bytes, task_uuids: list[str], status: int = 200) -> PollAnswer:
+    return read_poll(status, body, task_uuids)
 
 
 def assert_bounded(error: TaskError) -> None:
@@ -121,17 +122,17 @@ def test_generated_polls_keep_every_readable_item_and_count_the_rest(seed):
     batch = parse(body, tasks)
 
     assert batch.malformed == hostile
-    assert batch.account_error is None
+    assert batch.account is None
     for task_uuid, kind in expected.items():
+        outcome = batch.outcome(task_uuid)
         if kind in ("nested-error", "top-level-error"):
-            assert task_uuid not in batch.items
-            assert_bounded(batch.errors[task_uuid])
+            assert isinstance(outcome, Failed)
+            assert_bounded(outcome.error)
+        elif kind == "processing":
+            assert outcome == Pending(task_uuid, "processing")
         else:
-            assert task_uuid not in batch.errors
-            assert batch.items[task_uuid]["status"] == kind
-            if kind == "success":
-                result = TaskResult.from_json(batch.items[task_uuid])
-                assert_sane_cost(result.cost)
+            assert isinstance(outcome, Succeeded)
+            assert_sane_cost(outcome.result.cost)
 
 
 @pytest.mark.parametrize(
@@ -141,21 +142,21 @@ def test_generated_polls_keep_every_readable_item_and_count_the_rest(seed):
 )
 def test_an_unreadable_poll_answer_is_one_malformed_body_not_an_exception(body):
     batch = parse(body, [str(uuid.uuid4())])
-    assert (batch.items, batch.errors, batch.malformed) == ({}, {}, 1)
+    assert (batch.outcomes, batch.malformed) == ({}, 1)
 
 
 def test_nan_and_infinity_literals_never_become_a_cost():
     task_uuid = str(uuid.uuid4())
     for literal in ("NaN", "Infinity", "-Infinity", "-0.5", "1e400"):
         body = f'{{"data": [{{"taskUUID": "{task_uuid}", "status": "success", "imageUUID": "i", "cost": {literal}}}]}}'
-        result = TaskResult.from_json(parse(body.encode(), [task_uuid]).items[task_uuid])
-        assert result.cost is None, literal
+        outcome = parse(body.encode(), [task_uuid]).outcome(task_uuid)
+        assert isinstance(outcome, Succeeded) and outcome.result.cost is None, literal
 
 
-def test_exact_small_costs_survive():
-    assert TaskResult.from_json({"taskUUID": "t", "cost": 0.0052}).cost == Decimal("0.0052")
-    assert TaskResult.from_json({"taskUUID": "t", "cost": 0}).cost == Decimal(0)
-    assert TaskResult.from_json({"taskUUID": "t", "cost": 1e-300}).cost is None
+@pytest.mark.parametrize(("cost", "kept"), [(0.0052, Decimal("0.0052")), (0, Decimal(0)), (1e-300, None)])
+def test_exact_small_costs_survive(cost, kept):
+    [report] = read_webhook({"taskUUID": "t", "imageUUID": "i", "cost": cost}, "t").reports
+    assert isinstance(report, Succeeded) and report.result.cost == kept
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -168,22 +169,23 @@ def test_generated_webhook_bodies_keep_the_readable_report(seed):
     items = [hostile_item(rng, job_id) for _ in range(rng.randint(1, 5))]
     items.insert(rng.randrange(len(items) + 1), good_item)
 
-    parsed = read_webhook_body({"data": items}, job_id)
+    parsed = read_webhook({"data": items}, job_id)
 
     assert parsed.malformed == len(items) - 1
     [report] = parsed.reports
     assert report.task_uuid == job_id
-    if isinstance(report, TaskError):
-        assert_bounded(report)
+    if isinstance(report, Failed):
+        assert_bounded(report.error)
     else:
-        assert_sane_cost(report.cost)
+        assert_sane_cost(report.result.cost)
 
 
 def test_a_huge_code_and_message_are_truncated_not_refused():
-    error = TaskError.from_json({"code": "c" * 10_000, "message": "m" * 10**6, "taskUUID": "t"})
-    assert (len(error.code), len(error.message)) == (MAX_CODE_CHARS, MAX_MESSAGE_CHARS)
+    [report] = read_webhook({"errors": [{"code": "c" * 10_000, "message": "m" * 10**6, "taskUUID": "t"}]}, "t").reports
+    assert isinstance(report, Failed)
+    assert (len(report.error.code), len(report.error.message)) == (MAX_CODE_CHARS, MAX_MESSAGE_CHARS)
 
 
 def test_a_code_that_is_an_object_is_no_code_but_the_message_is_kept():
-    error = TaskError.from_json({"status": "error", "error": {"code": {"x": 1}, "message": "boom"}})
-    assert (error.code, error.message) == ("unknownError", "boom")
+    [report] = read_webhook({"status": "error", "error": {"code": {"x": 1}, "message": "boom"}}, "t").reports
+    assert report == Failed(TaskError("unknownError", "boom", None, "t"))

@@ -1,18 +1,15 @@
-"""Upscale options, overrides from S3 metadata, the task JSON and Runware's result and error objects."""
+"""Upscale options, overrides from S3 metadata and the task JSON (Runware's answers: test_runware_answers.py)."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from decimal import Decimal
 
 import pytest
 
 from upscaler.models import (
     MODEL_ID,
     InvalidOption,
-    TaskError,
-    TaskResult,
     UpscaleOptions,
     UpscaleTask,
     is_uuid4,
@@ -201,57 +198,3 @@ def test_task_refuses_a_ttl_below_60_seconds():
     assert make_task(result_ttl_seconds=60).to_json()["ttl"] == 60
     with pytest.raises(ValueError, match="ttl"):
         make_task(result_ttl_seconds=59)
-
-
-# --- Runware's answers --------------------------------------------------------------------------
-
-
-def test_task_error_keeps_every_field():
-    error = TaskError.from_json(
-        {
-            "code": "invalidTargetMegapixels",
-            "message": "targetMegapixels must be between 1 and 8",
-            "parameter": "targetMegapixels",
-            "taskType": "upscale",
-            "taskUUID": "5f0c6d0e-2f4b-4c39-9d6e-0a1b2c3d4e5f",
-            "documentation": "https://runware.ai/docs",
-        }
-    )
-    assert error == TaskError(
-        "invalidTargetMegapixels",
-        "targetMegapixels must be between 1 and 8",
-        "targetMegapixels",
-        "5f0c6d0e-2f4b-4c39-9d6e-0a1b2c3d4e5f",
-        "upscale",
-    )
-
-
-def test_task_error_with_missing_fields():
-    assert TaskError.from_json({}) == TaskError("unknownError", "no message")
-    assert TaskError.from_json({"error": "boom"}).message == "boom"
-
-
-def test_task_result_with_cost_kept_exact():
-    result = TaskResult.from_json(
-        {
-            "taskType": "upscale",
-            "taskUUID": "t-1",
-            "imageUUID": "img-1",
-            "imageURL": "https://im.example/1",
-            "cost": 0.0031,
-        }
-    )
-    assert result == TaskResult("t-1", "img-1", "https://im.example/1", Decimal("0.0031"))
-    assert TaskResult.from_json({"taskUUID": "t", "cost": 2}).cost == Decimal("2")
-
-
-@pytest.mark.parametrize("cost", [None, True, "0.1", [1]])
-def test_task_result_without_a_numeric_cost(cost):
-    result = TaskResult.from_json({"taskUUID": "t", "cost": cost})
-    assert result.cost is None
-    assert result.image_uuid is None and result.image_url is None
-
-
-def test_task_result_needs_a_task_uuid():
-    with pytest.raises(KeyError):
-        TaskResult.from_json({"imageUUID": "x"})

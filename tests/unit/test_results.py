@@ -14,8 +14,8 @@ from PIL import Image
 from tests.conftest import INBOX_BUCKET, JOBS_TABLE, OUTPUT_BUCKET
 from upscaler import results
 from upscaler.jobs import JobStatus, JobStore, iso
-from upscaler.models import TaskError, TaskResult
 from upscaler.results import OutputNotReady, ResultRecorder
+from upscaler.runware_answers import TaskError, TaskResult
 from upscaler.storage import ObjectStore
 
 JOB_ID = "7385b5c0-ffc2-4024-b9ba-1dc0426e58c9"

@@ -1,4 +1,7 @@
-"""The Runware REST client against scripted HTTP answers: request shape, retries, permanent errors, matching."""
+"""The Runware REST client against scripted HTTP answers: request shape, retries, pacing, permanent errors.
+
+What the answers say is read by upscaler.runware_answers (tests/unit/test_runware_answers.py).
+"""
 
 from __future__ import annotations
 
@@ -13,8 +16,9 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from upscaler.models import TaskError
-from upscaler.runware import RunwareClient, RunwareUnavailable, is_duplicate_task
+from tests.contract.runware_contract import Fixture, by_name
+from upscaler.runware import RunwareClient, RunwareUnavailable
+from upscaler.runware_answers import Accepted, Failed, TaskError
 
 API_URL = "https://runware.example.test/v1"
 
@@ -77,8 +81,7 @@ def test_one_post_with_a_json_array_and_a_bearer_key():
     assert request.headers["authorization"] == "Bearer secret-key"
     assert request.headers["content-type"] == "application/json"
     assert json.loads(request.content) == tasks
-    assert set(response.items) == {t["taskUUID"] for t in tasks}
-    assert response.errors == {}
+    assert response.outcomes == {t["taskUUID"]: Accepted(t["taskUUID"]) for t in tasks}
     assert client.requests_sent == 1
 
 
@@ -111,7 +114,7 @@ def test_get_responses_polls_by_task_uuid():
 def test_get_responses_with_nothing_to_ask_sends_nothing():
     script = ScriptedRunware(ack)
     client, _ = make_client(script)
-    assert client.get_responses([]).items == {}
+    assert client.get_responses([]).outcomes == {}
     assert script.requests == []
 
 
@@ -125,7 +128,7 @@ def test_429_with_retry_after_then_success():
     response = client.send([one])
     assert len(script.requests) == 2
     assert len(sleeps) == 1 and sleeps[0] >= 3.0
-    assert one["taskUUID"] in response.items
+    assert response.outcome(one["taskUUID"]) == Accepted(one["taskUUID"])
     assert response.status_code == 200
 
 
@@ -148,10 +151,11 @@ def test_unparseable_retry_after_falls_back_to_backoff():
 def test_server_errors_are_retried(status):
     script = ScriptedRunware(httpx.Response(status, text="upstream trouble"), httpx.Response(status), ack)
     client, sleeps = make_client(script)
-    response = client.send([task()])
+    one = task()
+    response = client.send([one])
     assert len(script.requests) == 3
     assert len(sleeps) == 2
-    assert response.errors == {}
+    assert response.outcomes == {one["taskUUID"]: Accepted(one["taskUUID"])}
 
 
 @pytest.mark.parametrize(
@@ -166,7 +170,7 @@ def test_transport_errors_are_retried(error):
     script = ScriptedRunware(error, ack)
     client, sleeps = make_client(script)
     one = task()
-    assert one["taskUUID"] in client.send([one]).items
+    assert client.send([one]).outcome(one["taskUUID"]) == Accepted(one["taskUUID"])
     assert len(script.requests) == 2
     assert len(sleeps) == 1
 
@@ -240,12 +244,14 @@ def test_400_is_answered_at_once_with_runwares_error():
     assert len(script.requests) == 1
     assert sleeps == []
     assert response.status_code == 400
-    assert response.error_for(one["taskUUID"]) == TaskError(
-        "invalidTargetMegapixels",
-        "Invalid value for targetMegapixels parameter.",
-        "targetMegapixels",
-        one["taskUUID"],
-        "upscale",
+    assert response.outcome(one["taskUUID"]) == Failed(
+        TaskError(
+            "invalidTargetMegapixels",
+            "Invalid value for targetMegapixels parameter.",
+            "targetMegapixels",
+            one["taskUUID"],
+            "upscale",
+        )
     )
 
 
@@ -259,98 +265,48 @@ def test_account_refusals_are_not_retried_and_fail_no_task(status, code):
     response = client.send(tasks)
     assert len(script.requests) == 1
     assert sleeps == []
-    assert response.errors == {}
-    assert response.account_error is not None
-    assert (response.account_error.code, response.account_error.message) == (code, f"{code} text")
+    assert response.outcomes == {}
+    assert response.account is not None and response.account.status_code == status
+    assert (response.account.error.code, response.account.error.message) == (code, f"{code} text")
 
 
-def test_a_404_error_without_a_task_uuid_still_applies_to_every_task():
+def test_a_404_is_answered_at_once():
     script = ScriptedRunware(httpx.Response(404, json={"errors": [{"code": "notFound", "message": "notFound text"}]}))
     client, sleeps = make_client(script)
-    tasks = [task(), task()]
-    response = client.send(tasks)
-    assert (len(script.requests), sleeps, response.account_error) == (1, [], None)
-    for t in tasks:
-        error = response.error_for(t["taskUUID"])
-        assert error is not None
-        assert (error.code, error.message, error.task_uuid) == ("notFound", "notFound text", t["taskUUID"])
-
-
-def test_an_error_status_without_a_json_body_still_fails_every_task():
-    script = ScriptedRunware(httpx.Response(400, text="<html>Bad Request</html>"))
-    client, _ = make_client(script)
     one = task()
-    error = client.send([one]).error_for(one["taskUUID"])
-    assert error is not None
-    assert error.code == "http400"
-    assert "Bad Request" in error.message
+    response = client.send([one])
+    assert (len(script.requests), sleeps, response.account) == (1, [], None)
+    assert isinstance(response.outcome(one["taskUUID"]), Failed)
 
 
-# --- matching answers to tasks ------------------------------------------------------------------
+# --- the contract's rate-limited answer -----------------------------------------------------------
 
 
-def test_results_are_matched_by_task_uuid_not_position():
-    tasks = [task(), task(), task()]
-
-    def reversed_answer(request: httpx.Request) -> httpx.Response:
-        sent = json.loads(request.content)
-        data = [{"taskType": "upscale", "taskUUID": t["taskUUID"], "marker": t["taskUUID"][:8]} for t in sent]
-        return httpx.Response(200, json={"data": list(reversed(data))})
-
-    client, _ = make_client(ScriptedRunware(reversed_answer))
-    response = client.send(tasks)
-    for t in tasks:
-        assert response.items[t["taskUUID"]]["marker"] == t["taskUUID"][:8]
-
-
-def test_mixed_data_and_errors_fail_only_the_erroring_task():
-    good, bad, other = task(), task(), task()
-    answer = {
-        "data": [
-            {"taskType": "upscale", "taskUUID": other["taskUUID"]},
-            {"taskType": "upscale", "taskUUID": good["taskUUID"]},
-        ],
-        "errors": [{"code": "invalidImage", "message": "cannot fetch input", "taskUUID": bad["taskUUID"]}],
-    }
-    client, _ = make_client(ScriptedRunware(httpx.Response(200, json=answer)))
-    response = client.send([good, bad, other])
-    assert response.error_for(good["taskUUID"]) is None
-    assert response.error_for(other["taskUUID"]) is None
-    error = response.error_for(bad["taskUUID"])
-    assert error is not None and error.code == "invalidImage"
-    assert set(response.items) == {good["taskUUID"], other["taskUUID"]}
+def contract_client(*answers: Fixture, max_attempts: int = 3) -> tuple[RunwareClient, ScriptedRunware]:
+    responses = [
+        httpx.Response(
+            fixture.http_status or 200,
+            content=fixture.body_bytes(),
+            headers={} if fixture.body is None else {"Content-Type": "application/json"},
+        )
+        for fixture in answers
+    ]
+    script = ScriptedRunware(*responses)
+    client, _ = make_client(script, max_attempts=max_attempts)
+    return client, script
 
 
-def test_an_unscoped_error_applies_only_to_tasks_without_an_answer():
-    answered, unanswered = task(), task()
-    answer = {
-        "data": [{"taskType": "upscale", "taskUUID": answered["taskUUID"]}],
-        "errors": [{"code": "timeoutProvider", "message": "provider timed out"}],
-    }
-    client, _ = make_client(ScriptedRunware(httpx.Response(200, json=answer)))
-    response = client.send([answered, unanswered])
-    assert response.error_for(answered["taskUUID"]) is None
-    assert response.error_for(unanswered["taskUUID"]).code == "timeoutProvider"
+def test_a_rate_limited_answer_is_retried_then_given_up():
+    limited = by_name("rest/rate-limited-429")
+    client, script = contract_client(limited, max_attempts=2)
+    with pytest.raises(RunwareUnavailable, match="429"):
+        client.send(list(limited.request or ()))
+    assert len(script.requests) == 2
 
 
-def test_malformed_success_bodies_are_tolerated():
-    one = task()
-    for body in (b"not json", b"[]", b'{"data": "x", "errors": [1, "two"]}', b'{"data": [{"no": "uuid"}, 5]}'):
-        client, _ = make_client(ScriptedRunware(httpx.Response(200, content=body)))
-        response = client.send([one])
-        assert response.items == {} and response.errors == {}
-
-
-@pytest.mark.parametrize(
-    ("code", "duplicate"),
-    [
-        ("duplicateTaskUUID", True),
-        ("DUPLICATE_TASK_UUID", True),
-        ("taskAlreadyExists", True),
-        ("existingTaskUUID", True),
-        ("invalidApiKey", False),
-        ("invalidTargetMegapixels", False),
-    ],
-)
-def test_duplicate_task_detection(code, duplicate):
-    assert is_duplicate_task(TaskError(code, "x")) is duplicate
+def test_a_rate_limited_answer_then_an_acknowledgement_is_accepted():
+    acknowledged = by_name("rest/async-ack")
+    client, script = contract_client(by_name("rest/rate-limited-429"), acknowledged)
+    [sent] = acknowledged.request or ()
+    assert client.send([sent]).outcomes == {sent["taskUUID"]: Accepted(sent["taskUUID"])}
+    assert len(script.requests) == 2

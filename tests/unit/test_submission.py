@@ -532,7 +532,7 @@ def test_a_duplicate_task_uuid_answer_counts_as_submitted(aws, make_submitter, r
 
     def already_have_it(tasks: list[dict]) -> httpx.Response:
         errors = [
-            {"code": "duplicateTaskUUID", "message": "Task UUID already exists.", "taskUUID": t["taskUUID"]}
+            {"code": "conflictTaskUUID", "message": "Task UUID already exists.", "taskUUID": t["taskUUID"]}
             for t in tasks
         ]
         return httpx.Response(400, json={"errors": errors})

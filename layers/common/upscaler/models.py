@@ -1,12 +1,11 @@
-"""What a job asks Runware for, and what comes back: typed, with the documented ranges enforced."""
+"""What a job asks Runware for: typed, with the documented ranges enforced (its answers are read in
+upscaler.runware_answers)."""
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from decimal import Decimal
 from typing import Any
 
 MODEL_ID = "prunaai:p-image@upscale"
@@ -189,94 +188,3 @@ class UpscaleTask:
             "includeCost": True,
             "ttl": self.result_ttl_seconds,
         }
-
-
-# Bounds on what is kept of a Runware answer: codes and messages are logged and stored whole up to these.
-MAX_CODE_CHARS = 100
-MAX_MESSAGE_CHARS = 1000
-MAX_FIELD_CHARS = 200
-MAX_URL_CHARS = 4096
-# A task's cost in USD; outside this range (or not finite) it is not a cost DynamoDB can keep as-is.
-MIN_COST = Decimal("1e-12")
-MAX_COST = Decimal(1_000_000)
-
-
-@dataclass(frozen=True)
-class TaskError:
-    """Runware's error object; codes are still being standardised, so every field is kept (bounded)."""
-
-    code: str
-    message: str
-    parameter: str | None = None
-    task_uuid: str | None = None
-    task_type: str | None = None
-
-    @classmethod
-    def from_json(cls, item: Mapping[str, Any]) -> TaskError:
-        """Read a top-level error, a data item with a nested `error: {code, message}`, or an error whose
-        task is named only in `context` (the SDKs read all three). Never fails, never keeps a repr."""
-        nested = item.get("error") if isinstance(item.get("error"), Mapping) else {}
-        context = item.get("context") if isinstance(item.get("context"), Mapping) else {}
-        return cls(
-            code=_code(nested.get("code")) or _code(item.get("code")) or "unknownError",
-            message=_first_text(MAX_MESSAGE_CHARS, nested.get("message"), item.get("message"), item.get("error"))
-            or "no message",
-            parameter=_first_text(MAX_FIELD_CHARS, nested.get("parameter"), item.get("parameter")),
-            task_uuid=_first_text(
-                MAX_FIELD_CHARS, item.get("taskUUID"), nested.get("taskUUID"), context.get("taskUUID")
-            ),
-            task_type=_first_text(
-                MAX_FIELD_CHARS, item.get("taskType"), nested.get("taskType"), context.get("taskType")
-            ),
-        )
-
-
-@dataclass(frozen=True)
-class TaskResult:
-    """A finished upscale as Runware reports it (sync data item, getResponse item or webhook body)."""
-
-    task_uuid: str
-    image_uuid: str | None
-    image_url: str | None
-    cost: Decimal | None
-
-    @classmethod
-    def from_json(cls, item: Mapping[str, Any]) -> TaskResult:
-        task_uuid = item["taskUUID"]
-        if not isinstance(task_uuid, str) or not task_uuid or len(task_uuid) > MAX_FIELD_CHARS:
-            raise ValueError("taskUUID is not a string of a sane length")
-        return cls(
-            task_uuid=task_uuid,
-            image_uuid=_bounded_text(item.get("imageUUID"), MAX_FIELD_CHARS),
-            image_url=_bounded_text(item.get("imageURL"), MAX_URL_CHARS),
-            cost=_cost(item.get("cost")),
-        )
-
-
-def _code(value: object) -> str | None:
-    # Some answers carry numeric ids; a code that is an object or a list is no code at all.
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)[:MAX_CODE_CHARS]
-    return value[:MAX_CODE_CHARS] if isinstance(value, str) and value else None
-
-
-def _first_text(limit: int, *values: object) -> str | None:
-    for value in values:
-        if isinstance(value, str) and value:
-            return value[:limit]
-    return None
-
-
-def _bounded_text(value: object, limit: int) -> str | None:
-    # Truncating an id or a URL would make it point elsewhere, so an oversized one is dropped.
-    return value if isinstance(value, str) and value and len(value) <= limit else None
-
-
-def _cost(value: object) -> Decimal | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    # Decimal via str keeps the figure exact in DynamoDB, which refuses floats.
-    cost = Decimal(str(value))
-    return cost if cost == 0 or MIN_COST <= cost <= MAX_COST else None

@@ -17,19 +17,13 @@ from datetime import timedelta
 from typing import Any
 
 from upscaler.jobs import JobStatus, JobStore, parse_iso, utc_now
-from upscaler.models import TaskError
 from upscaler.results import OutputNotReady, Recorded, ResultRecorder
-from upscaler.runware import RunwareClient, RunwareUnavailable, is_not_found
-from upscaler.webhook_payloads import MalformedPayload, report_from_item
+from upscaler.runware import RunwareClient, RunwareUnavailable
+from upscaler.runware_answers import Failed, PollOutcome, Succeeded
 
 POLL_BATCH_SIZE = 25
-# getResponse statuses that mean "not done yet": processing and pending are in the contract; the
-# others are not documented anywhere we found, and are read as "not done" rather than as a result.
-NOT_DONE_STATUSES = frozenset({"processing", "pending", "queued", "scheduled", "waiting"})
 # What a hostile or malformed item can raise while being read; anything else is a real fault.
 UNREADABLE_ITEM_ERRORS = (ValueError, TypeError, KeyError, AttributeError, ArithmeticError, RecursionError)
-# Runware refusing the request itself (key, balance, permission) says nothing about the tasks.
-REQUEST_REFUSED_STATUSES = frozenset({401, 402, 403})
 
 
 @dataclass
@@ -90,15 +84,16 @@ class Reconciler:
             except RunwareUnavailable:
                 report.runware_unavailable = True
                 break
-            if response.status_code in REQUEST_REFUSED_STATUSES or response.account_error is not None:
-                # Recording that error as each job's failure would end jobs that may still complete.
+            if response.account is not None:
+                # Runware refused the request itself (key, balance, permission): that says nothing
+                # about the tasks, and recording it as each job's failure would end jobs that may complete.
                 report.runware_unavailable = True
                 break
             report.unreadable += response.malformed
             for job in batch:
                 job_id = job["jobId"]
                 try:
-                    self._settle(job, response.items.get(job_id), response.error_for(job_id), report)
+                    self._settle(job, response.outcome(job_id), report)
                 except UNREADABLE_ITEM_ERRORS as problem:
                     self._count_unreadable(job, problem, report)
         self._complete_late_outputs(report, deadline)
@@ -122,30 +117,23 @@ class Reconciler:
             if found is not None:
                 report.recorded.append(found)
 
-    def _settle(
-        self, job: dict[str, Any], item: dict[str, Any] | None, error: TaskError | None, report: ReconcileReport
-    ) -> None:
+    def _settle(self, job: dict[str, Any], outcome: PollOutcome | None, report: ReconcileReport) -> None:
         try:
-            if error is not None and is_not_found(error):
-                # Runware no longer knows the task: the bucket may still hold its (paid) output.
-                found = self.recorder.record_output_if_present(job, via="reconcile")
-                if found is not None:
-                    report.recorded.append(found)
+            match outcome:
+                case Failed() if outcome.not_found:
+                    # Runware no longer knows the task: the bucket may still hold its (paid) output.
+                    found = self.recorder.record_output_if_present(job, via="reconcile")
+                    if found is not None:
+                        report.recorded.append(found)
+                        return
+                case Failed(error=error):
+                    report.recorded.append(self.recorder.record_failure(job, error, via="reconcile"))
                     return
-            elif error is not None:
-                report.recorded.append(self.recorder.record_failure(job, error, via="reconcile"))
-                return
-            elif item is not None and str(item.get("status", "")).lower() not in NOT_DONE_STATUSES:
-                try:
-                    outcome = report_from_item(item, job["jobId"])
-                except MalformedPayload:
-                    outcome = None
-                if isinstance(outcome, TaskError):
-                    report.recorded.append(self.recorder.record_failure(job, outcome, via="reconcile"))
+                case Succeeded(result=result):
+                    report.recorded.append(self.recorder.record_success(job, result, via="reconcile"))
                     return
-                if outcome is not None:
-                    report.recorded.append(self.recorder.record_success(job, outcome, via="reconcile"))
-                    return
+                case _:
+                    pass  # not done yet, or not mentioned: Runware will say later
         except OutputNotReady:
             report.output_not_ready += 1
         if self._too_old(job):

@@ -16,7 +16,6 @@ from decimal import Decimal
 from typing import Any
 
 from upscaler.jobs import JobStatus, JobStore, TransitionRefused, iso, seconds_between, utc_now
-from upscaler.models import TaskError, TaskResult
 from upscaler.outputs import (
     DEFAULT_STAGING_PREFIX,
     OutputInvalid,
@@ -24,6 +23,7 @@ from upscaler.outputs import (
     OutputPublisher,
     VerifiedOutput,
 )
+from upscaler.runware_answers import TaskError, TaskResult
 from upscaler.storage import ObjectStore
 
 __all__ = ["OutputNotReady", "Recorded", "ResultRecorder"]

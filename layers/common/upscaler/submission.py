@@ -29,10 +29,11 @@ from typing import Any
 
 from upscaler.image_header import ImageHeader, MetadataTooLarge, UnreadableImage
 from upscaler.jobs import JobStatus, JobStore, TransitionRefused, iso, job_id_for, utc_now
-from upscaler.models import InvalidOption, TaskError, UpscaleOptions, UpscaleTask
+from upscaler.models import InvalidOption, UpscaleOptions, UpscaleTask
 from upscaler.outputs import staging_key_for
 from upscaler.parallel import StepResult, ThreadHandoff, run_each
-from upscaler.runware import RunwareClient, is_duplicate_task
+from upscaler.runware import RunwareClient
+from upscaler.runware_answers import Accepted, AlreadySubmitted, Failed, TaskError
 from upscaler.settings import Settings
 from upscaler.source_events import SourceObject
 from upscaler.source_rules import Rejection, content_problem, input_fields, replaced_by
@@ -371,23 +372,23 @@ class Submitter:
         started = time.monotonic()
         response = self.runware.send([task.to_json() for _, task in pending], deadline=deadline)
         request_ms = int((time.monotonic() - started) * 1000)
-        if response.account_error is not None:
-            self._wait_for_account([job for job, _ in pending], response.account_error, response.status_code)
+        if response.account is not None:
+            self._wait_for_account([job for job, _ in pending], response.account.error, response.status_code)
         accepted: list[Mapping[str, Any]] = []
         failed: list[tuple[Mapping[str, Any], TaskError]] = []
         unanswered = []
         for job, task in pending:
-            error = response.error_for(task.task_uuid)
-            if error is not None and not is_duplicate_task(error):
-                failed.append((job, error))
-            elif error is None and response.status_code >= 400 and task.task_uuid not in response.items:
-                # A refused request that names other tasks says nothing of this one: it may not have
-                # been accepted, so it stays CLAIMED and the retried invocation sends it again.
-                unanswered.append(task.task_uuid)
-            else:
-                # Accepted now, or a re-submission that Runware answers with conflictTaskUUID: it holds
-                # the task already and will run (and bill) it, so the job goes on as SUBMITTED.
-                accepted.append(job)
+            match response.outcome(task.task_uuid):
+                case Failed(error=error):
+                    failed.append((job, error))
+                case None:
+                    # A refused request that names other tasks says nothing of this one: it may not have
+                    # been accepted, so it stays CLAIMED and the retried invocation sends it again.
+                    unanswered.append(task.task_uuid)
+                case Accepted() | AlreadySubmitted():
+                    # Accepted now, or a re-submission that Runware answers with conflictTaskUUID: it holds
+                    # the task already and will run (and bill) it, so the job goes on as SUBMITTED.
+                    accepted.append(job)
         results = dict(
             zip((str(job["jobId"]) for job in accepted), self._mark_submitted(accepted, request_ms), strict=True)
         )

@@ -17,10 +17,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from upscaler import json_bodies
 from upscaler.jobs import JobStore
-from upscaler.models import TaskError, is_uuid4
+from upscaler.models import is_uuid4
 from upscaler.results import OutputNotReady, Recorded, ResultRecorder
+from upscaler.runware_answers import Failed, Succeeded, read_webhook
 from upscaler.tokens import token_is_valid
-from upscaler.webhook_payloads import read_webhook_body
 
 MAX_BODY_BYTES = 256 * 1024
 
@@ -51,7 +51,7 @@ class WebhookReceiver:
             payload = json_bodies.loads(body)
         except (ValueError, RecursionError):
             return self._unreadable(job_id, 1, "the body is not JSON")
-        parsed = read_webhook_body(payload, job_id)
+        parsed = read_webhook(payload, job_id)
         if not parsed.reports:
             return self._unreadable(job_id, max(parsed.malformed, 1), parsed.problem)
         reports = parsed.reports
@@ -67,10 +67,11 @@ class WebhookReceiver:
         recorded: list[Recorded] = []
         for report in reports:
             try:
-                if isinstance(report, TaskError):
-                    outcome = self.recorder.record_failure(job, report, via="webhook")
-                else:
-                    outcome = self.recorder.record_success(job, report, via="webhook")
+                match report:
+                    case Failed(error=error):
+                        outcome = self.recorder.record_failure(job, error, via="webhook")
+                    case Succeeded(result=result):
+                        outcome = self.recorder.record_success(job, result, via="webhook")
             except OutputNotReady as error:
                 return WebhookReply(503, {"message": str(error)}, recorded, parsed.malformed)
             recorded.append(outcome)
