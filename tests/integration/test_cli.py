@@ -61,6 +61,11 @@ def test_status_counts_every_status_and_lists_the_newest(stack: LocalStack, stat
     created = [job["createdAt"] for job in report["newest"]]
     assert created == sorted(created, reverse=True)
 
+    rejected = json.loads(cli(state_file, "--json", "status", "--status", "REJECTED", "--limit", "500").stdout)
+    assert rejected["counts"] == report["counts"], "--status narrows the list, not the counts"
+    assert {job["status"] for job in rejected["newest"]} == {"REJECTED"}
+    assert len(rejected["newest"]) == expected["REJECTED"]
+
     plain = cli(state_file, "status", "--limit", "3")
     assert plain.returncode == 0, plain.stderr
     assert "\x1b[" not in plain.stdout, "no terminal escapes when stdout is not a terminal"
@@ -248,3 +253,18 @@ def test_watch_events_prints_the_completion_events_of_new_jobs(stack: LocalStack
     assert ours[keys[2]]["event"] == "Upscale Job Rejected" and ours[keys[2]]["errorCode"] == "notAnImage"
     again = cli(state_file, "--json", "watch", "--events", "--timeout", "2", "--interval", "1")
     assert not {json.loads(line).get("sourceKey") for line in again.stdout.splitlines()} & set(keys), "consumed"
+
+
+def test_watch_events_once_prints_the_waiting_events_then_exits(stack: LocalStack, state_file: Path) -> None:
+    keys = [drop(stack, f"cli-events-once/{n}.jpg", image_bytes(240, 180)) for n in range(2)]
+    wait_for_jobs(stack, keys)
+    deadline = time.monotonic() + 20
+    printed: list[str] = []
+    while not all(any(f"COMPLETED  {key}  " in line for line in printed) for key in keys):
+        assert time.monotonic() < deadline, f"the completion events never came: {printed}"
+        started = time.monotonic()
+        result = cli(state_file, "watch", "--events", "--once")
+        assert result.returncode == 0, result.stderr
+        assert time.monotonic() - started < 15, "--once does not wait for events to come"
+        assert result.stdout.startswith("completion events from ")
+        printed += result.stdout.splitlines()[1:]
