@@ -18,10 +18,8 @@ from urllib.parse import urlparse
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import NoRegionError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-# Written by `python -m local up`; S3_UPSCALE_LOCAL_STATE points elsewhere (tests use it).
-LOCAL_STATE_FILE = REPO_ROOT / ".local-stack" / "state.json"
 LOCAL_REGION = "us-east-1"
 LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 
@@ -87,7 +85,12 @@ _REQUIRED = ("inbox_bucket", "inbox_prefix", "output_bucket", "jobs_table", "run
 def deployed_target(stack_name: str, region: str | None = None, session: Any = None) -> Target:
     """The stack's names from its outputs; region and credentials from the usual AWS settings."""
     session = session or boto3.session.Session(region_name=region)
-    cloudformation = session.client("cloudformation")
+    try:
+        cloudformation = session.client("cloudformation")
+    except NoRegionError:
+        raise TargetError(
+            f"no AWS region for stack {stack_name!r}: pass --region, or set AWS_REGION (or a profile's region)"
+        ) from None
     try:
         stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
     except Exception as error:

@@ -98,6 +98,12 @@ def test_job_by_id_by_key_and_every_version_of_a_key(stack: LocalStack, state_fi
     for line in ("source.sourceKey", "request.outputKey", "outcome.status", "timing.totalSeconds"):
         assert line in readable.stdout
     assert cli(state_file, "job", "cli-job/never-uploaded.jpg").returncode == 1
+    elsewhere = cli(state_file, "job", "s3://wrong-bucket/cli-job/photo one.jpg")
+    assert elsewhere.returncode == 2 and elsewhere.stdout == ""
+    assert elsewhere.stderr == (
+        f"s3-upscale: s3://wrong-bucket/cli-job/photo one.jpg is not in the inbox bucket "
+        f"s3://{stack.names['inbox_bucket']}/ of local stack at {stack.aws_endpoint}\n"
+    )
 
 
 def stack_job(stack: LocalStack, job_id: str) -> dict[str, Any]:
@@ -177,6 +183,13 @@ def test_a_deployed_stack_is_found_by_its_cloudformation_outputs(stack: LocalSta
     missing = subprocess.run([str(CLI), "--stack", "no-such-stack", "status"], env=environment,
                              capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert missing.returncode == 2 and "cannot read stack 'no-such-stack'" in missing.stderr
+    no_region = {k: v for k, v in environment.items() if k not in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE")}
+    no_region.update(AWS_CONFIG_FILE=str(tmp_path / "no-config"), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
+    regionless = subprocess.run([str(CLI), "--stack", "cli-deployed", "status"], env=no_region,
+                                capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert regionless.returncode == 2, regionless.stderr
+    assert regionless.stderr.startswith("s3-upscale: no AWS region for stack 'cli-deployed': pass --region")
+    assert regionless.stderr.count("\n") == 1 and "Traceback" not in regionless.stderr
 
 
 def test_smoke_local_starts_a_stack_when_none_runs(tmp_path: Path) -> None:
