@@ -162,7 +162,7 @@ def run_events(args: argparse.Namespace, target: Target, out: Output) -> int:
     sqs = target.client("sqs")
     deadline = time.monotonic() + args.timeout if args.timeout > 0 else None
     seen = 0
-    out.line(f"completion events from {queue_url} (Ctrl-C to stop)")
+    out.line(f"completion events from {queue_url}" + ("" if args.once else " (Ctrl-C to stop)"))
     try:
         while deadline is None or time.monotonic() < deadline:
             wait = 0 if args.once else max(1, min(int(args.interval) or 1, 20))
