@@ -1,18 +1,15 @@
-"""Command line for the embedded local stack.
+"""Command line for what only the embedded local stack has.
 
 up       run the stack in the foreground and print how to use it with the AWS CLI
 demo     start the stack, upscale the sample images, download results to ./out/, print a table
-status   the jobs of a running stack (started with `up`), newest first
-redrive  move a running stack's dead-letter queue back to its ingestion queue (a message move task)
-backfill enqueue the objects already under a prefix of the running stack's inbox
-events   print the running stack's completion events as they come
+
+Operating a running stack (status, jobs, watch, completion events, smoke, redrive, backfill,
+set-key) is `s3-upscale --local ...`, the same command as for a deployed stack.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shlex
 import signal
 import sys
@@ -21,8 +18,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-# At the repository root whatever the working directory, so `s3-upscale --local` finds it.
-STATE_FILE = Path(__file__).resolve().parent.parent / ".local-stack" / "state.json"
 TERMINAL = ("COMPLETED", "FAILED", "REJECTED", "TIMED_OUT")
 
 
@@ -41,28 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for every job")
     _add_fault_options(demo)
 
-    status = commands.add_parser("status", help="jobs of the stack started with `up`, newest first")
-    status.add_argument("--status", choices=[*TERMINAL, "SUBMITTED", "CLAIMED"], help="only jobs in this status")
-    status.add_argument("--limit", type=int, default=50)
-
-    commands.add_parser("redrive", help="move the dead-letter queue back to the ingestion queue")
-
-    backfill = commands.add_parser("backfill", help="enqueue objects already in the inbox")
-    backfill.add_argument("--prefix", help="key prefix to backfill (default: the stack's InboxPrefix)")
-    backfill.add_argument("--dry-run", action="store_true", help="only count the objects")
-
-    events = commands.add_parser("events", help="print completion events as they come (Ctrl-C to stop)")
-    events.add_argument("--once", action="store_true", help="print what is waiting, then exit")
-
     args = parser.parse_args(argv)
-    runners = {
-        "up": run_up,
-        "demo": run_demo,
-        "status": run_status,
-        "redrive": run_redrive,
-        "backfill": run_backfill,
-        "events": run_events,
-    }
+    runners = {"up": run_up, "demo": run_demo}
     return runners[args.command](args)
 
 
@@ -96,17 +71,10 @@ def _stack_config(args: argparse.Namespace, **overrides: Any) -> Any:
 
 def run_up(args: argparse.Namespace) -> int:
     from local.stack import LocalStack
+    from local.state_file import write_state
 
     stack = LocalStack(_stack_config(args, aws_port=args.aws_port, function_log_level="INFO")).start()
-    STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
-    state = {
-        "pid": os.getpid(),
-        "aws_endpoint": stack.aws_endpoint,
-        "runware_url": stack.emulator.url if stack.emulator else "",
-        "environment": stack.environment,
-        **stack.names,
-    }
-    STATE_FILE.write_text(json.dumps(state, indent=2))
+    state_file = write_state(stack)
     # A plain `kill` must remove the state file too, not only Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     names = stack.names
@@ -127,8 +95,8 @@ def run_up(args: argparse.Namespace) -> int:
     print(f"  aws s3 cp photo.png {inbox}photo.png --metadata target-megapixels=2,output-format=PNG")
     print(f"  aws s3 ls s3://{names['output_bucket']}/ --recursive")
     print(f"  aws dynamodb scan --table-name {names['jobs_table']}")
-    print("  .venv/bin/python -m local status")
-    print("  .venv/bin/python -m local events      # completion events as they come")
+    print("  .venv/bin/s3-upscale --local status")
+    print("  .venv/bin/s3-upscale --local watch --events      # completion events as they come")
     try:
         while True:
             time.sleep(3600)
@@ -136,7 +104,7 @@ def run_up(args: argparse.Namespace) -> int:
         print("\nstopping")
     finally:
         stack.stop()
-        STATE_FILE.unlink(missing_ok=True)
+        state_file.unlink(missing_ok=True)
     return 0
 
 
@@ -244,109 +212,3 @@ def _print_table(rows: list[list[str]]) -> None:
     print(line.format(*("-" * w for w in widths)))
     for row in rows:
         print(line.format(*row))
-
-
-# ---- status and redrive (against a stack started with `up`) -------------------------------------
-
-
-def _running_stack_state() -> dict[str, Any]:
-    if not STATE_FILE.exists():
-        raise SystemExit("No running local stack: start one with `python -m local up` (state file missing).")
-    state: dict[str, Any] = json.loads(STATE_FILE.read_text())
-    os.environ.update(state["environment"])
-    os.environ.update(
-        {
-            "AWS_ENDPOINT_URL": state["aws_endpoint"],
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
-            "AWS_REGION": "us-east-1",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
-    )
-    return state
-
-
-def run_status(args: argparse.Namespace) -> int:
-    state = _running_stack_state()
-    from local.lambda_runtime import ensure_layer_on_path
-
-    ensure_layer_on_path()
-    import boto3
-
-    from upscaler.jobs import JobStatus, JobStore
-
-    store = JobStore(boto3.client("dynamodb"), state["jobs_table"])
-    statuses = [JobStatus(args.status)] if args.status else list(JobStatus)
-    jobs: list[dict[str, Any]] = []
-    for status in statuses:
-        jobs.extend(store.find_by_status(status, newest_first=True, limit=args.limit))
-    jobs.sort(key=lambda job: job["createdAt"], reverse=True)
-    _print_table([_row(job["sourceKey"], job) for job in jobs[: args.limit]])
-    return 0
-
-
-def run_redrive(args: argparse.Namespace) -> int:
-    state = _running_stack_state()
-    import boto3
-
-    from upscale_cli.redrive import latest_task, redrive
-
-    sqs = boto3.client("sqs")
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=state["dlq_url"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    task = redrive(sqs, dlq_arn=dlq_arn)
-    status = latest_task(sqs, dlq_arn=dlq_arn) or {}
-    moved = status.get("ApproximateNumberOfMessagesMoved", 0)
-    print(f"message move task {task.task_handle}: {status.get('Status', 'unknown')}, {moved} message(s) moved")
-    return 0
-
-
-def run_backfill(args: argparse.Namespace) -> int:
-    state = _running_stack_state()
-    import boto3
-    from botocore.config import Config
-
-    from upscale_cli.backfill import backfill
-
-    prefix = state["inbox_prefix"] if args.prefix is None else args.prefix
-    s3 = boto3.client("s3", config=Config(s3={"addressing_style": "path"}))
-    report = backfill(
-        s3,
-        boto3.client("sqs"),
-        bucket=state["inbox_bucket"],
-        prefix=prefix,
-        queue_url=state["ingest_queue_url"],
-        dry_run=args.dry_run,
-    )
-    action = "would enqueue" if report.dry_run else "enqueued"
-    print(
-        f"s3://{report.bucket}/{report.prefix}: {report.objects} object(s), {report.bytes} bytes; "
-        f"{action} {report.objects if report.dry_run else report.enqueued}"
-        + (f"; {report.skipped_folders} folder marker(s) skipped" if report.skipped_folders else "")
-    )
-    return 0
-
-
-def run_events(args: argparse.Namespace) -> int:
-    state = _running_stack_state()
-    import boto3
-
-    sqs = boto3.client("sqs")
-    try:
-        while True:
-            messages = sqs.receive_message(
-                QueueUrl=state["completion_events_url"], MaxNumberOfMessages=10, WaitTimeSeconds=0 if args.once else 5
-            ).get("Messages", [])
-            for message in messages:
-                event = json.loads(message["Body"])
-                detail = event.get("detail", {})
-                print(
-                    json.dumps(
-                        {"detail-type": event.get("detail-type"), "time": event.get("time"), **detail}, default=str
-                    ),
-                    flush=True,
-                )
-                sqs.delete_message(QueueUrl=state["completion_events_url"], ReceiptHandle=message["ReceiptHandle"])
-            if args.once and not messages:
-                return 0
-    except KeyboardInterrupt:
-        return 0

@@ -8,7 +8,7 @@
   policy dead-letters what keeps failing. Message move tasks (re-drive) come from
   local/message_move.py.
 - Completion events: the functions put them on the template's bus in moto; a local rule routes
-  them to a queue that `python -m local events` reads.
+  them to a queue that `s3-upscale --local watch --events` reads.
 - Runware: the emulator in local/runware_emulator/.
 - The HTTP API: a webhook gateway that turns HTTP requests into API Gateway HTTP API (v2) events for
   the real webhook handler.
@@ -433,15 +433,15 @@ class LocalStack:
         self._threads.append(thread)
 
     def redrive(self) -> dict[str, Any]:
-        """Move the DLQ's messages back to the ingestion queue with a message move task, as in AWS."""
-        from upscale_cli.redrive import latest_task, redrive
-
+        """Move the DLQ's messages back to the ingestion queue with a message move task, as in AWS;
+        the task as ListMessageMoveTasks reports it."""
         sqs = self.client("sqs")
         dlq_arn = sqs.get_queue_attributes(QueueUrl=self.names["dlq_url"], AttributeNames=["QueueArn"])["Attributes"][
             "QueueArn"
         ]
-        redrive(sqs, dlq_arn=dlq_arn)
-        return latest_task(sqs, dlq_arn=dlq_arn) or {}
+        sqs.start_message_move_task(SourceArn=dlq_arn)
+        tasks: list[dict[str, Any]] = sqs.list_message_move_tasks(SourceArn=dlq_arn, MaxResults=1).get("Results", [])
+        return tasks[0] if tasks else {}
 
     # ---- reconcile ---------------------------------------------------------------------------
 

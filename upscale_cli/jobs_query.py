@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from upscale_cli.errors import UsageError
 from upscale_cli.target import Target
 from upscaler.jobs import STATUS_INDEX, JobStatus, JobStore, from_dynamodb_item, job_id_for
 
@@ -55,7 +56,9 @@ def source_key(target: Target, reference: str) -> str:
     if reference.startswith("s3://"):
         bucket, _, key = reference[5:].partition("/")
         if bucket != target.inbox_bucket:
-            raise ValueError(f"{reference} is not in the inbox bucket {target.inbox_bucket}")
+            raise UsageError(
+                f"{reference} is not in the inbox bucket s3://{target.inbox_bucket}/ of {target.description}"
+            )
         return key
     return reference if reference.startswith(target.inbox_prefix) else target.inbox_prefix + reference
 

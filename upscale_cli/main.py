@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from upscale_cli import backfill_command, job, redrive_command, set_key, smoke, status, watch
+from upscale_cli.errors import UsageError
 from upscale_cli.output import Output
 from upscale_cli.target import TargetError, resolve_target
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with resolve_target(stack=args.stack, local=bool(args.local), region=args.region) as target:
             return int(args.run(args, target, out))
-    except TargetError as error:
+    except (TargetError, UsageError) as error:
         print(f"s3-upscale: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

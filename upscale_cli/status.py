@@ -7,6 +7,7 @@ import argparse
 from upscale_cli.jobs_query import count_by_status, newest_jobs
 from upscale_cli.output import Output, cell, cost, size
 from upscale_cli.target import Target
+from upscaler.jobs import JobStatus
 
 NEWEST_HEADERS = ["created", "source", "status", "input", "output", "cost", "seconds", "job"]
 
@@ -14,12 +15,16 @@ NEWEST_HEADERS = ["created", "source", "status", "input", "output", "cost", "sec
 def add_parser(commands: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("status", parents=parents, help="counts by status and the newest jobs")
     parser.add_argument("--limit", type=int, default=10, help="how many of the newest jobs to list (default 10)")
+    parser.add_argument(
+        "--status", choices=[status.value for status in JobStatus], help="list only the newest jobs in this status"
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, target: Target, out: Output) -> int:
     counts = count_by_status(target)
-    newest = newest_jobs(target, args.limit) if args.limit > 0 else []
+    statuses = [args.status] if args.status else None
+    newest = newest_jobs(target, args.limit, statuses) if args.limit > 0 else []
     if out.as_json:
         out.json({"stack": target.description, "counts": counts, "total": sum(counts.values()), "newest": newest})
         return 0
@@ -39,5 +44,5 @@ def run(args: argparse.Namespace, target: Target, out: Output) -> int:
         ]
         for job in newest
     ]
-    out.table(NEWEST_HEADERS, rows, title=f"Newest {len(rows)} jobs")
+    out.table(NEWEST_HEADERS, rows, title=f"Newest {len(rows)} {args.status + ' ' if args.status else ''}jobs")
     return 0

@@ -1,27 +1,23 @@
 """Which stack a command talks to: a deployed one, from its CloudFormation outputs, or the local one.
 
 The local stack is the one `python -m local up` (`make up`) is running, found through the state
-file it writes; when none runs, one is started for the command's duration.
+file it writes (local/state_file.py); when none runs, one is started for the command's duration.
+The `local` package is imported only for --local: against a deployed stack, this command needs
+boto3 alone.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import NoRegionError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-# Written by `python -m local up`; S3_UPSCALE_LOCAL_STATE points elsewhere (tests use it).
-LOCAL_STATE_FILE = REPO_ROOT / ".local-stack" / "state.json"
 LOCAL_REGION = "us-east-1"
 LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 
@@ -87,7 +83,12 @@ _REQUIRED = ("inbox_bucket", "inbox_prefix", "output_bucket", "jobs_table", "run
 def deployed_target(stack_name: str, region: str | None = None, session: Any = None) -> Target:
     """The stack's names from its outputs; region and credentials from the usual AWS settings."""
     session = session or boto3.session.Session(region_name=region)
-    cloudformation = session.client("cloudformation")
+    try:
+        cloudformation = session.client("cloudformation")
+    except NoRegionError:
+        raise TargetError(
+            f"no AWS region for stack {stack_name!r}: pass --region, or set AWS_REGION (or a profile's region)"
+        ) from None
     try:
         stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
     except Exception as error:
@@ -106,29 +107,6 @@ def deployed_target(stack_name: str, region: str | None = None, session: Any = N
 
 
 # ---- local -----------------------------------------------------------------------------------
-
-
-def running_local_state(state_file: Path | None = None) -> dict[str, Any] | None:
-    """The state `python -m local up` wrote, if that stack still answers; None otherwise."""
-    state_file = state_file or Path(os.environ.get("S3_UPSCALE_LOCAL_STATE") or LOCAL_STATE_FILE)
-    try:
-        state: dict[str, Any] = json.loads(state_file.read_text())
-    except (OSError, ValueError):
-        return None
-    pid = state.get("pid")
-    if isinstance(pid, int):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-    endpoint = urlparse(state.get("aws_endpoint", ""))
-    try:
-        with socket.create_connection((endpoint.hostname or "127.0.0.1", endpoint.port or 80), timeout=1):
-            return state
-    except OSError:
-        return None
 
 
 def local_target_from_state(state: dict[str, Any]) -> Target:
@@ -155,13 +133,13 @@ def started_local_stack() -> Iterator[Target]:
     """A local stack for this command only (needs the development environment: moto, Pillow)."""
     try:
         from local.stack import LocalStack, StackConfig
+        from local.state_file import stack_state
     except ImportError as error:
         raise TargetError(
             f"the local stack needs the development environment (make .venv/.installed): {error}"
         ) from None
     with LocalStack(StackConfig()) as stack:
-        state = {"aws_endpoint": stack.aws_endpoint, "environment": stack.environment, **stack.names}
-        target = local_target_from_state(state)
+        target = local_target_from_state(stack_state(stack))
         target.description = f"local stack started for this command at {stack.aws_endpoint}"
         yield target
 
@@ -169,7 +147,9 @@ def started_local_stack() -> Iterator[Target]:
 @contextmanager
 def resolve_target(*, stack: str | None, local: bool, region: str | None = None) -> Iterator[Target]:
     if local:
-        state = running_local_state()
+        from local.state_file import running_stack_state
+
+        state = running_stack_state()
         if state is not None:
             yield local_target_from_state(state)
             return

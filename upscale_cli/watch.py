@@ -30,6 +30,7 @@ def add_parser(commands: argparse._SubParsersAction, parents: list[argparse.Argu
     )
     events.add_argument("--events", action="store_true", help="--local: the local stack's completion events queue")
     parser.add_argument("--count", type=int, default=0, help="with events: exit after this many (0: never)")
+    parser.add_argument("--once", action="store_true", help="with events: print those waiting now, then exit")
     parser.set_defaults(run=run)
 
 
@@ -161,13 +162,16 @@ def run_events(args: argparse.Namespace, target: Target, out: Output) -> int:
     sqs = target.client("sqs")
     deadline = time.monotonic() + args.timeout if args.timeout > 0 else None
     seen = 0
-    out.line(f"completion events from {queue_url} (Ctrl-C to stop)")
+    out.line(f"completion events from {queue_url}" + ("" if args.once else " (Ctrl-C to stop)"))
     try:
         while deadline is None or time.monotonic() < deadline:
-            wait = max(1, min(int(args.interval) or 1, 20))
-            for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait).get(
+            wait = 0 if args.once else max(1, min(int(args.interval) or 1, 20))
+            messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait).get(
                 "Messages", []
-            ):
+            )
+            if args.once and not messages:
+                return 0
+            for message in messages:
                 event = json.loads(message["Body"])
                 detail = event.get("detail", {})
                 if out.as_json:

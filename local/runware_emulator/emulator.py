@@ -118,9 +118,10 @@ class RunwareEmulator:
     def start(self) -> RunwareEmulator:
         if self._server is not None or self._stopped:
             raise RuntimeError("an emulator starts once")
-        self._server = LoopbackServer(
-            self.host, self._requested_port, wsgi_app(EmulatorRoutes(self)), "runware-emulator-http"
+        routes = EmulatorRoutes(
+            api=self.api, images=self.images, faults=self.fault_state, stats=self.stats, reset=self.reset
         )
+        self._server = LoopbackServer(self.host, self._requested_port, wsgi_app(routes), "runware-emulator-http")
         self.webhooks.start()
         self._server.start()
         logger.info("Runware emulator listening on %s", self.url)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
@@ -22,7 +23,9 @@ from local.runware_emulator.faults import FaultConfig
 from local.runware_emulator.protocol import MAX_REQUEST_BYTES, HttpResponse
 
 if TYPE_CHECKING:
-    from local.runware_emulator.emulator import RunwareEmulator
+    from local.runware_emulator.api import ApiHandler
+    from local.runware_emulator.fault_state import FaultState
+    from local.runware_emulator.image_store import ImageStore
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +37,26 @@ _IMAGE_PATH = re.compile(
 
 
 class EmulatorRoutes:
-    """Turns one werkzeug Request into one Response; everything else lives in the emulator's parts."""
+    """Turns one werkzeug Request into one Response; everything else lives in the parts it is given.
 
-    def __init__(self, emulator: RunwareEmulator) -> None:
-        self._emulator = emulator
+    The emulator hands over what these routes serve: its API handler, its stored images, its fault
+    state, and how to read its counters and to reset it.
+    """
+
+    def __init__(
+        self,
+        *,
+        api: ApiHandler,
+        images: ImageStore,
+        faults: FaultState,
+        stats: Callable[[], dict[str, Any]],
+        reset: Callable[[], None],
+    ) -> None:
+        self._api = api
+        self._images = images
+        self._faults = faults
+        self._stats = stats
+        self._reset = reset
 
     def __call__(self, request: Request) -> Response:
         request.max_content_length = MAX_REQUEST_BYTES
@@ -56,25 +75,25 @@ class EmulatorRoutes:
         if path in _API_PATHS:
             if method != "POST":
                 return _method_not_allowed("POST")
-            return self._emulator.api.handle(request.get_data(), request.headers.get("Authorization"))
+            return self._api.handle(request.get_data(), request.headers.get("Authorization"))
         image_match = _IMAGE_PATH.fullmatch(path)
         if image_match:
             if method not in ("GET", "HEAD"):
                 return _method_not_allowed("GET")
             return self._serve_image(image_match["uuid"], image_match["ext"].lower())
         if path == "/_emulator/stats":
-            return HttpResponse.json(200, self._emulator.stats()) if method == "GET" else _method_not_allowed("GET")
+            return HttpResponse.json(200, self._stats()) if method == "GET" else _method_not_allowed("GET")
         if path == "/_emulator/faults":
             if method == "GET":
-                return HttpResponse.json(200, self._emulator.faults.to_json())
+                return HttpResponse.json(200, self._faults.config.to_json())
             if method == "PUT":
                 return self._replace_faults(request.get_data())
             return _method_not_allowed("GET, PUT")
         if path == "/_emulator/reset":
             if method != "POST":
                 return _method_not_allowed("POST")
-            self._emulator.reset()
-            return HttpResponse.json(200, self._emulator.stats())
+            self._reset()
+            return HttpResponse.json(200, self._stats())
         return HttpResponse.text(404, f"No route for {path}.")
 
     def _replace_faults(self, body: bytes) -> HttpResponse:
@@ -85,11 +104,11 @@ class EmulatorRoutes:
             config = FaultConfig.from_mapping(values)
         except ValueError as error:
             return HttpResponse.json(400, {"message": str(error)})
-        self._emulator.faults = config
+        self._faults.replace(config)
         return HttpResponse.json(200, config.to_json())
 
     def _serve_image(self, image_uuid: str, extension: str) -> HttpResponse:
-        stored = self._emulator.images.get(image_uuid)
+        stored = self._images.get(image_uuid)
         if stored is None or stored.extension != extension:
             return HttpResponse.text(404, "No such image, or its ttl has passed.")
         return HttpResponse(200, stored.data, stored.content_type)

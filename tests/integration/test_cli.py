@@ -61,6 +61,11 @@ def test_status_counts_every_status_and_lists_the_newest(stack: LocalStack, stat
     created = [job["createdAt"] for job in report["newest"]]
     assert created == sorted(created, reverse=True)
 
+    rejected = json.loads(cli(state_file, "--json", "status", "--status", "REJECTED", "--limit", "500").stdout)
+    assert rejected["counts"] == report["counts"], "--status narrows the list, not the counts"
+    assert {job["status"] for job in rejected["newest"]} == {"REJECTED"}
+    assert len(rejected["newest"]) == expected["REJECTED"]
+
     plain = cli(state_file, "status", "--limit", "3")
     assert plain.returncode == 0, plain.stderr
     assert "\x1b[" not in plain.stdout, "no terminal escapes when stdout is not a terminal"
@@ -93,6 +98,12 @@ def test_job_by_id_by_key_and_every_version_of_a_key(stack: LocalStack, state_fi
     for line in ("source.sourceKey", "request.outputKey", "outcome.status", "timing.totalSeconds"):
         assert line in readable.stdout
     assert cli(state_file, "job", "cli-job/never-uploaded.jpg").returncode == 1
+    elsewhere = cli(state_file, "job", "s3://wrong-bucket/cli-job/photo one.jpg")
+    assert elsewhere.returncode == 2 and elsewhere.stdout == ""
+    assert elsewhere.stderr == (
+        f"s3-upscale: s3://wrong-bucket/cli-job/photo one.jpg is not in the inbox bucket "
+        f"s3://{stack.names['inbox_bucket']}/ of local stack at {stack.aws_endpoint}\n"
+    )
 
 
 def stack_job(stack: LocalStack, job_id: str) -> dict[str, Any]:
@@ -172,6 +183,13 @@ def test_a_deployed_stack_is_found_by_its_cloudformation_outputs(stack: LocalSta
     missing = subprocess.run([str(CLI), "--stack", "no-such-stack", "status"], env=environment,
                              capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert missing.returncode == 2 and "cannot read stack 'no-such-stack'" in missing.stderr
+    no_region = {k: v for k, v in environment.items() if k not in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE")}
+    no_region.update(AWS_CONFIG_FILE=str(tmp_path / "no-config"), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
+    regionless = subprocess.run([str(CLI), "--stack", "cli-deployed", "status"], env=no_region,
+                                capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert regionless.returncode == 2, regionless.stderr
+    assert regionless.stderr.startswith("s3-upscale: no AWS region for stack 'cli-deployed': pass --region")
+    assert regionless.stderr.count("\n") == 1 and "Traceback" not in regionless.stderr
 
 
 def test_smoke_local_starts_a_stack_when_none_runs(tmp_path: Path) -> None:
@@ -248,3 +266,18 @@ def test_watch_events_prints_the_completion_events_of_new_jobs(stack: LocalStack
     assert ours[keys[2]]["event"] == "Upscale Job Rejected" and ours[keys[2]]["errorCode"] == "notAnImage"
     again = cli(state_file, "--json", "watch", "--events", "--timeout", "2", "--interval", "1")
     assert not {json.loads(line).get("sourceKey") for line in again.stdout.splitlines()} & set(keys), "consumed"
+
+
+def test_watch_events_once_prints_the_waiting_events_then_exits(stack: LocalStack, state_file: Path) -> None:
+    keys = [drop(stack, f"cli-events-once/{n}.jpg", image_bytes(240, 180)) for n in range(2)]
+    wait_for_jobs(stack, keys)
+    deadline = time.monotonic() + 20
+    printed: list[str] = []
+    while not all(any(f"COMPLETED  {key}  " in line for line in printed) for key in keys):
+        assert time.monotonic() < deadline, f"the completion events never came: {printed}"
+        started = time.monotonic()
+        result = cli(state_file, "watch", "--events", "--once")
+        assert result.returncode == 0, result.stderr
+        assert time.monotonic() - started < 15, "--once does not wait for events to come"
+        assert result.stdout.startswith("completion events from ")
+        printed += result.stdout.splitlines()[1:]

@@ -32,8 +32,8 @@ import pytest
 from botocore.config import Config
 
 from local.stack import LOCAL_RUNWARE_KEY
+from local.state_file import running_stack_state, state_file_path
 from tests.integration.conftest import image_bytes
-from upscale_cli.target import LOCAL_STATE_FILE, running_local_state
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -75,7 +75,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def running_stack() -> Iterator[dict[str, Any]]:
     """The running `make up` stack, or one started here exactly as `make up` starts it."""
-    state = running_local_state()
+    state = running_stack_state()
     if state is not None:
         yield state
         return
@@ -86,7 +86,7 @@ def running_stack() -> Iterator[dict[str, Any]]:
         )  # fmt: skip
         try:
             deadline = time.monotonic() + 60
-            while (state := running_local_state()) is None or state.get("pid") != process.pid:
+            while (state := running_stack_state()) is None or state.get("pid") != process.pid:
                 assert process.poll() is None, "python -m local up exited"
                 assert time.monotonic() < deadline, "python -m local up did not write its state file"
                 time.sleep(0.2)
@@ -94,7 +94,7 @@ def running_stack() -> Iterator[dict[str, Any]]:
         finally:
             process.terminate()
             process.wait(timeout=30)
-    assert not LOCAL_STATE_FILE.exists(), "python -m local up leaves no state file behind"
+    assert not state_file_path().exists(), "python -m local up leaves no state file behind"
 
 
 def _client(state: dict[str, Any], service: str) -> Any:
