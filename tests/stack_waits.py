@@ -66,15 +66,17 @@ class Waited:
 def wait_for_progress(
     observe: Callable[[], Observation],
     *,
-    stall_seconds: float = STALL_SECONDS,
-    bound_seconds: float = BOUND_SECONDS,
+    stall_seconds: float | None = None,
+    bound_seconds: float | None = None,
     poll_seconds: float = 0.5,
     clock: Callable[[], float] = time.monotonic,
     pause: Callable[[float], Any] = time.sleep,
 ) -> Waited:
     """Look until the observation is done; give up after `stall_seconds` without any change in its
     progress, or after `bound_seconds` in all. `pause(poll_seconds)` may return early (an idle wait
-    that wakes when work ends); the clock decides."""
+    that wakes when work ends); the clock decides. The bounds default to the module's, read at the call."""
+    stall_seconds = STALL_SECONDS if stall_seconds is None else stall_seconds
+    bound_seconds = BOUND_SECONDS if bound_seconds is None else bound_seconds
     started = clock()
     moved_at = started
     last: Hashable = _NOTHING_SEEN
