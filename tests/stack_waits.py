@@ -14,6 +14,7 @@ not read, only what those requests achieve.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -118,7 +119,10 @@ _NOTHING_SEEN = _NothingSeen()
 class StackActivity:
     """Cheap to read (one SQS call, the rest in process): read on every look of a wait."""
 
-    messages_pending: int  # in the ingestion queue: waiting, in a batch, or waiting to be received again
+    messages_waiting: int  # in the ingestion queue, visible: not yet received, or due to be received again
+    messages_received: int  # received and not yet deleted (in a batch, or hidden until received again)
+    messages_delayed: int
+    messages_in_invocations: int  # of those received, in a submit invocation running now
     invocations: int  # submit invocations started so far
     messages_failed: int  # messages left for redelivery so far
     emulator_busy: int  # Runware tasks queued or processing, and webhooks pending
@@ -126,21 +130,39 @@ class StackActivity:
     emulator_counts: tuple[int, ...]  # EMULATOR_PROGRESS_COUNTS
 
     @property
-    def idle(self) -> bool:
-        return self.messages_pending == 0 and self.emulator_busy == 0
+    def messages_pending(self) -> int:
+        """As LocalStack.invocations_pending counts them (a message in an invocation is also received): 0 when none."""
+        return self.messages_waiting + self.messages_received + self.messages_delayed + self.messages_in_invocations
 
     def describe(self) -> str:
         return (
-            f"{self.messages_pending} ingestion message(s) in flight, "
-            f"Runware emulator busy with {self.emulator_busy} task(s) and webhook(s)"
+            f"ingestion queue: {self.messages_waiting} message(s) waiting, {self.messages_received} received"
+            f" ({self.messages_in_invocations} in a submit invocation running now), {self.messages_delayed} delayed;"
+            f" Runware emulator busy with {self.emulator_busy} task(s) and webhook(s)"
         )
 
 
+@functools.cache
+def _sqs(stack: LocalStack) -> Any:
+    return stack.client("sqs")
+
+
 def stack_activity(stack: LocalStack) -> StackActivity:
+    queue = _sqs(stack).get_queue_attributes(
+        QueueUrl=stack.names["ingest_queue_url"],
+        AttributeNames=[
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ],
+    )["Attributes"]
     ingestion = stack.ingestion
     stats = stack.emulator.stats() if stack.emulator is not None else {}
     return StackActivity(
-        messages_pending=stack.invocations_pending(),
+        messages_waiting=int(queue.get("ApproximateNumberOfMessages", 0)),
+        messages_received=int(queue.get("ApproximateNumberOfMessagesNotVisible", 0)),
+        messages_delayed=int(queue.get("ApproximateNumberOfMessagesDelayed", 0)),
+        messages_in_invocations=ingestion.in_flight if ingestion else 0,
         invocations=ingestion.invocations if ingestion else 0,
         messages_failed=ingestion.messages_failed if ingestion else 0,
         emulator_busy=int(stats.get("busy", 0)),
