@@ -4,7 +4,7 @@ A wait goes on for as long as something moves (a job changes, a message leaves o
 ingestion queue, a submit invocation ends, the Runware emulator accepts, finishes, uploads or
 delivers something). It fails only after STALL_SECONDS in which nothing moved, or after
 BOUND_SECONDS in all, so a machine busy with other work slows a test down instead of failing it,
-while a stack that has stopped moving still fails within a minute. Its message says what was still
+while a stack that has stopped moving still fails within minutes. Its message says what was still
 pending and how long nothing had moved.
 
 What counts as movement is chosen so that polling alone never looks like progress: the reconciler
@@ -25,8 +25,11 @@ import pytest
 if TYPE_CHECKING:
     from local.stack import LocalStack
 
-# Fail after this long with nothing moving...
-STALL_SECONDS = 60.0
+# Fail after this long with nothing moving. A step can show nothing for a minute: an AWS call waiting
+# out botocore's 60 s read timeout before its retry, a submit invocation running to its 60 s timeout.
+# Under load, scenarios were seen to sit still for 60-65 s (ten ingestion messages received, nothing
+# else moving) and then finish correctly; twice that is the window.
+STALL_SECONDS = 120.0
 # ...or after this long in all, moving or not.
 BOUND_SECONDS = 15 * 60.0
 
