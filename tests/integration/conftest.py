@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import io
 import os
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from PIL import Image
 
 from local.runware_emulator import FaultConfig
 from local.stack import TERMINAL, LocalStack, StackConfig
+from tests.stack_waits import Observation, job_states, stack_activity, wait_for_progress
 from upscaler.jobs import from_dynamodb_item
 
 # Short local timings so the reconciler's paths run within a test.
@@ -118,17 +118,25 @@ def jobs_of(stack: LocalStack, keys: list[str]) -> list[dict[str, Any]]:
     return items
 
 
-def wait_for_jobs(stack: LocalStack, keys: list[str], timeout: float = 60.0) -> dict[str, dict[str, Any]]:
-    """The terminal job of each key, waiting until all are terminal; fails the test on time-out."""
-    deadline = time.monotonic() + timeout
-    while True:
+def wait_for_jobs(stack: LocalStack, keys: list[str]) -> dict[str, dict[str, Any]]:
+    """The terminal job of each key, waiting until all are terminal for as long as the stack moves
+    (tests/stack_waits.py); fails the test, saying which were pending, once it stops moving."""
+    jobs: dict[str, dict[str, Any]] = {}
+
+    def observe() -> Observation:
+        nonlocal jobs
+        activity = stack_activity(stack)
         jobs = {job["sourceKey"]: job for job in jobs_of(stack, keys)}
         if len(jobs) == len(keys) and all(job["status"] in TERMINAL for job in jobs.values()):
-            return jobs
-        if time.monotonic() > deadline:
-            pending = {key: jobs.get(key, {}).get("status", "no job") for key in keys}
-            pytest.fail(f"jobs not terminal after {timeout}s: {pending}")
-        time.sleep(0.2)
+            return Observation(True, None)
+        pending = {key: jobs.get(key, {}).get("status", "no job") for key in keys}
+        pending = {key: status for key, status in pending.items() if status not in TERMINAL}
+        return Observation(False, (activity, job_states(list(jobs.values()))), f"{pending}; {activity.describe()}")
+
+    waited = wait_for_progress(observe, poll_seconds=0.2)
+    if not waited:
+        pytest.fail(f"jobs not terminal: {waited.failure}")
+    return jobs
 
 
 def read_output(stack: LocalStack, job: dict[str, Any]) -> tuple[Image.Image, dict[str, Any]]:

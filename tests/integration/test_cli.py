@@ -15,6 +15,7 @@ import pytest
 from local.runware_emulator import FaultConfig
 from local.stack import LOCAL_RUNWARE_KEY, LocalStack
 from tests.integration.conftest import drop, image_bytes, wait_for_jobs
+from tests.stack_waits import job_states, wait_on_stack
 
 CLI = Path(sys.executable).with_name("s3-upscale")
 
@@ -78,10 +79,12 @@ def test_job_by_id_by_key_and_every_version_of_a_key(stack: LocalStack, state_fi
     first = wait_for_jobs(stack, [key])[key]
     time.sleep(0.01)
     drop(stack, "cli-job/photo one.jpg", image_bytes(330, 240))
-    deadline = time.monotonic() + 30
-    while len([j for j in stack.jobs() if j["sourceKey"] == key and j["status"] == "COMPLETED"]) < 2:
-        assert time.monotonic() < deadline, "second upload did not complete"
-        time.sleep(0.2)
+    wait_on_stack(
+        stack,
+        lambda: len([j for j in stack.jobs() if j["sourceKey"] == key and j["status"] == "COMPLETED"]) >= 2,
+        "second upload did not complete",
+        progress=lambda: job_states([j for j in stack.jobs() if j["sourceKey"] == key]),
+    )
 
     by_id = json.loads(cli(state_file, "--json", "job", first["jobId"]).stdout)
     assert by_id == json.loads(json.dumps(stack_job(stack, first["jobId"]), default=float))
@@ -114,10 +117,13 @@ def test_watch_reports_each_change_until_nothing_is_in_flight(stack: LocalStack,
     assert stack.emulator is not None
     stack.emulator.faults = FaultConfig(latency_seconds=3.0)
     keys = [drop(stack, f"cli-watch/{n}.jpg", image_bytes(300, 200)) for n in range(2)]
-    deadline = time.monotonic() + 20
-    while {j["sourceKey"] for j in stack.jobs() if j["status"] == "SUBMITTED"} < set(keys):
-        assert time.monotonic() < deadline, "jobs never reached SUBMITTED"
-        time.sleep(0.1)
+    wait_on_stack(
+        stack,
+        lambda: {j["sourceKey"] for j in stack.jobs() if j["status"] == "SUBMITTED"} >= set(keys),
+        "jobs never reached SUBMITTED",
+        progress=lambda: job_states([j for j in stack.jobs() if j["sourceKey"] in keys]),
+        poll_seconds=0.1,
+    )
 
     result = cli(state_file, "--json", "watch", "--until-idle", "--since", "2", "--interval", "0.3",
                  "--timeout", "60")  # fmt: skip
@@ -224,10 +230,7 @@ def test_backfill_counts_then_enqueues_existing_objects_without_second_jobs(
     real = cli(state_file, "--json", "backfill", "--prefix", prefix)
     assert real.returncode == 0, real.stderr
     assert json.loads(real.stdout)["enqueued"] == 3
-    deadline = time.monotonic() + 30
-    while stack.invocations_pending():
-        assert time.monotonic() < deadline, "the backfilled messages were never consumed"
-        time.sleep(0.2)
+    wait_on_stack(stack, lambda: not stack.invocations_pending(), "the backfilled messages were never consumed")
     assert len(stack.jobs()) == jobs_before, "a backfill of objects that already have jobs creates none"
 
 
@@ -238,17 +241,16 @@ def test_redrive_moves_dead_letters_back_and_their_jobs_complete(stack: LocalSta
 
     stack.emulator.faults = FaultConfig(rate_5xx=1.0, status_5xx=503)
     key = drop(stack, "cli-redrive/outage.jpg", image_bytes(260, 200))
-    deadline = time.monotonic() + 120
-    while stack.dead_letter_count() == 0:
-        assert time.monotonic() < deadline, "the upload never reached the dead-letter queue"
-        time.sleep(0.5)
+    wait_on_stack(
+        stack, lambda: stack.dead_letter_count() > 0, "the upload never reached the dead-letter queue", poll_seconds=0.5
+    )
     stack.emulator.faults = FaultConfig()
 
     result = cli(state_file, "--json", "redrive", "--wait", "--timeout", "60")
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["status"] == "COMPLETED" and report["moved"] >= 1
-    assert wait_for_jobs(stack, [key], timeout=60)[key]["status"] == "COMPLETED"
+    assert wait_for_jobs(stack, [key])[key]["status"] == "COMPLETED"
     assert stack.dead_letter_count() == 0
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from local.stack import LocalStack
 from tests.integration.conftest import drop, image_bytes, read_output, wait_for_jobs
+from tests.stack_waits import job_states, wait_on_stack
 
 
 def within(actual: int, target: int, tolerance: float = 0.02) -> bool:
@@ -91,13 +94,18 @@ def test_same_key_uploaded_twice_gives_two_jobs_and_two_outputs(stack: LocalStac
     key = drop(stack, "it/again.jpg", image_bytes(500, 400))
     first = wait_for_jobs(stack, [key])[key]
     drop(stack, "it/again.jpg", image_bytes(520, 400))
-    for _ in range(100):
-        jobs = [job for job in stack.jobs() if job["sourceKey"] == key]
-        if len(jobs) == 2 and all(job["status"] == "COMPLETED" for job in jobs):
-            break
-        import time
 
-        time.sleep(0.2)
+    def both() -> list[dict[str, Any]]:
+        return [job for job in stack.jobs() if job["sourceKey"] == key]
+
+    wait_on_stack(
+        stack,
+        lambda: [job["status"] for job in both()] == ["COMPLETED", "COMPLETED"],
+        "the second upload did not complete",
+        progress=lambda: job_states(both()),
+        pending=lambda: str([job["status"] for job in both()]),
+    )
+    jobs = both()
     assert len(jobs) == 2
     assert len({job["sourceVersionId"] for job in jobs}) == 2
     assert len({job["outputKey"] for job in jobs}) == 2
@@ -110,7 +118,7 @@ def test_lost_webhook_is_finished_by_the_reconciler(stack: LocalStack) -> None:
     assert stack.emulator is not None
     stack.emulator.faults = FaultConfig(drop_webhook_rate=1.0)
     key = drop(stack, "it/lost-webhook.jpg", image_bytes(300, 300))
-    job = wait_for_jobs(stack, [key], timeout=60)[key]
+    job = wait_for_jobs(stack, [key])[key]
     assert job["status"] == "COMPLETED"
     assert job["resultVia"] == "reconcile"
     assert job["imageUUID"]

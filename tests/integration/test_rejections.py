@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import struct
-import time
 from dataclasses import asdict
 from typing import Any
 from urllib.parse import quote_plus
@@ -16,6 +15,7 @@ from PIL import Image
 from local.runware_emulator import FaultConfig
 from local.stack import LocalStack
 from tests.integration.conftest import drop, image_bytes, wait_for_jobs
+from tests.stack_waits import job_states, wait_on_stack
 from upscaler.source_events import source_objects
 
 
@@ -42,12 +42,9 @@ def sent_task_ids(stack: LocalStack, since: int = 0) -> set[str]:
     return {task["taskUUID"] for request in stack.emulator.requests[since:] for task in request}
 
 
-def settle(stack: LocalStack, timeout: float = 60.0) -> None:
+def settle(stack: LocalStack) -> None:
     """Until the stack has no submit invocation queued or running."""
-    deadline = time.monotonic() + timeout
-    while stack.invocations_pending():
-        assert time.monotonic() < deadline, "submit invocations still pending"
-        time.sleep(0.2)
+    wait_on_stack(stack, lambda: not stack.invocations_pending(), "submit invocations still pending")
 
 
 REJECTIONS = [
@@ -126,7 +123,7 @@ def test_an_object_over_the_size_limit_is_rejected(stack: LocalStack) -> None:
 
 def test_metadata_past_16_mib_is_refused_as_such_not_as_corrupt(stack: LocalStack) -> None:
     key = drop(stack, "it-reject/heavy-metadata.jpg", jpeg_with_metadata(16 * 1024 * 1024 + 70_000))
-    job = wait_for_jobs(stack, [key], timeout=90)[key]
+    job = wait_for_jobs(stack, [key])[key]
     assert (job["status"], job["errorCode"]) == ("REJECTED", "metadataTooLarge")
     assert "metadata is larger than 16 MiB" in job["errorMessage"]
     assert "corrupt" not in job["errorMessage"]
@@ -134,7 +131,7 @@ def test_metadata_past_16_mib_is_refused_as_such_not_as_corrupt(stack: LocalStac
 
 def test_metadata_within_the_bound_is_walked_and_the_image_upscaled(stack: LocalStack) -> None:
     key = drop(stack, "it-reject/exif-heavy.jpg", jpeg_with_metadata(900_000), {"target-megapixels": "1"})
-    job = wait_for_jobs(stack, [key], timeout=90)[key]
+    job = wait_for_jobs(stack, [key])[key]
     assert job["status"] == "COMPLETED", job.get("errorMessage")
     assert (job["inputWidth"], job["inputHeight"]) == (64, 48)
 
@@ -161,10 +158,13 @@ def test_deleted_purged_and_overwritten_sources_are_not_sent_when_redriven(stack
     letters_before = stack.dead_letter_count()
     names = ("deleted.jpg", "purged.jpg", "replaced.jpg")
     keys = [drop(stack, f"it-source/{name}", image_bytes(300, 200), {"target-megapixels": "1"}) for name in names]
-    deadline = time.monotonic() + 150
-    while stack.dead_letter_count() < letters_before + len(keys) or stack.invocations_pending():
-        assert time.monotonic() < deadline, "the submit invocations did not reach the DLQ"
-        time.sleep(0.5)
+    wait_on_stack(
+        stack,
+        lambda: stack.dead_letter_count() >= letters_before + len(keys) and not stack.invocations_pending(),
+        "the submit invocations did not reach the DLQ",
+        pending=lambda: f"{stack.dead_letter_count() - letters_before} of {len(keys)} dead letters",
+        poll_seconds=0.5,
+    )
     claimed = {job["sourceKey"]: job for job in stack.jobs() if job["sourceKey"] in keys}
     assert {job["status"] for job in claimed.values()} == {"CLAIMED"}
     stack.emulator.faults = FaultConfig()
@@ -192,15 +192,20 @@ def test_deleted_purged_and_overwritten_sources_are_not_sent_when_redriven(stack
     assert "no longer the object's current version" in outcome[replaced]["errorMessage"]
     assert not sent_task_ids(stack, before) & {job["jobId"] for job in outcome.values()}
     # The overwrite is its own upload, its own job, and is upscaled.
-    deadline = time.monotonic() + 60
-    while True:
-        newer = [
+
+    def newer() -> list[dict[str, Any]]:
+        return [
             job for job in stack.jobs() if job["sourceKey"] == replaced and job["jobId"] != claimed[replaced]["jobId"]
         ]
-        if len(newer) == 1 and newer[0]["status"] == "COMPLETED":
-            break
-        assert time.monotonic() < deadline, f"the overwriting upload was not upscaled: {newer}"
-        time.sleep(0.3)
+
+    wait_on_stack(
+        stack,
+        lambda: [job["status"] for job in newer()] == ["COMPLETED"],
+        "the overwriting upload was not upscaled",
+        progress=lambda: job_states(newer()),
+        pending=lambda: str(newer()),
+        poll_seconds=0.3,
+    )
 
 
 # --- sources that are no job ----------------------------------------------------------------------

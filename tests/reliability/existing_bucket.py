@@ -73,7 +73,7 @@ def main() -> int:
         dropped = drop_all(stack, prefix, drops)
         s3 = stack.client("s3")
         s3.put_object(Bucket=EXISTING_BUCKET, Key="elsewhere/outside-the-prefix.jpg", Body=drops[0].body)
-        settled = settle(stack, prefix, dropped, timeout=scaled(90, 300))
+        settled = settle(stack, prefix, dropped)
         row = check(stack, "existing bucket: EventBridge events", prefix, dropped, started=started, settled=settled)
         result = {
             "row": asdict(row),

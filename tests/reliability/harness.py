@@ -27,6 +27,7 @@ import pytest
 from PIL import Image
 
 from local.stack import TERMINAL, LocalStack
+from tests.stack_waits import Observation, StackActivity, Waited, job_states, stack_activity, wait_for_progress
 from upscaler.jobs import from_dynamodb_item
 from upscaler.source_events import UnrecognisedEvent, source_objects
 
@@ -237,39 +238,61 @@ def dead_letters(stack: LocalStack) -> list[DeadLetter]:
 
 # ---- waiting ---------------------------------------------------------------------------------
 
+BUSY_SCAN_SECONDS = 10.0
 
-def settle(
-    stack: LocalStack,
-    prefix: str,
-    dropped: list[Dropped],
-    timeout: float,
-    *,
-    quiet_emulator: bool = True,
-) -> bool:
+
+def settle(stack: LocalStack, prefix: str, dropped: list[Dropped], *, quiet_emulator: bool = True) -> Waited:
     """Wait until every dropped version has a terminal job or a dead letter, no submit invocation is
-    pending, and (by default) the emulator has no task or webhook in flight. False on time-out."""
-    deadline = time.monotonic() + timeout
+    pending, and (by default) the emulator has no task or webhook in flight. Waits for as long as the
+    stack moves (tests/stack_waits.py); false, saying what was pending, once it stops moving."""
     wanted = {(item.key, item.version_id) for item in dropped}
     emulator = stack.emulator if quiet_emulator else None
-    while True:
-        pending = stack.invocations_pending()
-        # While the emulator is busy the stack cannot be settled: the table scan (an observation that
-        # takes the stack's own CPU from it) waits until it is idle.
-        if pending == 0 and (emulator is None or emulator.wait_idle(0)):
+    # The jobs as last scanned: while the stack is busy the table is scanned only every
+    # BUSY_SCAN_SECONDS (an observation that takes the stack's own CPU from it); the stack's activity
+    # shows its movement meanwhile.
+    scanned: dict[str, Any] = {"jobs": frozenset(), "open": set(wanted), "statuses": {}, "at": None, "lettered": set()}
+    last: StackActivity | None = None
+
+    def observe() -> Observation:
+        nonlocal last
+        last = activity = stack_activity(stack)
+        quiet = activity.messages_pending == 0 and (emulator is None or emulator.wait_idle(0))
+        if quiet or scanned["at"] is None or time.monotonic() - scanned["at"] >= BUSY_SCAN_SECONDS:
             jobs = scenario_jobs(stack, prefix)
             done = {(job["sourceKey"], job.get("sourceVersionId")) for job in jobs if job["status"] in TERMINAL}
             open_ = wanted - done
-            if open_:
-                open_ -= {(key, version) for letter in dead_letters(stack) for _, key, version in letter.sources}
-            if not open_ and (emulator is None or emulator.wait_idle(0)):
-                return True
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        if pending == 0 and emulator is not None and not emulator.wait_idle(0):
-            emulator.wait_idle(min(0.5, remaining))  # busy: wakes as soon as it is idle
+            if open_ and quiet:  # the DLQ is read only when the stack is quiet (its reads hide its messages)
+                scanned["lettered"] = {
+                    (key, version) for letter in dead_letters(stack) for _, key, version in letter.sources
+                }
+            open_ -= scanned["lettered"]
+            scanned.update(
+                jobs=job_states(jobs),
+                open=open_,
+                statuses={(job["sourceKey"], job.get("sourceVersionId")): job["status"] for job in jobs},
+                at=time.monotonic(),
+            )
+            if quiet and not open_ and (emulator is None or emulator.wait_idle(0)):
+                return Observation(True, None)
+        return Observation(False, (activity, scanned["jobs"]), _pending(scanned, activity))
+
+    def pause(seconds: float) -> None:
+        if emulator is not None and last is not None and last.messages_pending == 0 and last.emulator_busy:
+            emulator.wait_idle(seconds)  # busy: wakes as soon as it is idle
         else:
-            time.sleep(min(0.5, remaining))
+            time.sleep(seconds)
+
+    return wait_for_progress(observe, pause=pause)
+
+
+def _pending(scanned: dict[str, Any], activity: StackActivity) -> str:
+    open_ = sorted(scanned["open"], key=lambda version: (version[0], version[1] or ""))
+    shown = ", ".join(
+        f"{short(key, 60)}: {scanned['statuses'].get((key, version), 'no job')}" for key, version in open_[:5]
+    )
+    more = f" and {len(open_) - 5} more" if len(open_) > 5 else ""
+    versions = f"{len(open_)} version(s) without a terminal job or dead letter (as last scanned: {shown}{more})"
+    return f"{versions}; {activity.describe()}" if open_ else activity.describe()
 
 
 # ---- the invariant ---------------------------------------------------------------------------
@@ -305,14 +328,15 @@ def check(
     dropped: list[Dropped],
     *,
     started: float,
-    settled: bool = True,
+    settled: bool | Waited = True,
     extra_problems: Iterable[str] = (),
 ) -> Row:
     """Measure the scenario against the invariant, record its report row and return it."""
     row = Row(scenario, len(dropped))
     row.problems.extend(extra_problems)
     if not settled:
-        row.problems.append("the stack did not settle in time")
+        why = f": {settled.failure}" if isinstance(settled, Waited) else ""
+        row.problems.append(f"the stack did not settle{why}")
     jobs = scenario_jobs(stack, prefix)
     by_version: dict[tuple[str, str | None], list[dict[str, Any]]] = defaultdict(list)
     for job in jobs:
@@ -455,7 +479,6 @@ def run_scenario(
     prefix: str,
     drops: list[Drop],
     *,
-    timeout: float = 60.0,
     during: Callable[[list[Dropped]], None] | None = None,
 ) -> tuple[Row, list[Dropped]]:
     """Drop the objects, optionally act while they are processed, settle, check the invariant."""
@@ -463,7 +486,7 @@ def run_scenario(
     dropped = drop_all(stack, prefix, drops)
     if during is not None:
         during(dropped)
-    settled = settle(stack, prefix, dropped, timeout)
+    settled = settle(stack, prefix, dropped)
     row = check(stack, scenario, prefix, dropped, started=started, settled=settled)
     assert_invariant(row)
     return row, dropped

@@ -27,6 +27,7 @@ from tests.reliability.harness import (
     scenario_jobs,
     settle,
 )
+from tests.stack_waits import wait_on_stack
 
 SMALL = {"target-megapixels": "1"}
 
@@ -135,12 +136,20 @@ def test_forged_webhooks_are_refused_and_write_nothing(stack: LocalStack, monkey
     started = time.monotonic()
     drops = [Drop(f"{index}.jpg", image_bytes(160, 160, shade=index), SMALL) for index in range(2)]
     dropped = drop_all(stack, prefix, drops)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        jobs = jobs_by_key(stack, prefix)
-        if len(jobs) == 2 and all(job["status"] == "SUBMITTED" for job in jobs.values()):
-            break
-        time.sleep(0.1)
+
+    def statuses() -> list[str]:
+        return sorted(job["status"] for job in jobs_by_key(stack, prefix).values())
+
+    # Until both are past CLAIMED: the assertion below says whether they are open.
+    wait_on_stack(
+        stack,
+        lambda: len(found := statuses()) == 2 and "CLAIMED" not in found,
+        "the two jobs were never submitted",
+        progress=statuses,
+        pending=lambda: f"jobs {statuses()}",
+        poll_seconds=0.1,
+    )
+    jobs = jobs_by_key(stack, prefix)
     first, second = (jobs[item.key]["jobId"] for item in dropped)
     assert all(job["status"] == "SUBMITTED" for job in jobs.values())
 
@@ -150,7 +159,7 @@ def test_forged_webhooks_are_refused_and_write_nothing(stack: LocalStack, monkey
         assert still_open, "the tasks finished while the forgeries were sent: the first round tested no open job"
 
     stack.emulator.faults = FaultConfig()
-    settled = settle(stack, prefix, dropped, timeout=60)
+    settled = settle(stack, prefix, dropped)
     problems += [f"when finished: {problem}" for problem in forge_all(stack, prefix, second, first)]
 
     count = len(forgeries(first, second, "key"))

@@ -33,6 +33,7 @@ from tests.reliability.harness import (
     sent_tasks,
     settle,
 )
+from tests.stack_waits import BOUND_SECONDS
 from upscale_cli.backfill import backfill
 
 SMALL = {"target-megapixels": "1"}
@@ -93,7 +94,7 @@ def test_an_upload_that_always_fails_is_dead_lettered_alone_and_redriven(
     started = time.monotonic()
     try:
         dropped = drop_all(stack, prefix, drops)
-        settled = settle(stack, prefix, dropped, timeout=scaled(90, 240))
+        settled = settle(stack, prefix, dropped)
         row = check(
             stack, "an upload that always fails: dead-lettered alone", prefix, dropped, started=started, settled=settled
         )
@@ -111,7 +112,7 @@ def test_an_upload_that_always_fails_is_dead_lettered_alone_and_redriven(
     started = time.monotonic()
     task = stack.redrive()
     assert task["Status"] == "COMPLETED" and task["ApproximateNumberOfMessagesMoved"] >= 1
-    settled = settle(stack, prefix, dropped, timeout=scaled(60, 120))
+    settled = settle(stack, prefix, dropped)
     after = check(
         stack,
         "an upload that always fails: after the fix and a re-drive",
@@ -155,7 +156,7 @@ def test_backfill_twice_creates_no_second_job(stack: LocalStack) -> None:
     assert (counted.objects, counted.enqueued) == (len(dropped), 0)
     first = run(dry_run=False)
     assert first.enqueued == len(dropped)
-    settled = settle(stack, prefix, dropped, timeout=scaled(60, 180))
+    settled = settle(stack, prefix, dropped)
     row = check(stack, "backfill of objects already in the bucket", prefix, dropped, started=started, settled=settled)
     assert_invariant(row)
     assert row.completed == row.objects
@@ -164,7 +165,7 @@ def test_backfill_twice_creates_no_second_job(stack: LocalStack) -> None:
     started = time.monotonic()
     second = run(dry_run=False)
     assert second.enqueued == len(dropped)
-    settled = settle(stack, prefix, dropped, timeout=scaled(60, 180))
+    settled = settle(stack, prefix, dropped)
     again = check(stack, "backfill run a second time", prefix, dropped, started=started, settled=settled)
     assert_invariant(again)
     assert {key: job["jobId"] for key, job in jobs_by_key(stack, prefix).items()} == jobs_before
@@ -245,7 +246,8 @@ def test_an_existing_bucket_feeds_the_same_pipeline_through_eventbridge() -> Non
         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "layers" / "common"), str(root)])},
         capture_output=True,
         text=True,
-        timeout=scaled(240, 600),
+        # Its settle waits as long as its stack moves, up to the overall bound; the rest is start and stop.
+        timeout=BOUND_SECONDS + scaled(240, 600),
     )
     lines = [line for line in completed.stdout.splitlines() if line.startswith(existing_bucket.RESULT_PREFIX)]
     assert completed.returncode == 0 and lines, completed.stderr[-4000:]

@@ -36,7 +36,6 @@ def test_load_with_a_saturated_provider_loses_nothing(stack: LocalStack) -> None
             f"load: {count} at once, {EMULATOR_WORKERS} slow Runware workers",
             "rel-load/",
             drops,
-            timeout=scaled(180, 720),
         )
     finally:
         stop.set()

@@ -36,6 +36,7 @@ from tests.reliability.harness import (
     settle,
 )
 from tests.reliability.test_submit_crashes import CrashOnce, crash_after_runware
+from tests.stack_waits import wait_on_stack
 
 SMALL = {"target-megapixels": "1"}
 
@@ -85,7 +86,7 @@ def test_an_account_refusal_fails_no_job_and_a_redrive_completes_them(stack: Loc
     started = time.monotonic()
     dropped = drop_all(stack, prefix, photos(scaled(6, 30)))
 
-    settled = settle(stack, prefix, dropped, timeout=scaled(90, 300))
+    settled = settle(stack, prefix, dropped)
     refused = check(
         stack, "Runware 401 for the account: dead-lettered", prefix, dropped, started=started, settled=settled
     )
@@ -103,7 +104,7 @@ def test_an_account_refusal_fails_no_job_and_a_redrive_completes_them(stack: Loc
     started = time.monotonic()
     task = stack.redrive()
     assert task["Status"] == "COMPLETED" and task["ApproximateNumberOfMessagesMoved"] >= 1
-    settled = settle(stack, prefix, dropped, timeout=scaled(60, 180))
+    settled = settle(stack, prefix, dropped)
     after = check(
         stack, "Runware 401 for the account: after re-drive", prefix, dropped, started=started, settled=settled
     )
@@ -117,9 +118,7 @@ def test_tasks_getresponse_forgot_with_every_webhook_lost_complete_from_their_ou
     stack.emulator.faults = FaultConfig(drop_webhook_rate=1.0, forget_after_seconds=0.1)
     prefix = "rel-paid-forgotten/"
 
-    row, _ = run_scenario(
-        stack, "getResponse forgets tasks, webhooks dropped", prefix, photos(scaled(8, 30)), timeout=scaled(60, 180)
-    )
+    row, _ = run_scenario(stack, "getResponse forgets tasks, webhooks dropped", prefix, photos(scaled(8, 30)))
 
     assert row.completed == row.objects
     for job in jobs_by_key(stack, prefix).values():
@@ -175,13 +174,21 @@ def test_hostile_items_in_webhooks_and_getresponse_answer_no_5xx_and_hold_back_n
     answers: list[int] = []
 
     def post_hostile_bodies(dropped: list[Any]) -> None:
-        deadline = time.monotonic() + 30
-        wanted = len(dropped)
         tasks: dict[str, dict[str, Any]] = {}
-        while len(tasks) < wanted and time.monotonic() < deadline:
+
+        def every_task_sent() -> bool:
+            nonlocal tasks
             jobs = {job["jobId"] for job in jobs_by_key(stack, prefix).values()}
             tasks = upscale_tasks(stack, jobs)
-            time.sleep(0.2)
+            return len(tasks) >= len(dropped)
+
+        wait_on_stack(
+            stack,
+            every_task_sent,
+            "not every upscale task was sent",
+            progress=lambda: len(tasks),
+            pending=lambda: f"{len(tasks)} of {len(dropped)} tasks sent",
+        )
         for index, task in enumerate(tasks.values()):
             body = HOSTILE_WEBHOOK_BODIES[index % len(HOSTILE_WEBHOOK_BODIES)]
             reply = httpx.post(task["webhookURL"], content=body, headers={"Content-Type": "application/json"})
@@ -193,7 +200,6 @@ def test_hostile_items_in_webhooks_and_getresponse_answer_no_5xx_and_hold_back_n
         prefix,
         photos(scaled(8, 30)),
         during=post_hostile_bodies,
-        timeout=scaled(60, 180),
     )
 
     assert answers, "no hostile body was sent"

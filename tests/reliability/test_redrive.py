@@ -30,7 +30,7 @@ def test_outage_lands_in_the_dlq_and_redrive_finishes_every_object(stack: LocalS
     drops = [Drop(f"{index:04d}.jpg", image_bytes(170, 120, shade=index), SMALL) for index in range(scaled(8, 30))]
     dropped = drop_all(stack, prefix, drops)
 
-    settled = settle(stack, prefix, dropped, timeout=scaled(90, 300))
+    settled = settle(stack, prefix, dropped)
     down = check(stack, "Runware down: dead-lettered", prefix, dropped, started=started, settled=settled)
     assert_invariant(down)
     assert down.in_dlq == down.objects
@@ -49,7 +49,7 @@ def test_outage_lands_in_the_dlq_and_redrive_finishes_every_object(stack: LocalS
     result = stack.redrive()
     assert result["Status"] == "COMPLETED"
     assert result["ApproximateNumberOfMessagesMoved"] >= down.objects
-    settled = settle(stack, prefix, dropped, timeout=scaled(60, 180))
+    settled = settle(stack, prefix, dropped)
     after = check(stack, "Runware down: after re-drive", prefix, dropped, started=started, settled=settled)
     assert_invariant(after)
     assert after.completed == after.objects

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,6 +31,7 @@ from tests.reliability.harness import (
     scaled,
     sent_tasks,
 )
+from tests.stack_waits import wait_on_stack
 
 SMALL = {"target-megapixels": "1"}
 CRASH_SHARE = 0.5
@@ -215,11 +215,21 @@ def test_duplicate_s3_deliveries_make_one_job_and_one_task(stack: LocalStack, mo
 
     def join_direct_invocations(_: list[Dropped]) -> None:
         # Wait until every original delivery has spawned its copies, then for the direct calls.
-        deadline = time.monotonic() + 60
-        while len(copied) < len(drops) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        def finished() -> int:
+            return sum(future.done() for future in list(concurrent))
+
+        wait_on_stack(
+            stack,
+            lambda: len(copied) >= len(drops) and finished() == len(concurrent),
+            "the deliveries and their copies did not all run",
+            progress=lambda: (len(copied), finished()),
+            pending=lambda: (
+                f"{len(copied)} of {len(drops)} delivered, {finished()} of {len(concurrent)} direct calls done"
+            ),
+            poll_seconds=0.1,
+        )
         for future in list(concurrent):
-            future.result(timeout=60)
+            future.result()
 
     try:
         row, _ = run_scenario(stack, "S3 event delivered 3-4 times", prefix, drops, during=join_direct_invocations)
