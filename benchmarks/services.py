@@ -176,7 +176,8 @@ class Services:
 
     def job_statuses(self, records: list[dict[str, Any]]) -> list[str | None]:
         """The status of the job of each S3 record in the jobs table (None: no job)."""
-        from upscaler.jobs import JobStore, job_id_for
+        from upscaler.job_record import job_id_for
+        from upscaler.jobs import JobStore
 
         store = JobStore(self.stack.client("dynamodb"), self.stack.names["jobs_table"])
         statuses: list[str | None] = []
@@ -184,5 +185,5 @@ class Services:
             obj = record["s3"]["object"]
             job_id = job_id_for(record["s3"]["bucket"]["name"], unquote_plus(obj["key"]), obj["versionId"])
             job = store.get(job_id)
-            statuses.append(str(job["status"]) if job else None)
+            statuses.append(str(job.status) if job else None)
         return statuses

@@ -466,12 +466,12 @@ class LocalStack:
 
     def jobs(self) -> list[dict[str, Any]]:
         """Every job item (a scan: fine for a local table, never done by the functions)."""
-        from upscaler.jobs import from_dynamodb_item
+        from upscaler.job_record import record_from_item
 
         dynamodb = self.client("dynamodb")
         items: list[dict[str, Any]] = []
         for page in dynamodb.get_paginator("scan").paginate(TableName=self.names["jobs_table"], ConsistentRead=True):
-            items.extend(from_dynamodb_item(item) for item in page["Items"])
+            items.extend(record_from_item(item) for item in page["Items"])
         return items
 
     def dead_letter_count(self) -> int:

@@ -7,7 +7,8 @@ from typing import Any
 
 from upscale_cli.errors import UsageError
 from upscale_cli.target import Target
-from upscaler.jobs import STATUS_INDEX, JobStatus, JobStore, from_dynamodb_item, job_id_for
+from upscaler.job_record import JobStatus, job_id_for, record_from_item
+from upscaler.jobs import STATUS_INDEX, JobStore
 
 JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 STATUS_ORDER = [status.value for status in JobStatus]
@@ -42,13 +43,14 @@ def newest_jobs(target: Target, limit: int, statuses: list[str] | None = None) -
     store = JobStore(target.client("dynamodb"), target.jobs_table)
     jobs: list[dict[str, Any]] = []
     for status in statuses or STATUS_ORDER:
-        jobs.extend(store.find_by_status(JobStatus(status), newest_first=True, limit=limit))
+        jobs.extend(job.to_record() for job in store.find_by_status(JobStatus(status), newest_first=True, limit=limit))
     jobs.sort(key=lambda job: job.get("createdAt", ""), reverse=True)
     return jobs[:limit]
 
 
 def get_job(target: Target, job_id: str) -> dict[str, Any] | None:
-    return JobStore(target.client("dynamodb"), target.jobs_table).get(job_id)
+    job = JobStore(target.client("dynamodb"), target.jobs_table).get(job_id)
+    return job.to_record() if job else None
 
 
 def source_key(target: Target, reference: str) -> str:
@@ -81,7 +83,7 @@ def jobs_for_key(target: Target, key: str) -> list[dict[str, Any]]:
                     continue
                 job = store.get(job_id_for(target.inbox_bucket, key, version["VersionId"]))
                 if job:
-                    found[job["jobId"]] = job
+                    found[job.job_id] = job.to_record()
     except Exception:  # no list permission, or the bucket is gone: the index query below still answers
         pass
     if found:
@@ -103,7 +105,7 @@ def jobs_for_key(target: Target, key: str) -> list[dict[str, Any]]:
         while True:
             page = dynamodb.query(**kwargs)
             for item in page.get("Items", []):
-                job = from_dynamodb_item(item)
+                job = record_from_item(item)
                 found.setdefault(job["jobId"], job)
             if "LastEvaluatedKey" not in page:
                 break

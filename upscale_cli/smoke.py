@@ -16,8 +16,9 @@ from upscale_cli.jobs_query import get_job, jobs_for_key
 from upscale_cli.output import Output, cell, cost, size
 from upscale_cli.sample_image import gradient_png
 from upscale_cli.target import Target
+from upscaler.clock import parse_iso
 from upscaler.image_header import NeedMoreBytes, UnreadableImage, read_image_header
-from upscaler.jobs import TERMINAL_STATUSES, job_id_for, parse_iso
+from upscaler.job_record import TERMINAL_STATUSES, job_id_for
 
 TERMINAL = {status.value for status in TERMINAL_STATUSES}
 PIXEL_TOLERANCE = 0.05  # Runware rounds the output's sides; 5% of the target megapixels covers that

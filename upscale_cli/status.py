@@ -7,7 +7,7 @@ import argparse
 from upscale_cli.jobs_query import count_by_status, newest_jobs
 from upscale_cli.output import Output, cell, cost, size
 from upscale_cli.target import Target
-from upscaler.jobs import JobStatus
+from upscaler.job_record import JobStatus
 
 NEWEST_HEADERS = ["created", "source", "status", "input", "output", "cost", "seconds", "job"]
 

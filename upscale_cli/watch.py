@@ -11,7 +11,9 @@ from typing import Any
 
 from upscale_cli.output import Output, cell, cost, size
 from upscale_cli.target import Target
-from upscaler.jobs import STATUS_INDEX, TERMINAL_STATUSES, JobStatus, from_dynamodb_item, iso, utc_now
+from upscaler.clock import iso, utc_now
+from upscaler.job_record import TERMINAL_STATUSES, JobStatus, record_from_item
+from upscaler.jobs import STATUS_INDEX
 
 IN_FLIGHT = (JobStatus.CLAIMED.value, JobStatus.SUBMITTED.value)
 TERMINAL = {status.value for status in TERMINAL_STATUSES}
@@ -49,7 +51,7 @@ def snapshot(target: Target, since: str) -> dict[str, dict[str, Any]]:
         while True:
             page = dynamodb.query(**kwargs)
             for item in page.get("Items", []):
-                job = from_dynamodb_item(item)
+                job = record_from_item(item)
                 # An item can show under two statuses while the index catches up; keep the later one.
                 known = jobs.get(job["jobId"])
                 if known is None or job.get("updatedAt", "") >= known.get("updatedAt", ""):

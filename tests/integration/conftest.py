@@ -21,7 +21,7 @@ from PIL import Image
 from local.runware_emulator import FaultConfig
 from local.stack import TERMINAL, LocalStack, StackConfig
 from tests.stack_waits import Observation, job_states, stack_activity, wait_for_progress
-from upscaler.jobs import from_dynamodb_item
+from upscaler.job_record import record_from_item
 
 # Short local timings so the reconciler's paths run within a test.
 RECONCILE_AFTER_SECONDS = 3
@@ -114,7 +114,7 @@ def jobs_of(stack: LocalStack, keys: list[str]) -> list[dict[str, Any]]:
     }
     items: list[dict[str, Any]] = []
     for page in dynamodb.get_paginator("scan").paginate(**scan):
-        items.extend(from_dynamodb_item(item) for item in page["Items"])
+        items.extend(record_from_item(item) for item in page["Items"])
     return items
 
 

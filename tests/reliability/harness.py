@@ -28,7 +28,7 @@ from PIL import Image
 
 from local.stack import TERMINAL, LocalStack
 from tests.stack_waits import Observation, StackActivity, Waited, job_states, stack_activity, wait_for_progress
-from upscaler.jobs import from_dynamodb_item
+from upscaler.job_record import record_from_item
 from upscaler.source_events import UnrecognisedEvent, source_objects
 
 SCALE = os.environ.get("RELIABILITY_SCALE", "ci").strip().lower() or "ci"
@@ -191,7 +191,7 @@ def scenario_jobs(stack: LocalStack, prefix: str) -> list[dict[str, Any]]:
             }
             while True:
                 page = dynamodb.scan(**kwargs)
-                items.extend(from_dynamodb_item(item) for item in page["Items"])
+                items.extend(record_from_item(item) for item in page["Items"])
                 if "LastEvaluatedKey" not in page:
                     return items
                 kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

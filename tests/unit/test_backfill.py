@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import INBOX_BUCKET, REGION
 from upscale_cli.backfill import backfill, notification_for
-from upscaler.jobs import job_id_for
+from upscaler.job_record import job_id_for
 from upscaler.source_events import source_objects
 
 

@@ -13,7 +13,7 @@ from upscale_cli.output import plain_table, to_json
 from upscale_cli.sample_image import gradient_png
 from upscale_cli.target import Target
 from upscaler.image_header import read_image_header
-from upscaler.jobs import job_id_for
+from upscaler.job_record import job_id_for
 
 TARGET = Target("test", "inbox-bucket", "inbox/", "output-bucket", "jobs", "secret-arn")
 

@@ -11,6 +11,7 @@ import boto3
 import pytest
 
 from tests.conftest import JOBS_TABLE, REGION
+from tests.job_records import move_job, seed_job
 from upscaler.completion_events import (
     DETAIL_TYPES,
     EVENT_SOURCE,
@@ -18,7 +19,8 @@ from upscaler.completion_events import (
     completion_detail,
     completion_entry,
 )
-from upscaler.jobs import JobStatus, JobStore, TransitionRefused
+from upscaler.job_record import Job, JobStatus
+from upscaler.jobs import JobStore, TransitionRefused
 
 
 @pytest.fixture
@@ -28,47 +30,50 @@ def ended(aws) -> tuple[JobStore, list[dict[str, Any]]]:
 
 
 def new_job(**fields: Any) -> dict[str, Any]:
-    return {"jobId": str(uuid.uuid4()), "sourceKey": "inbox/a.jpg", **fields}
+    return {"jobId": str(uuid.uuid4()), "sourceBucket": "inbox", "sourceKey": "inbox/a.jpg", **fields}
 
 
 def test_the_store_reports_each_write_that_ends_a_job_once(ended):
     store, seen = ended
     rejected = new_job(errorCode="notAnImage")
-    store.create(rejected, JobStatus.REJECTED)
+    seed_job(store, rejected, JobStatus.REJECTED)
     claimed = new_job()
-    store.create(claimed, JobStatus.CLAIMED)
-    store.transition(claimed["jobId"], {JobStatus.CLAIMED}, JobStatus.SUBMITTED)
-    assert [job["jobId"] for job in seen] == [rejected["jobId"]], "claims and submissions end nothing"
+    seed_job(store, claimed, JobStatus.CLAIMED)
+    move_job(store, claimed["jobId"], JobStatus.SUBMITTED)
+    assert [job.job_id for job in seen] == [rejected["jobId"]], "claims and submissions end nothing"
 
-    store.transition(claimed["jobId"], {JobStatus.SUBMITTED}, JobStatus.TIMED_OUT)
+    move_job(store, claimed["jobId"], JobStatus.TIMED_OUT)
     with pytest.raises(TransitionRefused):  # a duplicate report of the same ending
-        store.transition(claimed["jobId"], {JobStatus.SUBMITTED}, JobStatus.TIMED_OUT)
-    store.transition(claimed["jobId"], {JobStatus.TIMED_OUT}, JobStatus.COMPLETED, {"cost": Decimal("0.005")})
-    assert [(job["jobId"], job["status"]) for job in seen] == [
+        move_job(store, claimed["jobId"], JobStatus.TIMED_OUT)
+    move_job(store, claimed["jobId"], JobStatus.COMPLETED, {"cost": Decimal("0.005")})
+    assert [(job.job_id, job.status) for job in seen] == [
         (rejected["jobId"], "REJECTED"),
         (claimed["jobId"], "TIMED_OUT"),
         (claimed["jobId"], "COMPLETED"),
     ]
-    assert seen[-1]["cost"] == Decimal("0.005"), "the event is made from the item as written"
+    assert seen[-1].cost == Decimal("0.005"), "the event is made from the item as written"
     with pytest.raises(TransitionRefused):
-        store.create(rejected, JobStatus.REJECTED)
+        seed_job(store, rejected, JobStatus.REJECTED)
     assert len(seen) == 3
 
 
 @pytest.mark.parametrize("status", ["COMPLETED", "FAILED", "REJECTED", "TIMED_OUT"])
 def test_entry_names_the_product_and_the_ending(status):
-    entry = completion_entry({"jobId": "j", "status": status}, "my-bus")
+    entry = completion_entry(
+        Job.from_record({"jobId": "j", "status": status, "sourceBucket": "b", "sourceKey": "k"}), "my-bus"
+    )
     assert entry["Source"] == EVENT_SOURCE == "s3-upscale"
     assert entry["DetailType"] == DETAIL_TYPES[status]
     assert entry["DetailType"].startswith("Upscale Job ")
     assert entry["EventBusName"] == "my-bus"
-    assert json.loads(entry["Detail"]) == {"jobId": "j", "status": status}
+    assert json.loads(entry["Detail"]) == {"jobId": "j", "status": status, "sourceBucket": "b", "sourceKey": "k"}
 
 
 def test_detail_holds_the_public_fields_only():
     job = {
         "jobId": "j",
         "status": "COMPLETED",
+        "sourceBucket": "b",
         "sourceKey": "inbox/a.jpg",
         "outputKey": "upscaled/a.jpg.12345678.jpg",
         "outputWidth": 2000,
@@ -79,9 +84,10 @@ def test_detail_holds_the_public_fields_only():
         "imageURL": "https://im.runware.ai/x.jpg",
         "errorCode": None,
     }
-    assert completion_detail(job) == {
+    assert completion_detail(Job.from_record(job)) == {
         "jobId": "j",
         "status": "COMPLETED",
+        "sourceBucket": "b",
         "sourceKey": "inbox/a.jpg",
         "outputKey": "upscaled/a.jpg.12345678.jpg",
         "outputWidth": 2000,
@@ -98,11 +104,29 @@ def test_an_event_reaches_a_rule_on_the_bus(aws):
     events.put_rule(Name="done", EventPattern=json.dumps({"source": ["s3-upscale"]}))
     events.put_targets(Rule="done", Targets=[{"Id": "q", "Arn": arn}])
     publish = CompletionEventPublisher(lambda: events, "default")
-    publish({"jobId": "j1", "status": "FAILED", "errorCode": "invalidImage", "cost": Decimal("0")})
+    publish(
+        Job.from_record(
+            {
+                "jobId": "j1",
+                "status": "FAILED",
+                "sourceBucket": "b",
+                "sourceKey": "k",
+                "errorCode": "invalidImage",
+                "cost": Decimal("0"),
+            }
+        )
+    )
     [message] = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
     event = json.loads(message["Body"])
     assert (event["source"], event["detail-type"]) == ("s3-upscale", "Upscale Job Failed")
-    assert event["detail"] == {"jobId": "j1", "status": "FAILED", "errorCode": "invalidImage", "cost": 0}
+    assert event["detail"] == {
+        "jobId": "j1",
+        "status": "FAILED",
+        "sourceBucket": "b",
+        "sourceKey": "k",
+        "errorCode": "invalidImage",
+        "cost": 0,
+    }
 
 
 class RefusingEvents:
@@ -120,10 +144,11 @@ class RefusingEvents:
 
 
 def test_a_refused_event_is_sent_again_and_never_raises(caplog):
+    job = Job.from_record({"jobId": "j", "status": "COMPLETED", "sourceBucket": "b", "sourceKey": "k"})
     flaky = RefusingEvents(refusals=2)
-    CompletionEventPublisher(lambda: flaky, "default", sleep=lambda _: None)({"jobId": "j", "status": "COMPLETED"})
+    CompletionEventPublisher(lambda: flaky, "default", sleep=lambda _: None)(job)
     assert flaky.calls == 3
     down = RefusingEvents(refusals=99)
-    CompletionEventPublisher(lambda: down, "default", sleep=lambda _: None)({"jobId": "j", "status": "COMPLETED"})
+    CompletionEventPublisher(lambda: down, "default", sleep=lambda _: None)(job)
     assert down.calls == 3
     assert "completion event not sent" in caplog.text

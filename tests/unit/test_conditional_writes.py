@@ -10,9 +10,11 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import JOBS_TABLE
+from tests.job_records import seed_job
 from tests.unit.test_jobs import RecordingClient
 from upscaler.conditional_writes import MAX_TRANSACTION_ITEMS, cancellation_reasons
-from upscaler.jobs import JobStatus, JobStore, TransitionRefused
+from upscaler.job_record import Job, JobStatus
+from upscaler.jobs import CLAIM, COMPLETE, REJECT, SUBMIT, JobStore, Transition, TransitionRefused
 
 
 @pytest.fixture
@@ -26,23 +28,23 @@ def store(recorded) -> JobStore:
 
 
 def new_job(**fields: Any) -> dict[str, Any]:
-    return {"jobId": str(uuid.uuid4()), "sourceKey": "inbox/a.jpg", **fields}
+    return {"jobId": str(uuid.uuid4()), "sourceBucket": "inbox", "sourceKey": "inbox/a.jpg", **fields}
 
 
-def claims(*jobs: dict[str, Any]) -> list[tuple[dict[str, Any], JobStatus]]:
-    return [(job, JobStatus.CLAIMED) for job in jobs]
+def claims(*jobs: dict[str, Any]) -> list[tuple[Job, Transition]]:
+    return [(Job.from_record(job), CLAIM) for job in jobs]
 
 
 def test_new_jobs_are_created_in_one_transaction(store, recorded):
     jobs = [new_job() for _ in range(5)]
     assert store.create_all(claims(*jobs)) == [None] * 5
     assert recorded.calls == ["transact_write_items"]
-    assert [store.get(job["jobId"])["status"] for job in jobs] == ["CLAIMED"] * 5
+    assert [store.get(job["jobId"]).status for job in jobs] == ["CLAIMED"] * 5
 
 
 def test_a_job_that_exists_is_refused_with_it_and_the_others_written_in_a_second_transaction(store, recorded):
     existing = new_job()
-    store.create(existing, JobStatus.SUBMITTED)
+    seed_job(store, existing, JobStatus.SUBMITTED)
     recorded.calls.clear()
     fresh = [new_job(), new_job()]
     results = store.create_all(claims(fresh[0], {**existing, "sourceKey": "other"}, fresh[1]))
@@ -50,10 +52,10 @@ def test_a_job_that_exists_is_refused_with_it_and_the_others_written_in_a_second
     refused = results[1]
     assert isinstance(refused, TransitionRefused)
     assert refused.current is not None
-    assert (refused.current["status"], refused.current["sourceKey"]) == ("SUBMITTED", "inbox/a.jpg")
+    assert (refused.current.status, refused.current.source_key) == ("SUBMITTED", "inbox/a.jpg")
     assert recorded.calls == ["transact_write_items", "transact_write_items"]
-    assert [store.get(job["jobId"])["status"] for job in fresh] == ["CLAIMED", "CLAIMED"]
-    assert store.get(existing["jobId"])["sourceKey"] == "inbox/a.jpg"  # not overwritten
+    assert [store.get(job["jobId"]).status for job in fresh] == ["CLAIMED", "CLAIMED"]
+    assert store.get(existing["jobId"]).source_key == "inbox/a.jpg"  # not overwritten
 
 
 def test_a_batch_of_repeats_costs_one_request(store, recorded):
@@ -90,7 +92,7 @@ def test_a_transaction_that_fails_outright_leaves_each_job_to_its_own_write(stor
 
     aws.dynamodb.meta.events.register("before-call.dynamodb.TransactWriteItems", refuse)
     existing = new_job()
-    store.create(existing, JobStatus.CLAIMED)
+    seed_job(store, existing, JobStatus.CLAIMED)
     recorded.calls.clear()
     fresh = new_job()
     results = store.create_all(claims(fresh, existing))
@@ -117,9 +119,9 @@ def test_a_conflicting_job_is_settled_by_its_own_write_and_the_rolled_back_ones_
 
 def test_rejections_written_together_each_end_their_job(aws):
     ended: list[str] = []
-    store = JobStore(aws.dynamodb, JOBS_TABLE, on_terminal=lambda job: ended.append(job["jobId"]))
+    store = JobStore(aws.dynamodb, JOBS_TABLE, on_terminal=lambda job: ended.append(job.job_id))
     jobs = [new_job(errorCode="notAnImage") for _ in range(2)]
-    assert store.create_all([(job, JobStatus.REJECTED) for job in jobs]) == [None, None]
+    assert store.create_all([(Job.from_record(job), REJECT) for job in jobs]) == [None, None]
     assert ended == [job["jobId"] for job in jobs]  # after the write, once each
 
 
@@ -127,23 +129,23 @@ def test_moves_together_change_only_jobs_in_an_allowed_status(store, recorded):
     claimed = [new_job() for _ in range(2)]
     done = new_job()
     store.create_all(claims(*claimed))
-    store.create(done, JobStatus.COMPLETED)
+    seed_job(store, done, JobStatus.COMPLETED)
     recorded.calls.clear()
-    moves = [(job["jobId"], {"submitRequestMs": 12}) for job in (claimed[0], done, claimed[1])]
-    results = store.transition_all(moves, {JobStatus.CLAIMED}, JobStatus.SUBMITTED, increment="submitAttempts")
+    moves = [(job["jobId"], {"submit_request_ms": 12}) for job in (claimed[0], done, claimed[1])]
+    results = store.move_all(moves, SUBMIT, increment="submit_attempts")
     assert results[0] is None and results[2] is None
     assert isinstance(results[1], TransitionRefused)
-    assert results[1].current is not None and results[1].current["status"] == "COMPLETED"
+    assert results[1].current is not None and results[1].current.status == "COMPLETED"
     assert recorded.calls == ["transact_write_items", "transact_write_items"]
     for job in claimed:
         moved = store.get(job["jobId"])
-        assert (moved["status"], moved["submitRequestMs"], moved["submitAttempts"]) == ("SUBMITTED", 12, 1)
-    assert store.get(done["jobId"])["status"] == "COMPLETED"
+        assert (moved.status, moved.submit_request_ms, moved.submit_attempts) == ("SUBMITTED", 12, 1)
+    assert store.get(done["jobId"]).status == "COMPLETED"
 
 
 def test_moves_together_never_end_a_job(store):
-    with pytest.raises(ValueError, match="transition"):
-        store.transition_all([("x", {})], {JobStatus.SUBMITTED}, JobStatus.COMPLETED)
+    with pytest.raises(ValueError, match="cannot end jobs"):
+        store.move_all([("x", {})], COMPLETE)
 
 
 @pytest.mark.parametrize(

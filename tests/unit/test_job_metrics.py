@@ -8,6 +8,7 @@ import pytest
 from aws_lambda_powertools import Metrics
 
 from upscaler.job_metrics import add_reconcile_metrics, add_result_metrics, add_submit_metrics, add_webhook_metrics
+from upscaler.job_record import Job
 from upscaler.reconciliation import ReconcileReport
 from upscaler.results import Recorded
 from upscaler.submission import DUPLICATE, IGNORED, SubmitOutcome
@@ -35,7 +36,9 @@ def outcome(status: str) -> SubmitOutcome:
 
 
 def recorded(status: str, changed: bool = True, **job: object) -> Recorded:
-    return Recorded("job", status, changed, dict(job))
+    return Recorded(
+        "job", status, changed, Job.from_record({"jobId": "job", "sourceBucket": "b", "sourceKey": "k", **job})
+    )
 
 
 def test_each_submit_outcome_counts_under_its_own_name(metrics):

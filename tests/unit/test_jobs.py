@@ -1,4 +1,5 @@
-"""The job store on (moto's) DynamoDB: create-once, guarded transitions, and status lookups through the index."""
+"""The job store on (moto's) DynamoDB: create-once, the transition table's guarded moves, and status
+lookups through the index."""
 
 from __future__ import annotations
 
@@ -10,22 +11,38 @@ from typing import Any
 import pytest
 
 from tests.conftest import JOBS_TABLE
+from tests.job_records import seed_job
+from upscaler.job_record import Job, JobStatus
 from upscaler.jobs import (
+    CLAIM,
+    COMPLETE,
+    COMPLETE_REJECTED,
+    FAIL,
+    REJECT,
+    REJECT_CLAIMED,
     STATUS_INDEX,
-    TERMINAL_STATUSES,
-    JobStatus,
+    SUBMIT,
+    TIME_OUT,
+    TRANSITIONS,
     JobStore,
     TransitionRefused,
-    iso,
-    job_id_for,
-    parse_iso,
-    seconds_between,
+    completion_for,
 )
-from upscaler.models import is_uuid4
 
-# The allowed moves: open jobs may finish in any way; the only move out of an ending is a late success.
-OPEN = frozenset({JobStatus.CLAIMED, JobStatus.SUBMITTED})
-MAY_COMPLETE = OPEN | {JobStatus.TIMED_OUT}
+# The state machine as the product promises it (which status may follow which, by which move),
+# written out here rather than read from the table, so that a change to the table must change this too.
+EXPECTED_MOVES = {
+    "claim": (set(), "CLAIMED"),
+    "reject": (set(), "REJECTED"),
+    "rejectClaimed": ({"CLAIMED"}, "REJECTED"),
+    "waitForAccount": ({"CLAIMED"}, "CLAIMED"),
+    "submit": ({"CLAIMED"}, "SUBMITTED"),
+    "failSubmission": ({"CLAIMED"}, "FAILED"),
+    "fail": ({"CLAIMED", "SUBMITTED"}, "FAILED"),
+    "timeOut": ({"SUBMITTED"}, "TIMED_OUT"),
+    "complete": ({"CLAIMED", "SUBMITTED", "FAILED", "TIMED_OUT"}, "COMPLETED"),
+    "completeRejected": ({"REJECTED"}, "COMPLETED"),  # only a job rejected after its claim
+}
 
 
 class RecordingClient:
@@ -52,26 +69,27 @@ def store(aws) -> JobStore:
     return JobStore(aws.dynamodb, JOBS_TABLE, retention_days=30)
 
 
-def new_job(**fields: Any) -> dict[str, Any]:
-    return {"jobId": str(uuid.uuid4()), "sourceKey": "inbox/a.jpg", **fields}
+def new_job(**fields: Any) -> Job:
+    return Job(job_id=str(uuid.uuid4()), source_bucket="inbox", source_key="inbox/a.jpg", **fields)
 
 
-# --- job ids ------------------------------------------------------------------------------------
+# --- the table ----------------------------------------------------------------------------------
 
 
-def test_job_id_is_a_uuid4_derived_from_the_object_version():
-    job_id = job_id_for("bucket", "inbox/a.jpg", "v1")
-    assert is_uuid4(job_id)
-    assert uuid.UUID(job_id).version == 4
-    assert job_id == job_id_for("bucket", "inbox/a.jpg", "v1")
-    others = {
-        job_id_for("bucket", "inbox/a.jpg", "v2"),
-        job_id_for("bucket", "inbox/a.png", "v1"),
-        job_id_for("other", "inbox/a.jpg", "v1"),
-        job_id_for("bucket", "inbox/a.jpgv", "1"),  # the separator keeps parts apart
+def test_the_table_is_the_promised_state_machine():
+    table = {
+        transition.name: ({str(s) for s in transition.before}, str(transition.after)) for transition in TRANSITIONS
     }
-    assert job_id not in others
-    assert len(others) == 4
+    assert table == EXPECTED_MOVES
+    assert len(table) == len(TRANSITIONS)
+
+
+def test_completion_for_each_status():
+    assert completion_for(new_job(status=JobStatus.SUBMITTED)) is COMPLETE
+    assert completion_for(new_job(status=JobStatus.TIMED_OUT)) is COMPLETE
+    assert completion_for(new_job(status=JobStatus.COMPLETED)) is None
+    assert completion_for(new_job(status=JobStatus.REJECTED)) is None
+    assert completion_for(new_job(status=JobStatus.REJECTED, rejected_after_claim=True)) is COMPLETE_REJECTED
 
 
 # --- create -------------------------------------------------------------------------------------
@@ -79,124 +97,140 @@ def test_job_id_is_a_uuid4_derived_from_the_object_version():
 
 def test_create_and_read_back(store):
     moment = datetime(2026, 5, 14, 9, 30, 0, 123000, tzinfo=UTC)
-    job = new_job(sourceSize=1234, cost=Decimal("0.0031"), ratio=1.5, enhance=True, missing=None)
-    store.create(job, JobStatus.CLAIMED, now=moment)
-    item = store.get(job["jobId"])
-    assert item == {
-        "jobId": job["jobId"],
-        "sourceKey": "inbox/a.jpg",
-        "sourceSize": 1234,
-        "cost": Decimal("0.0031"),
-        "ratio": Decimal("1.5"),
-        "enhance": True,
-        "status": "CLAIMED",
-        "createdAt": "2026-05-14T09:30:00.123Z",
-        "updatedAt": "2026-05-14T09:30:00.123Z",
-        "expiresAt": int(moment.timestamp()) + 30 * 86400,
-    }
-    assert type(item["sourceSize"]) is int
+    job = new_job(source_size=1234, cost=Decimal("0.0031"), enhance_details=True)
+    written = store.create(job, CLAIM, now=moment)
+    read = store.get(job.job_id)
+    assert read == written
+    assert read == job.but(
+        status=JobStatus.CLAIMED,
+        created_at="2026-05-14T09:30:00.123Z",
+        updated_at="2026-05-14T09:30:00.123Z",
+        expires_at=int(moment.timestamp()) + 30 * 86400,
+    )
+    assert type(read.source_size) is int
+    assert read.to_record()["sourceSize"] == 1234
 
 
 def test_get_of_an_unknown_job_is_none(store):
     assert store.get(str(uuid.uuid4())) is None
 
 
-def test_second_create_is_refused_with_the_current_item(store):
+def test_second_create_is_refused_with_the_current_job(store):
     job = new_job()
-    store.create(job, JobStatus.CLAIMED)
-    store.transition(job["jobId"], {JobStatus.CLAIMED}, JobStatus.SUBMITTED)
+    store.create(job, CLAIM)
+    store.move(job.job_id, SUBMIT)
     with pytest.raises(TransitionRefused) as caught:
-        store.create({**job, "sourceKey": "other"}, JobStatus.REJECTED)
-    assert caught.value.job_id == job["jobId"]
+        store.create(job.but(source_key="other"), REJECT)
+    assert caught.value.job_id == job.job_id
     assert caught.value.current is not None
-    assert caught.value.current["status"] == "SUBMITTED"
-    assert caught.value.current["sourceKey"] == "inbox/a.jpg"
-    assert store.get(job["jobId"])["status"] == "SUBMITTED"
+    assert caught.value.current.status is JobStatus.SUBMITTED
+    assert caught.value.current.source_key == "inbox/a.jpg"
+    assert store.get(job.job_id).status is JobStatus.SUBMITTED
 
 
-# --- transitions --------------------------------------------------------------------------------
+def test_only_creating_transitions_create_and_only_moves_move(store):
+    with pytest.raises(ValueError, match="cannot create"):
+        store.create(new_job(), SUBMIT)
+    job = store.create(new_job(), CLAIM)
+    with pytest.raises(ValueError, match="use create"):
+        store.move(job.job_id, CLAIM)
 
 
-def test_transition_sets_fields_counts_and_removes(store):
-    job = new_job(errorCode="old")
-    store.create(job, JobStatus.CLAIMED)
+# --- moves --------------------------------------------------------------------------------------
+
+
+def test_move_sets_fields_counts_and_removes(store):
+    job = new_job(error_code="old")
+    store.create(job, CLAIM)
     later = datetime(2030, 1, 1, tzinfo=UTC)
-    item = store.transition(
-        job["jobId"],
-        {JobStatus.CLAIMED},
-        JobStatus.SUBMITTED,
-        {"submittedAt": iso(later), "ignored": None},
-        remove=("errorCode",),
-        increment="submitAttempts",
+    moved = store.move(
+        job.job_id,
+        SUBMIT,
+        {"submitted_at": "2030-01-01T00:00:00.000Z", "image_uuid": None},
+        remove=("error_code",),
+        increment="submit_attempts",
         now=later,
     )
-    assert item["status"] == "SUBMITTED"
-    assert item["submittedAt"] == item["updatedAt"] == "2030-01-01T00:00:00.000Z"
-    assert item["submitAttempts"] == 1
-    assert "errorCode" not in item and "ignored" not in item
-    assert store.get(job["jobId"]) == item
-    again = store.transition(job["jobId"], {JobStatus.SUBMITTED}, JobStatus.SUBMITTED, increment="submitAttempts")
-    assert again["submitAttempts"] == 2
+    assert moved.status is JobStatus.SUBMITTED
+    assert moved.submitted_at == moved.updated_at == "2030-01-01T00:00:00.000Z"
+    assert moved.submit_attempts == 1
+    assert moved.error_code is None and moved.image_uuid is None
+    assert store.get(job.job_id) == moved
+    failed = store.move(job.job_id, FAIL, {"error_code": "x"}, increment="submit_attempts")
+    assert failed.submit_attempts == 2
 
 
-def test_transition_of_a_missing_job_is_refused(store):
+def test_a_change_naming_no_field_is_refused_before_writing(store):
+    job = store.create(new_job(), CLAIM)
+    with pytest.raises(ValueError, match="no field 'submittedAt'"):
+        store.move(job.job_id, SUBMIT, {"submittedAt": "2030-01-01T00:00:00.000Z"})
+    assert store.get(job.job_id).status is JobStatus.CLAIMED
+
+
+def test_move_of_a_missing_job_is_refused(store):
     with pytest.raises(TransitionRefused) as caught:
-        store.transition(str(uuid.uuid4()), OPEN, JobStatus.COMPLETED)
+        store.move(str(uuid.uuid4()), COMPLETE)
     assert caught.value.current is None
     assert "missing" in str(caught.value)
 
 
-def test_transition_from_a_status_not_allowed_is_refused_and_changes_nothing(store):
-    job = new_job()
-    store.create(job, JobStatus.CLAIMED)
-    before = store.get(job["jobId"])
+def test_move_from_a_status_not_allowed_is_refused_and_changes_nothing(store):
+    job = store.create(new_job(), CLAIM)
     with pytest.raises(TransitionRefused) as caught:
-        store.transition(job["jobId"], {JobStatus.SUBMITTED}, JobStatus.COMPLETED, {"cost": Decimal("1")})
-    assert caught.value.current == before
-    assert store.get(job["jobId"]) == before
+        store.move(job.job_id, TIME_OUT, {"cost": Decimal("1")})
+    assert caught.value.current == job
+    assert store.get(job.job_id) == job
 
 
-REGRESSIONS = [
-    (ending, to)
-    for ending in sorted(TERMINAL_STATUSES)
-    for to in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.SUBMITTED)
-    if (ending, to) != (JobStatus.TIMED_OUT, JobStatus.COMPLETED)  # the one allowed move, tested below
-]
+def test_every_move_is_allowed_exactly_from_its_statuses(store):
+    # One moto world for the whole matrix: each (status, move) pair gets its own job.
+    tried = 0
+    for status in JobStatus:
+        for transition in TRANSITIONS:
+            if transition.creates:
+                continue
+            job = seed_job(store, {"jobId": str(uuid.uuid4()), "sourceBucket": "b", "sourceKey": "k"}, status)
+            allowed = str(status) in EXPECTED_MOVES[transition.name][0] and transition is not COMPLETE_REJECTED
+            if allowed:
+                assert store.move(job.job_id, transition, {"error_code": "x"}).status is transition.after
+            else:
+                with pytest.raises(TransitionRefused):
+                    store.move(job.job_id, transition, {"error_code": "late"})
+                assert store.get(job.job_id) == job, (status, transition.name)
+            tried += 1
+    assert tried == len(JobStatus) * (len(TRANSITIONS) - 2)
 
 
-def test_no_regression_out_of_a_terminal_state(store):
-    # One moto world for the whole matrix: each pair gets its own job.
-    for ending, to in REGRESSIONS:
-        job = new_job()
-        store.create(job, ending)
-        allowed = MAY_COMPLETE if to == JobStatus.COMPLETED else OPEN
-        with pytest.raises(TransitionRefused) as caught:
-            store.transition(job["jobId"], allowed, to, {"errorCode": "late"})
-        assert caught.value.current["status"] == ending, (ending, to)
-        item = store.get(job["jobId"])
-        assert item["status"] == ending, (ending, to)
-        assert "errorCode" not in item, (ending, to)
-    assert len(REGRESSIONS) == 15
-
-
-def test_timed_out_job_may_still_complete(store):
-    job = new_job()
-    store.create(job, JobStatus.SUBMITTED)
-    store.transition(job["jobId"], {JobStatus.SUBMITTED}, JobStatus.TIMED_OUT)
-    item = store.transition(job["jobId"], MAY_COMPLETE, JobStatus.COMPLETED, {"imageUUID": "img"})
-    assert item["status"] == "COMPLETED"
-    assert item["imageUUID"] == "img"
+def test_a_rejected_job_completes_only_when_rejected_after_its_claim(store):
+    plain = store.create(new_job(error_code="notAnImage"), REJECT)
     with pytest.raises(TransitionRefused):
-        store.transition(job["jobId"], MAY_COMPLETE, JobStatus.COMPLETED, {"imageUUID": "again"})
+        store.move(plain.job_id, COMPLETE_REJECTED, {"image_uuid": "img"})
+    claimed = store.create(new_job(), CLAIM)
+    store.move(claimed.job_id, REJECT_CLAIMED, {"rejected_after_claim": True})
+    completed = store.move(claimed.job_id, COMPLETE_REJECTED, {"image_uuid": "img"}, remove=("error_code",))
+    assert completed.status is JobStatus.COMPLETED and completed.image_uuid == "img"
 
 
-def test_only_one_of_two_racing_transitions_wins(store):
-    job = new_job()
-    store.create(job, JobStatus.SUBMITTED)
-    store.transition(job["jobId"], OPEN, JobStatus.COMPLETED, {"imageUUID": "first"})
+def test_timed_out_job_may_still_complete_once(store):
+    job = seed_job(store, {"jobId": str(uuid.uuid4()), "sourceBucket": "b", "sourceKey": "k"}, JobStatus.TIMED_OUT)
+    completed = store.move(job.job_id, COMPLETE, {"image_uuid": "img"})
+    assert completed.status is JobStatus.COMPLETED
+    assert completed.image_uuid == "img"
     with pytest.raises(TransitionRefused):
-        store.transition(job["jobId"], OPEN, JobStatus.FAILED, {"errorCode": "x"})
-    assert store.get(job["jobId"])["imageUUID"] == "first"
+        store.move(job.job_id, COMPLETE, {"image_uuid": "again"})
+
+
+def test_only_one_of_two_racing_moves_wins(store):
+    job = seed_job(store, {"jobId": str(uuid.uuid4()), "sourceBucket": "b", "sourceKey": "k"}, JobStatus.SUBMITTED)
+    store.move(job.job_id, COMPLETE, {"image_uuid": "first"})
+    with pytest.raises(TransitionRefused):
+        store.move(job.job_id, FAIL, {"error_code": "x"})
+    assert store.get(job.job_id).image_uuid == "first"
+
+
+def test_move_all_never_ends_jobs(store):
+    with pytest.raises(ValueError, match="cannot end jobs"):
+        store.move_all([("id", {})], COMPLETE)
 
 
 # --- finding jobs by status ---------------------------------------------------------------------
@@ -205,9 +239,8 @@ def test_only_one_of_two_racing_transitions_wins(store):
 def seed(store: JobStore, start: datetime, statuses: list[JobStatus]) -> list[str]:
     ids = []
     for minutes, status in enumerate(statuses):
-        job = new_job(order=minutes)
-        store.create(job, status, now=start + timedelta(minutes=minutes))
-        ids.append(job["jobId"])
+        record = {"jobId": str(uuid.uuid4()), "sourceBucket": "b", "sourceKey": f"inbox/{minutes}.jpg"}
+        ids.append(seed_job(store, record, status, now=start + timedelta(minutes=minutes)).job_id)
     return ids
 
 
@@ -218,12 +251,12 @@ def test_find_by_status_queries_the_index_oldest_first(aws):
     ids = seed(store, start, [JobStatus.SUBMITTED, JobStatus.COMPLETED, JobStatus.SUBMITTED, JobStatus.SUBMITTED])
     recording.calls.clear()
     found = list(store.find_by_status(JobStatus.SUBMITTED))
-    assert [job["jobId"] for job in found] == [ids[0], ids[2], ids[3]]
-    assert all(job["status"] == "SUBMITTED" for job in found)
+    assert [job.job_id for job in found] == [ids[0], ids[2], ids[3]]
+    assert all(job.status == "SUBMITTED" for job in found)
     assert recording.calls == ["query"]
     assert "scan" not in recording.calls
     newest = list(store.find_by_status(JobStatus.SUBMITTED, newest_first=True))
-    assert [job["jobId"] for job in newest] == [ids[3], ids[2], ids[0]]
+    assert [job.job_id for job in newest] == [ids[3], ids[2], ids[0]]
 
 
 def test_find_by_status_uses_the_status_index(aws, monkeypatch):
@@ -244,7 +277,7 @@ def test_find_by_status_created_before(store):
     start = datetime(2026, 5, 14, 8, 0, tzinfo=UTC)
     ids = seed(store, start, [JobStatus.SUBMITTED] * 5)
     cutoff = start + timedelta(minutes=2)
-    found = [job["jobId"] for job in store.find_by_status(JobStatus.SUBMITTED, created_before=cutoff)]
+    found = [job.job_id for job in store.find_by_status(JobStatus.SUBMITTED, created_before=cutoff)]
     assert found == ids[:2]  # strictly before the cutoff
     assert list(store.find_by_status(JobStatus.SUBMITTED, created_before=start)) == []
 
@@ -255,9 +288,9 @@ def test_find_by_status_limit_and_pagination(aws):
     start = datetime(2026, 5, 14, 8, 0, tzinfo=UTC)
     ids = seed(store, start, [JobStatus.SUBMITTED] * 7)
     recording.calls.clear()
-    assert [job["jobId"] for job in store.find_by_status(JobStatus.SUBMITTED, limit=3)] == ids[:3]
+    assert [job.job_id for job in store.find_by_status(JobStatus.SUBMITTED, limit=3)] == ids[:3]
     assert recording.calls == ["query"]
-    assert [job["jobId"] for job in store.find_by_status(JobStatus.SUBMITTED, limit=100)] == ids
+    assert [job.job_id for job in store.find_by_status(JobStatus.SUBMITTED, limit=100)] == ids
     assert "scan" not in recording.calls
 
 
@@ -274,19 +307,5 @@ def test_find_by_status_follows_pages(aws, monkeypatch):
         return response
 
     monkeypatch.setattr(aws.dynamodb, "query", two_at_a_time)
-    assert [job["jobId"] for job in store.find_by_status(JobStatus.SUBMITTED)] == ids
+    assert [job.job_id for job in store.find_by_status(JobStatus.SUBMITTED)] == ids
     assert len(pages) >= 3
-
-
-# --- time helpers -------------------------------------------------------------------------------
-
-
-def test_iso_round_trip_and_durations():
-    moment = datetime(2026, 5, 14, 9, 30, 1, 250000, tzinfo=UTC)
-    text = iso(moment)
-    assert text == "2026-05-14T09:30:01.250Z"
-    assert parse_iso(text) == moment
-    assert iso(moment.astimezone(tz=None)) == text
-    assert seconds_between("2026-05-14T09:30:00.000Z", "2026-05-14T09:31:01.500Z") == 61.5
-    assert seconds_between(None, text) is None
-    assert seconds_between(text, "") is None

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import OUTPUT_BUCKET
+from upscaler.job_record import Job
 from upscaler.outputs import (
     OutputInvalid,
     OutputPublisher,
@@ -25,19 +26,21 @@ def image(width: int, height: int, fmt: str = "PNG") -> bytes:
     return buffer.getvalue()
 
 
-def job(**changes: Any) -> dict[str, Any]:
-    return {
-        "jobId": "job-1",
-        "sourceBucket": "test-inbox",
-        "sourceKey": "inbox/été/a.jpg",
-        "sourceVersionId": "v1",
-        "inputWidth": 500,
-        "inputHeight": 250,
-        "targetMegapixels": 1,
-        "outputBucket": OUTPUT_BUCKET,
-        "outputKey": "upscaled/été/a.jpg.job-1.jpg",
-        **changes,
-    }
+def job(**changes: Any) -> Job:
+    return Job.from_record(
+        {
+            "jobId": "job-1",
+            "sourceBucket": "test-inbox",
+            "sourceKey": "inbox/été/a.jpg",
+            "sourceVersionId": "v1",
+            "inputWidth": 500,
+            "inputHeight": 250,
+            "targetMegapixels": 1,
+            "outputBucket": OUTPUT_BUCKET,
+            "outputKey": "upscaled/été/a.jpg.job-1.jpg",
+            **changes,
+        }
+    )
 
 
 @pytest.fixture

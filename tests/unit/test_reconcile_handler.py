@@ -17,7 +17,10 @@ import pytest
 from PIL import Image
 
 from tests.conftest import INBOX_BUCKET, JOBS_TABLE, OUTPUT_BUCKET, RUNWARE_KEY
-from upscaler.jobs import JobStatus, JobStore, iso
+from tests.job_records import move_job, seed_job
+from upscaler.clock import iso
+from upscaler.job_record import JobStatus
+from upscaler.jobs import JobStore
 from upscaler.runware import RunwareClient
 from upscaler.settings import read_secret
 
@@ -113,7 +116,8 @@ def store(aws):
 def add_job(store: JobStore, age: timedelta) -> str:
     job_id = str(uuid.uuid4())
     created = datetime.now(UTC) - age
-    store.create(
+    seed_job(
+        store,
         {
             "jobId": job_id,
             "sourceBucket": INBOX_BUCKET,
@@ -129,7 +133,7 @@ def add_job(store: JobStore, age: timedelta) -> str:
         JobStatus.CLAIMED,
         now=created,
     )
-    store.transition(job_id, {JobStatus.CLAIMED}, JobStatus.SUBMITTED, {"submittedAt": iso(created)}, now=created)
+    move_job(store, job_id, JobStatus.SUBMITTED, {"submittedAt": iso(created)}, now=created)
     return job_id
 
 
@@ -137,7 +141,7 @@ def put_jpeg_output(aws, store: JobStore, job_id: str) -> None:
     buffer = io.BytesIO()
     Image.new("RGB", (2304, 1728), (250, 200, 30)).save(buffer, format="JPEG", quality=70)
     job = store.get(job_id)
-    aws.s3.put_object(Bucket=job["outputBucket"], Key=job["outputKey"], Body=buffer.getvalue())
+    aws.s3.put_object(Bucket=job.output_bucket, Key=job.output_key, Body=buffer.getvalue())
 
 
 def emitted_metrics(stdout: str) -> dict[str, float]:
@@ -168,7 +172,7 @@ def test_scheduled_run_completes_fails_and_times_out_without_scanning(
 
     counts = handler.lambda_handler(SCHEDULE_EVENT, LambdaContext())
 
-    statuses = {job_id: store.get(job_id)["status"] for job_id in (lost, failed, ancient, processing, fresh)}
+    statuses = {job_id: store.get(job_id).status for job_id in (lost, failed, ancient, processing, fresh)}
     assert statuses == {
         lost: "COMPLETED",
         failed: "FAILED",
@@ -191,8 +195,8 @@ def test_scheduled_run_completes_fails_and_times_out_without_scanning(
     assert "Scan" not in dynamodb_calls
     assert "Query" in dynamodb_calls
     completed = store.get(lost)
-    assert (completed["outputWidth"], completed["outputHeight"]) == (2304, 1728)
-    assert completed["resultVia"] == "reconcile"
+    assert (completed.output_width, completed.output_height) == (2304, 1728)
+    assert completed.result_via == "reconcile"
     metrics = emitted_metrics(capsys.readouterr().out)
     assert (metrics["JobsCompleted"], metrics["JobsFailed"], metrics["JobsTimedOut"]) == (1, 1, 1)
     assert metrics["StaleJobsExamined"] == counts["examined"] == 4
@@ -243,4 +247,4 @@ def test_run_with_no_time_left_polls_nothing(handler, store, runware):
     handler.lambda_handler(SCHEDULE_EVENT, LambdaContext(remaining_ms=3_000))
 
     assert runware.polled == []
-    assert store.get(job_id)["status"] == "SUBMITTED"
+    assert store.get(job_id).status == "SUBMITTED"

@@ -16,7 +16,10 @@ import pytest
 from PIL import Image
 
 from tests.conftest import INBOX_BUCKET, JOBS_TABLE, OUTPUT_BUCKET, RUNWARE_KEY, RUNWARE_URL
-from upscaler.jobs import JobStatus, JobStore, iso
+from tests.job_records import move_job, seed_job, stored_record
+from upscaler.clock import iso
+from upscaler.job_record import JobStatus
+from upscaler.jobs import JobStore
 from upscaler.reconciliation import POLL_BATCH_SIZE, Reconciler
 from upscaler.results import ResultRecorder
 from upscaler.runware import RunwareClient
@@ -143,7 +146,8 @@ def add_job(store: JobStore, age: timedelta, status: JobStatus = JobStatus.SUBMI
     """A job created `age` ago for a 640x480 PNG, submitted a second later (unless still CLAIMED)."""
     job_id = str(uuid.uuid4())
     created = datetime.now(UTC) - age
-    store.create(
+    seed_job(
+        store,
         {
             "jobId": job_id,
             "sourceBucket": INBOX_BUCKET,
@@ -162,18 +166,16 @@ def add_job(store: JobStore, age: timedelta, status: JobStatus = JobStatus.SUBMI
     )
     if status != JobStatus.CLAIMED:
         submitted = created + timedelta(seconds=1)
-        store.transition(
-            job_id, {JobStatus.CLAIMED}, JobStatus.SUBMITTED, {"submittedAt": iso(submitted)}, now=submitted
-        )
+        move_job(store, job_id, JobStatus.SUBMITTED, {"submittedAt": iso(submitted)}, now=submitted)
     if status not in (JobStatus.CLAIMED, JobStatus.SUBMITTED):
-        store.transition(job_id, {JobStatus.SUBMITTED}, status)
+        move_job(store, job_id, status)
     return job_id
 
 
 def put_output(aws, store: JobStore, job_id: str, **extra) -> bytes:
     job = store.get(job_id)
     data = png_bytes()
-    aws.s3.put_object(Bucket=job["outputBucket"], Key=job["outputKey"], Body=data, **extra)
+    aws.s3.put_object(Bucket=job.output_bucket, Key=job.output_key, Body=data, **extra)
     return data
 
 
@@ -184,7 +186,7 @@ def test_completes_a_job_whose_webhook_was_lost(aws, store, runware, reconciler)
 
     report = reconciler.run()
 
-    record = store.get(job_id)
+    record = stored_record(store, job_id)
     assert runware.requests == [[{"taskType": "getResponse", "taskUUID": job_id}]]
     assert runware.headers[0]["Authorization"] == f"Bearer {RUNWARE_KEY}"
     assert record["status"] == "COMPLETED"
@@ -214,7 +216,7 @@ def test_fails_a_job_runware_reports_failed(store, runware, reconciler, http_sta
 
     report = reconciler.run()
 
-    record = store.get(job_id)
+    record = stored_record(store, job_id)
     assert record["status"] == "FAILED"
     assert (record["errorCode"], record["errorParameter"]) == ("invalidImageURL", "inputs.image")
     assert record["errorMessage"] == "The image at inputs.image could not be downloaded."
@@ -228,7 +230,7 @@ def test_fails_a_job_whose_data_item_has_status_error(store, runware, reconciler
 
     reconciler.run()
 
-    record = store.get(job_id)
+    record = stored_record(store, job_id)
     assert (record["status"], record["errorCode"]) == ("FAILED", "timeoutProvider")
 
 
@@ -237,7 +239,7 @@ def test_times_out_a_job_still_processing_past_the_maximum_age(store, runware, r
 
     report = reconciler.run()
 
-    record = store.get(job_id)
+    record = stored_record(store, job_id)
     assert runware.polled() == [job_id]
     assert record["status"] == "TIMED_OUT"
     assert record["errorCode"] == "timedOut"
@@ -262,7 +264,7 @@ def test_task_runware_no_longer_knows_is_never_failed_only_timed_out(store, runw
 
     reconciler.run()
 
-    assert (store.get(recent)["status"], store.get(ancient)["status"]) == ("SUBMITTED", "TIMED_OUT")
+    assert (store.get(recent).status, store.get(ancient).status) == ("SUBMITTED", "TIMED_OUT")
 
 
 def test_success_without_the_output_object_waits_then_times_out(store, runware, reconciler):
@@ -272,7 +274,7 @@ def test_success_without_the_output_object_waits_then_times_out(store, runware, 
 
     report = reconciler.run()
 
-    assert (store.get(recent)["status"], store.get(ancient)["status"]) == ("SUBMITTED", "TIMED_OUT")
+    assert (store.get(recent).status, store.get(ancient).status) == ("SUBMITTED", "TIMED_OUT")
     assert report.output_not_ready == 2
 
 
@@ -310,7 +312,7 @@ def test_one_run_completes_fails_and_times_out_without_ever_scanning(aws, dynamo
 
     report = reconciler.run()
 
-    statuses = {job_id: store.get(job_id)["status"] for job_id in (lost, failed, ancient, waiting)}
+    statuses = {job_id: store.get(job_id).status for job_id in (lost, failed, ancient, waiting)}
     assert statuses == {lost: "COMPLETED", failed: "FAILED", ancient: "TIMED_OUT", waiting: "SUBMITTED"}
     assert report.counts() == {
         "examined": 4,
@@ -358,7 +360,7 @@ def test_stops_at_the_deadline(store, runware, reconciler):
     reconciler.run(deadline=time.monotonic() - 1)
 
     assert runware.requests == []
-    assert store.get(job_id)["status"] == "SUBMITTED"
+    assert store.get(job_id).status == "SUBMITTED"
 
 
 def test_runware_unavailable_changes_nothing_and_is_reported(store, runware, reconciler):

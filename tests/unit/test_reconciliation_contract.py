@@ -16,8 +16,9 @@ import pytest
 from tests.conftest import JOBS_TABLE, OUTPUT_BUCKET, RUNWARE_KEY, RUNWARE_URL
 from tests.contract.runware_contract import Fixture, by_name, of_kind
 from tests.unit.test_reconciliation import ANCIENT, MAX_AGE, RECONCILE_AFTER, STALE, add_job, png_bytes
+from upscaler.job_record import Job
 from upscaler.jobs import JobStore
-from upscaler.reconciliation import Reconciler
+from upscaler.reconciliation import Reconciler, ReconcileReport
 from upscaler.results import ResultRecorder
 from upscaler.runware import RunwareClient
 from upscaler.storage import ObjectStore
@@ -66,7 +67,7 @@ def reconciler_answered_by(aws, store: JobStore, transport: httpx.MockTransport)
     )
 
 
-def reconcile_once(aws, fixture: Fixture, *, age: timedelta, output: bool) -> dict:
+def reconcile_once(aws, fixture: Fixture, *, age: timedelta, output: bool) -> tuple[Job, ReconcileReport]:
     store = JobStore(aws.dynamodb, JOBS_TABLE)
     job_id = add_job(store, age)
     if output:
@@ -74,8 +75,7 @@ def reconcile_once(aws, fixture: Fixture, *, age: timedelta, output: bool) -> di
     report = reconciler_answered_by(aws, store, answering(fixture, job_id)).run()
     job = store.get(job_id)
     assert job is not None
-    job["_report"] = report
-    return job
+    return job, report
 
 
 def polling_fixtures() -> list[Fixture]:
@@ -89,35 +89,35 @@ def polling_fixtures() -> list[Fixture]:
     ids=["no-output", "no-output-past-max-age", "output-there", "output-there-past-max-age"],
 )
 def test_each_answer_settles_the_job_as_its_meaning_says(aws, fixture, case, age, output):
-    job = reconcile_once(aws, fixture, age=age, output=output)
+    job, report = reconcile_once(aws, fixture, age=age, output=output)
 
-    assert job["status"] == EXPECTED[fixture.meaning][case]
+    assert job.status == EXPECTED[fixture.meaning][case]
     if fixture.meaning == "account":
-        assert job["_report"].runware_unavailable is True
-    if job["status"] == "COMPLETED":
-        assert job["outputWidth"] == 1600
+        assert report.runware_unavailable is True
+    if job.status == "COMPLETED":
+        assert job.output_width == 1600
         listing = aws.s3.list_objects_v2(Bucket=OUTPUT_BUCKET, Prefix="staging/")
         assert listing.get("KeyCount", 0) == 0, "the staged copy is removed once published"
-    if job["status"] == "FAILED":
+    if job.status == "FAILED":
         code = json.dumps(fixture.body)
-        assert job["errorCode"] in code, "the failure keeps Runware's own code"
+        assert job.error_code in code, "the failure keeps Runware's own code"
 
 
 def test_a_task_runware_forgot_whose_output_is_there_completes_as_a_late_result(aws):
-    job = reconcile_once(aws, by_name("getResponse/not-found"), age=STALE, output=True)
+    job, _report = reconcile_once(aws, by_name("getResponse/not-found"), age=STALE, output=True)
 
-    assert job["status"] == "COMPLETED"
-    assert job["lateResult"] is True
-    assert job["resultVia"] == "reconcile"
-    assert "cost" not in job
+    assert job.status == "COMPLETED"
+    assert job.late_result is True
+    assert job.result_via == "reconcile"
+    assert job.cost is None
 
 
 def test_success_answer_records_runware_cost_and_image(aws):
-    job = reconcile_once(aws, by_name("getResponse/success"), age=STALE, output=True)
+    job, _report = reconcile_once(aws, by_name("getResponse/success"), age=STALE, output=True)
 
     success = by_name("getResponse/success").body["data"][0]
-    assert job["imageUUID"] == success["imageUUID"]
-    assert "lateResult" not in job
+    assert job.image_uuid == success["imageUUID"]
+    assert job.late_result is None
 
 
 def test_hostile_items_beside_real_answers_hold_back_no_job(aws):
@@ -139,7 +139,7 @@ def test_hostile_items_beside_real_answers_hold_back_no_job(aws):
 
     report = reconciler_answered_by(aws, store, transport).run()
 
-    assert store.get(done)["status"] == "COMPLETED"
-    assert "cost" not in store.get(done)  # Infinity is no cost
-    assert store.get(waiting)["status"] == "SUBMITTED"
+    assert store.get(done).status == "COMPLETED"
+    assert store.get(done).cost is None  # Infinity is no cost
+    assert store.get(waiting).status == "SUBMITTED"
     assert report.unreadable >= 2

@@ -12,8 +12,11 @@ import pytest
 from PIL import Image
 
 from tests.conftest import INBOX_BUCKET, JOBS_TABLE, OUTPUT_BUCKET
+from tests.job_records import move_job, seed_job, stored_record
 from upscaler import results
-from upscaler.jobs import JobStatus, JobStore, iso
+from upscaler.clock import iso
+from upscaler.job_record import Job, JobStatus
+from upscaler.jobs import JobStore
 from upscaler.results import OutputNotReady, ResultRecorder
 from upscaler.runware_answers import TaskError, TaskResult
 from upscaler.storage import ObjectStore
@@ -73,10 +76,10 @@ def job_fields(job_id: str = JOB_ID, output_format: str = "PNG") -> dict:
 
 def submitted_job(jobs: JobStore, **fields) -> dict:
     job = job_fields(**fields)
-    jobs.create(job, JobStatus.CLAIMED, now=UPLOADED + timedelta(seconds=1))
-    return jobs.transition(
+    seed_job(jobs, job, JobStatus.CLAIMED, now=UPLOADED + timedelta(seconds=1))
+    return move_job(
+        jobs,
         job["jobId"],
-        {JobStatus.CLAIMED},
         JobStatus.SUBMITTED,
         {"submittedAt": iso(SUBMITTED), "submitRequestMs": 240},
         increment="submitAttempts",
@@ -110,13 +113,14 @@ def copies(aws):
     return calls
 
 
-def put_output(aws, job: dict, data: bytes, **extra) -> None:
+def put_output(aws, job: Job | dict, data: bytes, **extra) -> None:
     """What Runware does: PUT the bytes to the presigned staging URL."""
-    aws.s3.put_object(Bucket=job["outputBucket"], Key=staging_key(job), Body=data, **extra)
+    job = Job.from_record(job) if isinstance(job, dict) else job
+    aws.s3.put_object(Bucket=job.output_bucket, Key=staging_key(job), Body=data, **extra)
 
 
-def staging_key(job: dict) -> str:
-    return f"staging/{job['jobId']}"
+def staging_key(job: Job) -> str:
+    return f"staging/{job.job_id}"
 
 
 def staged_keys(aws) -> list[str]:
@@ -130,12 +134,12 @@ def test_success_records_every_output_fact_and_the_three_durations(aws, store, r
     put_output(aws, job, data, ContentType="image/png")
 
     recorded = recorder.record_success(job, RESULT, via="webhook")
-    stored_etag = aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=job["outputKey"])["ETag"].strip('"')
+    stored_etag = aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=job.output_key)["ETag"].strip('"')
 
-    record = store.get(JOB_ID)
+    record = stored_record(store, JOB_ID)
     assert recorded.changed is True
     assert recorded.status == "COMPLETED"
-    assert recorded.job == record
+    assert recorded.job.to_record() == record
     assert record["status"] == "COMPLETED"
     assert record["imageUUID"] == RESULT.image_uuid
     assert record["imageURL"] == RESULT.image_url
@@ -145,7 +149,7 @@ def test_success_records_every_output_fact_and_the_three_durations(aws, store, r
     assert record["outputContentType"] == "image/png"
     assert record["outputETag"] == stored_etag
     assert (record["outputWidth"], record["outputHeight"]) == (2310, 1733)
-    assert record["outputKey"] == job["outputKey"]
+    assert record["outputKey"] == job.output_key
     assert staged_keys(aws) == []
     assert (record["inputWidth"], record["inputHeight"], record["inputFormat"]) == (640, 480, "PNG")
     assert record["sourceSize"] == 123456
@@ -174,8 +178,8 @@ def test_success_publishes_the_staged_bytes_with_the_right_type_and_the_job_in_t
 
     recorder.record_success(job, RESULT, via="webhook")
 
-    head = aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=job["outputKey"])
-    record = store.get(JOB_ID)
+    head = aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=job.output_key)
+    record = stored_record(store, JOB_ID)
     assert head["ContentType"] == content_type
     assert head["Metadata"] == {
         "job-id": JOB_ID,
@@ -194,11 +198,11 @@ def test_recorded_format_and_content_type_follow_the_bytes_not_the_request(aws, 
 
     recorder.record_success(job, RESULT, via="webhook")
 
-    record = store.get(JOB_ID)
+    record = stored_record(store, JOB_ID)
     assert (record["outputFormat"], record["outputContentType"]) == ("PNG", "image/png")
     # The extension follows the bytes too: the planned .jpg key becomes .png.
-    assert job["outputKey"].endswith(".jpg")
-    assert record["outputKey"] == job["outputKey"].removesuffix(".jpg") + ".png"
+    assert job.output_key.endswith(".jpg")
+    assert record["outputKey"] == job.output_key.removesuffix(".jpg") + ".png"
     assert aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=record["outputKey"])["ContentType"] == "image/png"
 
 
@@ -210,20 +214,20 @@ def test_success_publishes_with_one_server_side_copy(aws, store, recorder, copie
 
     assert len(copies) == 1
     assert copies[0]["headers"]["x-amz-copy-source"] == f"{OUTPUT_BUCKET}/{staging_key(job)}"
-    assert copies[0]["url_path"].endswith(job["outputKey"])
-    assert store.get(JOB_ID)["status"] == "COMPLETED"
+    assert copies[0]["url_path"].endswith(job.output_key)
+    assert store.get(JOB_ID).status == "COMPLETED"
 
 
 def test_a_result_published_before_a_crash_completes_the_job_without_a_staged_copy(aws, store, recorder, copies):
     job = submitted_job(store)
     data = image_bytes(2310, 1733, "PNG")
-    aws.s3.put_object(Bucket=OUTPUT_BUCKET, Key=job["outputKey"], Body=data, ContentType="image/png")
+    aws.s3.put_object(Bucket=OUTPUT_BUCKET, Key=job.output_key, Body=data, ContentType="image/png")
 
     recorded = recorder.record_success(job, RESULT, via="reconcile")
 
     assert recorded.status == "COMPLETED"
     assert copies == []
-    assert store.get(JOB_ID)["outputSize"] == len(data)
+    assert store.get(JOB_ID).output_size == len(data)
 
 
 @pytest.mark.parametrize(
@@ -237,13 +241,13 @@ def test_staged_bytes_of_another_size_or_shape_fail_the_job_and_are_kept(aws, st
 
     recorded = recorder.record_success(job, RESULT, via="webhook")
 
-    record = store.get(JOB_ID)
+    record = stored_record(store, JOB_ID)
     assert recorded.status == "FAILED"
     assert record["errorCode"] == "outputMismatch"
     assert reason in record["errorMessage"]
     assert staged_keys(aws) == [staging_key(job)]
     with pytest.raises(aws.s3.exceptions.ClientError):
-        aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=job["outputKey"])
+        aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=job.output_key)
 
 
 def test_an_output_turned_sideways_is_accepted(aws, store, recorder):
@@ -257,14 +261,14 @@ def test_a_put_to_the_staging_url_after_completion_changes_nothing_the_user_sees
     job = submitted_job(store)
     put_output(aws, job, image_bytes(2310, 1733, "PNG"))
     completed = recorder.record_success(job, RESULT, via="webhook").job
-    published = aws.s3.get_object(Bucket=OUTPUT_BUCKET, Key=job["outputKey"])["Body"].read()
+    published = aws.s3.get_object(Bucket=OUTPUT_BUCKET, Key=job.output_key)["Body"].read()
 
     put_output(aws, job, image_bytes(2309, 1732, "PNG"))  # someone holding the URL replaces the bytes
     again = recorder.record_success(store.get(JOB_ID), RESULT, via="webhook")
 
     assert again.changed is False
     assert store.get(JOB_ID) == completed
-    assert aws.s3.get_object(Bucket=OUTPUT_BUCKET, Key=job["outputKey"])["Body"].read() == published
+    assert aws.s3.get_object(Bucket=OUTPUT_BUCKET, Key=job.output_key)["Body"].read() == published
 
 
 def test_success_before_the_output_is_uploaded_raises_and_writes_nothing(aws, store, recorder):
@@ -285,8 +289,8 @@ def test_success_is_recorded_once_the_output_arrives_after_a_not_ready(aws, stor
     recorded = recorder.record_success(store.get(JOB_ID), RESULT, via="webhook")
 
     assert recorded.changed is True
-    assert store.get(JOB_ID)["status"] == "COMPLETED"
-    assert store.get(JOB_ID)["resultReports"] == 1
+    assert store.get(JOB_ID).status == "COMPLETED"
+    assert store.get(JOB_ID).result_reports == 1
 
 
 def test_output_that_is_not_an_image_fails_the_job(aws, store, recorder):
@@ -295,7 +299,7 @@ def test_output_that_is_not_an_image_fails_the_job(aws, store, recorder):
 
     recorded = recorder.record_success(job, RESULT, via="webhook")
 
-    record = store.get(JOB_ID)
+    record = stored_record(store, JOB_ID)
     assert recorded.status == "FAILED"
     assert record["status"] == "FAILED"
     assert record["errorCode"] == "outputUnreadable"
@@ -307,7 +311,7 @@ def test_failure_records_runware_code_message_parameter_and_durations(store, rec
 
     recorded = recorder.record_failure(job, ERROR, via="webhook")
 
-    record = store.get(JOB_ID)
+    record = stored_record(store, JOB_ID)
     assert recorded.changed is True
     assert record["status"] == "FAILED"
     assert record["errorCode"] == "invalidImageURL"
@@ -365,7 +369,7 @@ def test_verified_success_after_a_failure_report_completes_the_job(aws, store, r
 
     recorded = recorder.record_success(failed, RESULT, via="webhook")
 
-    record = store.get(JOB_ID)
+    record = stored_record(store, JOB_ID)
     assert recorded.changed is True
     assert record["status"] == "COMPLETED"
     assert record["overriddenErrorCode"] == "invalidImageURL"
@@ -378,7 +382,7 @@ def test_failure_report_for_a_job_whose_output_is_there_completes_it(aws, store,
 
     recorded = recorder.record_failure(job, ERROR, via="webhook")
 
-    record = store.get(JOB_ID)
+    record = stored_record(store, JOB_ID)
     assert recorded.status == "COMPLETED"
     assert record["overriddenErrorCode"] == "invalidImageURL"
     assert record["lateResult"] is True
@@ -401,7 +405,7 @@ def test_timeout_of_a_job_whose_output_is_there_completes_it_instead(aws, store,
 
     recorded = recorder.record_timeout(job, 60)
 
-    record = store.get(JOB_ID)
+    record = stored_record(store, JOB_ID)
     assert recorded.status == "COMPLETED"
     assert record["lateResult"] is True
     assert record["resultVia"] == "reconcile"
@@ -412,7 +416,7 @@ def test_timeout_moves_a_submitted_job_to_timed_out(store, recorder, clock):
 
     recorded = recorder.record_timeout(job, 4 * 3600)
 
-    record = store.get(JOB_ID)
+    record = stored_record(store, JOB_ID)
     assert recorded.changed is True
     assert record["status"] == "TIMED_OUT"
     assert record["errorCode"] == "timedOut"
@@ -439,7 +443,7 @@ def test_late_success_completes_a_timed_out_job_and_says_it_came_late(aws, store
 
     recorded = recorder.record_success(timed_out, RESULT, via="webhook")
 
-    record = store.get(JOB_ID)
+    record = stored_record(store, JOB_ID)
     assert recorded.changed is True
     assert record["status"] == "COMPLETED"
     assert record["lateResult"] is True
@@ -462,12 +466,12 @@ def test_error_after_timeout_leaves_the_job_timed_out(store, recorder):
 
 def test_success_for_a_job_still_claimed_completes_it_with_durations_from_creation(aws, store, recorder, clock):
     job = job_fields()
-    store.create(job, JobStatus.CLAIMED, now=SUBMITTED)
+    seed_job(store, job, JobStatus.CLAIMED, now=SUBMITTED)
     put_output(aws, job, image_bytes(2310, 1733, "PNG"))
 
     recorder.record_success(store.get(JOB_ID), RESULT, via="webhook")
 
-    record = store.get(JOB_ID)
+    record = stored_record(store, JOB_ID)
     assert record["status"] == "COMPLETED"
     assert record["providerSeconds"] == Decimal("95.25")
 
@@ -476,10 +480,10 @@ def test_a_job_rejected_after_its_claim_is_completed_by_its_verified_output(aws,
     # The submit function died after Runware accepted the task; the user then deleted the source,
     # so the retry rejected the claimed job. Runware still ran (and billed) the task.
     job = job_fields()
-    store.create(job, JobStatus.CLAIMED, now=SUBMITTED)
-    rejected = store.transition(
+    seed_job(store, job, JobStatus.CLAIMED, now=SUBMITTED)
+    rejected = move_job(
+        store,
         JOB_ID,
-        {JobStatus.CLAIMED},
         JobStatus.REJECTED,
         {"errorCode": "sourceDeleted", "errorMessage": "deleted", "rejectedAfterClaim": True},
     )
@@ -487,16 +491,16 @@ def test_a_job_rejected_after_its_claim_is_completed_by_its_verified_output(aws,
 
     recorded = recorder.record_success(rejected, RESULT, via="webhook")
 
-    record = store.get(JOB_ID)
+    record = stored_record(store, JOB_ID)
     assert recorded.status == "COMPLETED"
     assert record["overriddenErrorCode"] == "sourceDeleted"
 
 
 def test_a_job_rejected_before_any_claim_is_never_completed(aws, store, recorder):
     job = job_fields()
-    store.create({**job, "errorCode": "notAnImage", "errorMessage": "text"}, JobStatus.REJECTED, now=SUBMITTED)
+    seed_job(store, {**job, "errorCode": "notAnImage", "errorMessage": "text"}, JobStatus.REJECTED, now=SUBMITTED)
     put_output(aws, job, image_bytes(2310, 1733, "PNG"))
 
     recorded = recorder.record_success(store.get(JOB_ID), RESULT, via="webhook")
 
-    assert (recorded.changed, store.get(JOB_ID)["status"]) == (False, "REJECTED")
+    assert (recorded.changed, store.get(JOB_ID).status) == (False, "REJECTED")

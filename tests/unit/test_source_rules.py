@@ -49,12 +49,12 @@ def test_an_etag_missing_on_either_side_proves_nothing():
 
 def test_input_fields_record_the_displayed_sides():
     assert input_fields(ImageHeader("JPEG", 640, 480, orientation=6)) == {
-        "inputFormat": "JPEG",
-        "inputWidth": 480,
-        "inputHeight": 640,
-        "inputOrientation": 6,
+        "input_format": "JPEG",
+        "input_width": 480,
+        "input_height": 640,
+        "input_orientation": 6,
     }
-    assert input_fields(ImageHeader("PNG", 640, 480))["inputWidth"] == 640
+    assert input_fields(ImageHeader("PNG", 640, 480))["input_width"] == 640
 
 
 def test_a_small_still_image_has_no_problem():
@@ -63,7 +63,7 @@ def test_a_small_still_image_has_no_problem():
 
 def test_an_unsupported_format_is_refused_knowing_only_the_format():
     assert content_problem(ImageHeader("HEIC"), UpscaleOptions()) == Rejection(
-        "unsupportedFormat", "HEIC is not supported; use JPEG, PNG or WEBP", {"inputFormat": "HEIC"}
+        "unsupportedFormat", "HEIC is not supported; use JPEG, PNG or WEBP", {"input_format": "HEIC"}
     )
 
 
@@ -72,11 +72,11 @@ def test_an_animated_image_is_refused_with_what_was_learnt():
     assert rejection is not None and rejection.code == "animatedImage"
     assert rejection.message.startswith("the WEBP is animated")
     assert rejection.known == {
-        "inputFormat": "WEBP",
-        "inputWidth": 300,
-        "inputHeight": 200,
-        "inputOrientation": 1,
-        "targetMegapixels": 2,
+        "input_format": "WEBP",
+        "input_width": 300,
+        "input_height": 200,
+        "input_orientation": 1,
+        "target_megapixels": 2,
     }
 
 
@@ -90,5 +90,5 @@ def test_an_image_at_the_target_is_refused_and_one_pixel_row_below_is_not():
 def test_a_geometry_problem_is_a_rejection_that_keeps_the_output_format():
     rejection = content_problem(ImageHeader("JPEG", 20000, 8), UpscaleOptions(output_format="WEBP"))
     assert rejection is not None and rejection.code == "extremeAspectRatio"
-    assert rejection.known["outputFormat"] == "WEBP"
-    assert (rejection.known["inputWidth"], rejection.known["inputHeight"]) == (20000, 8)
+    assert rejection.known["output_format"] == "WEBP"
+    assert (rejection.known["input_width"], rejection.known["input_height"]) == (20000, 8)

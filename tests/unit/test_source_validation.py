@@ -28,7 +28,7 @@ from tests.unit.test_submission import (  # noqa: F401 (fixtures used by name)
     upload,
 )
 from upscaler.ingestion import submit_batch
-from upscaler.jobs import JobStatus
+from upscaler.job_record import JobStatus
 from upscaler.models import UpscaleOptions
 from upscaler.output_geometry import MAX_ASPECT_RATIO, geometry_problem, output_size
 from upscaler.runware import RunwareUnavailable
@@ -148,7 +148,7 @@ def test_without_versioning_the_etag_tells_an_overwrite(aws, make_submitter, run
     current = unversioned_record(jpeg(300, 200))
     [outcome] = submit(submitter, queued(current))
     assert outcome.status == JobStatus.SUBMITTED
-    assert "sourceVersionId" not in submitter.jobs.get(outcome.job_id)
+    assert submitter.jobs.get(outcome.job_id).source_version_id is None
 
     stale = unversioned_record(jpeg(320, 200))
     stale["s3"]["object"]["sequencer"] = "02"
@@ -172,7 +172,7 @@ def test_a_claimed_job_is_validated_again_before_it_is_sent_again(aws, make_subm
     assert (outcome.status, outcome.code) == (JobStatus.REJECTED, "sourceDeleted")
     assert len(runware.requests) == sent
     job = submitter.jobs.get(outcome.job_id)
-    assert (job["status"], job["errorCode"], job["rejectedAfterClaim"]) == ("REJECTED", "sourceDeleted", True)
+    assert (job.status, job.error_code, job.rejected_after_claim) == ("REJECTED", "sourceDeleted", True)
     assert submit(submitter, batch)[0].status == "DUPLICATE"
 
 
@@ -182,7 +182,7 @@ def test_a_finished_job_redelivered_after_a_delete_stays_as_it_was(aws, submitte
     aws.s3.delete_object(Bucket=INBOX_BUCKET, Key="inbox/done.jpg")
     [again] = submit(submitter, queued(record))
     assert again.status == "DUPLICATE"
-    assert submitter.jobs.get(first.job_id)["status"] == "SUBMITTED"
+    assert submitter.jobs.get(first.job_id).status == "SUBMITTED"
 
 
 # --- S3's answers to the one ranged GET ---------------------------------------------------------
@@ -271,7 +271,7 @@ def test_the_job_records_the_displayed_sides_and_the_orientation(aws, submitter,
     body = encode(Image.new("RGB", (640, 480), (30, 60, 90)), fmt, exif=exif.tobytes())
     [outcome] = submit(submitter, queued(upload(aws, f"inbox/turned.{fmt.lower()}", body)))
     job = submitter.jobs.get(outcome.job_id)
-    assert (job["inputWidth"], job["inputHeight"], job["inputOrientation"]) == (*displayed, orientation)
+    assert (job.input_width, job.input_height, job.input_orientation) == (*displayed, orientation)
 
 
 # --- overrides ----------------------------------------------------------------------------------

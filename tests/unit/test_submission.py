@@ -31,10 +31,12 @@ from PIL import Image
 
 from tests.conftest import INBOX_BUCKET, OUTPUT_BUCKET, REGION, RUNWARE_KEY, WEBHOOK_KEY, WEBHOOK_URL
 from tests.contract.runware_contract import by_name, of_kind
+from tests.job_records import seed_job
 from tests.unit.queue_events import message_id, queued, sqs_batch
 from upscaler.image_header import METADATA_MAX_BYTES
 from upscaler.ingestion import MessageNotSubmitted, submit_batch
-from upscaler.jobs import JobStatus, JobStore, job_id_for
+from upscaler.job_record import JobStatus, job_id_for
+from upscaler.jobs import JobStore
 from upscaler.models import MODEL_ID, is_uuid4
 from upscaler.runware import RunwareClient, RunwareUnavailable
 from upscaler.settings import Settings, read_secret
@@ -329,7 +331,7 @@ def test_the_exact_task_sent_for_an_object(aws, submitter, runware):
     assert task["deliveryMethod"] == "async"
 
     job = submitter.jobs.get(job_id)
-    output_key = job["outputKey"]
+    output_key = job.output_key
     assert output_key == f"upscaled/photos/cat.jpg.{job_id[:8]}.jpg"
     # Runware uploads to a staging key that nothing else reads; the result is published from there.
     put_params = assert_presigned(task["uploadEndpoint"], "PUT", OUTPUT_BUCKET, f"staging/{job_id}", expiry)
@@ -349,22 +351,22 @@ def test_the_exact_task_sent_for_an_object(aws, submitter, runware):
 
     assert outcome.status == JobStatus.SUBMITTED
     assert (outcome.source_key, outcome.code, outcome.message) == ("inbox/photos/cat.jpg", None, None)
-    assert job["status"] == "SUBMITTED"
-    assert job["submitAttempts"] == 1
-    assert job["submittedAt"] >= job["createdAt"]
-    assert {k: job[k] for k in ("sourceBucket", "sourceKey", "sourceVersionId", "sourceSize")} == {
+    assert job.status == "SUBMITTED"
+    assert job.submit_attempts == 1
+    assert job.submitted_at >= job.created_at
+    assert {k: job.to_record()[k] for k in ("sourceBucket", "sourceKey", "sourceVersionId", "sourceSize")} == {
         "sourceBucket": INBOX_BUCKET,
         "sourceKey": "inbox/photos/cat.jpg",
         "sourceVersionId": version,
         "sourceSize": len(body),
     }
-    assert job["sourceETag"] == record["s3"]["object"]["eTag"]
-    assert (job["inputFormat"], job["inputWidth"], job["inputHeight"]) == ("JPEG", 800, 600)
-    assert job["sourceContentType"] == "image/jpeg"
-    assert (job["outputBucket"], job["outputContentType"]) == (OUTPUT_BUCKET, "image/jpeg")
-    assert (job["targetMegapixels"], job["outputFormat"], job["outputQuality"]) == (4, "JPG", 95)
-    assert job["eventTime"] == record["eventTime"]
-    assert "errorCode" not in job
+    assert job.source_etag == record["s3"]["object"]["eTag"]
+    assert (job.input_format, job.input_width, job.input_height) == ("JPEG", 800, 600)
+    assert job.source_content_type == "image/jpeg"
+    assert (job.output_bucket, job.output_content_type) == (OUTPUT_BUCKET, "image/jpeg")
+    assert (job.target_megapixels, job.output_format, job.output_quality) == (4, "JPG", 95)
+    assert job.event_time == record["eventTime"]
+    assert job.error_code is None
 
 
 def test_presigned_get_fetches_that_exact_version(aws, submitter, runware, loopback_only):
@@ -443,7 +445,7 @@ def test_a_redelivered_event_creates_no_second_task(aws, submitter, runware):
     assert second.job_id == first.job_id
     assert len(runware.requests) == 1
     assert len(all_jobs(aws)) == 1
-    assert submitter.jobs.get(first.job_id)["submitAttempts"] == 1
+    assert submitter.jobs.get(first.job_id).submit_attempts == 1
 
 
 def test_a_redelivered_rejection_is_a_duplicate(aws, submitter, runware):
@@ -470,7 +472,7 @@ def test_a_claimed_job_left_by_a_crash_is_resubmitted_with_the_same_task_uuid(aw
     with pytest.raises(RunwareUnavailable):
         submit_batch(submitter, batch)
     [crashed] = runware.tasks[:1]
-    assert submitter.jobs.get(crashed["taskUUID"])["status"] == "CLAIMED"
+    assert submitter.jobs.get(crashed["taskUUID"]).status == "CLAIMED"
 
     [outcome] = submit(submitter, batch)
     assert outcome.status == JobStatus.SUBMITTED
@@ -509,7 +511,7 @@ def test_a_claimed_job_written_before_a_crash_is_submitted_as_claimed(aws, submi
         "outputKey": f"upscaled/photos/cat.jpg.{job_id[:8]}.png",
         "outputContentType": "image/png",
     }
-    jobs.create(claimed, JobStatus.CLAIMED)
+    seed_job(jobs, claimed, JobStatus.CLAIMED)
 
     [outcome] = submit(submitter, queued(record))
 
@@ -520,7 +522,7 @@ def test_a_claimed_job_written_before_a_crash_is_submitted_as_claimed(aws, submi
     assert (task["targetMegapixels"], task["settings"]["enhanceDetails"], task["outputFormat"]) == (6, True, "PNG")
     assert urlsplit(task["uploadEndpoint"]).path == f"/staging/{claimed['jobId']}"
     assert parse_qs(urlsplit(task["inputs"]["image"]).query)["versionId"] == [obj["versionId"]]
-    assert jobs.get(job_id)["status"] == "SUBMITTED"
+    assert jobs.get(job_id).status == "SUBMITTED"
 
 
 def test_a_duplicate_task_uuid_answer_counts_as_submitted(aws, make_submitter, runware):
@@ -541,8 +543,8 @@ def test_a_duplicate_task_uuid_answer_counts_as_submitted(aws, make_submitter, r
     [outcome] = submit(submitter, batch)
     assert outcome.status == JobStatus.SUBMITTED
     job = submitter.jobs.get(outcome.job_id)
-    assert job["status"] == "SUBMITTED"
-    assert "errorCode" not in job
+    assert job.status == "SUBMITTED"
+    assert job.error_code is None
 
 
 # --- rejections ---------------------------------------------------------------------------------
@@ -626,9 +628,9 @@ def test_bad_input_is_rejected_without_calling_runware(aws, make_submitter, runw
         assert fragment in outcome.message, (case, outcome.message)
         assert runware.requests == [], case
         job = submitter.jobs.get(outcome.job_id)
-        assert job["status"] == "REJECTED", case
-        assert (job["errorCode"], job["errorMessage"]) == (code, outcome.message), case
-        assert (job["sourceKey"], job["sourceVersionId"]) == (key, record["s3"]["object"]["versionId"]), case
+        assert job.status == "REJECTED", case
+        assert (job.error_code, job.error_message) == (code, outcome.message), case
+        assert (job.source_key, job.source_version_id) == (key, record["s3"]["object"]["versionId"]), case
         # The source is never deleted or changed.
         assert aws.s3.get_object(Bucket=INBOX_BUCKET, Key=key)["Body"].read() == body, case
     assert len(all_jobs(aws)) == len(REJECTIONS)
@@ -662,10 +664,10 @@ def test_valid_overrides_change_the_task(aws, submitter, runware):
     assert task["settings"] == {"enhanceDetails": True, "realism": True}
     assert (task["outputFormat"], task["outputQuality"]) == ("PNG", 80)
     job = submitter.jobs.get(outcome.job_id)
-    assert job["outputKey"].endswith(".png")
-    assert job["outputContentType"] == "image/png"
-    assert urlsplit(task["uploadEndpoint"]).path == f"/staging/{job['jobId']}"
-    assert (job["targetMegapixels"], job["enhanceDetails"], job["realism"]) == (8, True, True)
+    assert job.output_key.endswith(".png")
+    assert job.output_content_type == "image/png"
+    assert urlsplit(task["uploadEndpoint"]).path == f"/staging/{job.job_id}"
+    assert (job.target_megapixels, job.enhance_details, job.realism) == (8, True, True)
 
 
 def test_a_larger_target_makes_a_big_image_acceptable(aws, submitter, runware):
@@ -726,12 +728,12 @@ def test_a_400_fails_the_job_at_once_with_runwares_error(aws, submitter, runware
         "The image URL could not be downloaded.",
     )
     job = submitter.jobs.get(outcome.job_id)
-    assert job["status"] == "FAILED"
-    assert job["errorCode"] == "invalidImageURL"
-    assert job["errorMessage"] == "The image URL could not be downloaded."
-    assert job["errorParameter"] == "inputs.image"
-    assert job["completedAt"] >= job["createdAt"]
-    assert job["submitAttempts"] == 1
+    assert job.status == "FAILED"
+    assert job.error_code == "invalidImageURL"
+    assert job.error_message == "The image URL could not be downloaded."
+    assert job.error_parameter == "inputs.image"
+    assert job.completed_at >= job.created_at
+    assert job.submit_attempts == 1
 
 
 def test_auth_balance_and_permission_errors_are_not_retried_and_fail_no_job(aws, submitter, runware, sleeps):
@@ -761,8 +763,8 @@ def test_jobs_that_waited_for_the_account_are_submitted_by_the_retry(aws, submit
     assert [outcome.status for outcome in outcomes] == ["SUBMITTED", "SUBMITTED"]
     for outcome in outcomes:
         job = submitter.jobs.get(outcome.job_id)
-        assert "waitingReason" not in job
-        assert job["stagingKey"] == f"staging/{outcome.job_id}"
+        assert job.waiting_reason is None
+        assert job.staging_key == f"staging/{outcome.job_id}"
 
 
 def test_the_deadline_stops_retries_and_leaves_the_job_claimed(aws, make_submitter, runware, sleeps):
@@ -794,7 +796,7 @@ def test_answers_are_matched_by_task_uuid_not_position(aws, submitter, runware):
         ("inbox/m/1.jpg", JobStatus.FAILED),
         ("inbox/m/2.jpg", JobStatus.SUBMITTED),
     ]
-    statuses = {o.source_key: submitter.jobs.get(o.job_id)["status"] for o in outcomes}
+    statuses = {o.source_key: submitter.jobs.get(o.job_id).status for o in outcomes}
     assert statuses == {"inbox/m/0.jpg": "SUBMITTED", "inbox/m/1.jpg": "FAILED", "inbox/m/2.jpg": "SUBMITTED"}
 
 
@@ -816,8 +818,8 @@ def test_tasks_a_refused_request_says_nothing_about_stay_claimed_and_are_sent_ag
     with pytest.raises(MessageNotSubmitted, match="left 1 task"):
         result.check_record(message_id(batch, 1))
     assert [(o.job_id, o.status) for o in result.outcomes] == [(first, JobStatus.FAILED)]
-    assert submitter.jobs.get(first)["status"] == "FAILED"
-    assert submitter.jobs.get(second)["status"] == "CLAIMED"
+    assert submitter.jobs.get(first).status == "FAILED"
+    assert submitter.jobs.get(second).status == "CLAIMED"
 
     retried = submit(submitter, batch)  # the whole batch again: the other message as a duplicate delivery
 
@@ -829,8 +831,8 @@ def test_a_rejection_keeps_what_was_learnt_about_the_input(aws, submitter, runwa
     record = upload(aws, "inbox/big/already.jpg", jpeg(2600, 1700))
     (outcome,) = submit(submitter, queued(record))
     job = submitter.jobs.get(outcome.job_id)
-    assert (job["status"], job["errorCode"]) == ("REJECTED", "alreadyAtTarget")
-    assert (job["inputFormat"], job["inputWidth"], job["inputHeight"], job["targetMegapixels"]) == (
+    assert (job.status, job.error_code) == ("REJECTED", "alreadyAtTarget")
+    assert (job.input_format, job.input_width, job.input_height, job.target_megapixels) == (
         "JPEG",
         2600,
         1700,
@@ -866,13 +868,13 @@ def test_awkward_keys_round_trip(aws, submitter, runware, loopback_only):
     [batch] = runware.batches
     for outcome, task, (key, path) in zip(outcomes, batch, AWKWARD_KEYS.items(), strict=True):
         job = submitter.jobs.get(outcome.job_id)
-        assert job["sourceKey"] == key
+        assert job.source_key == key
         image_url = task["inputs"]["image"]
         assert urlsplit(image_url).path == path
         assert sigv4_signature_is_valid(image_url, "GET"), key
         assert requests.get(image_url, timeout=5).content == bodies[key], key
-        assert job["outputKey"] == f"upscaled/{key.removeprefix('inbox/')}.{outcome.job_id[:8]}.jpg"
-        assert urlsplit(task["uploadEndpoint"]).path == f"/staging/{job['jobId']}"
+        assert job.output_key == f"upscaled/{key.removeprefix('inbox/')}.{outcome.job_id[:8]}.jpg"
+        assert urlsplit(task["uploadEndpoint"]).path == f"/staging/{job.job_id}"
         assert sigv4_signature_is_valid(task["uploadEndpoint"], "PUT"), key
 
 
@@ -880,7 +882,7 @@ def test_outputs_of_a_png_and_a_jpg_of_the_same_name_differ(aws, submitter):
     outcomes = submit(
         submitter, queued(upload(aws, "inbox/a.png", png(300, 200)), upload(aws, "inbox/a.jpg", jpeg(300, 200)))
     )
-    keys = [submitter.jobs.get(o.job_id)["outputKey"] for o in outcomes]
+    keys = [submitter.jobs.get(o.job_id).output_key for o in outcomes]
     assert keys[0] != keys[1]
     assert keys[0].startswith("upscaled/a.png.") and keys[1].startswith("upscaled/a.jpg.")
     assert all(k.endswith(".jpg") for k in keys)
@@ -890,7 +892,7 @@ def test_two_versions_of_one_key_get_different_outputs(aws, submitter):
     outcomes = submit(submitter, queued(upload(aws, "inbox/a.jpg", jpeg(300, 200))))
     outcomes += submit(submitter, queued(upload(aws, "inbox/a.jpg", jpeg(310, 200))))
     assert [o.status for o in outcomes] == [JobStatus.SUBMITTED, JobStatus.SUBMITTED]
-    keys = {submitter.jobs.get(o.job_id)["outputKey"] for o in outcomes}
+    keys = {submitter.jobs.get(o.job_id).output_key for o in outcomes}
     assert len(keys) == 2
 
 
@@ -945,7 +947,7 @@ def test_a_5_mb_jpeg_is_submitted_from_its_first_bytes(aws, make_submitter, runw
     assert submitter.objects.header_bytes_read <= HEADER_FIRST_READ_BYTES
     assert ranges_read(s3.gets) == [(0, HEADER_FIRST_READ_BYTES - 1)]
     job = submitter.jobs.get(outcome.job_id)
-    assert (job["inputWidth"], job["inputHeight"], job["sourceSize"]) == (1900, 1400, len(body))
+    assert (job.input_width, job.input_height, job.source_size) == (1900, 1400, len(body))
 
 
 def test_a_jpeg_with_large_metadata_reads_more_but_within_the_bound(aws, make_submitter, runware):
@@ -963,11 +965,11 @@ def test_a_jpeg_with_large_metadata_reads_more_but_within_the_bound(aws, make_su
     assert "VersionId" not in s3.gets[0]  # the first read asks for the current version
     assert all(kwargs["VersionId"] == job_version(outcome, submitter) for kwargs in s3.gets[1:])
     job = submitter.jobs.get(outcome.job_id)
-    assert (job["inputWidth"], job["inputHeight"]) == (1900, 1400)
+    assert (job.input_width, job.input_height) == (1900, 1400)
 
 
 def job_version(outcome: Any, submitter: Submitter) -> str:
-    return submitter.jobs.get(outcome.job_id)["sourceVersionId"]
+    return submitter.jobs.get(outcome.job_id).source_version_id
 
 
 def test_a_frame_header_beyond_the_bound_is_refused_as_too_much_metadata_not_as_corrupt(aws, make_submitter, runware):
@@ -1024,7 +1026,7 @@ def test_each_submission_answer_moves_the_jobs_as_its_meaning_says(aws, make_sub
         submit(submitter, queued(*records))
 
     sent = [task["taskUUID"] for task in json.loads(runware.requests[0].content)]
-    statuses = [submitter.jobs.get(task_uuid)["status"] for task_uuid in sent]
+    statuses = [submitter.jobs.get(task_uuid).status for task_uuid in sent]
     if fixture.meaning in ("account", "rate-limited"):
         assert statuses == ["CLAIMED"] * count  # no job fails: the invocation is retried
     elif fixture.meaning == "task-failed":
@@ -1043,10 +1045,10 @@ def test_a_resubmission_answered_conflict_task_uuid_goes_on_as_submitted(aws, su
     runware.script = [httpx.ReadTimeout("lost answer")] * 4
     with pytest.raises(RunwareUnavailable):
         submit_batch(submitter, queued(record))
-    assert submitter.jobs.get(job_id)["status"] == "CLAIMED"
+    assert submitter.jobs.get(job_id).status == "CLAIMED"
 
     runware.script = [contract_answer(by_name("rest/conflict-task-uuid"))]
     [outcome] = submit(submitter, queued(record))
 
     assert outcome.status == "SUBMITTED"
-    assert submitter.jobs.get(job_id)["status"] == "SUBMITTED"
+    assert submitter.jobs.get(job_id).status == "SUBMITTED"

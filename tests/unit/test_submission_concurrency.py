@@ -20,7 +20,8 @@ from botocore.exceptions import ClientError
 from tests.conftest import INBOX_BUCKET, REGION
 from tests.unit.test_submission import FakeRunware, event, jpeg, runware_client, upload
 from upscaler.completion_events import CompletionEventPublisher
-from upscaler.jobs import JobStatus, JobStore, job_id_for
+from upscaler.job_record import JobStatus, job_id_for
+from upscaler.jobs import JobStore
 from upscaler.settings import Settings
 from upscaler.source_events import SourceObject, source_objects
 from upscaler.submission import IGNORED, AccountRefused, Submitter
@@ -59,7 +60,7 @@ def waiting_on(barrier: threading.Barrier) -> Any:
 
 def job_status(submitter: Submitter, source: SourceObject) -> str | None:
     job = submitter.jobs.get(job_id_for(source.bucket, source.key, source.version))
-    return job["status"] if job else None
+    return job.status if job else None
 
 
 # --- concurrency actually happens, within the bound ---------------------------------------------
@@ -115,8 +116,8 @@ def test_the_account_refusal_notes_overlap_and_the_invocation_still_fails(aws, r
 
     for source in sources:
         job = submitter.jobs.get(job_id_for(source.bucket, source.key, source.version))
-        assert job["status"] == JobStatus.CLAIMED
-        assert "invalidApiKey" in job["waitingReason"]
+        assert job.status == JobStatus.CLAIMED
+        assert "invalidApiKey" in job.waiting_reason
 
 
 def test_no_more_steps_run_at_once_than_the_setting_allows(aws, runware):

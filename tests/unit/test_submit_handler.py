@@ -22,7 +22,7 @@ from PIL import Image
 
 from tests.conftest import INBOX_BUCKET, RUNWARE_KEY
 from tests.unit.queue_events import sqs_batch
-from upscaler.jobs import job_id_for
+from upscaler.job_record import Job, job_id_for
 from upscaler.runware import RunwareClient
 from upscaler.settings import get_settings, read_secret
 
@@ -156,7 +156,7 @@ def failed_ids(response: dict[str, Any]) -> list[str]:
     return [item["itemIdentifier"] for item in response["batchItemFailures"]]
 
 
-def job_of(app: ModuleType, record: dict[str, Any]) -> dict[str, Any] | None:
+def job_of(app: ModuleType, record: dict[str, Any]) -> Job | None:
     obj = record["s3"]["object"]
     return app.submitter.jobs.get(job_id_for(INBOX_BUCKET, unquote_plus(obj["key"]), obj["versionId"]))
 
@@ -221,9 +221,9 @@ def test_each_sample_event_submits_every_record_in_one_request(aws, submit_app, 
     assert runware.requests[0].headers["authorization"] == f"Bearer {RUNWARE_KEY}"
     records = s3_records(event)
     jobs = [job_of(submit_app, record) for record in records]
-    assert [t["taskUUID"] for t in runware.tasks] == [job["jobId"] for job in jobs]
-    assert [job["sourceKey"] for job in jobs] == keys
-    assert all(job["status"] == "SUBMITTED" for job in jobs)
+    assert [t["taskUUID"] for t in runware.tasks] == [job.job_id for job in jobs]
+    assert [job.source_key for job in jobs] == keys
+    assert all(job.status == "SUBMITTED" for job in jobs)
 
     assert invoke(submit_app, batch) == {"batchItemFailures": []}
     assert len(runware.requests) == 1, "a redelivered batch sends nothing"
@@ -235,7 +235,7 @@ def test_a_batch_of_ten_uploads_is_one_runware_request(aws, submit_app, runware,
     assert invoke(submit_app, sqs_batch(*notifications)) == {"batchItemFailures": []}
     [request] = runware.requests
     assert len(json.loads(request.content)) == 10
-    assert all(job_of(submit_app, n["Records"][0])["status"] == "SUBMITTED" for n in notifications)
+    assert all(job_of(submit_app, n["Records"][0]).status == "SUBMITTED" for n in notifications)
     assert metrics_emitted(capsys.readouterr().out) == {"JobsSubmitted": 10.0}
 
 
@@ -254,7 +254,7 @@ def test_eventbridge_object_created_events_submit_like_notifications(aws, submit
     assert invoke(submit_app, sqs_batch(event)) == {"batchItemFailures": []}
     [task] = runware.tasks
     job = submit_app.submitter.jobs.get(task["taskUUID"])
-    assert (job["sourceKey"], job["sourceVersionId"], job["status"]) == (key, put["VersionId"], "SUBMITTED")
+    assert (job.source_key, job.source_version_id, job.status) == (key, put["VersionId"], "SUBMITTED")
     assert task["taskUUID"] == job_id_for(INBOX_BUCKET, key, put["VersionId"])
 
 
@@ -267,7 +267,7 @@ def test_one_upload_failing_its_own_step_fails_only_its_message(aws, submit_app,
     [request] = runware.requests
     assert len(json.loads(request.content)) == 3, "its neighbours still go, in one request"
     statuses = [job_of(submit_app, n["Records"][0]) for n in notifications]
-    assert [s["status"] if s else None for s in statuses] == ["SUBMITTED", "SUBMITTED", None, "SUBMITTED"]
+    assert [s.status if s else None for s in statuses] == ["SUBMITTED", "SUBMITTED", None, "SUBMITTED"]
 
 
 def test_a_task_runware_left_unanswered_fails_only_its_message(aws, submit_app, runware):
@@ -282,8 +282,8 @@ def test_a_task_runware_left_unanswered_fails_only_its_message(aws, submit_app, 
     batch = sqs_batch(*notifications)
     response = invoke(submit_app, batch)
     assert failed_ids(response) == [batch["Records"][1]["messageId"]]
-    assert submit_app.submitter.jobs.get(first)["status"] == "FAILED"
-    assert job_of(submit_app, notifications[1]["Records"][0])["status"] == "CLAIMED"
+    assert submit_app.submitter.jobs.get(first).status == "FAILED"
+    assert job_of(submit_app, notifications[1]["Records"][0]).status == "CLAIMED"
 
 
 def test_runware_unavailable_fails_every_message_of_the_batch(aws, submit_app, runware, capsys):
@@ -302,7 +302,7 @@ def test_an_unreadable_message_fails_alone(aws, submit_app, runware):
     batch = sqs_batch("not json", notification, {"Records": [{"eventSource": "aws:sns"}]})
     response = invoke(submit_app, batch)
     assert failed_ids(response) == [batch["Records"][0]["messageId"], batch["Records"][2]["messageId"]]
-    assert job_of(submit_app, notification["Records"][0])["status"] == "SUBMITTED"
+    assert job_of(submit_app, notification["Records"][0]).status == "SUBMITTED"
 
 
 def test_plain_event_metrics(aws, submit_app, runware, capsys):
@@ -317,7 +317,7 @@ def test_odd_key_event_uses_the_real_key(aws, submit_app, runware):
     assert key == "inbox/My Photos/été+plus ☃.png"
     invoke(submit_app, sqs_batch(event))
     [task] = runware.tasks
-    assert submit_app.submitter.jobs.get(task["taskUUID"])["sourceKey"] == key
+    assert submit_app.submitter.jobs.get(task["taskUUID"]).source_key == key
     assert urlsplit(task["inputs"]["image"]).path == "/inbox/My%20Photos/%C3%A9t%C3%A9%2Bplus%20%E2%98%83.png"
 
 
@@ -330,12 +330,12 @@ def test_redrive_submits_a_job_whose_first_delivery_failed(aws, submit_app, runw
     assert len(runware.requests) == 3
     crashed = runware.tasks[0]
     assert {t["taskUUID"] for t in runware.tasks} == {crashed["taskUUID"]}
-    assert submit_app.submitter.jobs.get(crashed["taskUUID"])["status"] == "CLAIMED"
+    assert submit_app.submitter.jobs.get(crashed["taskUUID"]).status == "CLAIMED"
 
     # A dead letter written by the Lambda on-failure destination before the queue existed.
     assert invoke(submit_app, event) == {"batchItemFailures": []}
     job = submit_app.submitter.jobs.get(crashed["taskUUID"])
-    assert (job["sourceKey"], job["status"]) == (key, "SUBMITTED")
+    assert (job.source_key, job.status) == (key, "SUBMITTED")
     assert runware.tasks[-1]["taskUUID"] == crashed["taskUUID"]
     assert len(runware.requests) == 4
 
@@ -345,8 +345,8 @@ def test_rejection_is_recorded_with_its_code_and_message(aws, submit_app, runwar
     capsys.readouterr()
     assert invoke(submit_app, sqs_batch(event)) == {"batchItemFailures": []}
     job = job_of(submit_app, event["Records"][0])
-    assert (job["status"], job["errorCode"]) == ("REJECTED", "notAnImage")
-    assert "not a JPEG, PNG or WEBP" in job["errorMessage"]
+    assert (job.status, job.error_code) == ("REJECTED", "notAnImage")
+    assert "not a JPEG, PNG or WEBP" in job.error_message
     assert runware.requests == []
     assert metrics_emitted(capsys.readouterr().out) == {"JobsRejected": 1.0}
 
@@ -356,7 +356,7 @@ def test_an_account_refusal_fails_every_message_not_the_job(aws, submit_app, run
     runware.script = [httpx.Response(402, json={"errors": [{"code": "insufficientCredits", "message": "Top up."}]})]
     batch = sqs_batch(event)
     assert failed_ids(invoke(submit_app, batch)) == [batch["Records"][0]["messageId"]]
-    assert job_of(submit_app, event["Records"][0])["status"] == "CLAIMED", "received again, then dead-lettered"
+    assert job_of(submit_app, event["Records"][0]).status == "CLAIMED", "received again, then dead-lettered"
     assert len(runware.requests) == 1
 
 

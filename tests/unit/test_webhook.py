@@ -11,7 +11,10 @@ import pytest
 from PIL import Image
 
 from tests.conftest import INBOX_BUCKET, JOBS_TABLE, OUTPUT_BUCKET, WEBHOOK_KEY
-from upscaler.jobs import JobStatus, JobStore, iso
+from tests.job_records import move_job, seed_job, stored_record
+from upscaler.clock import iso
+from upscaler.job_record import JobStatus
+from upscaler.jobs import JobStore
 from upscaler.results import ResultRecorder
 from upscaler.storage import ObjectStore
 from upscaler.tokens import webhook_token
@@ -76,18 +79,16 @@ def job(store):
         "outputBucket": OUTPUT_BUCKET,
         "outputKey": f"upscaled/cat.png.{JOB_ID[:8]}.png",
     }
-    store.create(fields, JobStatus.CLAIMED, now=SUBMITTED - timedelta(seconds=1))
-    return store.transition(
-        JOB_ID, {JobStatus.CLAIMED}, JobStatus.SUBMITTED, {"submittedAt": iso(SUBMITTED)}, now=SUBMITTED
-    )
+    seed_job(store, fields, JobStatus.CLAIMED, now=SUBMITTED - timedelta(seconds=1))
+    return move_job(store, JOB_ID, JobStatus.SUBMITTED, {"submittedAt": iso(SUBMITTED)}, now=SUBMITTED)
 
 
 @pytest.fixture
 def output(aws, job):
     """The upscaled object Runware PUT to its staging URL, without a Content-Type; the final key it
     is published to once checked."""
-    aws.s3.put_object(Bucket=OUTPUT_BUCKET, Key=f"staging/{job['jobId']}", Body=png_bytes())
-    return job["outputKey"]
+    aws.s3.put_object(Bucket=OUTPUT_BUCKET, Key=f"staging/{job.job_id}", Body=png_bytes())
+    return job.output_key
 
 
 def all_items(aws) -> list[dict]:
@@ -99,7 +100,7 @@ def all_items(aws) -> list[dict]:
 def test_success_answers_200_and_completes_the_job(aws, store, receiver, output, payload):
     reply = receiver.receive(JOB_ID, TOKEN, body(payload))
 
-    record = store.get(JOB_ID)
+    record = stored_record(store, JOB_ID)
     assert reply.status_code == 200
     assert reply.body == {"jobId": JOB_ID, "status": "COMPLETED"}
     assert [item.status for item in reply.recorded] == ["COMPLETED"]
@@ -114,7 +115,7 @@ def test_success_answers_200_and_completes_the_job(aws, store, receiver, output,
 def test_error_answers_200_and_fails_the_job_with_runware_details(store, receiver, job, payload):
     reply = receiver.receive(JOB_ID, TOKEN, body(payload))
 
-    record = store.get(JOB_ID)
+    record = stored_record(store, JOB_ID)
     assert reply.status_code == 200
     assert reply.body == {"jobId": JOB_ID, "status": "FAILED"}
     assert record["status"] == "FAILED"
@@ -185,7 +186,7 @@ def test_body_at_the_limit_is_read(store, receiver, output):
     reply = receiver.receive(JOB_ID, TOKEN, padded)
 
     assert reply.status_code == 200
-    assert store.get(JOB_ID)["status"] == "COMPLETED"
+    assert store.get(JOB_ID).status == "COMPLETED"
 
 
 UNREADABLE_BODIES = {
@@ -203,9 +204,11 @@ def test_unreadable_body_answers_400_and_is_only_counted_on_the_job(store, recei
     replies = {case: receiver.receive(JOB_ID, TOKEN, raw) for case, raw in UNREADABLE_BODIES.items()}
 
     assert {case: reply.status_code for case, reply in replies.items()} == dict.fromkeys(UNREADABLE_BODIES, 400)
-    after = store.get(JOB_ID)
+    after = stored_record(store, JOB_ID)
     assert after["malformedReports"] == len(UNREADABLE_BODIES)
-    assert {k: v for k, v in after.items() if not k.startswith(("malformedReports", "lastMalformedReport"))} == job
+    assert {
+        k: v for k, v in after.items() if not k.startswith(("malformedReports", "lastMalformedReport"))
+    } == job.to_record()
 
 
 def test_items_for_another_task_answer_400_and_nothing_is_recorded(store, receiver, output, job):
@@ -227,13 +230,13 @@ def test_success_before_the_output_exists_answers_503_and_the_job_stays_submitte
 
 def test_retry_after_503_completes_the_job_once_the_output_is_there(aws, store, receiver, job):
     first = receiver.receive(JOB_ID, TOKEN, body({"data": [RESULT]}))
-    aws.s3.put_object(Bucket=OUTPUT_BUCKET, Key=job["outputKey"], Body=png_bytes())
+    aws.s3.put_object(Bucket=OUTPUT_BUCKET, Key=job.output_key, Body=png_bytes())
 
     second = receiver.receive(JOB_ID, TOKEN, body({"data": [RESULT]}))
 
     assert (first.status_code, second.status_code) == (503, 200)
-    assert store.get(JOB_ID)["status"] == "COMPLETED"
-    assert store.get(JOB_ID)["resultReports"] == 1
+    assert store.get(JOB_ID).status == "COMPLETED"
+    assert store.get(JOB_ID).result_reports == 1
 
 
 def test_duplicate_success_answers_200_and_changes_nothing(store, receiver, output):
@@ -267,7 +270,7 @@ def test_error_arriving_after_success_leaves_one_completed_record(aws, store, re
     assert late.status_code == 200
     assert late.body["status"] == "COMPLETED"
     assert store.get(JOB_ID) == completed
-    assert "errorCode" not in store.get(JOB_ID)
+    assert store.get(JOB_ID).error_code is None
     assert len(all_items(aws)) == 1
 
 
@@ -276,21 +279,21 @@ def test_error_report_for_a_job_whose_output_is_there_completes_it(aws, store, r
 
     assert reply.status_code == 200
     assert reply.body["status"] == "COMPLETED"
-    record = store.get(JOB_ID)
+    record = stored_record(store, JOB_ID)
     assert record["overriddenErrorCode"] == ERROR["code"]
     assert aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=output)["ContentType"] == "image/png"
 
 
 def test_success_arriving_after_an_error_completes_the_failed_job(aws, store, receiver, job):
     receiver.receive(JOB_ID, TOKEN, body(ERROR))
-    assert store.get(JOB_ID)["status"] == "FAILED"
+    assert store.get(JOB_ID).status == "FAILED"
     aws.s3.put_object(Bucket=OUTPUT_BUCKET, Key=f"staging/{JOB_ID}", Body=png_bytes())
 
     late = receiver.receive(JOB_ID, TOKEN, body({"data": [RESULT]}))
 
     assert late.status_code == 200
     assert late.body["status"] == "COMPLETED"
-    record = store.get(JOB_ID)
+    record = stored_record(store, JOB_ID)
     assert record["overriddenErrorCode"] == ERROR["code"]
     assert "errorCode" not in record
 
@@ -300,22 +303,22 @@ def test_envelope_with_success_and_error_for_the_job_records_the_success(store, 
 
     assert reply.status_code == 200
     assert [(item.status, item.changed) for item in reply.recorded] == [("COMPLETED", True), ("COMPLETED", False)]
-    assert store.get(JOB_ID)["status"] == "COMPLETED"
+    assert store.get(JOB_ID).status == "COMPLETED"
 
 
 def test_late_success_completes_a_timed_out_job_and_marks_it_late(store, receiver, output, job):
-    store.transition(JOB_ID, {JobStatus.SUBMITTED}, JobStatus.TIMED_OUT, {"errorCode": "timedOut"})
+    move_job(store, JOB_ID, JobStatus.TIMED_OUT, {"errorCode": "timedOut"})
 
     reply = receiver.receive(JOB_ID, TOKEN, body(RESULT))
 
-    record = store.get(JOB_ID)
+    record = stored_record(store, JOB_ID)
     assert reply.status_code == 200
     assert record["status"] == "COMPLETED"
     assert record["lateResult"] is True
 
 
 def test_late_error_leaves_a_timed_out_job_timed_out(store, receiver, job):
-    timed_out = store.transition(JOB_ID, {JobStatus.SUBMITTED}, JobStatus.TIMED_OUT, {"errorCode": "timedOut"})
+    timed_out = move_job(store, JOB_ID, JobStatus.TIMED_OUT, {"errorCode": "timedOut"})
 
     reply = receiver.receive(JOB_ID, TOKEN, body(ERROR))
 
@@ -325,7 +328,11 @@ def test_late_error_leaves_a_timed_out_job_timed_out(store, receiver, job):
 
 
 def test_result_for_a_rejected_job_answers_200_and_changes_nothing(store, receiver):
-    store.create({"jobId": JOB_ID, "errorCode": "notAnImage"}, JobStatus.REJECTED)
+    seed_job(
+        store,
+        {"jobId": JOB_ID, "sourceBucket": INBOX_BUCKET, "sourceKey": "k", "errorCode": "notAnImage"},
+        JobStatus.REJECTED,
+    )
     rejected = store.get(JOB_ID)
 
     reply = receiver.receive(JOB_ID, TOKEN, body(ERROR))

@@ -13,7 +13,10 @@ from PIL import Image
 
 from tests.conftest import INBOX_BUCKET, JOBS_TABLE, OUTPUT_BUCKET, WEBHOOK_KEY
 from tests.contract.runware_contract import by_name, of_kind
-from upscaler.jobs import JobStatus, JobStore, iso
+from tests.job_records import move_job, seed_job, stored_record
+from upscaler.clock import iso
+from upscaler.job_record import JobStatus
+from upscaler.jobs import JobStore
 from upscaler.results import ResultRecorder
 from upscaler.runware_answers import TaskResult
 from upscaler.storage import ObjectStore
@@ -77,13 +80,11 @@ def job(aws, store):
         "outputBucket": OUTPUT_BUCKET,
         "outputKey": f"upscaled/dog.jpg.{JOB_ID[:8]}.jpg",
     }
-    store.create(fields, JobStatus.CLAIMED, now=SUBMITTED - timedelta(seconds=1))
+    seed_job(store, fields, JobStatus.CLAIMED, now=SUBMITTED - timedelta(seconds=1))
     buffer = io.BytesIO()
     Image.new("RGB", (1600, 1200), (200, 120, 40)).save(buffer, format="JPEG")
     aws.s3.put_object(Bucket=OUTPUT_BUCKET, Key=f"staging/{JOB_ID}", Body=buffer.getvalue())
-    return store.transition(
-        JOB_ID, {JobStatus.CLAIMED}, JobStatus.SUBMITTED, {"submittedAt": iso(SUBMITTED)}, now=SUBMITTED
-    )
+    return move_job(store, JOB_ID, JobStatus.SUBMITTED, {"submittedAt": iso(SUBMITTED)}, now=SUBMITTED)
 
 
 @pytest.mark.parametrize("name", EXPECTED)
@@ -93,7 +94,7 @@ def test_the_receiver_records_each_body_on_its_job(aws, store, receiver, job, na
         aws.s3.delete_object(Bucket=OUTPUT_BUCKET, Key=f"staging/{JOB_ID}")
     reply = receiver.receive(JOB_ID, TOKEN, as_job(name))
 
-    record = store.get(JOB_ID)
+    record = stored_record(store, JOB_ID)
     assert (reply.status_code, reply.malformed) == (200, 0)
     if isinstance(EXPECTED[name], TaskResult):
         assert (record["status"], record["imageUUID"], record["cost"]) == ("COMPLETED", IMAGE_UUID, Decimal("0.005"))
@@ -109,7 +110,7 @@ def test_a_body_with_a_readable_result_beside_hostile_items_completes_the_job(st
 
     reply = receiver.receive(JOB_ID, TOKEN, body)
 
-    record = store.get(JOB_ID)
+    record = stored_record(store, JOB_ID)
     assert (reply.status_code, reply.malformed, record["status"]) == (200, 4, "COMPLETED")
     assert record["malformedReports"] == 4
 
@@ -122,7 +123,7 @@ def test_a_body_with_a_readable_result_beside_hostile_items_completes_the_job(st
 def test_a_body_with_nothing_readable_answers_400_and_is_counted(store, receiver, job, raw):
     reply = receiver.receive(JOB_ID, TOKEN, raw)
 
-    record = store.get(JOB_ID)
+    record = stored_record(store, JOB_ID)
     assert reply.status_code == 400
     assert (record["status"], record["malformedReports"] >= 1) == ("SUBMITTED", True)
     assert record["lastMalformedReport"]

@@ -30,9 +30,12 @@ from tests.conftest import (
     WEBHOOK_KEY,
     WEBHOOK_URL,
 )
+from tests.job_records import move_job, seed_job, stored_record
 from tests.unit.queue_events import sqs_batch
+from upscaler.clock import iso
 from upscaler.ingestion import submit_batch
-from upscaler.jobs import JobStatus, JobStore, iso
+from upscaler.job_record import JobStatus
+from upscaler.jobs import JobStore
 from upscaler.runware import RunwareClient
 from upscaler.storage import ObjectStore
 from upscaler.submission import Submitter
@@ -128,10 +131,8 @@ def job(store):
         "outputBucket": OUTPUT_BUCKET,
         "outputKey": OUTPUT_KEY,
     }
-    store.create(fields, JobStatus.CLAIMED, now=submitted - timedelta(seconds=1))
-    return store.transition(
-        JOB_ID, {JobStatus.CLAIMED}, JobStatus.SUBMITTED, {"submittedAt": iso(submitted)}, now=submitted
-    )
+    seed_job(store, fields, JobStatus.CLAIMED, now=submitted - timedelta(seconds=1))
+    return move_job(store, JOB_ID, JobStatus.SUBMITTED, {"submittedAt": iso(submitted)}, now=submitted)
 
 
 @pytest.fixture
@@ -157,7 +158,7 @@ def test_sample_events_carry_the_token_for_the_fixture_key():
 def test_success_event_completes_the_job(aws, handler, store, output, name):
     status, body = invoke(handler, sample_event(name))
 
-    record = store.get(JOB_ID)
+    record = stored_record(store, JOB_ID)
     assert (status, body) == (200, {"jobId": JOB_ID, "status": "COMPLETED"})
     assert record["status"] == "COMPLETED"
     assert record["imageUUID"] == "2af4c8a9-5865-46b2-a4e3-b011d3dcd03e"
@@ -171,7 +172,7 @@ def test_success_event_completes_the_job(aws, handler, store, output, name):
 def test_error_event_fails_the_job_with_runware_details(handler, store, job, name):
     status, body = invoke(handler, sample_event(name))
 
-    record = store.get(JOB_ID)
+    record = stored_record(store, JOB_ID)
     assert (status, body) == (200, {"jobId": JOB_ID, "status": "FAILED"})
     assert (record["errorCode"], record["errorParameter"]) == ("invalidImageURL", "inputs.image")
     assert record["errorMessage"] == "The image at inputs.image could not be downloaded."
@@ -266,8 +267,8 @@ def test_non_json_body_answers_400(handler, store, job):
     status, _ = invoke(handler, event)
 
     assert status == 400
-    assert store.get(JOB_ID)["status"] == job["status"]
-    assert store.get(JOB_ID)["malformedReports"] == 1
+    assert store.get(JOB_ID).status == job.status
+    assert store.get(JOB_ID).malformed_reports == 1
 
 
 def test_oversized_body_answers_413(handler, store, job):
@@ -288,7 +289,7 @@ def test_base64_encoded_body_is_decoded(handler, store, output):
     status, _ = invoke(handler, event)
 
     assert status == 200
-    assert store.get(JOB_ID)["status"] == "COMPLETED"
+    assert store.get(JOB_ID).status == "COMPLETED"
 
 
 def test_base64_encoded_binary_body_answers_400(handler, store, job):
@@ -299,8 +300,8 @@ def test_base64_encoded_binary_body_answers_400(handler, store, job):
     status, _ = invoke(handler, event)
 
     assert status == 400
-    assert store.get(JOB_ID)["status"] == job["status"]
-    assert store.get(JOB_ID)["malformedReports"] == 1
+    assert store.get(JOB_ID).status == job.status
+    assert store.get(JOB_ID).malformed_reports == 1
 
 
 def test_duplicate_webhooks_answer_200_and_leave_one_record(aws, handler, store, output, capsys):
@@ -385,7 +386,7 @@ def test_job_submitted_by_the_submit_path_is_completed_by_its_webhook(aws, handl
     assert f"{webhook.scheme}://{webhook.netloc}{webhook.path}" == WEBHOOK_URL
     job = store.get(task["taskUUID"])
     output = jpeg_bytes(2309, 1732)
-    aws.s3.put_object(Bucket=job["outputBucket"], Key=job["outputKey"], Body=output)  # Runware's PUT: no type
+    aws.s3.put_object(Bucket=job.output_bucket, Key=job.output_key, Body=output)  # Runware's PUT: no type
     event = copy.deepcopy(sample_event("webhook-success-envelope.json"))
     event["rawQueryString"] = webhook.query
     event["queryStringParameters"] = {name: values[0] for name, values in parse_qs(webhook.query).items()}
@@ -394,7 +395,7 @@ def test_job_submitted_by_the_submit_path_is_completed_by_its_webhook(aws, handl
 
     status, body = invoke(handler, event)
 
-    record = store.get(task["taskUUID"])
+    record = stored_record(store, task["taskUUID"])
     assert (status, body["status"]) == (200, "COMPLETED")
     assert (record["inputWidth"], record["inputHeight"], record["inputFormat"]) == (800, 600, "PNG")
     assert record["sourceSize"] == len(source)
@@ -405,6 +406,6 @@ def test_job_submitted_by_the_submit_path_is_completed_by_its_webhook(aws, handl
     assert record["uploadToSubmitSeconds"] >= 29
     assert record["providerSeconds"] >= 0
     assert record["totalSeconds"] == record["uploadToSubmitSeconds"] + record["providerSeconds"]
-    head = aws.s3.head_object(Bucket=job["outputBucket"], Key=job["outputKey"])
+    head = aws.s3.head_object(Bucket=job.output_bucket, Key=job.output_key)
     assert head["ContentType"] == "image/jpeg"
     assert record["outputETag"] == head["ETag"].strip('"')

@@ -13,11 +13,13 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+
+from upscaler.job_record import Job
 
 logger = logging.getLogger(__name__)
 
@@ -72,15 +74,16 @@ PUBLIC_FIELDS = (
 SEND_ATTEMPTS = 3
 
 
-def completion_detail(job: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: _json_value(job[name]) for name in PUBLIC_FIELDS if job.get(name) is not None}
+def completion_detail(job: Job) -> dict[str, Any]:
+    record = job.to_record()
+    return {name: _json_value(record[name]) for name in PUBLIC_FIELDS if record.get(name) is not None}
 
 
-def completion_entry(job: Mapping[str, Any], bus_name: str) -> dict[str, Any]:
+def completion_entry(job: Job, bus_name: str) -> dict[str, Any]:
     """The PutEvents entry for a job that has just become terminal."""
     return {
         "Source": EVENT_SOURCE,
-        "DetailType": DETAIL_TYPES[str(job["status"])],
+        "DetailType": DETAIL_TYPES[str(job.status)],
         "Detail": json.dumps(completion_detail(job), separators=(",", ":")),
         "EventBusName": bus_name,
     }
@@ -112,7 +115,7 @@ class CompletionEventPublisher:
         self.bus_name = bus_name
         self._sleep = sleep
 
-    def __call__(self, job: Mapping[str, Any]) -> None:
+    def __call__(self, job: Job) -> None:
         entry = completion_entry(job, self.bus_name)
         reason = ""
         for attempt in range(SEND_ATTEMPTS):
@@ -129,7 +132,7 @@ class CompletionEventPublisher:
                 self._sleep(0.2 * 2**attempt)
         logger.error(
             "completion event not sent",
-            extra={"jobId": job.get("jobId"), "status": job.get("status"), "reason": reason},
+            extra={"jobId": job.job_id, "status": str(job.status), "reason": reason},
         )
 
     def _events(self) -> Any:

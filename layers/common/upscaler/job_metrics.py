@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from upscaler.jobs import JobStatus
+from upscaler.job_record import JobStatus
 from upscaler.results import Recorded
 
 if TYPE_CHECKING:
@@ -46,12 +46,10 @@ def add_result_metrics(metrics: Metrics, recorded: Iterable[Recorded]) -> None:
         if name:
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
         if item.status == JobStatus.COMPLETED:
-            if item.job.get("cost") is not None:
-                metrics.add_metric(name="CostUSD", unit=MetricUnit.NoUnit, value=float(item.job["cost"]))
-            if item.job.get("totalSeconds") is not None:
-                metrics.add_metric(
-                    name="EndToEndLatency", unit=MetricUnit.Seconds, value=float(item.job["totalSeconds"])
-                )
+            if item.job.cost is not None:
+                metrics.add_metric(name="CostUSD", unit=MetricUnit.NoUnit, value=float(item.job.cost))
+            if item.job.total_seconds is not None:
+                metrics.add_metric(name="EndToEndLatency", unit=MetricUnit.Seconds, value=float(item.job.total_seconds))
 
 
 def add_webhook_metrics(metrics: Metrics, reply: WebhookReply) -> None:

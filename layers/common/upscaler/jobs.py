@@ -1,77 +1,108 @@
 """The job store: one DynamoDB item per source object version, moved through its states by
 conditional writes so that duplicates and races can never produce a second job or undo an ending.
 
-States: CLAIMED (being submitted) -> SUBMITTED -> COMPLETED | FAILED | TIMED_OUT; REJECTED is
-written directly for input that is never sent. The only move out of a terminal state is
-TIMED_OUT -> COMPLETED, so a late success is still recorded.
+`TRANSITIONS` is the state machine, and the only place that says which status may follow which:
+each row names the statuses a job may be in (none: it must not exist yet), the status it moves to,
+and any further condition, and the store writes exactly that condition. Every write of a job's
+status goes through a row. The one other write, counting unreadable reports on a job, leaves its
+status alone.
+
+CLAIMED (being submitted) -> SUBMITTED -> COMPLETED | FAILED | TIMED_OUT; REJECTED is written
+directly for input that is never sent. A verified output completes a job that had failed or timed
+out, and one rejected after its claim (Runware may have accepted, and billed, it already).
 """
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
-from decimal import Decimal
-from enum import StrEnum
+from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from upscaler.clock import iso, utc_now
 from upscaler.conditional_writes import ConditionalWrite, write_all
+from upscaler.job_record import (
+    TERMINAL_STATUSES,
+    Job,
+    JobStatus,
+    attribute_name,
+    to_attribute_values,
+)
 
 STATUS_INDEX = "jobsByStatus"
 # What is kept of why a webhook body was unreadable.
 MAX_PROBLEM_CHARS = 300
 
-
-class JobStatus(StrEnum):
-    CLAIMED = "CLAIMED"
-    SUBMITTED = "SUBMITTED"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    REJECTED = "REJECTED"
-    TIMED_OUT = "TIMED_OUT"
+CLAIMED, SUBMITTED, COMPLETED = JobStatus.CLAIMED, JobStatus.SUBMITTED, JobStatus.COMPLETED
+FAILED, REJECTED, TIMED_OUT = JobStatus.FAILED, JobStatus.REJECTED, JobStatus.TIMED_OUT
 
 
-TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.REJECTED, JobStatus.TIMED_OUT})
+@dataclass(frozen=True)
+class Transition:
+    name: str
+    before: frozenset[JobStatus]  # the statuses the job may be in; empty: it must not exist yet
+    after: JobStatus
+    # A further condition on the item, as written (attribute names as in the table).
+    also: str | None = None
 
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
-
-
-def job_id_for(bucket: str, key: str, version: str) -> str:
-    """The job id (and Runware taskUUID) of one source object version.
-
-    Derived, not random: every delivery of the same S3 event, and every retry after a crash, names
-    the same job, so the table's primary key alone enforces one job per version. The hash is
-    shaped as a UUID v4 because Runware requires that format.
-    """
-    digest = hashlib.sha256(f"{bucket}\x00{key}\x00{version}".encode()).digest()
-    return str(uuid.UUID(bytes=digest[:16], version=4))
+    @property
+    def creates(self) -> bool:
+        return not self.before
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+def _row(name: str, before: set[JobStatus], after: JobStatus, also: str | None = None) -> Transition:
+    return Transition(name, frozenset(before), after, also)
 
 
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+CLAIM = _row("claim", set(), CLAIMED)
+REJECT = _row("reject", set(), REJECTED)
+# The source was deleted or replaced before a retried claim was sent.
+REJECT_CLAIMED = _row("rejectClaimed", {CLAIMED}, REJECTED)
+# Runware refused the account: the job waits, with the reason noted.
+WAIT_FOR_ACCOUNT = _row("waitForAccount", {CLAIMED}, CLAIMED)
+SUBMIT = _row("submit", {CLAIMED}, SUBMITTED)
+# Runware refused the task itself when it was sent.
+FAIL_SUBMISSION = _row("failSubmission", {CLAIMED}, FAILED)
+# Runware reported the task failed (webhook or getResponse), and no verified output exists.
+FAIL = _row("fail", {CLAIMED, SUBMITTED}, FAILED)
+TIME_OUT = _row("timeOut", {SUBMITTED}, TIMED_OUT)
+# A verified output in the bucket: whatever was reported before, the job completes.
+COMPLETE = _row("complete", {CLAIMED, SUBMITTED, FAILED, TIMED_OUT}, COMPLETED)
+COMPLETE_REJECTED = _row("completeRejected", {REJECTED}, COMPLETED, "rejectedAfterClaim = :true")
+
+TRANSITIONS = (
+    CLAIM,
+    REJECT,
+    REJECT_CLAIMED,
+    WAIT_FOR_ACCOUNT,
+    SUBMIT,
+    FAIL_SUBMISSION,
+    FAIL,
+    TIME_OUT,
+    COMPLETE,
+    COMPLETE_REJECTED,
+)
 
 
-def parse_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+def completion_for(job: Job) -> Transition | None:
+    """The transition by which a verified output completes this job, or None when nothing may."""
+    if job.status in COMPLETE.before:
+        return COMPLETE
+    if job.status is REJECTED and job.rejected_after_claim:
+        return COMPLETE_REJECTED
+    return None
 
 
 class TransitionRefused(Exception):
     """The job was not in a state that allows this change (a duplicate, a race, or a regression)."""
 
-    def __init__(self, job_id: str, current: Mapping[str, Any] | None) -> None:
+    def __init__(self, job_id: str, current: Job | None) -> None:
         self.job_id = job_id
-        self.current = dict(current) if current else None
-        status = self.current.get("status") if self.current else "missing"
+        self.current = current
+        status = current.status if current else "missing"
         super().__init__(f"job {job_id} is {status}")
 
 
@@ -81,7 +112,7 @@ class JobStore:
         dynamodb_client: Any,
         table_name: str,
         retention_days: int = 90,
-        on_terminal: Callable[[Mapping[str, Any]], None] | None = None,
+        on_terminal: Callable[[Job], None] | None = None,
     ) -> None:
         self._db = dynamodb_client
         self.table_name = table_name
@@ -89,130 +120,132 @@ class JobStore:
         # Told of each job right after the write that made it terminal (completion events).
         self.on_terminal = on_terminal
 
-    def get(self, job_id: str) -> dict[str, Any] | None:
+    def get(self, job_id: str) -> Job | None:
         response = self._db.get_item(TableName=self.table_name, Key=_key(job_id), ConsistentRead=True)
         item = response.get("Item")
-        return from_dynamodb_item(item) if item else None
+        return Job.from_item(item) if item else None
 
-    def create(self, job: Mapping[str, Any], status: JobStatus, now: datetime | None = None) -> None:
-        """Write a new job item; refused if any job already exists under that id."""
-        item = self._new_item(job, status, now or utc_now())
+    def create(self, job: Job, transition: Transition, now: datetime | None = None) -> Job:
+        """Write a new job by a creating transition; refused if any job already exists under that id."""
+        written = self._new(job, transition, now or utc_now())
         try:
-            self._db.put_item(**self._create_request(item), ReturnValuesOnConditionCheckFailure="ALL_OLD")
+            self._db.put_item(**self._create_request(written), ReturnValuesOnConditionCheckFailure="ALL_OLD")
         except ClientError as error:
-            raise _refused(job["jobId"], error) from None
-        self._ended(item, status)
+            raise _refused(job.job_id, error) from None
+        self._ended(written)
+        return written
 
-    def create_all(
-        self, jobs: Sequence[tuple[Mapping[str, Any], JobStatus]], now: datetime | None = None
-    ) -> list[Exception | None]:
-        """create() for each (job, status), in one request per MAX_TRANSACTION_ITEMS jobs instead of one each.
+    def create_all(self, jobs: Sequence[tuple[Job, Transition]], now: datetime | None = None) -> list[Exception | None]:
+        """create() for each (job, transition), in one request per MAX_TRANSACTION_ITEMS jobs instead of one each.
 
         Per job, in order: None when it was written, TransitionRefused (with the job that exists)
         when there was one, or the error its write met (see upscaler.conditional_writes).
         """
         moment = now or utc_now()
         writes = []
-        for job, status in jobs:
-            item = self._new_item(job, status, moment)
+        for job, transition in jobs:
+            written = self._new(job, transition, moment)
             writes.append(
                 ConditionalWrite(
-                    key=str(job["jobId"]),
-                    action={"Put": {**self._create_request(item), "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}},
-                    alone=partial(self.create, job, status, moment),
-                    refused=partial(_refusal, str(job["jobId"])),
-                    written=partial(self._ended, item, status),
+                    key=job.job_id,
+                    action={"Put": {**self._create_request(written), "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}},
+                    alone=partial(self.create, job, transition, moment),
+                    refused=partial(_refusal, job.job_id),
+                    written=partial(self._ended, written),
                 )
             )
         return write_all(self._db, writes)
 
-    def _new_item(self, job: Mapping[str, Any], status: JobStatus, moment: datetime) -> dict[str, Any]:
-        return {
-            **job,
-            "status": status.value,
-            "createdAt": iso(moment),
-            "updatedAt": iso(moment),
-            "expiresAt": int(moment.timestamp()) + self.retention_days * 86400,
-        }
+    def _new(self, job: Job, transition: Transition, moment: datetime) -> Job:
+        if not transition.creates:
+            raise ValueError(f"{transition.name} moves an existing job; it cannot create one")
+        return job.but(
+            status=transition.after,
+            created_at=iso(moment),
+            updated_at=iso(moment),
+            expires_at=int(moment.timestamp()) + self.retention_days * 86400,
+        )
 
-    def _create_request(self, item: Mapping[str, Any]) -> dict[str, Any]:
+    def _create_request(self, job: Job) -> dict[str, Any]:
         return {
             "TableName": self.table_name,
-            "Item": _to_dynamo(item),
+            "Item": job.to_item(),
             "ConditionExpression": "attribute_not_exists(jobId)",
         }
 
-    def transition(
+    def move(
         self,
         job_id: str,
-        allowed_from: frozenset[JobStatus] | set[JobStatus],
-        to: JobStatus,
+        transition: Transition,
         changes: Mapping[str, Any] | None = None,
         *,
         remove: tuple[str, ...] = (),
         increment: str | None = None,
         now: datetime | None = None,
-    ) -> dict[str, Any]:
-        """Move a job to `to` if it is currently in one of `allowed_from`; returns the new item."""
-        request = self._transition_request(job_id, allowed_from, to, changes, remove, increment, now or utc_now())
+    ) -> Job:
+        """Move a job by `transition`, setting `changes` (Job field -> value; None values are left
+        alone), removing the fields in `remove`, adding one to the field `increment`; returns the
+        job as written, or raises TransitionRefused with the job as it is."""
+        request = self._move_request(job_id, transition, changes, remove, increment, now or utc_now())
         try:
             response = self._db.update_item(
                 **request, ReturnValues="ALL_NEW", ReturnValuesOnConditionCheckFailure="ALL_OLD"
             )
         except ClientError as error:
             raise _refused(job_id, error) from None
-        updated = from_dynamodb_item(response["Attributes"])
-        self._ended(updated, to)
+        updated = Job.from_item(response["Attributes"])
+        self._ended(updated)
         return updated
 
-    def transition_all(
+    def move_all(
         self,
         moves: Sequence[tuple[str, Mapping[str, Any]]],
-        allowed_from: frozenset[JobStatus] | set[JobStatus],
-        to: JobStatus,
+        transition: Transition,
         *,
         remove: tuple[str, ...] = (),
         increment: str | None = None,
         now: datetime | None = None,
     ) -> list[Exception | None]:
-        """transition() for each (job id, changes), in one request per MAX_TRANSACTION_ITEMS jobs.
+        """move() for each (job id, changes), in one request per MAX_TRANSACTION_ITEMS jobs.
 
-        Per job, in order: None when it moved, TransitionRefused (with the job as it is) when it was
-        not in `allowed_from`, or the error its write met. A transaction cannot return the items it
-        wrote, so a move to a terminal status (whose completion event needs the whole job) is refused
-        here: use transition().
+        Per job, in order: None when it moved, TransitionRefused (with the job as it is) when its
+        status did not allow it, or the error its write met. A transaction cannot return the items
+        it wrote, so a move to a terminal status (whose completion event needs the whole job) is
+        refused here: use move().
         """
-        if to in TERMINAL_STATUSES:
-            raise ValueError(f"transition_all cannot end jobs ({to}): use transition()")
+        if transition.after in TERMINAL_STATUSES:
+            raise ValueError(f"move_all cannot end jobs ({transition.name}): use move()")
         moment = now or utc_now()
         writes = []
         for job_id, changes in moves:
-            request = self._transition_request(job_id, allowed_from, to, changes, remove, increment, moment)
-            move = partial(self.transition, job_id, allowed_from, to, changes, remove=remove, increment=increment)
+            request = self._move_request(job_id, transition, changes, remove, increment, moment)
             writes.append(
                 ConditionalWrite(
                     key=job_id,
                     action={"Update": {**request, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}},
-                    alone=partial(move, now=moment),
+                    alone=partial(
+                        self.move, job_id, transition, changes, remove=remove, increment=increment, now=moment
+                    ),
                     refused=partial(_refusal, job_id),
                     written=_nothing,
                 )
             )
         return write_all(self._db, writes)
 
-    def _transition_request(
+    def _move_request(
         self,
         job_id: str,
-        allowed_from: frozenset[JobStatus] | set[JobStatus],
-        to: JobStatus,
+        transition: Transition,
         changes: Mapping[str, Any] | None,
         remove: tuple[str, ...],
         increment: str | None,
         moment: datetime,
     ) -> dict[str, Any]:
-        """The UpdateItem (or transaction Update) that moves one job, conditional on its status."""
-        values: dict[str, Any] = {k: v for k, v in (changes or {}).items() if v is not None}
-        values.update({"status": to.value, "updatedAt": iso(moment)})
+        """The UpdateItem (or transaction Update) of one transition: its condition, as the table says."""
+        if transition.creates:
+            raise ValueError(f"{transition.name} creates a job; use create()")
+        values = {attribute_name(name): value for name, value in (changes or {}).items() if value is not None}
+        values.update({"status": transition.after.value, "updatedAt": iso(moment)})
         names: dict[str, str] = {}
         placeholders: dict[str, Any] = {}
         sets: list[str] = []
@@ -221,31 +254,35 @@ class JobStore:
             placeholders[f":v{index}"] = value
             sets.append(f"#f{index} = :v{index}")
         if increment:
-            names["#inc"] = increment
+            names["#inc"] = attribute_name(increment)
             placeholders[":zero"] = 0
             placeholders[":one"] = 1
             sets.append("#inc = if_not_exists(#inc, :zero) + :one")
-        allowed = sorted(status.value for status in allowed_from)
-        for index, status in enumerate(allowed):
+        before = sorted(status.value for status in transition.before)
+        for index, status in enumerate(before):
             placeholders[f":from{index}"] = status
         names["#status"] = "status"
         expression = "SET " + ", ".join(sets)
         if remove:
             for index, name in enumerate(remove):
-                names[f"#r{index}"] = name
+                names[f"#r{index}"] = attribute_name(name)
             expression += " REMOVE " + ", ".join(f"#r{index}" for index in range(len(remove)))
-        condition = "#status IN (" + ", ".join(f":from{i}" for i in range(len(allowed))) + ")"
+        allowed = ", ".join(f":from{index}" for index in range(len(before)))
+        condition = f"attribute_exists(jobId) AND #status IN ({allowed})"
+        if transition.also:
+            condition += f" AND {transition.also}"
+            placeholders[":true"] = True
         return {
             "TableName": self.table_name,
             "Key": _key(job_id),
             "UpdateExpression": expression,
-            "ConditionExpression": f"attribute_exists(jobId) AND {condition}",
+            "ConditionExpression": condition,
             "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": _to_dynamo(placeholders),
+            "ExpressionAttributeValues": to_attribute_values(placeholders),
         }
 
-    def _ended(self, job: Mapping[str, Any], status: JobStatus) -> None:
-        if self.on_terminal is not None and status in TERMINAL_STATUSES:
+    def _ended(self, job: Job) -> None:
+        if self.on_terminal is not None and job.status in TERMINAL_STATUSES:
             self.on_terminal(job)
 
     def count_malformed_reports(self, job_id: str, count: int, problem: str, now: datetime | None = None) -> bool:
@@ -258,11 +295,11 @@ class JobStore:
                 UpdateExpression="SET #problem = :problem, #at = :at ADD #count :count",
                 ConditionExpression="attribute_exists(jobId)",
                 ExpressionAttributeNames={
-                    "#count": "malformedReports",
-                    "#problem": "lastMalformedReport",
-                    "#at": "lastMalformedReportAt",
+                    "#count": attribute_name("malformed_reports"),
+                    "#problem": attribute_name("last_malformed_report"),
+                    "#at": attribute_name("last_malformed_report_at"),
                 },
-                ExpressionAttributeValues=_to_dynamo(
+                ExpressionAttributeValues=to_attribute_values(
                     {":count": count, ":problem": problem[:MAX_PROBLEM_CHARS], ":at": iso(now or utc_now())}
                 ),
             )
@@ -280,7 +317,7 @@ class JobStore:
         created_after: datetime | None = None,
         newest_first: bool = False,
         limit: int | None = None,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[Job]:
         """Jobs in one status through the status index (a query, never a scan), oldest first."""
         if created_before is not None and created_after is not None:
             raise ValueError("give created_before or created_after, not both")
@@ -304,7 +341,7 @@ class JobStore:
                 kwargs["Limit"] = max(1, limit - returned)
             response = self._db.query(**kwargs)
             for item in response.get("Items", []):
-                yield from_dynamodb_item(item)
+                yield Job.from_item(item)
                 returned += 1
                 if limit is not None and returned >= limit:
                     return
@@ -325,39 +362,8 @@ def _refused(job_id: str, error: ClientError) -> Exception:
 
 def _refusal(job_id: str, item: Mapping[str, Any] | None) -> TransitionRefused:
     """A failed condition, with the job as it is (an item in DynamoDB's JSON) when DynamoDB returned it."""
-    return TransitionRefused(job_id, from_dynamodb_item(item) if item else None)
+    return TransitionRefused(job_id, Job.from_item(item) if item else None)
 
 
 def _nothing() -> None:
     """Nothing follows a move that ends no job."""
-
-
-def _to_dynamo(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: _serializer.serialize(_storable(value)) for name, value in values.items() if value is not None}
-
-
-def _storable(value: Any) -> Any:
-    if isinstance(value, float):
-        return Decimal(str(value))
-    if isinstance(value, dict):
-        return {k: _storable(v) for k, v in value.items() if v is not None}
-    return value
-
-
-def from_dynamodb_item(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: _plain(_deserializer.deserialize(value)) for name, value in item.items()}
-
-
-def _plain(value: Any) -> Any:
-    # Whole numbers back as int so callers compare and print them naturally; cost stays Decimal.
-    if isinstance(value, Decimal) and value == value.to_integral_value():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-def seconds_between(start: str | None, end: str | None) -> float | None:
-    if not start or not end:
-        return None
-    return round((parse_iso(end) - parse_iso(start)).total_seconds(), 3)

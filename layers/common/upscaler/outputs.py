@@ -10,12 +10,11 @@ to the staging URL changes nothing a user sees.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import quote
 
 from upscaler.image_header import ImageHeader, UnreadableImage
+from upscaler.job_record import Job
 from upscaler.models import OUTPUT_EXTENSIONS, PIXELS_PER_MEGAPIXEL
 from upscaler.storage import ObjectInfo, ObjectMissing, ObjectStore
 
@@ -29,8 +28,26 @@ TARGET_PIXELS_TOLERANCE = 0.25
 ASPECT_TOLERANCE = 0.05
 
 
+# S3's limit on the length of a key, in UTF-8 bytes.
+MAX_KEY_BYTES = 1024
+
+
 def staging_key_for(staging_prefix: str, job_id: str) -> str:
     return f"{staging_prefix}{job_id}"
+
+
+def output_key_for(source_key: str, job_id: str, extension: str, *, inbox_prefix: str, output_prefix: str) -> str:
+    """<output prefix><key below the inbox prefix>.<job id prefix>.<ext>: unique per version and
+    per source name, so a.png and a.jpg (or two uploads of one key) never share an output.
+
+    A source key near S3's length limit would make a longer output key, which S3 refuses (so
+    Runware's upload would fail): the source part is then cut short, at a character boundary.
+    """
+    relative = source_key.removeprefix(inbox_prefix) or posixpath.basename(source_key)
+    suffix = f".{job_id[:8]}.{extension}"
+    room = max(0, MAX_KEY_BYTES - len(f"{output_prefix}{suffix}".encode()))
+    relative = relative.encode()[:room].decode(errors="ignore")
+    return f"{output_prefix}{relative}{suffix}"
 
 
 class OutputNotReady(Exception):
@@ -75,16 +92,16 @@ class OutputPublisher:
         self.objects = objects
         self.staging_prefix = staging_prefix
 
-    def staging_key(self, job: Mapping[str, Any]) -> str:
-        return str(job.get("stagingKey") or staging_key_for(self.staging_prefix, job["jobId"]))
+    def staging_key(self, job: Job) -> str:
+        return job.staging_key or staging_key_for(self.staging_prefix, job.job_id)
 
-    def find(self, job: Mapping[str, Any]) -> VerifiedOutput | None:
+    def find(self, job: Job) -> VerifiedOutput | None:
         """The job's output if it exists, staged or already published; None when neither is there.
 
         Raises OutputInvalid when bytes are there but are not this job's result.
         """
-        bucket = job["outputBucket"]
-        for key, published in ((self.staging_key(job), False), (job["outputKey"], True)):
+        bucket = str(job.output_bucket)
+        for key, published in ((self.staging_key(job), False), (str(job.output_key), True)):
             try:
                 info = self.objects.head(bucket, key)
             except ObjectMissing:
@@ -92,7 +109,7 @@ class OutputPublisher:
             return VerifiedOutput(info, self._check(job, info), published)
         return None
 
-    def publish(self, job: Mapping[str, Any], output: VerifiedOutput) -> PublishedOutput:
+    def publish(self, job: Job, output: VerifiedOutput) -> PublishedOutput:
         """Copy verified staged bytes to the final key, named and typed after what they really are."""
         header = output.header
         if output.published:
@@ -100,7 +117,7 @@ class OutputPublisher:
             if output.info.content_type != header.content_type:
                 etag = self.objects.copy(output.info, final_key, header.content_type, output.info.metadata)
         else:
-            final_key = final_key_for(str(job["outputKey"]), output.output_format)
+            final_key = final_key_for(str(job.output_key), output.output_format)
             etag = self.objects.copy(output.info, final_key, header.content_type, output_metadata(job))
         return PublishedOutput(
             key=final_key,
@@ -112,11 +129,11 @@ class OutputPublisher:
             height=header.height,
         )
 
-    def discard_staged(self, job: Mapping[str, Any]) -> None:
+    def discard_staged(self, job: Job) -> None:
         """Remove the staged copy once the job is final; a lifecycle rule is the backstop."""
-        self.objects.delete(job["outputBucket"], self.staging_key(job))
+        self.objects.delete(str(job.output_bucket), self.staging_key(job))
 
-    def _check(self, job: Mapping[str, Any], info: ObjectInfo) -> ImageHeader:
+    def _check(self, job: Job, info: ObjectInfo) -> ImageHeader:
         try:
             header = self.objects.read_header(info)
         except UnreadableImage as error:
@@ -136,20 +153,20 @@ def final_key_for(planned_key: str, output_format: str) -> str:
     return planned_key if extension == wanted else f"{stem}{wanted}"
 
 
-def output_metadata(job: Mapping[str, Any]) -> dict[str, str]:
+def output_metadata(job: Job) -> dict[str, str]:
     # S3 user metadata must be ASCII: a non-ASCII source key is stored percent-encoded.
     metadata = {
-        "job-id": str(job["jobId"]),
-        "source-bucket": str(job["sourceBucket"]),
-        "source-key": quote(str(job["sourceKey"]), safe="/"),
+        "job-id": job.job_id,
+        "source-bucket": job.source_bucket,
+        "source-key": quote(job.source_key, safe="/"),
     }
-    if job.get("sourceVersionId"):
-        metadata["source-version-id"] = str(job["sourceVersionId"])
+    if job.source_version_id:
+        metadata["source-version-id"] = job.source_version_id
     return metadata
 
 
-def _geometry_problem(job: Mapping[str, Any], header: ImageHeader) -> str | None:
-    target = job.get("targetMegapixels")
+def _geometry_problem(job: Job, header: ImageHeader) -> str | None:
+    target = job.target_megapixels
     if target:
         wanted = int(target) * PIXELS_PER_MEGAPIXEL
         if abs(header.pixels - wanted) > wanted * TARGET_PIXELS_TOLERANCE:
@@ -157,7 +174,7 @@ def _geometry_problem(job: Mapping[str, Any], header: ImageHeader) -> str | None
                 f"the uploaded output is {header.width}x{header.height} ({header.pixels / 1e6:.2f} MP), "
                 f"not the {target} MP asked for"
             )
-    width, height = job.get("inputWidth"), job.get("inputHeight")
+    width, height = job.input_width, job.input_height
     if width and height and header.width and header.height:
         asked = int(width) / int(height)
         got = header.width / header.height

@@ -14,9 +14,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
-from upscaler.jobs import JobStatus, JobStore, parse_iso, utc_now
+from upscaler.clock import parse_iso, utc_now
+from upscaler.job_record import Job, JobStatus
+from upscaler.jobs import JobStore
 from upscaler.results import OutputNotReady, Recorded, ResultRecorder
 from upscaler.runware import RunwareClient, RunwareUnavailable
 from upscaler.runware_answers import Failed, PollOutcome, Succeeded
@@ -80,7 +81,7 @@ class Reconciler:
                 break
             batch = stale[start : start + POLL_BATCH_SIZE]
             try:
-                response = self.runware.get_responses([job["jobId"] for job in batch], deadline=deadline)
+                response = self.runware.get_responses([job.job_id for job in batch], deadline=deadline)
             except RunwareUnavailable:
                 report.runware_unavailable = True
                 break
@@ -91,7 +92,7 @@ class Reconciler:
                 break
             report.unreadable += response.malformed
             for job in batch:
-                job_id = job["jobId"]
+                job_id = job.job_id
                 try:
                     self._settle(job, response.outcome(job_id), report)
                 except UNREADABLE_ITEM_ERRORS as problem:
@@ -110,14 +111,14 @@ class Reconciler:
         for job in self.jobs.find_by_status(JobStatus.TIMED_OUT, created_after=since, limit=self.max_jobs):
             if deadline is not None and time.monotonic() >= deadline:
                 return
-            if job["jobId"] in just_timed_out:
+            if job.job_id in just_timed_out:
                 continue
             report.timed_out_examined += 1
             found = self.recorder.record_output_if_present(job, via="reconcile")
             if found is not None:
                 report.recorded.append(found)
 
-    def _settle(self, job: dict[str, Any], outcome: PollOutcome | None, report: ReconcileReport) -> None:
+    def _settle(self, job: Job, outcome: PollOutcome | None, report: ReconcileReport) -> None:
         try:
             match outcome:
                 case Failed() if outcome.not_found:
@@ -142,10 +143,10 @@ class Reconciler:
         else:
             report.still_processing += 1
 
-    def _count_unreadable(self, job: dict[str, Any], problem: Exception, report: ReconcileReport) -> None:
+    def _count_unreadable(self, job: Job, problem: Exception, report: ReconcileReport) -> None:
         report.unreadable += 1
-        self.jobs.count_malformed_reports(job["jobId"], 1, f"getResponse item: {type(problem).__name__}: {problem}")
+        self.jobs.count_malformed_reports(job.job_id, 1, f"getResponse item: {type(problem).__name__}: {problem}")
 
-    def _too_old(self, job: dict[str, Any]) -> bool:
-        started = parse_iso(job.get("submittedAt") or job["createdAt"])
+    def _too_old(self, job: Job) -> bool:
+        started = parse_iso(str(job.submitted_at or job.created_at))
         return (utc_now() - started).total_seconds() >= self.max_age_seconds

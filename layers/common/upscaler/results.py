@@ -15,7 +15,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from upscaler.jobs import JobStatus, JobStore, TransitionRefused, iso, seconds_between, utc_now
+from upscaler.clock import iso, seconds_between, utc_now
+from upscaler.job_record import Job, JobStatus
+from upscaler.jobs import COMPLETE, FAIL, TIME_OUT, JobStore, Transition, TransitionRefused, completion_for
 from upscaler.outputs import (
     DEFAULT_STAGING_PREFIX,
     OutputInvalid,
@@ -28,18 +30,7 @@ from upscaler.storage import ObjectStore
 
 __all__ = ["OutputNotReady", "Recorded", "ResultRecorder"]
 
-OPEN_STATUSES = frozenset({JobStatus.CLAIMED, JobStatus.SUBMITTED})
-MAY_COMPLETE = OPEN_STATUSES | {JobStatus.TIMED_OUT, JobStatus.FAILED}
-
-
-def may_complete(job: dict[str, Any]) -> bool:
-    """Whether a verified output may still complete this job. A job rejected after its claim (its
-    source deleted or replaced before a retry) may already have been accepted, and billed, by Runware."""
-    status = JobStatus(job["status"])
-    return status in MAY_COMPLETE or (status is JobStatus.REJECTED and bool(job.get("rejectedAfterClaim")))
-
-
-_ERROR_FIELDS = ("errorCode", "errorMessage", "errorParameter", "waitingReason")
+_ERROR_FIELDS = ("error_code", "error_message", "error_parameter", "waiting_reason")
 
 
 @dataclass(frozen=True)
@@ -47,7 +38,7 @@ class Recorded:
     job_id: str
     status: str
     changed: bool  # False when the job was already final and this report was a repeat
-    job: dict[str, Any]
+    job: Job
 
 
 class ResultRecorder:
@@ -55,48 +46,48 @@ class ResultRecorder:
         self.outputs = OutputPublisher(objects, staging_prefix)
         self.jobs = jobs
 
-    def record_success(self, job: dict[str, Any], result: TaskResult, *, via: str) -> Recorded:
-        if not may_complete(job):
-            return Recorded(job["jobId"], job["status"], False, job)
+    def record_success(self, job: Job, result: TaskResult, *, via: str) -> Recorded:
+        if completion_for(job) is None:
+            return _unchanged(job)
         try:
             output = self.outputs.find(job)
         except OutputInvalid as invalid:
-            if JobStatus(job["status"]) not in OPEN_STATUSES:
-                return Recorded(job["jobId"], job["status"], False, job)
+            if not job.is_open:
+                return _unchanged(job)
             return self._finish_failed(job, TaskError(invalid.code, invalid.message), via=via)
         if output is None:
-            raise OutputNotReady(f"the output of job {job['jobId']} is not in s3://{job['outputBucket']} yet")
+            raise OutputNotReady(f"the output of job {job.job_id} is not in s3://{job.output_bucket} yet")
         return self._complete(job, output, result, via=via)
 
-    def record_output_if_present(self, job: dict[str, Any], *, via: str) -> Recorded | None:
+    def record_output_if_present(self, job: Job, *, via: str) -> Recorded | None:
         """Complete a job from its output alone, when Runware cannot say (lost webhook, forgotten task)."""
-        if not may_complete(job):
+        if completion_for(job) is None:
             return None
         output = self._verified_output(job)
         return None if output is None else self._complete(job, output, None, via=via)
 
-    def record_failure(self, job: dict[str, Any], error: TaskError, *, via: str) -> Recorded:
-        if JobStatus(job["status"]) not in OPEN_STATUSES:
-            return Recorded(job["jobId"], job["status"], False, job)
+    def record_failure(self, job: Job, error: TaskError, *, via: str) -> Recorded:
+        if not job.is_open:
+            return _unchanged(job)
         output = self._verified_output(job)
         if output is not None:
             return self._complete(job, output, None, via=via, overridden=error)
         return self._finish_failed(job, error, via=via)
 
-    def record_timeout(self, job: dict[str, Any], max_age_seconds: int) -> Recorded:
+    def record_timeout(self, job: Job, max_age_seconds: int) -> Recorded:
         output = self._verified_output(job)
         if output is not None:
             return self._complete(job, output, None, via="reconcile")
         now = utc_now()
         changes = {
-            "errorCode": "timedOut",
-            "errorMessage": f"no result from Runware within {max_age_seconds} seconds",
-            "completedAt": iso(now),
+            "error_code": "timedOut",
+            "error_message": f"no result from Runware within {max_age_seconds} seconds",
+            "completed_at": iso(now),
             **_durations(job, now),
         }
-        return self._move(job, {JobStatus.SUBMITTED}, JobStatus.TIMED_OUT, changes, now)
+        return self._move(job, TIME_OUT, changes, now)
 
-    def _verified_output(self, job: dict[str, Any]) -> VerifiedOutput | None:
+    def _verified_output(self, job: Job) -> VerifiedOutput | None:
         try:
             return self.outputs.find(job)
         except OutputInvalid:
@@ -104,7 +95,7 @@ class ResultRecorder:
 
     def _complete(
         self,
-        job: dict[str, Any],
+        job: Job,
         output: VerifiedOutput,
         result: TaskResult | None,
         *,
@@ -112,75 +103,76 @@ class ResultRecorder:
         overridden: TaskError | None = None,
     ) -> Recorded:
         published = self.outputs.publish(job, output)
-        status = JobStatus(job["status"])
-        if overridden is None and status in (JobStatus.FAILED, JobStatus.REJECTED):
-            overridden = TaskError(str(job.get("errorCode", "unknownError")), str(job.get("errorMessage", "")))
+        if overridden is None and job.status in (JobStatus.FAILED, JobStatus.REJECTED):
+            overridden = TaskError(job.error_code or "unknownError", job.error_message or "")
         now = utc_now()
         changes = {
-            "imageUUID": result.image_uuid if result else None,
-            "imageURL": result.image_url if result else None,
+            "image_uuid": result.image_uuid if result else None,
+            "image_url": result.image_url if result else None,
             "cost": result.cost if result else None,
-            "outputKey": published.key,
-            "outputSize": published.size,
-            "outputContentType": published.content_type,
-            "outputETag": published.etag,
-            "outputFormat": published.output_format,
-            "outputWidth": published.width,
-            "outputHeight": published.height,
-            "completedAt": iso(now),
-            "resultVia": via,
+            "output_key": published.key,
+            "output_size": published.size,
+            "output_content_type": published.content_type,
+            "output_etag": published.etag,
+            "output_format": published.output_format,
+            "output_width": published.width,
+            "output_height": published.height,
+            "completed_at": iso(now),
+            "result_via": via,
             # Found from the output alone, or after the job had timed out: Runware never said.
-            "lateResult": True if result is None or status is JobStatus.TIMED_OUT else None,
-            "overriddenErrorCode": overridden.code if overridden else None,
-            "overriddenErrorMessage": overridden.message if overridden else None,
+            "late_result": True if result is None or job.status is JobStatus.TIMED_OUT else None,
+            "overridden_error_code": overridden.code if overridden else None,
+            "overridden_error_message": overridden.message if overridden else None,
             **_durations(job, now),
         }
-        allowed = MAY_COMPLETE | {JobStatus.REJECTED} if status is JobStatus.REJECTED else MAY_COMPLETE
-        recorded = self._move(job, allowed, JobStatus.COMPLETED, changes, now, remove=_ERROR_FIELDS)
+        recorded = self._move(job, completion_for(job) or COMPLETE, changes, now, remove=_ERROR_FIELDS)
         if recorded.status == JobStatus.COMPLETED and not output.published:
             self.outputs.discard_staged(job)
         return recorded
 
-    def _finish_failed(self, job: dict[str, Any], error: TaskError, *, via: str) -> Recorded:
+    def _finish_failed(self, job: Job, error: TaskError, *, via: str) -> Recorded:
         now = utc_now()
         changes = {
-            "errorCode": error.code,
-            "errorMessage": error.message,
-            "errorParameter": error.parameter,
-            "completedAt": iso(now),
-            "resultVia": via,
+            "error_code": error.code,
+            "error_message": error.message,
+            "error_parameter": error.parameter,
+            "completed_at": iso(now),
+            "result_via": via,
             **_durations(job, now),
         }
-        return self._move(job, OPEN_STATUSES, JobStatus.FAILED, changes, now)
+        return self._move(job, FAIL, changes, now)
 
     def _move(
         self,
-        job: dict[str, Any],
-        allowed: frozenset[JobStatus] | set[JobStatus],
-        to: JobStatus,
+        job: Job,
+        transition: Transition,
         changes: dict[str, Any],
         now: datetime,
         remove: tuple[str, ...] = (),
     ) -> Recorded:
         try:
-            updated = self.jobs.transition(
-                job["jobId"], allowed, to, changes, remove=remove, increment="resultReports", now=now
+            updated = self.jobs.move(
+                job.job_id, transition, changes, remove=remove, increment="result_reports", now=now
             )
         except TransitionRefused as refused:
-            current = refused.current or job
-            return Recorded(job["jobId"], str(current.get("status")), False, current)
-        return Recorded(job["jobId"], to.value, True, updated)
+            return _unchanged(refused.current or job)
+        return Recorded(job.job_id, transition.after.value, True, updated)
 
 
-def _durations(job: dict[str, Any], now: datetime) -> dict[str, Any]:
+def _unchanged(job: Job) -> Recorded:
+    """A report that changed nothing: the job as it is."""
+    return Recorded(job.job_id, str(job.status), False, job)
+
+
+def _durations(job: Job, now: datetime) -> dict[str, Any]:
     """Seconds from upload to submission, in the provider, and in all (upload to result)."""
     finished = iso(now)
-    submitted = job.get("submittedAt") or job.get("createdAt")
-    uploaded = job.get("eventTime") or job.get("createdAt")
+    submitted = job.submitted_at or job.created_at
+    uploaded = job.event_time or job.created_at
     return {
-        "uploadToSubmitSeconds": _decimal(seconds_between(uploaded, submitted)),
-        "providerSeconds": _decimal(seconds_between(submitted, finished)),
-        "totalSeconds": _decimal(seconds_between(uploaded, finished)),
+        "upload_to_submit_seconds": _decimal(seconds_between(uploaded, submitted)),
+        "provider_seconds": _decimal(seconds_between(submitted, finished)),
+        "total_seconds": _decimal(seconds_between(uploaded, finished)),
     }
 
 

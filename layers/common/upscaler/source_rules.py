@@ -20,7 +20,7 @@ from upscaler.storage import ObjectInfo
 class Rejection:
     code: str
     message: str
-    known: dict[str, Any] = field(default_factory=dict)  # what was learnt about the input before refusing it
+    known: dict[str, Any] = field(default_factory=dict)  # Job fields learnt about the input before refusing it
 
 
 def replaced_by(source: SourceObject, current: ObjectInfo) -> str | None:
@@ -47,10 +47,10 @@ def replaced_by(source: SourceObject, current: ObjectInfo) -> str | None:
 def input_fields(header: ImageHeader) -> dict[str, Any]:
     # Displayed sides: EXIF orientations 5-8 show the stored image turned a quarter.
     return {
-        "inputFormat": header.format,
-        "inputWidth": header.display_width,
-        "inputHeight": header.display_height,
-        "inputOrientation": header.orientation,
+        "input_format": header.format,
+        "input_width": header.display_width,
+        "input_height": header.display_height,
+        "input_orientation": header.orientation,
     }
 
 
@@ -60,9 +60,9 @@ def content_problem(header: ImageHeader, options: UpscaleOptions) -> Rejection |
         return Rejection(
             "unsupportedFormat",
             f"{header.format} is not supported; use JPEG, PNG or WEBP",
-            {"inputFormat": header.format},
+            {"input_format": header.format},
         )
-    known = {**input_fields(header), "targetMegapixels": options.target_megapixels}
+    known = {**input_fields(header), "target_megapixels": options.target_megapixels}
     if header.animated:
         return Rejection(
             "animatedImage",
@@ -80,5 +80,5 @@ def content_problem(header: ImageHeader, options: UpscaleOptions) -> Rejection |
         )
     problem = geometry_problem(width, height, options)
     if problem:
-        return Rejection(problem.code, problem.message, {**known, "outputFormat": options.output_format})
+        return Rejection(problem.code, problem.message, {**known, "output_format": options.output_format})
     return None

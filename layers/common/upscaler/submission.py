@@ -19,18 +19,28 @@ with the outcome its own conditional write would have had. Outcomes are reported
 from __future__ import annotations
 
 import contextlib
-import posixpath
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from upscaler.clock import iso, utc_now
 from upscaler.image_header import ImageHeader, MetadataTooLarge, UnreadableImage
-from upscaler.jobs import JobStatus, JobStore, TransitionRefused, iso, job_id_for, utc_now
+from upscaler.job_record import Job, JobStatus, job_id_for
+from upscaler.jobs import (
+    CLAIM,
+    FAIL_SUBMISSION,
+    REJECT,
+    REJECT_CLAIMED,
+    SUBMIT,
+    WAIT_FOR_ACCOUNT,
+    JobStore,
+    TransitionRefused,
+)
 from upscaler.models import InvalidOption, UpscaleOptions, UpscaleTask
-from upscaler.outputs import staging_key_for
+from upscaler.outputs import output_key_for, staging_key_for
 from upscaler.parallel import StepResult, ThreadHandoff, run_each
 from upscaler.runware import RunwareClient
 from upscaler.runware_answers import Accepted, AlreadySubmitted, Failed, TaskError
@@ -85,10 +95,7 @@ class TasksNotAcknowledged(Exception):
         self.task_uuids = task_uuids
 
 
-# S3's limit on the length of a key, in UTF-8 bytes.
-MAX_KEY_BYTES = 1024
-
-Claimed = tuple[dict[str, Any], UpscaleTask]  # a CLAIMED job and the task that submits it
+Claimed = tuple[Job, UpscaleTask]  # a CLAIMED job and the task that submits it
 Prepared = tuple[SubmitOutcome | None, Claimed | None]
 
 
@@ -180,30 +187,30 @@ class Submitter:
         inbox = f"s3://{self.settings.inbox_bucket}/" if self.settings.inbox_bucket else "prefix "
         return f"{where} is outside this stack's inbox ({inbox}{self.settings.inbox_prefix})"
 
-    def _inspected_job(self, source: SourceObject) -> tuple[dict[str, Any], Rejection | None]:
+    def _inspected_job(self, source: SourceObject) -> tuple[Job, Rejection | None]:
         """The job a source makes, from its current state: to claim, or to reject (and why)."""
         job_id = job_id_for(source.bucket, source.key, source.version)
-        job = self._job_fields(job_id, source)
+        job = Job(
+            job_id=job_id,
+            source_bucket=source.bucket,
+            source_key=source.key,
+            source_version_id=source.version_id,
+            source_etag=source.etag,
+            source_size=source.size,
+            event_time=source.event_time or None,
+        )
         inspected = self._inspect(source, job_id)
         if isinstance(inspected, Rejection):
-            job.update(inspected.known, errorCode=inspected.code, errorMessage=inspected.message)
-            return job, inspected
-        job.update(inspected)
-        return job, None
+            return job.but(**inspected.known, error_code=inspected.code, error_message=inspected.message), inspected
+        return job.but(**inspected), None
 
-    def _claim_all(
-        self, inspected: list[StepResult[tuple[dict[str, Any], Rejection | None]]]
-    ) -> list[StepResult[Prepared]]:
+    def _claim_all(self, inspected: list[StepResult[tuple[Job, Rejection | None]]]) -> list[StepResult[Prepared]]:
         """Claim (or reject) every inspected job in conditional writes made together; a job that
         already exists is answered from the item the write returns, so a repeat delivery costs no
         extra read. A job left CLAIMED by an unfinished invocation has just been validated again,
         so it is sent again only if its source still holds."""
         ready = [result.unwrap() for result in inspected if result.error is None]
-        written = iter(
-            self.jobs.create_all(
-                [(job, JobStatus.REJECTED if rejection else JobStatus.CLAIMED) for job, rejection in ready]
-            )
-        )
+        written = iter(self.jobs.create_all([(job, REJECT if rejection else CLAIM) for job, rejection in ready]))
         claims: list[StepResult[Prepared]] = []
         for result in inspected:
             if result.error is not None:
@@ -216,58 +223,41 @@ class Submitter:
                 claims.append(StepResult(error=error))
         return claims
 
-    def _claimed(self, job: dict[str, Any], rejection: Rejection | None, written: Exception | None) -> Prepared:
+    def _claimed(self, job: Job, rejection: Rejection | None, written: Exception | None) -> Prepared:
         """What a job's claim (or rejection) write means for its source."""
-        job_id, key = str(job["jobId"]), str(job["sourceKey"])
+        job_id, key = job.job_id, job.source_key
         if written is not None and not isinstance(written, TransitionRefused):
             raise written
         current = written.current if isinstance(written, TransitionRefused) else None
-        claimed_before = current is not None and current.get("status") == JobStatus.CLAIMED
         if rejection is not None:
             if written is None:
                 return SubmitOutcome(job_id, key, JobStatus.REJECTED, rejection.code, rejection.message), None
-            if claimed_before:
+            if current is not None and current.status is JobStatus.CLAIMED:
                 return self._reject_claimed(current, rejection), None
             return SubmitOutcome(job_id, key, DUPLICATE), None
         if written is None:
             return None, (job, self._task_for(job))
-        if not claimed_before:
+        if current is None or current.status is not JobStatus.CLAIMED:
             return SubmitOutcome(job_id, key, DUPLICATE), None
         # The claim's own request is sent again, under the same taskUUID.
         return None, (current, self._task_for(current))
 
-    def _reject_claimed(self, claimed: Mapping[str, Any], rejection: Rejection) -> SubmitOutcome:
+    def _reject_claimed(self, claimed: Job, rejection: Rejection) -> SubmitOutcome:
         """A claimed job whose source no longer holds (deleted, replaced) is refused, not sent again."""
         try:
-            self.jobs.transition(
-                claimed["jobId"],
-                {JobStatus.CLAIMED},
-                JobStatus.REJECTED,
+            self.jobs.move(
+                claimed.job_id,
+                REJECT_CLAIMED,
                 {
                     **rejection.known,
-                    "errorCode": rejection.code,
-                    "errorMessage": rejection.message,
-                    "rejectedAfterClaim": True,
+                    "error_code": rejection.code,
+                    "error_message": rejection.message,
+                    "rejected_after_claim": True,
                 },
             )
         except TransitionRefused as refused:
-            return SubmitOutcome(
-                claimed["jobId"], claimed["sourceKey"], str((refused.current or {}).get("status", DUPLICATE))
-            )
-        return SubmitOutcome(
-            claimed["jobId"], claimed["sourceKey"], JobStatus.REJECTED, rejection.code, rejection.message
-        )
-
-    def _job_fields(self, job_id: str, source: SourceObject) -> dict[str, Any]:
-        return {
-            "jobId": job_id,
-            "sourceBucket": source.bucket,
-            "sourceKey": source.key,
-            "sourceVersionId": source.version_id,
-            "sourceETag": source.etag,
-            "sourceSize": source.size,
-            "eventTime": source.event_time or None,
-        }
+            return SubmitOutcome(claimed.job_id, claimed.source_key, _status_of(refused))
+        return SubmitOutcome(claimed.job_id, claimed.source_key, JobStatus.REJECTED, rejection.code, rejection.message)
 
     def _inspect(self, source: SourceObject, job_id: str) -> Rejection | dict[str, Any]:
         """Check the object's current state without downloading it; the fields to store, or why it is refused."""
@@ -304,59 +294,53 @@ class Submitter:
     def _accepted(
         self, source: SourceObject, job_id: str, info: ObjectInfo, header: ImageHeader, options: UpscaleOptions
     ) -> dict[str, Any]:
+        """The Job fields of a source accepted for upscaling."""
         return {
-            "sourceVersionId": info.version_id,
-            "sourceETag": info.etag,
-            "sourceSize": info.size,
-            "sourceContentType": info.content_type or header.content_type,
+            "source_version_id": info.version_id,
+            "source_etag": info.etag,
+            "source_size": info.size,
+            "source_content_type": info.content_type or header.content_type,
             **input_fields(header),
-            "targetMegapixels": options.target_megapixels,
-            "enhanceDetails": options.enhance_details,
+            "target_megapixels": options.target_megapixels,
+            "enhance_details": options.enhance_details,
             "realism": options.realism,
-            "outputFormat": options.output_format,
-            "outputQuality": options.output_quality,
-            "outputBucket": self.settings.output_bucket,
-            "outputKey": self.output_key(source.key, job_id, options),
-            "outputContentType": options.output_content_type,
+            "output_format": options.output_format,
+            "output_quality": options.output_quality,
+            "output_bucket": self.settings.output_bucket,
+            "output_key": output_key_for(
+                source.key,
+                job_id,
+                options.output_extension,
+                inbox_prefix=self.settings.inbox_prefix,
+                output_prefix=self.settings.output_prefix,
+            ),
+            "output_content_type": options.output_content_type,
         }
 
-    def output_key(self, source_key: str, job_id: str, options: UpscaleOptions) -> str:
-        """<output prefix><key below the inbox prefix>.<job id prefix>.<ext>: unique per version and
-        per source name, so a.png and a.jpg (or two uploads of one key) never share an output.
-
-        A source key near S3's length limit would make a longer output key, which S3 refuses (so
-        Runware's upload would fail): the source part is then cut short, at a character boundary.
-        """
-        relative = source_key.removeprefix(self.settings.inbox_prefix) or posixpath.basename(source_key)
-        suffix = f".{job_id[:8]}.{options.output_extension}"
-        room = max(0, MAX_KEY_BYTES - len(f"{self.settings.output_prefix}{suffix}".encode()))
-        relative = relative.encode()[:room].decode(errors="ignore")
-        return f"{self.settings.output_prefix}{relative}{suffix}"
-
-    def _task_for(self, job: Mapping[str, Any]) -> UpscaleTask:
+    def _task_for(self, job: Job) -> UpscaleTask:
         options = UpscaleOptions(
-            target_megapixels=int(job["targetMegapixels"]),
-            enhance_details=bool(job["enhanceDetails"]),
-            realism=bool(job["realism"]),
-            output_format=str(job["outputFormat"]),
-            output_quality=int(job["outputQuality"]),
+            target_megapixels=int(job.target_megapixels or 0),
+            enhance_details=bool(job.enhance_details),
+            realism=bool(job.realism),
+            output_format=str(job.output_format),
+            output_quality=int(job.output_quality or 0),
         )
         source = ObjectInfo(
-            bucket=job["sourceBucket"],
-            key=job["sourceKey"],
-            version_id=job.get("sourceVersionId"),
-            size=int(job["sourceSize"]),
-            etag=str(job.get("sourceETag", "")),
-            content_type=str(job.get("sourceContentType", "")),
+            bucket=job.source_bucket,
+            key=job.source_key,
+            version_id=job.source_version_id,
+            size=int(job.source_size or 0),
+            etag=job.source_etag or "",
+            content_type=job.source_content_type or "",
         )
         expiry = self.settings.presigned_url_expiry_seconds
         return UpscaleTask(
-            task_uuid=job["jobId"],
+            task_uuid=job.job_id,
             image_url=self.objects.presign_get(source, expiry),
             options=options,
             # Runware uploads to a staging key nothing else reads; the result is published once checked.
-            upload_endpoint=self.objects.presign_put(job["outputBucket"], self._staging_key(job), expiry),
-            webhook_url=webhook_url_for(self.settings.webhook_url, job["jobId"], self._read_webhook_key()),
+            upload_endpoint=self.objects.presign_put(str(job.output_bucket), self._staging_key(job), expiry),
+            webhook_url=webhook_url_for(self.settings.webhook_url, job.job_id, self._read_webhook_key()),
             result_ttl_seconds=self.settings.runware_result_ttl_seconds,
         )
 
@@ -364,8 +348,8 @@ class Submitter:
         with self._webhook_key_lock:
             return self._webhook_key()
 
-    def _staging_key(self, job: Mapping[str, Any]) -> str:
-        return staging_key_for(self.settings.staging_prefix, str(job["jobId"]))
+    def _staging_key(self, job: Job) -> str:
+        return staging_key_for(self.settings.staging_prefix, job.job_id)
 
     def _send(self, pending: list[Claimed], deadline: float | None) -> _Sent:
         # One request for the whole event; RunwareUnavailable propagates so the invocation is retried.
@@ -374,8 +358,8 @@ class Submitter:
         request_ms = int((time.monotonic() - started) * 1000)
         if response.account is not None:
             self._wait_for_account([job for job, _ in pending], response.account.error, response.status_code)
-        accepted: list[Mapping[str, Any]] = []
-        failed: list[tuple[Mapping[str, Any], TaskError]] = []
+        accepted: list[Job] = []
+        failed: list[tuple[Job, TaskError]] = []
         unanswered = []
         for job, task in pending:
             match response.outcome(task.task_uuid):
@@ -389,79 +373,72 @@ class Submitter:
                     # Accepted now, or a re-submission that Runware answers with conflictTaskUUID: it holds
                     # the task already and will run (and bill) it, so the job goes on as SUBMITTED.
                     accepted.append(job)
-        results = dict(
-            zip((str(job["jobId"]) for job in accepted), self._mark_submitted(accepted, request_ms), strict=True)
-        )
+        results = dict(zip((job.job_id for job in accepted), self._mark_submitted(accepted, request_ms), strict=True))
         # Failing ends a job, and its completion event needs the job as written: one write each.
         ended = self._each([partial(self._mark_failed, job, error) for job, error in failed], _call)
-        results.update(zip((str(job["jobId"]) for job, _ in failed), ended, strict=True))
+        results.update(zip((job.job_id for job, _ in failed), ended, strict=True))
         return _Sent(
             [(task.task_uuid, results[task.task_uuid]) for _, task in pending if task.task_uuid in results],
             unanswered,
             response.status_code,
         )
 
-    def _wait_for_account(self, jobs: list[Mapping[str, Any]], error: TaskError, status_code: int) -> None:
+    def _wait_for_account(self, jobs: list[Job], error: TaskError, status_code: int) -> None:
         reason = f"Runware refused the account (HTTP {status_code} {error.code}): {error.message}"[:1000]
 
-        def note_waiting(job: Mapping[str, Any]) -> None:
+        def note_waiting(job: Job) -> None:
             # A job that already moved on (a fast webhook, a concurrent delivery) does not wait.
             with contextlib.suppress(TransitionRefused):
-                self.jobs.transition(job["jobId"], {JobStatus.CLAIMED}, JobStatus.CLAIMED, {"waitingReason": reason})
+                self.jobs.move(job.job_id, WAIT_FOR_ACCOUNT, {"waiting_reason": reason})
 
         for noted in self._each(jobs, note_waiting):
             noted.unwrap()  # a write that failed for another reason is the invocation's error
-        raise AccountRefused(error, status_code, [str(job["jobId"]) for job in jobs])
+        raise AccountRefused(error, status_code, [job.job_id for job in jobs])
 
-    def _mark_submitted(self, jobs: list[Mapping[str, Any]], request_ms: int) -> list[StepResult[SubmitOutcome]]:
+    def _mark_submitted(self, jobs: list[Job], request_ms: int) -> list[StepResult[SubmitOutcome]]:
         """CLAIMED -> SUBMITTED for every job Runware holds, in writes made together."""
         now = utc_now()
         moves = [
             (
-                str(job["jobId"]),
-                {"submittedAt": iso(now), "submitRequestMs": request_ms, "stagingKey": self._staging_key(job)},
+                job.job_id,
+                {"submitted_at": iso(now), "submit_request_ms": request_ms, "staging_key": self._staging_key(job)},
             )
             for job in jobs
         ]
-        written = self.jobs.transition_all(
-            moves,
-            {JobStatus.CLAIMED},
-            JobStatus.SUBMITTED,
-            remove=("waitingReason",),
-            increment="submitAttempts",
-            now=now,
-        )
+        written = self.jobs.move_all(moves, SUBMIT, remove=("waiting_reason",), increment="submit_attempts", now=now)
         outcomes: list[StepResult[SubmitOutcome]] = []
         for job, result in zip(jobs, written, strict=True):
             if result is None:
-                outcomes.append(StepResult(value=SubmitOutcome(job["jobId"], job["sourceKey"], JobStatus.SUBMITTED)))
+                outcomes.append(StepResult(value=SubmitOutcome(job.job_id, job.source_key, JobStatus.SUBMITTED)))
             elif isinstance(result, TransitionRefused):
                 # The result already arrived (fast webhook) or a concurrent delivery got there first.
-                status = (result.current or {}).get("status", DUPLICATE)
-                outcomes.append(StepResult(value=SubmitOutcome(job["jobId"], job["sourceKey"], str(status))))
+                outcomes.append(StepResult(value=SubmitOutcome(job.job_id, job.source_key, _status_of(result))))
             else:  # its write failed: the job is still CLAIMED
                 outcomes.append(StepResult(error=result))
         return outcomes
 
-    def _mark_failed(self, job: Mapping[str, Any], error: TaskError) -> SubmitOutcome:
+    def _mark_failed(self, job: Job, error: TaskError) -> SubmitOutcome:
         try:
-            self.jobs.transition(
-                job["jobId"],
-                {JobStatus.CLAIMED},
-                JobStatus.FAILED,
+            self.jobs.move(
+                job.job_id,
+                FAIL_SUBMISSION,
                 {
-                    "errorCode": error.code,
-                    "errorMessage": error.message,
-                    "errorParameter": error.parameter,
-                    "completedAt": iso(utc_now()),
+                    "error_code": error.code,
+                    "error_message": error.message,
+                    "error_parameter": error.parameter,
+                    "completed_at": iso(utc_now()),
                 },
-                remove=("waitingReason",),
-                increment="submitAttempts",
+                remove=("waiting_reason",),
+                increment="submit_attempts",
             )
         except TransitionRefused as refused:
-            status = (refused.current or {}).get("status", DUPLICATE)
-            return SubmitOutcome(job["jobId"], job["sourceKey"], str(status))
-        return SubmitOutcome(job["jobId"], job["sourceKey"], JobStatus.FAILED, error.code, error.message)
+            return SubmitOutcome(job.job_id, job.source_key, _status_of(refused))
+        return SubmitOutcome(job.job_id, job.source_key, JobStatus.FAILED, error.code, error.message)
+
+
+def _status_of(refused: TransitionRefused) -> str:
+    """What a refused write says of its job: the status it is in, or DUPLICATE when it is unknown."""
+    return str(refused.current.status) if refused.current and refused.current.status else DUPLICATE
 
 
 def _call(move: Callable[[], SubmitOutcome]) -> SubmitOutcome:

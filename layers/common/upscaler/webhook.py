@@ -76,7 +76,7 @@ class WebhookReceiver:
                 return WebhookReply(503, {"message": str(error)}, recorded, parsed.malformed)
             recorded.append(outcome)
             job = outcome.job
-        return WebhookReply(200, {"jobId": job_id, "status": job["status"]}, recorded, parsed.malformed)
+        return WebhookReply(200, {"jobId": job_id, "status": str(job.status)}, recorded, parsed.malformed)
 
     def _unreadable(self, job_id: str, count: int, problem: str) -> WebhookReply:
         self._count_malformed(job_id, count, problem)
