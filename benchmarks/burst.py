@@ -32,7 +32,8 @@ from typing import Any
 from benchmarks.inputs import photo_jpeg
 from benchmarks.probe import RESULT_PREFIX
 from local.runware_emulator import FaultConfig
-from local.stack import TERMINAL, LocalStack, StackConfig
+from local.stack import LocalStack, StackConfig
+from upscaler.job_record import TERMINAL_STATUSES
 
 DIRECT_CONCURRENCY = 50
 POLL_SECONDS = 5.0
@@ -139,18 +140,20 @@ def run(
             # read from its record (updatedAt, the write that made it terminal), not from this poll.
             time.sleep(POLL_SECONDS)
             jobs = stack.jobs()
-            terminal = sum(job["status"] in TERMINAL for job in jobs)
+            terminal = sum(job["status"] in TERMINAL_STATUSES for job in jobs)
             dead = stack.dead_letter_count()
             now = time.perf_counter() - started
             if terminal + dead >= objects:
-                ended = [_epoch(job["updatedAt"]) for job in jobs if job["status"] in TERMINAL]
+                ended = [_epoch(job["updatedAt"]) for job in jobs if job["status"] in TERMINAL_STATUSES]
                 last_terminal = now if dead else max(ended) - started_at
                 break
             if now > max_seconds:
                 break
         settled = last_terminal is not None
         statuses = Counter(job["status"] for job in jobs)
-        ended = [job.get("completedAt") for job in jobs if job["status"] in TERMINAL and job.get("completedAt")]
+        ended = [
+            job.get("completedAt") for job in jobs if job["status"] in TERMINAL_STATUSES and job.get("completedAt")
+        ]
         upscale_requests = [
             request
             for request in emulator.requests

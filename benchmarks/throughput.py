@@ -27,7 +27,8 @@ from typing import Any
 from benchmarks.inputs import photo_jpeg
 from benchmarks.probe import RESULT_PREFIX
 from local.runware_emulator import processing
-from local.stack import TERMINAL, LocalStack, StackConfig
+from local.stack import LocalStack, StackConfig
+from upscaler.job_record import TERMINAL_STATUSES
 
 
 class CpuAccounting:
@@ -77,7 +78,7 @@ def run(objects: int, uploaders: int, seed: int) -> dict[str, Any]:
         deadline = started + 60 + objects * 2.0
         while True:
             jobs = stack.jobs()
-            if sum(job["status"] in TERMINAL for job in jobs) >= objects or time.perf_counter() > deadline:
+            if sum(job["status"] in TERMINAL_STATUSES for job in jobs) >= objects or time.perf_counter() > deadline:
                 break
             time.sleep(0.5)
         cpu_total = time.process_time() - cpu_started

@@ -18,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-TERMINAL = ("COMPLETED", "FAILED", "REJECTED", "TIMED_OUT")
+from upscaler.job_record import TERMINAL_STATUSES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,7 +128,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"Dropped {len(drops)} objects into s3://{inbox_bucket}/{prefix}")
         jobs: list[dict[str, Any]] = []
         for jobs in stack.wait_for_jobs(len(drops), timeout=args.timeout):
-            done = sum(1 for job in jobs if job["status"] in TERMINAL)
+            done = sum(1 for job in jobs if job["status"] in TERMINAL_STATUSES)
             _progress(done, len(drops), time.monotonic() - started)
         print()
         by_key = {job["sourceKey"]: job for job in jobs}
@@ -136,7 +136,7 @@ def run_demo(args: argparse.Namespace) -> int:
         rows, problems, entries = [], [], []
         for sample in drops:
             job = by_key.get(prefix + sample.name)
-            if job is None or job["status"] not in TERMINAL:
+            if job is None or job["status"] not in TERMINAL_STATUSES:
                 problems.append(f"{sample.name}: no terminal job")
                 continue
             if job["status"] != sample.expected_status:

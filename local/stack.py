@@ -43,6 +43,7 @@ from local.template import (
     resources_of_type,
 )
 from local.webhook_gateway import WebhookGateway
+from upscaler.job_record import TERMINAL_STATUSES, record_from_item
 
 logger = logging.getLogger("local.stack")
 
@@ -50,7 +51,6 @@ LOCAL_REGION = "us-east-1"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 LOCAL_RUNWARE_KEY = "local-emulator-key"
 HTTP_API_ID = "local-http-api"
-TERMINAL = {"COMPLETED", "FAILED", "REJECTED", "TIMED_OUT"}
 
 # Template defaults are sized for production; locally a run lasts seconds, so the reconciler
 # looks sooner and gives up sooner. Anything here can be overridden per stack.
@@ -466,8 +466,6 @@ class LocalStack:
 
     def jobs(self) -> list[dict[str, Any]]:
         """Every job item (a scan: fine for a local table, never done by the functions)."""
-        from upscaler.job_record import record_from_item
-
         dynamodb = self.client("dynamodb")
         items: list[dict[str, Any]] = []
         for page in dynamodb.get_paginator("scan").paginate(TableName=self.names["jobs_table"], ConsistentRead=True):
@@ -500,7 +498,7 @@ class LocalStack:
         while True:
             jobs = self.jobs()
             yield jobs
-            done = sum(1 for job in jobs if job["status"] in TERMINAL)
+            done = sum(1 for job in jobs if job["status"] in TERMINAL_STATUSES)
             if done >= expected or time.monotonic() >= deadline:
                 return
             time.sleep(poll)

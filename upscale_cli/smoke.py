@@ -20,7 +20,6 @@ from upscaler.clock import parse_iso
 from upscaler.image_header import NeedMoreBytes, UnreadableImage, read_image_header
 from upscaler.job_record import TERMINAL_STATUSES, job_id_for
 
-TERMINAL = {status.value for status in TERMINAL_STATUSES}
 PIXEL_TOLERANCE = 0.05  # Runware rounds the output's sides; 5% of the target megapixels covers that
 HEADER_READS = (64 * 1024, 512 * 1024)
 
@@ -57,7 +56,7 @@ def run(args: argparse.Namespace, target: Target, out: Output) -> int:
     output: dict[str, Any] = {}
     if job is None:
         problems.append(f"no job for {key} after {args.timeout:.0f}s")
-    elif job["status"] not in TERMINAL:
+    elif job["status"] not in TERMINAL_STATUSES:
         problems.append(f"job {job['jobId']} still {job['status']} after {args.timeout:.0f}s")
     elif job["status"] != "COMPLETED":
         problems.append(f"job ended {job['status']}: {job.get('errorCode')}: {job.get('errorMessage')}")
@@ -111,7 +110,7 @@ def _wait(
             if job["status"] != last_status:
                 last_status = job["status"]
                 out.line(f"  {time.monotonic() - started:6.1f}s  {job['status']}")
-            if job["status"] in TERMINAL:
+            if job["status"] in TERMINAL_STATUSES:
                 return job, seen_after
         time.sleep(1.0)
     return job, seen_after

@@ -16,7 +16,6 @@ from upscaler.job_record import TERMINAL_STATUSES, JobStatus, record_from_item
 from upscaler.jobs import STATUS_INDEX
 
 IN_FLIGHT = (JobStatus.CLAIMED.value, JobStatus.SUBMITTED.value)
-TERMINAL = {status.value for status in TERMINAL_STATUSES}
 
 
 def add_parser(commands: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -91,7 +90,7 @@ def run(args: argparse.Namespace, target: Target, out: Output) -> int:
                     else:
                         progress.log(f"{job.get('updatedAt', '')}  {describe(job)}")
             in_flight = sum(1 for status in seen.values() if status in IN_FLIGHT)
-            done = sum(1 for status in seen.values() if status in TERMINAL)
+            done = sum(1 for status in seen.values() if status in TERMINAL_STATUSES)
             progress.update(done, len(seen), in_flight)
             if args.until_idle and in_flight == 0 and len(seen) >= args.min_jobs:
                 progress.finish()

@@ -19,9 +19,9 @@ import pytest
 from PIL import Image
 
 from local.runware_emulator import FaultConfig
-from local.stack import TERMINAL, LocalStack, StackConfig
+from local.stack import LocalStack, StackConfig
 from tests.stack_waits import Observation, job_states, stack_activity, wait_for_progress
-from upscaler.job_record import record_from_item
+from upscaler.job_record import TERMINAL_STATUSES, record_from_item
 
 # Short local timings so the reconciler's paths run within a test.
 RECONCILE_AFTER_SECONDS = 3
@@ -127,10 +127,10 @@ def wait_for_jobs(stack: LocalStack, keys: list[str]) -> dict[str, dict[str, Any
         nonlocal jobs
         activity = stack_activity(stack)
         jobs = {job["sourceKey"]: job for job in jobs_of(stack, keys)}
-        if len(jobs) == len(keys) and all(job["status"] in TERMINAL for job in jobs.values()):
+        if len(jobs) == len(keys) and all(job["status"] in TERMINAL_STATUSES for job in jobs.values()):
             return Observation(True, None)
         pending = {key: jobs.get(key, {}).get("status", "no job") for key in keys}
-        pending = {key: status for key, status in pending.items() if status not in TERMINAL}
+        pending = {key: status for key, status in pending.items() if status not in TERMINAL_STATUSES}
         return Observation(False, (activity, job_states(list(jobs.values()))), f"{pending}; {activity.describe()}")
 
     waited = wait_for_progress(observe, poll_seconds=0.2)

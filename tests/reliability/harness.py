@@ -26,9 +26,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 from PIL import Image
 
-from local.stack import TERMINAL, LocalStack
+from local.stack import LocalStack
 from tests.stack_waits import Observation, StackActivity, Waited, job_states, stack_activity, wait_for_progress
-from upscaler.job_record import record_from_item
+from upscaler.job_record import TERMINAL_STATUSES, record_from_item
 from upscaler.source_events import UnrecognisedEvent, source_objects
 
 SCALE = os.environ.get("RELIABILITY_SCALE", "ci").strip().lower() or "ci"
@@ -259,7 +259,9 @@ def settle(stack: LocalStack, prefix: str, dropped: list[Dropped], *, quiet_emul
         quiet = activity.messages_pending == 0 and (emulator is None or emulator.wait_idle(0))
         if quiet or scanned["at"] is None or time.monotonic() - scanned["at"] >= BUSY_SCAN_SECONDS:
             jobs = scenario_jobs(stack, prefix)
-            done = {(job["sourceKey"], job.get("sourceVersionId")) for job in jobs if job["status"] in TERMINAL}
+            done = {
+                (job["sourceKey"], job.get("sourceVersionId")) for job in jobs if job["status"] in TERMINAL_STATUSES
+            }
             open_ = wanted - done
             if open_ and quiet:  # the DLQ is read only when the stack is quiet (its reads hide its messages)
                 scanned["lettered"] = {
@@ -375,7 +377,7 @@ def check(
             # Runware produced (and billed) a result: the job must say so, whatever the webhooks did.
             row.charged_unrecorded += 1
             row.problems.append(f"{short(version[0])}: Runware succeeded and billed, but the job is {status}")
-        if status in TERMINAL:
+        if status in TERMINAL_STATUSES:
             assert job is not None
             counter = {"COMPLETED": "completed", "REJECTED": "rejected", "FAILED": "failed", "TIMED_OUT": "timed_out"}
             setattr(row, counter[status], getattr(row, counter[status]) + 1)

@@ -17,7 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from local.runware_emulator import FaultConfig
-from local.stack import TERMINAL, LocalStack
+from local.stack import LocalStack
 from tests.reliability.harness import (
     RECONCILE_AFTER_SECONDS,
     Drop,
@@ -35,6 +35,7 @@ from tests.reliability.harness import (
 )
 from tests.stack_waits import BOUND_SECONDS
 from upscale_cli.backfill import backfill
+from upscaler.job_record import TERMINAL_STATUSES
 
 SMALL = {"target-megapixels": "1"}
 
@@ -216,7 +217,7 @@ def test_one_completion_event_per_ending_with_duplicated_deliveries_and_late_web
     )
     assert row.rejected == 1 and row.completed > 0
     jobs = {job["jobId"]: job for job in jobs_by_key(stack, prefix).values()}
-    assert all(job["status"] in TERMINAL for job in jobs.values())
+    assert all(job["status"] in TERMINAL_STATUSES for job in jobs.values())
     events = completion_events(stack, key_prefix)
     per_job = Counter(event["detail"]["jobId"] for event in events)
     assert set(per_job) == set(jobs), "every terminal job sent an event, no other job did"

@@ -1,5 +1,38 @@
-"""Shared library of the S3 upscale pipeline: the rules every function follows.
+"""Shared library of the S3 upscale pipeline: the rules every function follows, one module per concern.
 
-One module per concern: settings, models, image_header, storage, jobs, runware, tokens,
-source_events, submission, results, reconciliation.
+Jobs
+- job_record: the job, one typed record per source object version, and its conversion to and from DynamoDB.
+- jobs: the job store, and the state machine as one table of transitions that every status write goes through.
+- conditional_writes: many conditional writes in as few DynamoDB requests as allowed, each with its own outcome.
+- clock: instants as the job record writes them (UTC, ISO 8601 with milliseconds).
+- completion_events: one EventBridge event per job that ends.
+- job_metrics: CloudWatch metrics for what happened to jobs.
+
+Sources and outputs
+- source_events: source objects from S3 notifications and EventBridge events.
+- ingestion: a batch from the ingestion queue -> one submission, and the messages to deliver again.
+- storage: S3 access: object metadata, header bytes, presigned URLs, copies.
+- image_header: format, dimensions, orientation and animation from an image's first bytes.
+- source_rules: what makes a readable source unusable (the reasons of REJECTED jobs).
+- output_geometry: the output's sides before anything is sent.
+- outputs: the output's life: staging key, verification of the uploaded bytes, publication.
+
+Runware
+- models: what a job asks Runware for (options, the upscale task), with the documented ranges.
+- runware: the HTTP client: retries, deadline, pacing.
+- request_pacing: how far apart one container sends its requests, learnt from 429s.
+- runware_answers: every Runware answer (acknowledgement, getResponse, webhook body) read into typed outcomes.
+- json_bodies: JSON reading that one hostile value cannot break.
+- tokens: the per-job webhook token.
+
+Paths
+- submission: validated, claimed jobs sent in one request (the submit function).
+- webhook: Runware's result POST authenticated and recorded (the webhook function).
+- reconciliation: jobs whose webhook never came, settled from Runware and the bucket (the reconcile function).
+- results: recording a success, a failure or a timeout, for the webhook and reconciliation alike.
+- parallel: per-item steps on a bounded thread pool, results in item order.
+
+Configuration
+- settings: configuration from the environment, by a table of variable -> parser.
+- wiring: each function's parts built from settings, once per container.
 """
