@@ -115,7 +115,9 @@ def stack_job(stack: LocalStack, job_id: str) -> dict[str, Any]:
 
 def test_watch_reports_each_change_until_nothing_is_in_flight(stack: LocalStack, state_file: Path) -> None:
     assert stack.emulator is not None
-    stack.emulator.faults = FaultConfig(latency_seconds=3.0)
+    # The jobs are held in SUBMITTED long enough for the watch (a new process) to see them there,
+    # however long its start takes on a busy machine.
+    stack.emulator.faults = FaultConfig(latency_seconds=15.0)
     keys = [drop(stack, f"cli-watch/{n}.jpg", image_bytes(300, 200)) for n in range(2)]
     wait_on_stack(
         stack,
