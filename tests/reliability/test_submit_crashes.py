@@ -32,6 +32,8 @@ from tests.reliability.harness import (
     sent_tasks,
 )
 from tests.stack_waits import wait_on_stack
+from upscaler.job_record import Job
+from upscaler.jobs import CLAIM, SUBMIT, Transition
 
 SMALL = {"target-megapixels": "1"}
 CRASH_SHARE = 0.5
@@ -69,10 +71,11 @@ def upscale_ids(tasks: Any) -> list[str]:
 def crash_after_claim(submitter: Any, crash: CrashOnce, monkeypatch: pytest.MonkeyPatch) -> None:
     create = submitter.jobs.create
 
-    def create_then_crash(job: dict[str, Any], status: Any, now: Any = None) -> None:
-        create(job, status, now)
-        if status == "CLAIMED" and crash(job["jobId"]):
+    def create_then_crash(job: Job, transition: Transition, now: Any = None) -> Job:
+        written = create(job, transition, now)
+        if transition is CLAIM and crash(job.job_id):
             raise Crash("after the claim")
+        return written
 
     monkeypatch.setattr(submitter.jobs, "create", create_then_crash)
     create_all = submitter.jobs.create_all
@@ -80,7 +83,7 @@ def crash_after_claim(submitter: Any, crash: CrashOnce, monkeypatch: pytest.Monk
     def create_all_then_crash(jobs: Any, now: Any = None) -> Any:
         # A batch's claims are written together (one alone goes through create above).
         results = create_all(jobs, now)
-        if any([crash(job["jobId"]) for job, status in jobs if status == "CLAIMED" and len(jobs) > 1]):
+        if any([crash(job.job_id) for job, transition in jobs if transition is CLAIM and len(jobs) > 1]):
             raise Crash("after the claim")
         return results
 
@@ -111,23 +114,23 @@ def crash_after_runware(submitter: Any, crash: CrashOnce, monkeypatch: pytest.Mo
 
 
 def crash_before_recording(submitter: Any, crash: CrashOnce, monkeypatch: pytest.MonkeyPatch) -> None:
-    transition = submitter.jobs.transition
+    move = submitter.jobs.move
 
-    def crash_then_transition(job_id: str, allowed_from: Any, to: Any, *args: Any, **kwargs: Any) -> Any:
-        if to == "SUBMITTED" and crash(job_id):
+    def crash_then_move(job_id: str, transition: Transition, *args: Any, **kwargs: Any) -> Any:
+        if transition is SUBMIT and crash(job_id):
             raise Crash("before recording the submission")
-        return transition(job_id, allowed_from, to, *args, **kwargs)
+        return move(job_id, transition, *args, **kwargs)
 
-    monkeypatch.setattr(submitter.jobs, "transition", crash_then_transition)
-    transition_all = submitter.jobs.transition_all
+    monkeypatch.setattr(submitter.jobs, "move", crash_then_move)
+    move_all = submitter.jobs.move_all
 
-    def crash_then_transition_all(moves: Any, allowed_from: Any, to: Any, **kwargs: Any) -> Any:
-        # A batch's moves are written together (one alone goes through transition above).
-        if to == "SUBMITTED" and len(moves) > 1 and any([crash(job_id) for job_id, _ in moves]):
+    def crash_then_move_all(moves: Any, transition: Transition, **kwargs: Any) -> Any:
+        # A batch's moves are written together (one alone goes through move above).
+        if transition is SUBMIT and len(moves) > 1 and any([crash(job_id) for job_id, _ in moves]):
             raise Crash("before recording the submission")
-        return transition_all(moves, allowed_from, to, **kwargs)
+        return move_all(moves, transition, **kwargs)
 
-    monkeypatch.setattr(submitter.jobs, "transition_all", crash_then_transition_all)
+    monkeypatch.setattr(submitter.jobs, "move_all", crash_then_move_all)
 
 
 CRASH_POINTS: dict[str, tuple[Callable[[Any, CrashOnce, pytest.MonkeyPatch], None], set[int]]] = {

@@ -150,16 +150,16 @@ def test_webhook_function_dying_before_recording_is_retried_by_runware(stack: Lo
     answers 500 and Runware's retry records the result."""
     assert stack.emulator is not None
     receiver = stack.functions["WebhookFunction"].module.receiver
-    transition = receiver.recorder.jobs.transition
+    move = receiver.recorder.jobs.move
     crashed: set[str] = set()
 
-    def crash_once_then_transition(job_id: str, *args, **kwargs):
+    def crash_once_then_move(job_id: str, *args, **kwargs):
         if job_id not in crashed:
             crashed.add(job_id)
             raise RuntimeError("the webhook function died before recording")
-        return transition(job_id, *args, **kwargs)
+        return move(job_id, *args, **kwargs)
 
-    monkeypatch.setattr(receiver.recorder.jobs, "transition", crash_once_then_transition)
+    monkeypatch.setattr(receiver.recorder.jobs, "move", crash_once_then_move)
     failures_before = stack.emulator.stats()["webhook_failures"]
     prefix = "rel-webhook-crash/"
 
