@@ -105,7 +105,7 @@ WEBHOOKS: dict[str, TaskResult | tuple[str, str]] = {
     "webhook/error-object": TIMEOUT,
     "webhook/nested-error-item": ("inferenceError", "Inference failed"),
 }
-# Retried by the transport, never read here (tests/unit/test_runware_client.py).
+# Retried by the transport, never read here (tests/unit/test_runware.py).
 RETRIED = ("rest/rate-limited-429",)
 
 
