@@ -17,16 +17,16 @@ from upscaler.jobs import JobStore
 
 def moto_target(**names: Any) -> Target:
     """The conftest resources as a deployed stack's outputs would name them (reached through moto)."""
-    return Target(
-        description="stack test (moto)",
-        inbox_bucket=INBOX_BUCKET,
-        inbox_prefix="inbox/",
-        output_bucket=OUTPUT_BUCKET,
-        jobs_table=JOBS_TABLE,
-        runware_secret="runware-api-key",
-        region=REGION,
-        **names,
-    )
+    defaults: dict[str, Any] = {
+        "description": "stack test (moto)",
+        "inbox_bucket": INBOX_BUCKET,
+        "inbox_prefix": "inbox/",
+        "output_bucket": OUTPUT_BUCKET,
+        "jobs_table": JOBS_TABLE,
+        "runware_secret": "runware-api-key",
+        "region": REGION,
+    }
+    return Target(**{**defaults, **names})
 
 
 def add_job(
