@@ -146,12 +146,14 @@ class LocalStack:
         from moto.server import ThreadedMotoServer
 
         from local.message_move import install_message_move_tasks
+        from local.moto_atomic_queues import install_atomic_queue_changes
         from local.moto_speedups import install_moto_speedups
         from local.s3_events import add_missing_event_fields
 
         add_missing_event_fields()
         install_message_move_tasks()
         install_moto_speedups()
+        install_atomic_queue_changes()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self.moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.config.aws_port, verbose=False)
         self.moto_server.start()
