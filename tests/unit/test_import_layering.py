@@ -14,6 +14,7 @@ when that is a module, else to `a.b`).
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,27 +114,24 @@ def test_no_module_takes_part_in_an_import_cycle() -> None:
     assert not found, "import cycles: " + "; ".join(" <-> ".join(component) for component in found)
 
 
-def test_imports_between_upscale_cli_and_local_run_one_way() -> None:
-    graph = import_graph()
-    local_to_cli = sorted(
+def imports_across(importer: str, imported: Callable[[str], bool]) -> list[str]:
+    """Every import from a module of the package `importer` of a module `imported` accepts."""
+    return sorted(
         f"{module} -> {target}"
-        for module, targets in graph.items()
-        if top_package(module) == "local"
+        for module, targets in import_graph().items()
+        if top_package(module) == importer
         for target in targets
-        if top_package(target) == "upscale_cli"
+        if imported(top_package(target))
     )
+
+
+def test_imports_between_upscale_cli_and_local_run_one_way() -> None:
+    local_to_cli = imports_across("local", lambda package: package == "upscale_cli")
     assert not local_to_cli, "the local stack imports the operator command: " + ", ".join(local_to_cli)
 
 
 def test_the_library_imports_neither_the_command_nor_the_local_stack() -> None:
-    graph = import_graph()
-    upward = sorted(
-        f"{module} -> {target}"
-        for module, targets in graph.items()
-        if top_package(module) == "upscaler"
-        for target in targets
-        if top_package(target) != "upscaler"
-    )
+    upward = imports_across("upscaler", lambda package: package != "upscaler")
     assert not upward, "the library imports what is built on it: " + ", ".join(upward)
 
 

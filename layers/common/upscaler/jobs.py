@@ -245,7 +245,7 @@ class JobStore:
         if transition.creates:
             raise ValueError(f"{transition.name} creates a job; use create()")
         values = {attribute_name(name): value for name, value in (changes or {}).items() if value is not None}
-        values.update({"status": transition.after.value, "updatedAt": iso(moment)})
+        values.update({attribute_name("status"): transition.after.value, attribute_name("updated_at"): iso(moment)})
         names: dict[str, str] = {}
         placeholders: dict[str, Any] = {}
         sets: list[str] = []
