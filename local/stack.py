@@ -147,6 +147,7 @@ class LocalStack:
 
         from local.message_move import install_message_move_tasks
         from local.moto_atomic_queues import install_atomic_queue_changes
+        from local.moto_atomic_tables import install_atomic_table_requests
         from local.moto_speedups import install_moto_speedups
         from local.s3_events import add_missing_event_fields
 
@@ -154,6 +155,7 @@ class LocalStack:
         install_message_move_tasks()
         install_moto_speedups()
         install_atomic_queue_changes()
+        install_atomic_table_requests()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self.moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.config.aws_port, verbose=False)
         self.moto_server.start()
