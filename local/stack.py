@@ -317,7 +317,14 @@ class LocalStack:
         else:
             self.names["inbox_bucket"] = self.resolver.resources["InboxBucket"]["Ref"]
         self.names["inbox_prefix"] = str(self.resolver.parameter("InboxPrefix"))
+        self._apply_source_kms_grant()
         self._drain_test_events()
+
+    def _apply_source_kms_grant(self) -> None:
+        """moto has no IAM: inbox reads are refused as the template's KMS grant would refuse them."""
+        from local.s3_encrypted_sources import refuse_ungranted_reads
+
+        refuse_ungranted_reads(self.names["inbox_bucket"], str(self.resolver.parameter("SourceKmsKeyArns")).split(","))
 
     def _route_completion_events(self) -> None:
         """A local rule sends the completion events on the template's bus to a queue the CLI reads."""
