@@ -241,7 +241,8 @@ class ObjectStore:
         try:
             response: dict[str, Any] = self._s3.head_object(Bucket=bucket, Key=key)
         except ClientError as error:
-            if _status(error) in (400, 403, 404):  # SSE-C, no permission, gone: no hint to be had
+            # SSE-C, no permission, gone: no hint to be had (a HEAD's error has no body, only a status).
+            if _status(error) in (400, 403, 404) or _code(error) in ("400", "403", "404", "AccessDenied", "NoSuchKey"):
                 return {}
             raise
         return response
