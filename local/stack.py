@@ -145,6 +145,7 @@ class LocalStack:
     def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer
 
+        from local.event_dead_letters import install_target_dead_letter_queues
         from local.message_move import install_message_move_tasks
         from local.moto_atomic_queues import install_atomic_queue_changes
         from local.moto_atomic_tables import install_atomic_table_requests
@@ -156,6 +157,7 @@ class LocalStack:
         install_moto_speedups()
         install_atomic_queue_changes()
         install_atomic_table_requests()
+        install_target_dead_letter_queues()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self.moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.config.aws_port, verbose=False)
         self.moto_server.start()
@@ -279,9 +281,7 @@ class LocalStack:
             arn = events.put_rule(
                 Name=name, EventPattern=json.dumps(properties["EventPattern"]), EventBusName="default"
             )["RuleArn"]
-            events.put_targets(
-                Rule=name, Targets=[{"Id": t["Id"], "Arn": t["Arn"]} for t in properties.get("Targets", [])]
-            )
+            events.put_targets(Rule=name, Targets=[_rule_target(target) for target in properties.get("Targets", [])])
             self.resolver.resources[logical_id] = {"Ref": name, "Arn": arn}
 
     def _create_buckets(self) -> None:
@@ -513,6 +513,11 @@ class LocalStack:
             if done >= expected or time.monotonic() >= deadline:
                 return
             time.sleep(poll)
+
+
+def _rule_target(target: dict[str, Any]) -> dict[str, Any]:
+    """A rule target as the template declares it; its dead-letter queue is used (local/event_dead_letters.py)."""
+    return {key: target[key] for key in ("Id", "Arn", "DeadLetterConfig") if key in target}
 
 
 def _queue_notification(configuration: dict[str, Any]) -> dict[str, Any]:
