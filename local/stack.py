@@ -7,6 +7,10 @@
   is played by local/event_source_mapping.py for the real submit handler, and the queue's redrive
   policy dead-letters what keeps failing. Message move tasks (re-drive) come from
   local/message_move.py.
+- moto made as strict as AWS where the pipeline depends on it: queue and table changes atomic
+  (local/moto_atomic_queues.py, local/moto_atomic_tables.py), reads of encrypted sources refused as
+  the template's grant would (local/s3_encrypted_sources.py), rule targets' dead-letter queues used
+  (local/event_dead_letters.py).
 - Completion events: the functions put them on the template's bus in moto; a local rule routes
   them to a queue that `s3-upscale --local watch --events` reads.
 - Runware: the emulator in local/runware_emulator/.
