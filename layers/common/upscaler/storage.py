@@ -203,12 +203,18 @@ class ObjectStore:
     def _unreadable(self, error: ClientError, bucket: str, key: str) -> SourceUnreadable | None:
         """What a refused GET means when no retry can change it, or None for any other error.
 
-        The shapes are S3's documented ones (GetObject, "Error responses"): InvalidObjectState (403,
-        with StorageClass and AccessTier) for an archived object; a 400 InvalidRequest for an SSE-C
-        object read without its key; AccessDenied (403) or a KMS.* code for an SSE-KMS object whose
-        key the caller may not use or that is disabled, pending deletion or gone. S3's wording of
-        the KMS and SSE-C messages is not documented word for word, so codes decide and messages
-        are only searched for hints. A HEAD, which needs no KMS key, tells the rest apart.
+        - InvalidObjectState (403), with StorageClass and AccessTier: an archived object (GetObject,
+          https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html).
+        - A KMS.* code (S3 reports KMS.DisabledException and KMS.KMSInvalidStateException, per
+          https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/export-task-failure-messages.html),
+          or AccessDenied naming kms:Decrypt and the key in IAM's form
+          (https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-denied.html): an
+          SSE-KMS key the caller may not, or cannot, use.
+        - 400 InvalidRequest about server-side encryption: an SSE-C object read without its key
+          (GetObject requires the customer-key headers; AWS's answer as recorded in
+          https://github.com/minio/minio/pull/4894).
+        S3's wording is not documented word for word, so codes decide and messages only give hints;
+        a HEAD, which needs no KMS permission, tells an AccessDenied about the key from any other.
         """
         code, message = _code(error), _message(error)
         if code == "InvalidObjectState":
@@ -229,9 +235,8 @@ class ObjectStore:
             if named_key or "kms" in message.lower():
                 return KmsKeyRefused(bucket, key, code, message, named_key or self._kms_key_of(bucket, key, message))
             head = self._head_fields(bucket, key)
-            if str(head.get("ServerSideEncryption") or "").startswith(
-                "aws:kms"
-            ):  # SSE-KMS, DSSE-KMS: HEAD allowed, GET not
+            # SSE-KMS or DSSE-KMS, and HEAD allowed where GET is not: the key makes the difference.
+            if str(head.get("ServerSideEncryption") or "").startswith("aws:kms"):
                 return KmsKeyRefused(bucket, key, code, message, str(head.get("SSEKMSKeyId") or ""))
             return ReadDenied(bucket, key, code or "AccessDenied", message)
         return None
