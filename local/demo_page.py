@@ -56,8 +56,9 @@ table { border-collapse: collapse; background: #fff; } td, th { border: 1px soli
 _EMULATED_NOTE = (
     '<p class="note"><b>Local run: these results come from the Runware emulator, not the AI model.</b> '
     "It stands in for Runware's API and makes each result by resizing the source with classical "
-    "resampling (Pillow LANCZOS), so the close-ups below show interpolation: the source's detail spread "
-    "smoothly over more pixels, and nothing new. Runware's P-Image Upscale model increases resolution with AI, "
+    "resampling (Pillow LANCZOS; with enhanceDetails also an unsharp mask, with realism a little more colour "
+    "and contrast), so the close-ups below show interpolation: the source's detail spread smoothly over more "
+    "pixels, and nothing new. Runware's P-Image Upscale model increases resolution with AI, "
     "which is where detail is added: with a deployed stack and a Runware key, the results in the output bucket "
     "are the model's. Costs shown here are illustrative.</p>"
 )

@@ -39,7 +39,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--hide-scrollbars",
 ]
-DEMO_PAGE_WINDOW = (1050, 930)  # the note and the first sample of the demo page
+DEMO_PAGE_WINDOW = (1050, 950)  # the note and the first sample of the demo page
 TERMINAL_COLUMNS = 140
 
 
