@@ -311,3 +311,13 @@ def _anchors(markdown: str) -> set[str]:
     """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
     headings = re.findall(r"^#+ (.+)$", markdown, flags=re.M)
     return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+def test_the_pictures_the_readme_shows_are_committed_pngs_of_reasonable_size() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    pictures = re.findall(r"!\[[^\]]+\]\(([^)]+)\)", readme)
+    assert {"docs/images/demo-page.png", "docs/images/cli-status.png"} <= set(pictures)
+    for picture in pictures:
+        data = (ROOT / picture).read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n"), f"{picture} is not a PNG"
+        assert len(data) < 300 * 1024, f"{picture} is {len(data) // 1024} KiB; make screenshots keeps them smaller"
