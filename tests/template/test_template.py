@@ -173,7 +173,7 @@ FUNCTION_ENVIRONMENT = {
     "ReconcileFunction": COMMON_ENVIRONMENT | {"RECONCILE_AFTER_SECONDS", "JOB_MAX_AGE_SECONDS", "RECONCILE_MAX_JOBS"},
 }
 
-# Every IAM action each function is granted. README.md explains each one; a change here is a
+# Every IAM action each function is granted. docs/security.md explains each one; a change here is a
 # change to what the functions may do, so it is spelt out rather than derived.
 GRANTED_ACTIONS = {
     "SubmitFunction": {
@@ -1118,13 +1118,14 @@ def test_loader_understands_short_form_tags(tmp_path):
 # ---------------------------------------------------------------- the deployment guide
 
 
-DEPLOYING = ROOT / "README.md"
+DEPLOYING = ROOT / "docs" / "deploy.md"
+SECURITY = ROOT / "docs" / "security.md"
 
 
-def _guide_section(title: str) -> str:
-    text = DEPLOYING.read_text(encoding="utf-8")
-    start = text.index(f"\n### {title}\n")
-    end = text.find("\n### ", start + 1)
+def _guide_section(title: str, page: Path = DEPLOYING) -> str:
+    text = page.read_text(encoding="utf-8")
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
     return text[start : end if end != -1 else len(text)]
 
 
@@ -1132,26 +1133,28 @@ def test_guide_lists_every_parameter_with_its_default(template):
     table = _guide_section("Configuration parameters")
     for name, parameter in template["Parameters"].items():
         row = next((line for line in table.splitlines() if line.startswith(f"| `{name}` |")), None)
-        assert row is not None, f"README.md does not describe parameter {name}"
+        assert row is not None, f"docs/deploy.md does not describe parameter {name}"
         default = str(parameter["Default"])
         assert (f"`{default}`" in row) if default else "(empty)" in row, f"{name}: default {default!r}"
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_guide_lists_every_granted_action(function):
-    text = _guide_section("IAM: every action each function is granted")
-    start = text.index(f"#### {function}\n")
-    end = text.find("\n#### ", start + 1)
+    text = _guide_section("IAM: every action each function is granted", SECURITY)
+    start = text.index(f"### {function}\n")
+    end = text.find("\n### ", start + 1)
     section = text[start:end]
     for action in GRANTED_ACTIONS[function]:
-        assert f"`{action}`" in section, f"README.md does not explain {action} for {function}"
+        assert f"`{action}`" in section, f"docs/security.md does not explain {action} for {function}"
     listed = {
         action
         for line in section.splitlines()
         if line.startswith("| `")
         for action in re.findall(r"`([a-z0-9]+:[A-Za-z]+)`", line.split(" | ")[0])
     }
-    assert listed == GRANTED_ACTIONS[function], f"README.md lists {listed - GRANTED_ACTIONS[function]} not granted"
+    assert listed == GRANTED_ACTIONS[function], (
+        f"docs/security.md lists {listed - GRANTED_ACTIONS[function]} not granted"
+    )
 
 
 def test_template_points_only_at_files_that_exist():
