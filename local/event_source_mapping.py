@@ -249,11 +249,11 @@ def register_mapping(lambda_client: Any, iam_client: Any, function_name: str, se
         MaximumBatchingWindowInSeconds=int(settings.batching_window_seconds),
         Enabled=True,
     )
-    _detach_moto_invoker(settings.queue_arn)
+    detach_moto_invoker(settings.queue_arn)
     return str(mapping["UUID"])
 
 
-def _detach_moto_invoker(queue_arn: str) -> None:
+def detach_moto_invoker(queue_arn: str) -> None:
     """moto's SQS invokes a mapped function itself on every send (moto.sqs.models.Queue); the
     moto server runs in this process, so the hook is removed where moto keeps it."""
     from moto.sqs.models import sqs_backends

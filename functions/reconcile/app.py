@@ -1,7 +1,7 @@
 """ReconcileFunction (scheduled): jobs whose webhook never came are finished by polling Runware.
 
 Every run also resumes intake after a pause once its wait is over (upscaler.intake_pause) and
-reports IntakePaused (1 while paused, else 0); the one-minute schedule does only that.
+reports IntakePaused (1, every minute while paused); the one-minute schedule does only that.
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 def resume_intake() -> ResumeReport:
     """Half-open the intake pause once its wait is over; the metric the IntakePaused alarm watches."""
     resumed = intake_resumer.run()
-    metrics.add_metric(name="IntakePaused", unit=MetricUnit.Count, value=1 if resumed.paused else 0)
     if resumed.paused:
+        # Only while paused: a metric published as 0 every minute would bill as a custom metric for
+        # nothing; the alarm treats the missing data as not breaching.
+        metrics.add_metric(name="IntakePaused", unit=MetricUnit.Count, value=1)
         logger.warning("intake paused", extra=resumed.as_log())
     return resumed

@@ -119,6 +119,7 @@ class PauseStore:
     def open(self, reason: PauseReason, detail: str, seen: IntakePause | None, now: datetime) -> IntakePause:
         """Record a failed attempt: a new pause when none was seen, else one attempt more than `seen`.
         When another writer got there first, the pause it wrote is returned (one failure counts once)."""
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as the item keeps it (milliseconds)
         attempts = 1 if seen is None else seen.attempts + 1
         pause = IntakePause(
             reason=reason,
