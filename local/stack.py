@@ -502,11 +502,12 @@ class LocalStack:
     # ---- observing -------------------------------------------------------------------------
 
     def jobs(self) -> list[dict[str, Any]]:
-        """Every job item (a scan: fine for a local table, never done by the functions)."""
+        """Every job item (a scan: fine for a local table, never done by the functions). Items without
+        a status are not jobs (the intake pause item)."""
         dynamodb = self.client("dynamodb")
         items: list[dict[str, Any]] = []
         for page in dynamodb.get_paginator("scan").paginate(TableName=self.names["jobs_table"], ConsistentRead=True):
-            items.extend(record_from_item(item) for item in page["Items"])
+            items.extend(record_from_item(item) for item in page["Items"] if "status" in item)
         return items
 
     def dead_letter_count(self) -> int:

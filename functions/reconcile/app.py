@@ -52,5 +52,5 @@ def resume_intake() -> ResumeReport:
         # Only while paused: a metric published as 0 every minute would bill as a custom metric for
         # nothing; the alarm treats the missing data as not breaching.
         metrics.add_metric(name="IntakePaused", unit=MetricUnit.Count, value=1)
-        logger.warning("intake paused", extra=resumed.as_log())
+        logger.info("intake paused", extra=resumed.as_log())
     return resumed
