@@ -197,3 +197,21 @@ def test_describe_says_since_when_why_and_the_next_try():
         "intake paused since 2026-12-03T12:00:00.000Z: account refused, next try at 2026-12-03T12:04:00.000Z"
         " (3 failed attempts)"
     )
+
+
+def test_a_mapping_already_changing_is_read_not_fought_over():
+    """Lambda answers ResourceInUseException to a change while the mapping is changing (another batch
+    or the other schedule got there first): the switch reports the mapping's state instead of failing."""
+    from botocore.exceptions import ClientError
+
+    class Busy:
+        def list_event_source_mappings(self, **_: str) -> dict:
+            return {"EventSourceMappings": [{"UUID": "m-1", "State": "Disabling"}]}
+
+        def update_event_source_mapping(self, **_: object) -> dict:
+            raise ClientError(
+                {"Error": {"Code": "ResourceInUseException", "Message": "busy"}}, "UpdateEventSourceMapping"
+            )
+
+    state = IngestMapping(Busy(), SUBMIT_FUNCTION, INGEST_QUEUE_ARN).switch(False)
+    assert (state.uuid, state.state, state.delivering) == ("m-1", "Disabling", False)

@@ -139,10 +139,10 @@ class Intake:
         from upscaler.submission import AccountRefused
 
         records = _records(event)
-        _, unreadable = queue_messages(event)
-        readable = [record for record in records if str(record.get("messageId", "")) not in set(unreadable)]
+        unreadable = set(queue_messages(event)[1])
+        readable = [record for record in records if str(record.get("messageId", "")) not in unreadable]
         result = BatchResult()
-        self._dead_letter([record for record in records if str(record.get("messageId", "")) in set(unreadable)], result)
+        self._dead_letter([record for record in records if str(record.get("messageId", "")) in unreadable], result)
         if not readable:
             return result
         gate = result.gate = self.breaker.gate()

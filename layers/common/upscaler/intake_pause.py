@@ -202,7 +202,15 @@ class IngestMapping:
     def switch(self, enabled: bool) -> MappingState:
         """Ask Lambda to turn the mapping on or off; what it says the state is now."""
         uuid = self._uuid or self.current().uuid
-        response = self._lambda.update_event_source_mapping(UUID=uuid, Enabled=enabled)
+        try:
+            response = self._lambda.update_event_source_mapping(UUID=uuid, Enabled=enabled)
+        except ClientError as error:
+            # Lambda refuses a change while the mapping is changing (ResourceInUseException, Lambda API
+            # reference, UpdateEventSourceMapping): another batch, or the other schedule, got there
+            # first. What the mapping is doing now is the answer; the next minute tries again if needed.
+            if _code(error) != "ResourceInUseException":
+                raise
+            return self.current()
         return MappingState(uuid, str(response.get("State", "")))
 
 
@@ -312,6 +320,8 @@ class IntakeResumer:
         if state.state not in MAPPING_OFF_STATES:  # Creating, Updating: Lambda refuses a change now
             return ResumeReport(pause, state.state)
         switched = self.mapping.switch(True)
+        if not switched.delivering:
+            return ResumeReport(pause, switched.state)
         logger.warning("intake half-open: the next batch tests Runware (%s since %s)", pause.reason, iso(pause.since))
         return ResumeReport(pause, switched.state, enabled=True)
 
