@@ -17,6 +17,7 @@ The real handlers run against the local stack; the Runware emulator injects the 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -49,7 +50,7 @@ def photos(count: int) -> list[Drop]:
     ]
 
 
-def pause_item(stack: LocalStack) -> dict | None:
+def pause_item(stack: LocalStack) -> dict[str, Any] | None:
     item = aws(stack, "dynamodb").get_item(
         TableName=stack.names["jobs_table"], Key={"jobId": {"S": PAUSE_ITEM_KEY}}, ConsistentRead=True
     )
@@ -66,18 +67,28 @@ def letters_under(stack: LocalStack, prefix: str) -> int:
     return sum(1 for letter in dead_letters(stack) if any(k.startswith(key_prefix) for _, k, _ in letter.sources))
 
 
-def hold_fault(stack: LocalStack, prefix: str, seconds: float) -> dict[str, object]:
+@dataclass
+class Observed:
+    """What intake did while a fault was in force, looked at every half second."""
+
+    reasons: set[str] = field(default_factory=set)
+    mapping_states: set[str] = field(default_factory=set)
+    most_attempts: int = 0
+    dead_letters: int = 0
+
+
+def hold_fault(stack: LocalStack, prefix: str, seconds: float) -> Observed:
     """Keep the fault in force for `seconds`, watching what intake does meanwhile."""
-    seen: dict[str, object] = {"reasons": set(), "mapping_states": set(), "most_attempts": 0, "dead_letters": 0}
+    seen = Observed()
     ends = time.monotonic() + seconds
     while time.monotonic() < ends:
         item = pause_item(stack)
         if item is not None:
-            seen["reasons"].add(item["pauseReason"]["S"])  # type: ignore[union-attr]
-            seen["most_attempts"] = max(int(seen["most_attempts"]), int(item["probeAttempts"]["N"]))  # type: ignore[call-overload]
-        seen["mapping_states"].add(stack.intake_mapping_state())  # type: ignore[union-attr]
+            seen.reasons.add(item["pauseReason"]["S"])
+            seen.most_attempts = max(seen.most_attempts, int(item["probeAttempts"]["N"]))
+        seen.mapping_states.add(stack.intake_mapping_state())
         time.sleep(0.5)
-    seen["dead_letters"] = letters_under(stack, prefix)
+    seen.dead_letters = letters_under(stack, prefix)
     return seen
 
 
@@ -89,10 +100,10 @@ def test_runware_5xx_for_20_visibility_timeouts_in_a_burst_of_100_dead_letters_n
     dropped = drop_all(stack, prefix, photos(scaled(100, 300)))
 
     during = hold_fault(stack, prefix, OUTAGE_VISIBILITY_TIMEOUTS * VISIBILITY_TIMEOUT_HERE_SECONDS)
-    assert during["reasons"] == {"Runware unavailable"}
-    assert "Disabled" in during["mapping_states"], "intake stopped taking work"
-    assert int(during["most_attempts"]) >= 2, "probes failed and the wait grew: the breaker opened again"  # type: ignore[call-overload]
-    assert during["dead_letters"] == 0
+    assert during.reasons == {"Runware unavailable"}
+    assert "Disabled" in during.mapping_states, "intake stopped taking work"
+    assert during.most_attempts >= 2, "probes failed and the wait grew: the breaker opened again"
+    assert during.dead_letters == 0
 
     stack.emulator.faults = FaultConfig()  # Runware is back; nobody does anything
     settled = settle(stack, prefix, dropped)
@@ -117,9 +128,9 @@ def test_402_until_the_balance_is_topped_up_dead_letters_nothing_and_resumes_alo
     dropped = drop_all(stack, prefix, photos(scaled(100, 300)))
 
     during = hold_fault(stack, prefix, OUTAGE_VISIBILITY_TIMEOUTS * VISIBILITY_TIMEOUT_HERE_SECONDS)
-    assert during["reasons"] == {"account refused"}
-    assert "Disabled" in during["mapping_states"]
-    assert during["dead_letters"] == 0
+    assert during.reasons == {"account refused"}
+    assert "Disabled" in during.mapping_states
+    assert during.dead_letters == 0
     waiting = jobs_by_key(stack, prefix)
     assert waiting and {job["status"] for job in waiting.values()} == {"CLAIMED"}, "no job fails for the balance"
     assert all("insufficientCredits" in job["waitingReason"] for job in waiting.values())
