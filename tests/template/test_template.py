@@ -852,6 +852,7 @@ def check_alarms(cfn: dict[str, Any]) -> None:
     watching("S3Upscale", "JobsTimedOut", "upscale-reconcile")
     paused = watching("S3Upscale", "IntakePaused", "upscale-reconcile")
     assert paused["Period"] == 60 and paused["Statistic"] == "Maximum", "in ALARM for every minute of a pause"
+    assert (paused["EvaluationPeriods"], paused["DatapointsToAlarm"]) == (3, 1), "one late run does not flap it"
     topic = cfn["Resources"]["AlarmTopic"]
     assert topic["Condition"] == "HasAlarmEmail"
     [subscription] = resources_of_type(cfn, "AWS::SNS::Subscription").values()
