@@ -8,14 +8,23 @@ batch. What stays is received again once its visibility timeout ends, which the 
 policy (in moto, as in SQS) turns into a move to the dead-letter queue after maxReceiveCount
 receives. Locally a failed message becomes visible again after `redelivery_seconds` instead of the
 queue's visibility timeout of minutes, the same as time passing faster.
+
+The mapping also exists in moto's Lambda (`register_mapping`), so the functions find it with
+ListEventSourceMappings and switch it with UpdateEventSourceMapping as they do in AWS; the pollers
+read its State (`MappingState`) and receive nothing while it is not Enabled or Enabling, which is how
+a paused intake stops taking work. moto would also invoke a function itself on every send to a
+mapped queue (in a container); that hook is taken off, since the pollers here are the mapping.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import math
 import threading
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +32,9 @@ from typing import Any
 logger = logging.getLogger("local.event_source_mapping")
 
 SQS_RECEIVE_MAX = 10  # SQS returns at most 10 messages per ReceiveMessage
+# The mapping states in which Lambda delivers batches (API reference, EventSourceMappingConfiguration).
+DELIVERING_STATES = frozenset({"Enabled", "Enabling"})
+LOCAL_ROLE_NAME = "local-function-role"
 
 
 @dataclass(frozen=True)
@@ -44,11 +56,14 @@ class EventSourceMapping:
         invoke: Callable[[dict[str, Any]], Any],
         *,
         redelivery_seconds: int = 1,
+        delivering: Callable[[], bool] | None = None,
     ) -> None:
         self.settings = settings
         self._sqs_client = sqs_client
         self._invoke = invoke
         self.redelivery_seconds = redelivery_seconds
+        # Whether the mapping is switched on (Lambda's State); None: always.
+        self._delivering = delivering or (lambda: True)
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -76,6 +91,9 @@ class EventSourceMapping:
         sqs = self._sqs_client()
         while not self._stopping.is_set():
             try:
+                if not self._delivering():
+                    self._stopping.wait(PAUSED_POLL_SECONDS)
+                    continue
                 batch = self._receive_batch(sqs)
             except Exception:
                 if self._stopping.is_set():
@@ -169,6 +187,79 @@ class EventSourceMapping:
     def event_for(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
         """The event Lambda gives a function for a batch of SQS messages."""
         return sqs_event(batch, queue_arn=self.settings.queue_arn, region=self.settings.region)
+
+
+PAUSED_POLL_SECONDS = 0.2
+
+
+class MappingState:
+    """The mapping's State in moto's Lambda, read at most every `max_age_seconds` for all pollers."""
+
+    def __init__(self, lambda_client: Callable[[], Any], uuid: str, *, max_age_seconds: float = 0.2) -> None:
+        self._lambda_client = lambda_client
+        self.uuid = uuid
+        self.max_age_seconds = max_age_seconds
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._read_at = -math.inf
+        self._state = "Enabled"
+
+    def __call__(self) -> bool:
+        with self._lock:
+            if time.monotonic() - self._read_at >= self.max_age_seconds:
+                if self._client is None:
+                    self._client = self._lambda_client()
+                try:
+                    self._state = str(self._client.get_event_source_mapping(UUID=self.uuid)["State"])
+                except Exception:
+                    logger.exception("reading the state of mapping %s failed; keeping %s", self.uuid, self._state)
+                self._read_at = time.monotonic()
+            return self._state in DELIVERING_STATES
+
+
+def register_mapping(lambda_client: Any, iam_client: Any, function_name: str, settings: MappingSettings) -> str:
+    """Create the function (a placeholder package: the stack runs the real code) and its mapping in
+    moto's Lambda, named as the template's, and take moto's own invoker off the queue; the UUID."""
+    try:
+        role = iam_client.get_role(RoleName=LOCAL_ROLE_NAME)["Role"]["Arn"]
+    except iam_client.exceptions.NoSuchEntityException:
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+            ],
+        }
+        role = iam_client.create_role(RoleName=LOCAL_ROLE_NAME, AssumeRolePolicyDocument=json.dumps(trust))["Role"][
+            "Arn"
+        ]
+    package = io.BytesIO()
+    with zipfile.ZipFile(package, "w") as archive:
+        archive.writestr("app.py", "# run by the local stack from functions/, not from here\n")
+    lambda_client.create_function(
+        FunctionName=function_name,
+        Runtime="python3.13",
+        Role=role,
+        Handler="app.lambda_handler",
+        Code={"ZipFile": package.getvalue()},
+    )
+    mapping = lambda_client.create_event_source_mapping(
+        FunctionName=function_name,
+        EventSourceArn=settings.queue_arn,
+        BatchSize=settings.batch_size,
+        MaximumBatchingWindowInSeconds=int(settings.batching_window_seconds),
+        Enabled=True,
+    )
+    detach_moto_invoker(settings.queue_arn)
+    return str(mapping["UUID"])
+
+
+def detach_moto_invoker(queue_arn: str) -> None:
+    """moto's SQS invokes a mapped function itself on every send (moto.sqs.models.Queue); the
+    moto server runs in this process, so the hook is removed where moto keeps it."""
+    from moto.sqs.models import sqs_backends
+
+    _, _, _, region, account, name = queue_arn.split(":", 5)
+    sqs_backends[account][region].queues[name].lambda_event_source_mappings.clear()
 
 
 def sqs_event(messages: list[dict[str, Any]], *, queue_arn: str, region: str) -> dict[str, Any]:

@@ -16,7 +16,10 @@
 - Runware: the emulator in local/runware_emulator/.
 - The HTTP API: a webhook gateway that turns HTTP requests into API Gateway HTTP API (v2) events for
   the real webhook handler.
-- The schedule: the real reconcile handler on a timer.
+- The schedules: the real reconcile handler on a timer, and on a second, shorter one the resumer
+  of intake after a pause (the template's one-minute IntakeResumeSchedule). The ingestion mapping
+  exists in moto's Lambda too, so a paused intake disables it and the resumer enables it again
+  through the Lambda API, as in AWS (local/event_source_mapping.py).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from local.event_source_mapping import EventSourceMapping, MappingSettings
+from local.event_source_mapping import EventSourceMapping, MappingSettings, MappingState, register_mapping
 from local.lambda_runtime import LocalFunction, ensure_layer_on_path
 from local.runware_emulator import FaultConfig, RunwareEmulator
 from local.template import (
@@ -72,6 +75,11 @@ class StackConfig:
     # A message the function failed on is received again after this many seconds (not the queue's
     # visibility timeout of minutes): the same steps as in AWS, faster.
     redelivery_seconds: int = 1
+    # Intake pauses, on the same faster clock: the resumer's schedule (one minute in AWS) and the
+    # back-off between attempts (one minute doubling to 30 in AWS).
+    resume_intake_interval_seconds: float = 0.5
+    intake_pause_first_wait_seconds: int = 1
+    intake_pause_longest_wait_seconds: int = 4
     parameter_overrides: dict[str, str] = field(default_factory=dict)
     function_log_level: str = "WARNING"
     seed: int | None = None
@@ -114,15 +122,22 @@ class LocalStack:
         self.gateway.start()
         self._configure_functions()
         self.gateway.route("POST", self._http_api_path(), self.functions["WebhookFunction"])
+        mapping = self._mapping_settings()
+        self.names["ingest_mapping_uuid"] = register_mapping(
+            self.client("lambda"), self.client("iam"), self.functions["SubmitFunction"].name, mapping
+        )
         self.ingestion = EventSourceMapping(
-            self._mapping_settings(),
+            mapping,
             lambda: self.client("sqs"),
             lambda event: self.functions["SubmitFunction"].invoke(event),
             redelivery_seconds=self.config.redelivery_seconds,
+            delivering=MappingState(lambda: self.client("lambda"), self.names["ingest_mapping_uuid"]),
         )
         self.ingestion.start()
         if self.config.reconcile_interval_seconds > 0:
             self._spawn(self._reconcile_loop, "reconcile")
+        if self.config.resume_intake_interval_seconds > 0:
+            self._spawn(self._resume_intake_loop, "resume-intake")
         return self
 
     def stop(self) -> None:
@@ -393,6 +408,8 @@ class LocalStack:
                 "POWERTOOLS_LOG_LEVEL": self.config.function_log_level,
                 "POWERTOOLS_METRICS_DISABLED": "true",
                 "POWERTOOLS_TRACE_DISABLED": "true",
+                "INTAKE_PAUSE_FIRST_WAIT_SECONDS": str(self.config.intake_pause_first_wait_seconds),
+                "INTAKE_PAUSE_LONGEST_WAIT_SECONDS": str(self.config.intake_pause_longest_wait_seconds),
             }
         )
         os.environ.update(environment)
@@ -464,6 +481,24 @@ class LocalStack:
         while not self._stopping.wait(self.config.reconcile_interval_seconds):
             self.reconcile_now()
 
+    def _resume_intake_loop(self) -> None:
+        while not self._stopping.wait(self.config.resume_intake_interval_seconds):
+            self.resume_intake_now()
+
+    def resume_intake_now(self) -> Any:
+        """The one-minute schedule's invocation: EventBridge gives its Input as the whole event."""
+        schedule = self.functions_spec["ReconcileFunction"].events["IntakeResumeSchedule"]["Properties"]
+        try:
+            return self.functions["ReconcileFunction"].invoke(json.loads(schedule["Input"]))
+        except Exception:
+            logger.exception("ReconcileFunction (resume intake) failed")
+            return None
+
+    def intake_mapping_state(self) -> str:
+        """The ingestion mapping's State as Lambda reports it (Enabled, Disabled, ...)."""
+        mapping = self.client("lambda").get_event_source_mapping(UUID=self.names["ingest_mapping_uuid"])
+        return str(mapping["State"])
+
     def reconcile_now(self) -> Any:
         event = {
             "source": "aws.events",
@@ -480,11 +515,12 @@ class LocalStack:
     # ---- observing -------------------------------------------------------------------------
 
     def jobs(self) -> list[dict[str, Any]]:
-        """Every job item (a scan: fine for a local table, never done by the functions)."""
+        """Every job item (a scan: fine for a local table, never done by the functions). Items without
+        a status are not jobs (the intake pause item)."""
         dynamodb = self.client("dynamodb")
         items: list[dict[str, Any]] = []
         for page in dynamodb.get_paginator("scan").paginate(TableName=self.names["jobs_table"], ConsistentRead=True):
-            items.extend(record_from_item(item) for item in page["Items"])
+            items.extend(record_from_item(item) for item in page["Items"] if "status" in item)
         return items
 
     def dead_letter_count(self) -> int:

@@ -20,6 +20,10 @@ WEBHOOK_URL = "https://hooks.example.test/webhook"
 RUNWARE_URL = "https://runware.example.test/v1"
 RUNWARE_KEY = "test-runware-key"
 WEBHOOK_KEY = "test-webhook-token-key"
+INGEST_QUEUE = "test-ingest"
+DEAD_LETTER_QUEUE = "test-ingest-dlq"
+ACCOUNT = "123456789012"
+SUBMIT_FUNCTION = "test-SubmitFunction"
 
 ENVIRONMENT = {
     "AWS_REGION": REGION,
@@ -39,6 +43,10 @@ ENVIRONMENT = {
     "POWERTOOLS_METRICS_NAMESPACE": "S3UpscaleTest",
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_DEV": "false",
+    "INGEST_QUEUE_URL": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{INGEST_QUEUE}",
+    "DEAD_LETTER_QUEUE_URL": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{DEAD_LETTER_QUEUE}",
+    "SUBMIT_FUNCTION_NAME": SUBMIT_FUNCTION,
+    "INGEST_QUEUE_ARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{INGEST_QUEUE}",
 }
 
 
@@ -96,6 +104,9 @@ def aws(environment: dict[str, str]) -> Iterator[AwsFixture]:
         secrets = boto3.client("secretsmanager", region_name=REGION)
         secrets.create_secret(Name="runware-api-key", SecretString=RUNWARE_KEY)
         secrets.create_secret(Name="webhook-token-key", SecretString=WEBHOOK_KEY)
+        sqs = boto3.client("sqs", region_name=REGION)
+        for queue in (INGEST_QUEUE, DEAD_LETTER_QUEUE):  # where submit hands messages back, or dead-letters them
+            sqs.create_queue(QueueName=queue)
         # Powertools caches secrets per process; a fresh moto world needs a fresh cache.
         from aws_lambda_powertools.utilities import parameters
 

@@ -29,6 +29,7 @@ def run(args: argparse.Namespace, target: Target, out: Output) -> int:
         out.json({"stack": target.description, "counts": counts, "total": sum(counts.values()), "newest": newest})
         return 0
     out.line(target.description)
+    show_intake_pause(target, out)
     out.table(["status", "jobs"], [[status, str(count)] for status, count in counts.items()]
               + [["total", str(sum(counts.values()))]], title="Jobs by status")  # fmt: skip
     rows = [
@@ -46,3 +47,12 @@ def run(args: argparse.Namespace, target: Target, out: Output) -> int:
     ]
     out.table(NEWEST_HEADERS, rows, title=f"Newest {len(rows)} {args.status + ' ' if args.status else ''}jobs")
     return 0
+
+
+def show_intake_pause(target: Target, out: Output) -> None:
+    """While intake waits: since when, why, and when it tries again (docs/intake-pauses.md)."""
+    from upscaler.intake_pause import describe, read_pause
+
+    pause = read_pause(target.client("dynamodb"), target.jobs_table)
+    if pause is not None:
+        out.line(describe(pause))

@@ -1,4 +1,8 @@
-"""SubmitFunction: a batch from the ingestion queue becomes one request of async upscale tasks."""
+"""SubmitFunction: a batch from the ingestion queue becomes one request of async upscale tasks.
+
+While Runware is unavailable or refuses the account, intake waits instead (upscaler.intake_pause):
+the batch is handed back without spending receive counts.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,9 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from upscaler.ingestion import all_failed, submit_batch
+from upscaler.ingestion import all_failed
 from upscaler.job_metrics import add_submit_metrics
-from upscaler.wiring import build_submitter, deadline_for
+from upscaler.wiring import build_intake, build_submitter, deadline_for
 
 Value = TypeVar("Value")
 
@@ -45,6 +49,7 @@ def in_handler_trace(work: Callable[[], Value]) -> Callable[[], Value]:
 
 # Sources are validated and claimed in worker threads; without tracing there is nothing to hand over.
 submitter = build_submitter(handoff=None if tracer.disabled else in_handler_trace)
+intake = build_intake(submitter)
 # Every message failing is reported like any other partial failure, not raised as an error.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
@@ -54,9 +59,9 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
-        batch = submit_batch(submitter, event, deadline=deadline_for(context))
+        batch = intake.take(event, function_name=context.function_name, deadline=deadline_for(context))
     except Exception as error:
-        # About the request as a whole (Runware unavailable, an account-level refusal): retry them all.
+        # Not an outage or a refusal of the account (those pause intake): retry them all.
         logger.exception("batch not submitted; every message will be received again")
         metrics.add_metric(name="SubmitBatchesFailed", unit=MetricUnit.Count, value=1)
         batch = all_failed(event, f"{type(error).__name__}: {error}")
@@ -74,6 +79,19 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         )
     for message_id, reason in batch.failed.items():
         logger.warning("message not submitted", extra={"messageId": message_id, "reason": reason})
+    for message_id, reason in batch.dead_lettered.items():
+        logger.warning("message sent to the dead-letter queue", extra={"messageId": message_id, "reason": reason})
+    if batch.handed_back and batch.gate is not None and batch.gate.pause is not None:
+        pause = batch.gate.pause
+        logger.warning(
+            "intake paused: messages handed back",
+            extra={
+                "handedBack": len(batch.handed_back),
+                "pauseReason": str(pause.reason),
+                "nextProbeAt": pause.next_probe_at.isoformat(),
+            },
+        )
+        metrics.add_metric(name="MessagesHandedBack", unit=MetricUnit.Count, value=len(batch.handed_back))
     add_submit_metrics(metrics, batch.outcomes)
 
     def check(record: SQSRecord) -> None:

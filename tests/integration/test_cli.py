@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from local.runware_emulator import FaultConfig
 from local.stack import LOCAL_RUNWARE_KEY, LocalStack
@@ -241,12 +242,26 @@ def test_redrive_moves_dead_letters_back_and_their_jobs_complete(stack: LocalSta
     nothing = json.loads(cli(state_file, "--json", "redrive").stdout)
     assert nothing == {"deadLetters": 0, "status": "NOTHING_TO_MOVE"}
 
-    stack.emulator.faults = FaultConfig(rate_5xx=1.0, status_5xx=503)
-    key = drop(stack, "cli-redrive/outage.jpg", image_bytes(260, 200))
-    wait_on_stack(
-        stack, lambda: stack.dead_letter_count() > 0, "the upload never reached the dead-letter queue", poll_seconds=0.5
-    )
-    stack.emulator.faults = FaultConfig()
+    # An upload whose own step keeps failing (S3 refuses the function for it, as a missing permission
+    # would) reaches the DLQ after maxReceiveCount receives; a Runware outage would not (intake waits).
+    key = stack.names["inbox_prefix"] + "cli-redrive/refused.jpg"
+    s3 = stack.functions["SubmitFunction"].module.submitter.objects._s3
+
+    def refuse(params: dict[str, Any], **_: Any) -> None:
+        if params.get("Key") == key:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetObject")
+
+    s3.meta.events.register("before-parameter-build.s3", refuse)
+    try:
+        drop(stack, "cli-redrive/refused.jpg", image_bytes(260, 200))
+        wait_on_stack(
+            stack,
+            lambda: stack.dead_letter_count() > 0,
+            "the upload never reached the dead-letter queue",
+            poll_seconds=0.5,
+        )
+    finally:
+        s3.meta.events.unregister("before-parameter-build.s3", refuse)
 
     result = cli(state_file, "--json", "redrive", "--wait", "--timeout", "60")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -148,9 +148,10 @@ def test_the_job_records_the_displayed_sides_of_a_turned_photo(stack: LocalStack
 # --- the source's current state, on a re-drive from the DLQ -------------------------------------
 
 
-def test_deleted_purged_and_overwritten_sources_are_not_sent_when_redriven(stack: LocalStack) -> None:
-    """Runware down: the three uploads end CLAIMED with their events in the DLQ. Then the user deletes
-    one (aws s3 rm), purges another's version and overwrites the third; the re-drive sends none of them."""
+def test_deleted_purged_and_overwritten_sources_are_not_sent_when_intake_resumes(stack: LocalStack) -> None:
+    """Runware down: the three uploads end CLAIMED and intake waits (nothing dead-lettered). Then the
+    user deletes one (aws s3 rm), purges another's version and overwrites the third; when Runware is
+    back, intake resumes by itself, validates each again, and sends none of them."""
     assert stack.emulator is not None
     s3 = stack.client("s3")
     bucket = stack.names["inbox_bucket"]
@@ -158,25 +159,33 @@ def test_deleted_purged_and_overwritten_sources_are_not_sent_when_redriven(stack
     letters_before = stack.dead_letter_count()
     names = ("deleted.jpg", "purged.jpg", "replaced.jpg")
     keys = [drop(stack, f"it-source/{name}", image_bytes(300, 200), {"target-megapixels": "1"}) for name in names]
+
+    def claimed_jobs() -> dict[str, dict[str, Any]]:
+        return {job["sourceKey"]: job for job in stack.jobs() if job["sourceKey"] in keys}
+
     wait_on_stack(
         stack,
-        lambda: stack.dead_letter_count() >= letters_before + len(keys) and not stack.invocations_pending(),
-        "the submit invocations did not reach the DLQ",
-        pending=lambda: f"{stack.dead_letter_count() - letters_before} of {len(keys)} dead letters",
+        # Claimed, intake stopped, and no batch on its way (its sources were validated before the change).
+        lambda: (
+            {job["status"] for job in claimed_jobs().values()} == {"CLAIMED"}
+            and len(claimed_jobs()) == 3
+            and stack.intake_mapping_state() == "Disabled"
+            and stack.ingestion is not None
+            and stack.ingestion.in_flight == 0
+        ),
+        "the uploads were not claimed, or intake did not pause, while Runware was down",
+        progress=lambda: job_states(list(claimed_jobs().values())),
         poll_seconds=0.5,
     )
-    claimed = {job["sourceKey"]: job for job in stack.jobs() if job["sourceKey"] in keys}
-    assert {job["status"] for job in claimed.values()} == {"CLAIMED"}
-    stack.emulator.faults = FaultConfig()
+    claimed = claimed_jobs()
+    assert stack.dead_letter_count() == letters_before, "an outage dead-letters nothing"
 
     deleted, purged, replaced = keys
     s3.delete_object(Bucket=bucket, Key=deleted)
     s3.delete_object(Bucket=bucket, Key=purged, VersionId=claimed[purged]["sourceVersionId"])
     s3.put_object(Bucket=bucket, Key=replaced, Body=image_bytes(320, 200), Metadata={"target-megapixels": "1"})
-    settle(stack)
     before = len(stack.emulator.requests)
-    result = stack.redrive()
-    assert result["Status"] == "COMPLETED" and result["ApproximateNumberOfMessagesMoved"] >= len(keys)
+    stack.emulator.faults = FaultConfig()  # Runware is back; nobody re-drives anything
     settle(stack)
 
     jobs = {job["jobId"]: job for job in stack.jobs() if job["sourceKey"] in keys}

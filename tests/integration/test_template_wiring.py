@@ -62,6 +62,22 @@ def test_local_event_source_mapping_matches_the_template(stack: LocalStack) -> N
     assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
 
+def test_the_ingestion_mapping_is_in_lambda_where_the_functions_look_for_it(stack: LocalStack) -> None:
+    """The submit function finds its mapping by its own name and the queue ARN; the reconcile function
+    by SUBMIT_FUNCTION_NAME and INGEST_QUEUE_ARN, which the template sets (intake pauses)."""
+    lambda_client = stack.client("lambda")
+    submit_name = stack.functions["SubmitFunction"].name
+    assert stack.environment["SUBMIT_FUNCTION_NAME"] == submit_name
+    assert stack.environment["INGEST_QUEUE_ARN"] == stack.resolver.resources["IngestQueue"]["Arn"]
+    assert stack.environment["INGEST_QUEUE_URL"] == stack.names["ingest_queue_url"]
+    assert stack.environment["DEAD_LETTER_QUEUE_URL"] == stack.names["dlq_url"]
+    [mapping] = lambda_client.list_event_source_mappings(
+        FunctionName=submit_name, EventSourceArn=stack.environment["INGEST_QUEUE_ARN"]
+    )["EventSourceMappings"]
+    assert mapping["UUID"] == stack.names["ingest_mapping_uuid"]
+    assert stack.ingestion is not None and mapping["BatchSize"] == stack.ingestion.settings.batch_size
+
+
 def test_local_queue_redrive_policy_matches_the_template(stack: LocalStack) -> None:
     template = load_template()
     attributes = stack.client("sqs").get_queue_attributes(

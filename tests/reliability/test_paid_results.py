@@ -1,8 +1,8 @@
 """What users pay for: Runware's real answers never cost a result, and a checked output never changes.
 
 - a re-submission answered `conflictTaskUUID` goes on as SUBMITTED (Runware holds and bills it);
-- an account-level refusal (401) fails no job: the invocations are dead-lettered, and a re-drive
-  after the key is fixed completes every job;
+- an account-level refusal (401) fails no job: intake waits (nothing dead-lettered), and once the
+  key is fixed every job completes with no re-drive;
 - getResponse forgetting finished tasks while every webhook is lost: the outputs complete the jobs;
 - a PUT to the staging URL after completion changes nothing a user sees;
 - hostile items in webhook bodies and in getResponse answers: no 5xx, no other job held back.
@@ -79,34 +79,35 @@ def test_resubmissions_answered_conflict_task_uuid_go_on_as_submitted(
     assert stack.emulator.stats()["responses_by_status"].get("400", 0) >= 1
 
 
-def test_an_account_refusal_fails_no_job_and_a_redrive_completes_them(stack: LocalStack) -> None:
+def test_an_account_refusal_fails_no_job_and_intake_resumes_once_the_key_is_fixed(stack: LocalStack) -> None:
     assert stack.emulator is not None
     stack.emulator.faults = FaultConfig(account_error_status=401)
     prefix = "rel-paid-account/"
+    key_prefix = stack.names["inbox_prefix"] + prefix
     started = time.monotonic()
     dropped = drop_all(stack, prefix, photos(scaled(6, 30)))
 
-    settled = settle(stack, prefix, dropped)
-    refused = check(
-        stack, "Runware 401 for the account: dead-lettered", prefix, dropped, started=started, settled=settled
-    )
-    assert_invariant(refused)
-    assert refused.failed == 0
-    assert refused.in_dlq == refused.objects
+    def all_waiting() -> bool:
+        jobs = jobs_by_key(stack, prefix)
+        return len(jobs) == len(dropped) and all(
+            "invalidApiKey" in job.get("waitingReason", "") for job in jobs.values()
+        )
+
+    wait_on_stack(stack, all_waiting, "the jobs never waited for the account", poll_seconds=0.5)
     for job in jobs_by_key(stack, prefix).values():
         assert job["status"] == "CLAIMED", job
-        assert "invalidApiKey" in job["waitingReason"], job
-    key_prefix = stack.names["inbox_prefix"] + prefix
     letters = [letter for letter in dead_letters(stack) if any(k.startswith(key_prefix) for _, k, _ in letter.sources)]
-    assert sum(len(letter.sources) for letter in letters) == refused.objects  # each event, re-drivable
+    assert letters == [], "a refusal of the account dead-letters nothing"
 
-    stack.emulator.faults = FaultConfig()  # the key is fixed
-    started = time.monotonic()
-    task = stack.redrive()
-    assert task["Status"] == "COMPLETED" and task["ApproximateNumberOfMessagesMoved"] >= 1
+    stack.emulator.faults = FaultConfig()  # the key is fixed; nobody re-drives anything
     settled = settle(stack, prefix, dropped)
     after = check(
-        stack, "Runware 401 for the account: after re-drive", prefix, dropped, started=started, settled=settled
+        stack,
+        "Runware 401 for the account: intake waits, then resumes",
+        prefix,
+        dropped,
+        started=started,
+        settled=settled,
     )
     assert_invariant(after)
     assert (after.completed, after.failed, after.in_dlq) == (after.objects, 0, 0)

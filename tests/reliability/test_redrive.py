@@ -1,11 +1,17 @@
-"""Runware down long enough for uploads to land in the DLQ; then a re-drive (a message move task) finishes them."""
+"""Uploads whose own step keeps failing land in the DLQ; after the fix a re-drive (a message move
+task) finishes them. (An outage of Runware no longer gets there: intake waits instead, see
+test_intake_pauses.py; what reaches the DLQ is what fails on its own, here an S3 permission missing
+for a folder.)"""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from typing import Any
 
-from local.runware_emulator import FaultConfig
+from botocore.exceptions import ClientError
+
 from local.stack import LocalStack
 from tests.reliability.harness import (
     Drop,
@@ -22,21 +28,35 @@ from tests.reliability.harness import (
 SMALL = {"target-megapixels": "1"}
 
 
-def test_outage_lands_in_the_dlq_and_redrive_finishes_every_object(stack: LocalStack) -> None:
+def refuse_s3_under(stack: LocalStack, key_prefix: str) -> Callable[[], None]:
+    """The submit function's S3 client refuses every call about keys under the prefix (as a missing
+    permission on that folder would); returns the fix."""
+    client = stack.functions["SubmitFunction"].module.submitter.objects._s3
+
+    def refuse(params: dict[str, Any], **_: Any) -> None:
+        if str(params.get("Key", "")).startswith(key_prefix):
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetObject")
+
+    client.meta.events.register("before-parameter-build.s3", refuse)
+    return lambda: client.meta.events.unregister("before-parameter-build.s3", refuse)
+
+
+def test_uploads_that_keep_failing_land_in_the_dlq_and_redrive_finishes_every_object(stack: LocalStack) -> None:
     assert stack.emulator is not None
     prefix = "rel-redrive/"
-    stack.emulator.faults = FaultConfig(rate_5xx=1.0, status_5xx=503)
+    key_prefix = stack.names["inbox_prefix"] + prefix
+    fix = refuse_s3_under(stack, key_prefix)
     started = time.monotonic()
     drops = [Drop(f"{index:04d}.jpg", image_bytes(170, 120, shade=index), SMALL) for index in range(scaled(8, 30))]
-    dropped = drop_all(stack, prefix, drops)
-
-    settled = settle(stack, prefix, dropped)
-    down = check(stack, "Runware down: dead-lettered", prefix, dropped, started=started, settled=settled)
+    try:
+        dropped = drop_all(stack, prefix, drops)
+        settled = settle(stack, prefix, dropped)
+        down = check(stack, "S3 refused for a folder: dead-lettered", prefix, dropped, started=started, settled=settled)
+    finally:
+        fix()
     assert_invariant(down)
     assert down.in_dlq == down.objects
-    for job in jobs_by_key(stack, prefix).values():
-        assert job["status"] == "CLAIMED", job  # claimed, never submitted: the retry will submit it
-    key_prefix = stack.names["inbox_prefix"] + prefix
+    assert jobs_by_key(stack, prefix) == {}, "never validated, so never claimed"
     letters = [
         letter for letter in dead_letters(stack) if any(key.startswith(key_prefix) for _, key, _ in letter.sources)
     ]
@@ -44,13 +64,19 @@ def test_outage_lands_in_the_dlq_and_redrive_finishes_every_object(stack: LocalS
     for letter in letters:
         assert json.loads(letter.body)["Records"][0]["eventSource"] == "aws:s3", "the upload's own event"
 
-    stack.emulator.faults = FaultConfig()
     started = time.monotonic()
     result = stack.redrive()
     assert result["Status"] == "COMPLETED"
     assert result["ApproximateNumberOfMessagesMoved"] >= down.objects
     settled = settle(stack, prefix, dropped)
-    after = check(stack, "Runware down: after re-drive", prefix, dropped, started=started, settled=settled)
+    after = check(
+        stack,
+        "S3 refused for a folder: after the fix and a re-drive",
+        prefix,
+        dropped,
+        started=started,
+        settled=settled,
+    )
     assert_invariant(after)
     assert after.completed == after.objects
     assert after.in_dlq == 0

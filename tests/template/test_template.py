@@ -168,9 +168,18 @@ FUNCTION_ENVIRONMENT = {
         "RUNWARE_RESULT_TTL_SECONDS",
         "JOB_RETENTION_DAYS",
         "SUBMIT_PARALLELISM",
+        "INGEST_QUEUE_URL",
+        "DEAD_LETTER_QUEUE_URL",
     },
     "WebhookFunction": COMMON_ENVIRONMENT,
-    "ReconcileFunction": COMMON_ENVIRONMENT | {"RECONCILE_AFTER_SECONDS", "JOB_MAX_AGE_SECONDS", "RECONCILE_MAX_JOBS"},
+    "ReconcileFunction": COMMON_ENVIRONMENT
+    | {
+        "RECONCILE_AFTER_SECONDS",
+        "JOB_MAX_AGE_SECONDS",
+        "RECONCILE_MAX_JOBS",
+        "SUBMIT_FUNCTION_NAME",
+        "INGEST_QUEUE_ARN",
+    },
 }
 
 # Every IAM action each function is granted. docs/security.md explains each one; a change here is a
@@ -192,6 +201,10 @@ GRANTED_ACTIONS = {
         "sqs:ReceiveMessage",
         "sqs:DeleteMessage",
         "sqs:GetQueueAttributes",
+        "sqs:SendMessage",
+        "dynamodb:DeleteItem",
+        "lambda:ListEventSourceMappings",
+        "lambda:UpdateEventSourceMapping",
         "events:PutEvents",
         "kms:Decrypt",  # only the keys named in SourceKmsKeyArns, only when it names any
     },
@@ -220,6 +233,9 @@ GRANTED_ACTIONS = {
         "s3:ListBucket",
         "dynamodb:Query",
         "dynamodb:UpdateItem",
+        "dynamodb:GetItem",
+        "lambda:ListEventSourceMappings",
+        "lambda:UpdateEventSourceMapping",
         "secretsmanager:GetSecretValue",
         "events:PutEvents",
     },
@@ -230,8 +246,11 @@ SECRET_READERS = {
     "WebhookTokenSecret": {"SubmitFunction", "WebhookFunction"},
 }
 
-# Actions that cannot be limited to a resource; the only statements allowed Resource "*".
-RESOURCE_LESS_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+# Actions that cannot be limited to a resource; the only statements allowed Resource "*" (Service
+# Authorization Reference: X-Ray's actions, and Lambda's List* actions, have no resource types).
+RESOURCE_LESS_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "lambda:ListEventSourceMappings"}
+# The key of the intake pause item (upscaler.intake_pause), the only item some statements may touch.
+INTAKE_PAUSE_ONLY = {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["#intake-pause"]}}
 
 OUTPUT_OBJECTS = {"Fn::Sub": "${OutputBucket.Arn}/${OutputPrefix}*"}
 # Where Runware's presigned PUT lands; the results are published from there to OUTPUT_OBJECTS.
@@ -528,11 +547,14 @@ def check_schedule(cfn: dict[str, Any]) -> None:
     rules = {
         k: r for k, r in resources_of_type(cfn, "AWS::Events::Rule").items() if "ScheduleExpression" in r["Properties"]
     }
-    assert len(rules) == 1
-    [rule] = rules.values()
-    assert rule["Properties"]["ScheduleExpression"] == {"Ref": "ReconcileSchedule"}
-    [target] = rule["Properties"]["Targets"]
-    assert target["Arn"] == {"Fn::GetAtt": ["ReconcileFunction", "Arn"]}
+    by_expression = {json.dumps(rule["Properties"]["ScheduleExpression"]): rule for rule in rules.values()}
+    # The reconcile pass, and the one-minute resumer of intake after a pause (docs/intake-pauses.md).
+    assert set(by_expression) == {json.dumps({"Ref": "ReconcileSchedule"}), json.dumps("rate(1 minute)")}
+    for rule in rules.values():
+        [target] = rule["Properties"]["Targets"]
+        assert target["Arn"] == {"Fn::GetAtt": ["ReconcileFunction", "Arn"]}
+    [resumer] = by_expression[json.dumps("rate(1 minute)")]["Properties"]["Targets"]
+    assert json.loads(resumer["Input"]) == {"run": "resume-intake"}, "the one-minute run resumes intake only"
 
 
 def check_event_source_mapping(cfn: dict[str, Any]) -> None:
@@ -559,7 +581,27 @@ def check_event_source_mapping(cfn: dict[str, Any]) -> None:
     statements = function_statements(cfn, "SubmitFunction")
     consume = [s for s in statements if allows(s, "sqs:ReceiveMessage")]
     assert [s["Resource"] for s in consume] == [{"Fn::GetAtt": ["IngestQueue", "Arn"]}]
-    assert not any(allows(s, "sqs:SendMessage") for s in statements), "submit sends to no queue"
+    send = [s for s in statements if allows(s, "sqs:SendMessage")]
+    # Copies back to the ingestion queue while intake waits; unreadable messages to the DLQ.
+    assert [s["Resource"] for s in send] == [
+        [{"Fn::GetAtt": ["IngestQueue", "Arn"]}, {"Fn::GetAtt": ["SubmitDeadLetterQueue", "Arn"]}]
+    ], "submit sends only to its own queue and its dead-letter queue"
+
+
+def check_intake_pause(cfn: dict[str, Any]) -> None:
+    """Switching the ingestion mapping names the one mapping; pause-item statements touch only that item."""
+    mapping = [name for name, r in resources_of_type(cfn, "AWS::Lambda::EventSourceMapping").items()]
+    assert mapping == ["SubmitFunctionIngestQueue"]
+    for function in ("SubmitFunction", "ReconcileFunction"):
+        statements = function_statements(cfn, function)
+        [switch] = [s for s in statements if allows(s, "lambda:UpdateEventSourceMapping")]
+        assert as_list(switch["Action"]) == ["lambda:UpdateEventSourceMapping"]
+        assert mentions(switch["Resource"], "event-source-mapping:${SubmitFunctionIngestQueue}"), function
+    for function, action in (("SubmitFunction", "dynamodb:DeleteItem"), ("ReconcileFunction", "dynamodb:GetItem")):
+        [statement] = [s for s in function_statements(cfn, function) if allows(s, action)]
+        assert statement.get("Condition") == INTAKE_PAUSE_ONLY, f"{function}: {action} on the pause item only"
+    queue = cfn["Resources"]["IngestQueue"]["Properties"]
+    assert queue["MessageRetentionPeriod"] == 1209600, "uploads wait out a pause for up to 14 days (SQS's most)"
 
 
 def check_completion_event_permissions(cfn: dict[str, Any]) -> None:
@@ -856,6 +898,9 @@ def check_alarms(cfn: dict[str, Any]) -> None:
         assert watching("AWS/Events", metric, "ExistingBucketUploadRule")["Dimensions"] == [
             {"Name": "RuleName", "Value": {"Ref": "ExistingBucketUploadRule"}}
         ]
+    paused = watching("S3Upscale", "IntakePaused", "upscale-reconcile")
+    assert paused["Period"] == 60 and paused["Statistic"] == "Maximum", "in ALARM for every minute of a pause"
+    assert (paused["EvaluationPeriods"], paused["DatapointsToAlarm"]) == (3, 1), "one late run does not flap it"
     topic = cfn["Resources"]["AlarmTopic"]
     assert topic["Condition"] == "HasAlarmEmail"
     [subscription] = resources_of_type(cfn, "AWS::SNS::Subscription").values()
@@ -883,6 +928,7 @@ CFN_CHECKS: list[Callable[[dict[str, Any]], None]] = [
     check_webhook_route,
     check_schedule,
     check_event_source_mapping,
+    check_intake_pause,
     check_completion_event_permissions,
     check_no_wildcard_actions,
     check_granted_actions,
@@ -1044,6 +1090,17 @@ def _kms_decrypt_outside_s3(sam):
             del entry["Fn::If"][1]["Condition"]
 
 
+def _pause_switch_on_every_mapping(sam):
+    policy = sam["Resources"]["IngestMappingSwitchPolicy"]["Properties"]["PolicyDocument"]
+    policy["Statement"][0]["Resource"] = {
+        "Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:event-source-mapping:*"
+    }
+
+
+def _pause_delete_on_any_item(sam):
+    del _statement(sam, "SubmitFunctionRole", "ClearIntakePause")["Condition"]
+
+
 def _extra_table_write(sam):
     _statement(sam, "WebhookFunctionRole", "AdvanceJobs")["Action"].append("dynamodb:PutItem")
 
@@ -1066,6 +1123,8 @@ REGRESSIONS = {
     "layer built for x86_64": (_layer_built_for_x86, check_function_code_and_layer),
     "no timed-out jobs alarm": (_no_timeout_alarm, check_alarms),
     "webhook may create jobs": (_extra_table_write, check_granted_actions),
+    "intake pause switches any mapping": (_pause_switch_on_every_mapping, check_intake_pause),
+    "submit may delete any job": (_pause_delete_on_any_item, check_intake_pause),
     "jobs table deleted with the stack": (_table_deleted_with_the_stack, check_table),
     "any EventBridge rule may invoke": (_eventbridge_permission_without_source, check_senders_name_their_source),
     "queue policy names only the account": (_queue_policy_without_source, check_senders_name_their_source),

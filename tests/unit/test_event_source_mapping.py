@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
-from local.event_source_mapping import EventSourceMapping, MappingSettings, sqs_event
+from local.event_source_mapping import EventSourceMapping, MappingSettings, MappingState, register_mapping, sqs_event
 from tests.conftest import REGION
 
 
@@ -163,3 +163,34 @@ def test_without_report_batch_item_failures_a_returned_list_is_ignored(sqs, inge
     running(esm, lambda: esm.invocations >= 1 and esm.in_flight == 0)
     assert esm.messages_failed == 0
     assert left(sqs, ingest[0]) == []
+
+
+def test_the_mapping_registered_in_lambda_delivers_only_while_enabled(sqs, ingest):
+    """The pollers follow the State that UpdateEventSourceMapping sets in moto's Lambda, as Lambda's
+    own mapping does: a disabled mapping receives nothing, and takes up again once enabled."""
+    url, arn = ingest
+    settings = MappingSettings(url, arn, 10, 0, 1, True, REGION)
+    lambda_client = boto3.client("lambda", region_name=REGION)
+    uuid = register_mapping(lambda_client, boto3.client("iam", region_name=REGION), "local-SubmitFunction", settings)
+    [listed] = lambda_client.list_event_source_mappings(FunctionName="local-SubmitFunction", EventSourceArn=arn)[
+        "EventSourceMappings"
+    ]
+    assert (listed["UUID"], listed["State"]) == (uuid, "Enabled"), "found as the function finds it"
+    lambda_client.update_event_source_mapping(UUID=uuid, Enabled=False)
+
+    function = Function(fails())
+    esm = EventSourceMapping(
+        settings, lambda: sqs, function, delivering=MappingState(lambda: lambda_client, uuid, max_age_seconds=0)
+    )
+    send(sqs, url, "waits")  # moto's own invoker is off the queue: nothing runs the function but the pollers
+    esm.start()
+    try:
+        time.sleep(1.5)
+        assert function.events == [], "nothing received while the mapping is disabled"
+        lambda_client.update_event_source_mapping(UUID=uuid, Enabled=True)
+        deadline = time.monotonic() + 10
+        while not function.events and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        esm.stop()
+    assert function.bodies() == [["waits"]]

@@ -160,3 +160,40 @@ def test_check_record_raises_exactly_for_the_failed_messages():
     batch = queued(*(s3_record(f"inbox/{n}.jpg") for n in range(4)))
     result = submit(RecordingSubmitter(retry={"inbox/1.jpg": "a", "inbox/3.jpg": "b"}), batch)
     assert check_all(result, message_ids(batch)) == [message_id(batch, 1), message_id(batch, 3)]
+
+
+# --- copies: what a handed-back or dead-lettered message carries ---------------------------------
+
+
+def test_a_copy_keeps_the_body_and_the_attributes_and_is_held_back(aws):
+    import base64
+
+    import boto3
+
+    from upscaler.ingestion import QueueCopies
+
+    sqs = boto3.client("sqs", region_name="eu-west-1")
+    url = aws.settings.ingest_queue_url
+    batch = queued(s3_record("inbox/a.jpg"))
+    batch["Records"][0]["messageAttributes"] = {
+        "origin": {"stringValue": "backfill", "binaryValue": None, "dataType": "String"},
+        "blob": {"stringValue": None, "binaryValue": base64.b64encode(b"\x00\x01").decode(), "dataType": "Binary"},
+    }
+    assert QueueCopies(sqs).send(url, batch["Records"], delay_seconds=0) == []
+    [copy] = sqs.receive_message(QueueUrl=url, MessageAttributeNames=["All"], AttributeNames=["All"])["Messages"]
+    assert copy["Body"] == batch["Records"][0]["body"]
+    assert copy["MessageAttributes"]["origin"] == {"StringValue": "backfill", "DataType": "String"}
+    assert copy["MessageAttributes"]["blob"] == {"BinaryValue": b"\x00\x01", "DataType": "Binary"}
+    assert copy["Attributes"]["ApproximateReceiveCount"] == "1", "a new message: its first receive"
+    assert copy["MessageId"] != batch["Records"][0]["messageId"]
+
+
+def test_a_copy_sqs_refuses_is_reported_so_its_original_is_not_done_with():
+    from upscaler.ingestion import QueueCopies
+
+    class Refusing:
+        def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+            return {"Successful": [{"Id": "0"}], "Failed": [{"Id": "1", "Code": "InternalError", "SenderFault": False}]}
+
+    batch = queued(s3_record("inbox/a.jpg"), s3_record("inbox/b.jpg"))
+    assert QueueCopies(Refusing()).send("https://queue", batch["Records"]) == [message_id(batch, 1)]

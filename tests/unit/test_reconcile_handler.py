@@ -248,3 +248,41 @@ def test_run_with_no_time_left_polls_nothing(handler, store, runware):
 
     assert runware.polled == []
     assert store.get(job_id).status == "SUBMITTED"
+
+
+# --- the one-minute schedule: resuming intake after a pause -------------------------------------
+
+RESUME_EVENT = {"run": "resume-intake"}  # the IntakeResumeSchedule's Input (template.yaml)
+
+
+def test_the_resume_schedule_reports_a_pause_and_enables_the_mapping_once_the_wait_is_over(
+    aws, handler, runware, capsys
+):
+    from tests.conftest import SUBMIT_FUNCTION
+    from tests.unit.queue_events import mapping_state, register_ingest_mapping
+    from upscaler.intake_pause import BackOff, PauseReason, PauseStore
+
+    mapping = register_ingest_mapping(SUBMIT_FUNCTION)
+    boto3.client("lambda").update_event_source_mapping(UUID=mapping, Enabled=False)  # as submit left it
+    pauses = PauseStore(aws.dynamodb, JOBS_TABLE, BackOff(60, 1800))
+    now = datetime.now(UTC)
+    pauses.open(PauseReason.ACCOUNT_REFUSED, "HTTP 402 insufficientCredits", None, now)
+    capsys.readouterr()
+
+    waiting = handler.lambda_handler(RESUME_EVENT, LambdaContext())
+    assert waiting["intakePaused"] is True and waiting["pauseReason"] == "account refused"
+    assert waiting["mappingEnabled"] is False and mapping_state(mapping) == "Disabled"
+    assert emitted_metrics(capsys.readouterr().out) == {"IntakePaused": 1.0}, "the alarm's metric, every minute"
+    assert runware.authorization == set(), "the resume schedule asks Runware nothing"
+
+    pauses.open(PauseReason.ACCOUNT_REFUSED, "still 402", pauses.read(), now - timedelta(hours=1))  # wait over
+    due = handler.lambda_handler(RESUME_EVENT, LambdaContext())
+    assert due["mappingEnabled"] is True and mapping_state(mapping) == "Enabled"
+
+
+def test_without_a_pause_the_resume_schedule_publishes_nothing(aws, handler, runware, capsys):
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match="No application metrics to publish"):
+        report = handler.lambda_handler(RESUME_EVENT, LambdaContext())
+    assert report["intakePaused"] is False
+    assert '"_aws"' not in capsys.readouterr().out

@@ -61,3 +61,21 @@ def test_a_limit_of_zero_lists_no_jobs(aws):
     seed()
     report = json.loads(run("--limit", "0", as_json=True)[1])
     assert report["newest"] == [] and report["total"] == 3
+
+
+def test_a_paused_intake_says_since_when_why_and_the_next_try(aws):
+    from upscaler.intake_pause import BackOff, PauseReason, PauseStore
+
+    seed()
+    assert "intake paused" not in run()[1]
+    target = moto_target()
+    PauseStore(target.client("dynamodb"), target.jobs_table, BackOff()).open(
+        PauseReason.ACCOUNT_REFUSED, "HTTP 402 insufficientCredits", None, START
+    )
+    code, text = run()
+    assert code == 0
+    assert text.splitlines()[1] == (
+        "intake paused since 2024-03-01T12:00:00.000Z: account refused, next try at 2024-03-01T12:01:00.000Z"
+        " (1 failed attempt)"
+    )
+    assert "total      3" in text, "the pause item is no job"

@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import UnexpectedBatchType
 from PIL import Image
 
 from tests.conftest import INBOX_BUCKET, RUNWARE_KEY
-from tests.unit.queue_events import sqs_batch
+from tests.unit.queue_events import mapping_state, register_ingest_mapping, sqs_batch
 from upscaler.job_record import Job, job_id_for
 from upscaler.runware import RunwareClient
 from upscaler.settings import get_settings, read_secret
@@ -296,23 +296,97 @@ def test_a_task_runware_left_unanswered_fails_only_its_message(aws, submit_app, 
     assert job_of(submit_app, notifications[1]["Records"][0]).status == "CLAIMED"
 
 
-def test_runware_unavailable_fails_every_message_of_the_batch(aws, submit_app, runware, capsys):
+@pytest.fixture
+def ingest_mapping(aws) -> str:
+    """The submit function's mapping on the ingestion queue, in moto's Lambda: its UUID."""
+    return register_ingest_mapping(LambdaContext().function_name)
+
+
+def messages_waiting(queue_url: str) -> tuple[int, int]:
+    """(visible, delayed) messages in a queue: a copy handed back is held until the next try."""
+    import boto3
+
+    sqs = boto3.client("sqs", region_name="eu-west-1")
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
+    return int(attributes[names[0]]), int(attributes[names[1]])
+
+
+def pause_item(aws) -> dict[str, Any] | None:
+    return aws.dynamodb.get_item(TableName="test-jobs", Key={"jobId": {"S": "#intake-pause"}}).get("Item")
+
+
+def end_the_wait(aws) -> None:
+    """The pause's next try is due: the resumer has let the next batch through (the probe)."""
+    from datetime import timedelta
+
+    from upscaler.clock import iso, utc_now
+
+    aws.dynamodb.update_item(
+        TableName="test-jobs",
+        Key={"jobId": {"S": "#intake-pause"}},
+        UpdateExpression="SET nextProbeAt = :past",
+        ExpressionAttributeValues={":past": {"S": iso(utc_now() - timedelta(seconds=1))}},
+    )
+
+
+def test_runware_unavailable_pauses_intake_and_hands_the_batch_back(aws, submit_app, runware, capsys, ingest_mapping):
     notifications = uploads(aws, 3)
     runware.script = [httpx.Response(503)] * 3
     batch = sqs_batch(*notifications)
     capsys.readouterr()
     response = invoke(submit_app, batch)
-    assert failed_ids(response) == [record["messageId"] for record in batch["Records"]]
+    assert failed_ids(response) == [], "no receive count spent: the originals are done with"
     assert len(runware.requests) == 3, "one request per attempt, for the whole batch"
-    assert metrics_emitted(capsys.readouterr().out) == {"SubmitBatchesFailed": 1.0}
+    assert metrics_emitted(capsys.readouterr().out) == {"MessagesHandedBack": 3.0}
+    assert messages_waiting(aws.settings.ingest_queue_url) == (0, 3), "a fresh copy of each, held until the next try"
+    item = pause_item(aws)
+    assert item is not None and item["pauseReason"]["S"] == "Runware unavailable"
+    assert item["probeAttempts"]["N"] == "1" and "status" not in item, "in no index"
+    assert mapping_state(ingest_mapping) == "Disabled"
+    for notification in notifications:
+        assert job_of(submit_app, notification["Records"][0]).status == "CLAIMED"
 
 
-def test_an_unreadable_message_fails_alone(aws, submit_app, runware):
+def test_while_intake_is_paused_a_batch_is_handed_back_without_calling_runware(
+    aws, submit_app, runware, ingest_mapping
+):
+    first, second = uploads(aws, 2)
+    runware.script = [httpx.Response(503)] * 3
+    invoke(submit_app, sqs_batch(first))
+    requests = len(runware.requests)
+    response = invoke(submit_app, sqs_batch(second))  # on its way before the mapping stopped
+    assert failed_ids(response) == []
+    assert len(runware.requests) == requests, "Runware is not asked again before the next try"
+    assert messages_waiting(aws.settings.ingest_queue_url) == (0, 2)
+    assert job_of(submit_app, second["Records"][0]) is None, "not even validated: it waits whole"
+
+
+def test_the_probe_after_the_wait_submits_and_clears_the_pause(aws, submit_app, runware, ingest_mapping):
+    first, second = uploads(aws, 2)
+    runware.script = [httpx.Response(503)] * 3
+    invoke(submit_app, sqs_batch(first))
+    end_the_wait(aws)
+    assert failed_ids(invoke(submit_app, sqs_batch(first, second))) == []
+    assert pause_item(aws) is None, "the probe reached Runware: intake is open again"
+    assert job_of(submit_app, first["Records"][0]).status == "SUBMITTED", "the waiting job is sent"
+    assert job_of(submit_app, second["Records"][0]).status == "SUBMITTED"
+
+
+def test_an_unreadable_message_is_dead_lettered_on_its_first_receive(aws, submit_app, runware, caplog):
+    import boto3
+
     [notification] = uploads(aws, 1)
     batch = sqs_batch("not json", notification, {"Records": [{"eventSource": "aws:sns"}]})
     response = invoke(submit_app, batch)
-    assert failed_ids(response) == [batch["Records"][0]["messageId"], batch["Records"][2]["messageId"]]
+    assert failed_ids(response) == [], "not received again: it could never be read"
     assert job_of(submit_app, notification["Records"][0]).status == "SUBMITTED"
+    sqs = boto3.client("sqs", region_name="eu-west-1")
+    letters = sqs.receive_message(QueueUrl=aws.settings.dead_letter_queue_url, MaxNumberOfMessages=10)["Messages"]
+    assert sorted(letter["Body"] for letter in letters) == sorted(
+        [batch["Records"][0]["body"], batch["Records"][2]["body"]]
+    ), "the message as it came, to read or re-drive"
+    assert "message sent to the dead-letter queue" in caplog.text
 
 
 def test_plain_event_metrics(aws, submit_app, runware, capsys):
@@ -331,13 +405,14 @@ def test_odd_key_event_uses_the_real_key(aws, submit_app, runware):
     assert urlsplit(task["inputs"]["image"]).path == "/inbox/My%20Photos/%C3%A9t%C3%A9%2Bplus%20%E2%98%83.png"
 
 
-def test_redrive_submits_a_job_whose_first_delivery_failed(aws, submit_app, runware):
+def test_redrive_submits_a_job_whose_first_delivery_failed(aws, submit_app, runware, ingest_mapping):
     event, [key] = prepared(aws, "s3-put-redrive-sqs.json")
     original = json.loads(event["Records"][0]["body"])["requestPayload"]
     runware.script = [httpx.Response(503)] * 3
     first = sqs_batch(original)
-    assert failed_ids(invoke(submit_app, first)) == [first["Records"][0]["messageId"]]
+    assert failed_ids(invoke(submit_app, first)) == [], "handed back: intake paused"
     assert len(runware.requests) == 3
+    end_the_wait(aws)
     crashed = runware.tasks[0]
     assert {t["taskUUID"] for t in runware.tasks} == {crashed["taskUUID"]}
     assert submit_app.submitter.jobs.get(crashed["taskUUID"]).status == "CLAIMED"
@@ -361,13 +436,18 @@ def test_rejection_is_recorded_with_its_code_and_message(aws, submit_app, runwar
     assert metrics_emitted(capsys.readouterr().out) == {"JobsRejected": 1.0}
 
 
-def test_an_account_refusal_fails_every_message_not_the_job(aws, submit_app, runware):
+def test_an_account_refusal_pauses_intake_and_fails_no_job(aws, submit_app, runware, ingest_mapping):
     event, _ = prepared(aws, "s3-put-plain.json")
     runware.script = [httpx.Response(402, json={"errors": [{"code": "insufficientCredits", "message": "Top up."}]})]
     batch = sqs_batch(event)
-    assert failed_ids(invoke(submit_app, batch)) == [batch["Records"][0]["messageId"]]
-    assert job_of(submit_app, event["Records"][0]).status == "CLAIMED", "received again, then dead-lettered"
+    assert failed_ids(invoke(submit_app, batch)) == [], "handed back, no receive count spent"
+    job = job_of(submit_app, event["Records"][0])
+    assert job.status == "CLAIMED" and "insufficientCredits" in job.waiting_reason, "it waits for credits"
     assert len(runware.requests) == 1
+    item = pause_item(aws)
+    assert item is not None and item["pauseReason"]["S"] == "account refused"
+    assert "insufficientCredits" in item["pauseDetail"]["S"]
+    assert mapping_state(ingest_mapping) == "Disabled"
 
 
 def test_the_invocations_remaining_time_bounds_the_retries(aws, submit_app, runware):
@@ -375,8 +455,9 @@ def test_the_invocations_remaining_time_bounds_the_retries(aws, submit_app, runw
     runware.script = [httpx.Response(429, headers={"Retry-After": "20"})] * 3
     batch = sqs_batch(event)
     response = invoke(submit_app, batch, LambdaContext(remaining_ms=15_000))
-    assert failed_ids(response) == [batch["Records"][0]["messageId"]]
+    assert failed_ids(response) == [], "throttled past the deadline: intake waits, the message is handed back"
     assert len(runware.requests) == 1
+    assert pause_item(aws)["pauseReason"]["S"] == "Runware unavailable"
 
 
 def test_a_test_event_submits_nothing_and_publishes_no_metric(aws, submit_app, runware, capsys):

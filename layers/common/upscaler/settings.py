@@ -22,7 +22,9 @@ class ConfigurationError(RuntimeError):
 @dataclass(frozen=True)
 class Settings:
     # Read when present but not set by template.yaml: tuning for tests and special deployments.
-    OPTIONAL_VARIABLES: ClassVar[frozenset[str]] = frozenset({"RUNWARE_MAX_ATTEMPTS"})
+    OPTIONAL_VARIABLES: ClassVar[frozenset[str]] = frozenset(
+        {"RUNWARE_MAX_ATTEMPTS", "INTAKE_PAUSE_FIRST_WAIT_SECONDS", "INTAKE_PAUSE_LONGEST_WAIT_SECONDS"}
+    )
 
     jobs_table: str
     output_bucket: str
@@ -53,6 +55,14 @@ class Settings:
     completion_event_bus: str = ""  # empty: no completion events (the template always sets one)
     # Most sources of one submit invocation whose S3 and DynamoDB steps run at once.
     submit_parallelism: int = 10
+    # Intake that waits (upscaler.intake_pause): where messages are handed back or dead-lettered, the
+    # mapping the resumer switches on again, and the back-off between attempts.
+    ingest_queue_url: str = ""
+    dead_letter_queue_url: str = ""
+    submit_function_name: str = ""
+    ingest_queue_arn: str = ""
+    intake_pause_first_wait_seconds: int = 60
+    intake_pause_longest_wait_seconds: int = 1800
 
     @property
     def runware_request_spacing_seconds(self) -> float:
@@ -212,6 +222,12 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("RUNWARE_CONCURRENT_SENDERS", "runware_concurrent_senders", _at_least_one, 1, "below 1 counts as 1"),
     Variable("COMPLETION_EVENT_BUS", "completion_event_bus", _text, "", "empty: no completion events"),
     Variable("SUBMIT_PARALLELISM", "submit_parallelism", _positive, 10, "sources one submit works on at once"),
+    Variable("INGEST_QUEUE_URL", "ingest_queue_url", _text, "", "where submit hands messages back while intake waits"),
+    Variable("DEAD_LETTER_QUEUE_URL", "dead_letter_queue_url", _text, "", "where unreadable messages go"),
+    Variable("SUBMIT_FUNCTION_NAME", "submit_function_name", _text, "", "whose mapping the resumer enables"),
+    Variable("INGEST_QUEUE_ARN", "ingest_queue_arn", _text, "", "the source of that mapping"),
+    Variable("INTAKE_PAUSE_FIRST_WAIT_SECONDS", "intake_pause_first_wait_seconds", _positive, 60, "then doubling"),
+    Variable("INTAKE_PAUSE_LONGEST_WAIT_SECONDS", "intake_pause_longest_wait_seconds", _positive, 1800),
 )
 
 

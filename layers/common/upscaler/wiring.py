@@ -21,6 +21,8 @@ from upscaler.storage import ObjectStore, create_s3_client
 # modules of another (the webhook never loads the Runware client and httpx).
 if TYPE_CHECKING:
     from upscaler.completion_events import CompletionEventPublisher
+    from upscaler.ingestion import Intake
+    from upscaler.intake_pause import IntakeResumer, PauseStore
     from upscaler.parallel import ThreadHandoff
     from upscaler.reconciliation import Reconciler
     from upscaler.runware import RunwareClient
@@ -118,3 +120,43 @@ def build_reconciler(settings: Settings | None = None) -> Reconciler:
         max_jobs=settings.reconcile_max_jobs,
         late_output_window_seconds=settings.presigned_url_expiry_seconds,
     )
+
+
+def _pause_store(settings: Settings) -> PauseStore:
+    from upscaler.intake_pause import BackOff, PauseStore
+
+    backoff = BackOff(settings.intake_pause_first_wait_seconds, settings.intake_pause_longest_wait_seconds)
+    return PauseStore(_dynamodb_client(), settings.jobs_table, backoff)
+
+
+def _lambda_client() -> Any:
+    return boto3.client("lambda", region_name=aws_region(), config=Config(retries={"mode": "standard"}))
+
+
+def build_intake(submitter: Submitter, settings: Settings | None = None) -> Intake:
+    """The submit function's intake: the submitter behind the intake pause, and the queues it sends to."""
+    from upscaler.ingestion import Intake, IntakeQueues, QueueCopies
+    from upscaler.intake_pause import IngestMapping, IntakeBreaker
+
+    settings = settings or get_settings()
+    if not settings.ingest_queue_url or not settings.dead_letter_queue_url:
+        raise ConfigurationError("INGEST_QUEUE_URL and DEAD_LETTER_QUEUE_URL must name the ingestion queue and its DLQ")
+    lambda_client = _lambda_client()
+    sqs = boto3.client("sqs", region_name=aws_region(), config=Config(retries={"mode": "standard"}))
+    return Intake(
+        submitter,
+        IntakeBreaker(_pause_store(settings), partial(IngestMapping, lambda_client)),
+        QueueCopies(sqs),
+        IntakeQueues(settings.ingest_queue_url, settings.dead_letter_queue_url),
+    )
+
+
+def build_intake_resumer(settings: Settings | None = None) -> IntakeResumer:
+    """The scheduled side of the intake pause (run by the reconcile function)."""
+    from upscaler.intake_pause import IngestMapping, IntakeResumer
+
+    settings = settings or get_settings()
+    if not settings.submit_function_name or not settings.ingest_queue_arn:
+        raise ConfigurationError("SUBMIT_FUNCTION_NAME and INGEST_QUEUE_ARN must name the submit function's mapping")
+    mapping = IngestMapping(_lambda_client(), settings.submit_function_name, settings.ingest_queue_arn)
+    return IntakeResumer(_pause_store(settings), mapping)
