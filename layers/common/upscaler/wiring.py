@@ -7,6 +7,7 @@ read on first use and cached.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -21,7 +22,9 @@ from upscaler.storage import ObjectStore, create_s3_client
 # modules of another (the webhook never loads the Runware client and httpx).
 if TYPE_CHECKING:
     from upscaler.completion_events import CompletionEventPublisher
+    from upscaler.job_record import Job
     from upscaler.parallel import ThreadHandoff
+    from upscaler.prior_outputs import OutputPointers
     from upscaler.reconciliation import Reconciler
     from upscaler.runware import RunwareClient
     from upscaler.submission import Submitter
@@ -49,8 +52,34 @@ def _dynamodb_client() -> Any:
 
 def _job_store(settings: Settings) -> JobStore:
     return JobStore(
-        _dynamodb_client(), settings.jobs_table, settings.job_retention_days, on_terminal=_completion_events(settings)
+        _dynamodb_client(), settings.jobs_table, settings.job_retention_days, on_terminal=_on_terminal(settings)
     )
+
+
+def _on_terminal(settings: Settings) -> Callable[[Job], None] | None:
+    """What follows a job's terminal write: its completion event, and the pointer to its output."""
+    told = [told for told in (_completion_events(settings), _output_pointers(settings)) if told is not None]
+    if len(told) <= 1:
+        return told[0] if told else None
+
+    def tell_each(job: Job) -> None:
+        for tell in told:
+            tell(job)
+
+    return tell_each
+
+
+def _output_pointers(settings: Settings) -> Callable[[Job], None] | None:
+    pointers = _pointer_table(settings)
+    return None if pointers is None else pointers.remember
+
+
+def _pointer_table(settings: Settings) -> OutputPointers | None:
+    if not settings.prior_outputs_table:
+        return None
+    from upscaler.prior_outputs import OutputPointers
+
+    return OutputPointers(_dynamodb_client(), settings.prior_outputs_table, settings.job_retention_days)
 
 
 def _completion_events(settings: Settings) -> CompletionEventPublisher | None:
@@ -78,18 +107,22 @@ def _runware_client(settings: Settings) -> RunwareClient:
 
 def build_submitter(settings: Settings | None = None, *, handoff: ThreadHandoff | None = None) -> Submitter:
     """`handoff` gives the submitter's worker threads the handler's trace context."""
+    from upscaler.prior_outputs import PriorOutputs
     from upscaler.submission import Submitter
 
     settings = settings or get_settings()
     if not settings.webhook_url.startswith(("https://", "http://")):
         raise ConfigurationError(f"WEBHOOK_URL must be the webhook endpoint's URL, got {settings.webhook_url!r}")
+    objects = ObjectStore(create_s3_client())
+    jobs = _job_store(settings)
     return Submitter(
         settings,
-        ObjectStore(create_s3_client()),
-        _job_store(settings),
+        objects,
+        jobs,
         _runware_client(settings),
         partial(read_secret, settings.webhook_token_secret),
         handoff=handoff,
+        prior_outputs=PriorOutputs(objects, jobs, _pointer_table(settings)),
     )
 
 
