@@ -9,6 +9,7 @@ import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote_plus
@@ -19,6 +20,7 @@ from PIL import Image
 
 from tests.conftest import INBOX_BUCKET, OUTPUT_BUCKET
 from tests.unit.queue_events import queued
+from upscaler.clock import iso, utc_now
 from upscaler.ingestion import submit_batch
 from upscaler.job_record import Job, JobStatus, job_id_for
 from upscaler.outputs import OPTIONS_METADATA, options_signature
@@ -34,6 +36,8 @@ POINTERS_TABLE = "test-prior-outputs"
 KEY = "inbox/holiday/cat.jpg"
 SMALL = {"target-megapixels": "1"}  # 800x600 -> about 1155x866
 _sequencer = itertools.count(0x65F1A2B3C4D5E700)
+# An upload older than a job record lives (JOB_RETENTION_DAYS, 90 by default): a re-drive, a backfill.
+LONG_AGO = iso(utc_now() - timedelta(days=91))
 
 
 def jpeg(width: int, height: int, shade: int = 40) -> bytes:
@@ -120,13 +124,15 @@ def pipeline(aws) -> Iterator[Pipeline]:
     yield Pipeline(aws, submitter, recorder, runware, ended)
 
 
-def record_for(key: str, version_id: str, etag: str, size: int, event_name: str = "ObjectCreated:Put") -> dict:
-    """The S3 notification record of one object version."""
+def record_for(
+    key: str, version_id: str, etag: str, size: int, event_name: str = "ObjectCreated:Put", uploaded: str = ""
+) -> dict:
+    """The S3 notification record of one object version (uploaded now unless said otherwise)."""
     return {
         "eventVersion": "2.1",
         "eventSource": "aws:s3",
         "awsRegion": "eu-west-1",
-        "eventTime": "2026-05-14T09:21:07.512Z",
+        "eventTime": uploaded or iso(utc_now()),
         "eventName": event_name,
         "s3": {
             "s3SchemaVersion": "1.0",
@@ -142,9 +148,9 @@ def record_for(key: str, version_id: str, etag: str, size: int, event_name: str 
     }
 
 
-def upload(aws, key: str, body: bytes, metadata: dict[str, str]) -> dict:
+def upload(aws, key: str, body: bytes, metadata: dict[str, str], uploaded: str = "") -> dict:
     put = aws.s3.put_object(Bucket=INBOX_BUCKET, Key=key, Body=body, Metadata=metadata)
-    return record_for(key, put["VersionId"], put["ETag"].strip('"'), len(body))
+    return record_for(key, put["VersionId"], put["ETag"].strip('"'), len(body), uploaded=uploaded)
 
 
 def copy_in_place(aws, key: str, metadata: dict[str, str]) -> dict:
@@ -166,9 +172,9 @@ def job_id_of(record: dict) -> str:
     return job_id_for(INBOX_BUCKET, KEY, record["s3"]["object"]["versionId"])
 
 
-def first_job(pipeline: Pipeline, metadata: dict[str, str] = SMALL) -> tuple[dict, Job]:
+def first_job(pipeline: Pipeline, metadata: dict[str, str] = SMALL, uploaded: str = "") -> tuple[dict, Job]:
     """An upload upscaled and completed the ordinary way: one Runware task."""
-    record = upload(pipeline.aws, KEY, SOURCE, metadata)
+    record = upload(pipeline.aws, KEY, SOURCE, metadata, uploaded)
     pipeline.deliver(record)
     completed = pipeline.finish(job_id_of(record))
     assert completed.status is JobStatus.COMPLETED
@@ -277,8 +283,24 @@ def test_an_earlier_output_written_over_since_is_not_reused(pipeline):
     assert len(pipeline.runware.tasks) == 2
 
 
-def test_a_redelivery_after_the_record_expired_completes_from_the_jobs_own_output(pipeline):
+def test_a_redelivery_after_only_the_record_was_removed_finds_the_output_through_the_pointer(pipeline):
     record, first = first_job(pipeline)
+    pipeline.aws.dynamodb.delete_item(TableName=pipeline.aws.settings.jobs_table, Key={"jobId": {"S": first.job_id}})
+
+    [outcome] = pipeline.deliver(record)
+
+    assert len(pipeline.runware.tasks) == 1
+    assert (outcome.job_id, outcome.status) == (first.job_id, JobStatus.COMPLETED)
+    job = pipeline.job(first.job_id)
+    assert (job.reused_output_of, job.output_key, job.output_etag) == (
+        first.job_id,
+        first.output_key,
+        first.output_etag,
+    )
+
+
+def test_a_redelivery_after_the_record_expired_completes_from_the_jobs_own_output(pipeline):
+    record, first = first_job(pipeline, uploaded=LONG_AGO)
     # The table's TTL removes the record; the pointer goes too, so only the output itself is left.
     pipeline.aws.dynamodb.delete_item(TableName=pipeline.aws.settings.jobs_table, Key={"jobId": {"S": first.job_id}})
     pipeline.aws.dynamodb.delete_item(TableName=POINTERS_TABLE, Key={"reuseKey": {"S": reuse_key_for(first) or ""}})
@@ -300,7 +322,7 @@ def test_a_redelivery_after_the_record_expired_completes_from_the_jobs_own_outpu
 
 
 def test_an_own_output_made_with_other_options_is_not_reused(pipeline):
-    record, first = first_job(pipeline)
+    record, first = first_job(pipeline, uploaded=LONG_AGO)
     pipeline.aws.dynamodb.delete_item(TableName=pipeline.aws.settings.jobs_table, Key={"jobId": {"S": first.job_id}})
     head = pipeline.aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=first.output_key)
     assert head["Metadata"][OPTIONS_METADATA] == (
@@ -325,7 +347,7 @@ def test_an_own_output_made_with_other_options_is_not_reused(pipeline):
 
 
 def test_an_output_that_names_no_options_is_not_reused_after_its_record_expired(pipeline):
-    record, first = first_job(pipeline)
+    record, first = first_job(pipeline, uploaded=LONG_AGO)
     pipeline.aws.dynamodb.delete_item(TableName=pipeline.aws.settings.jobs_table, Key={"jobId": {"S": first.job_id}})
     head = pipeline.aws.s3.head_object(Bucket=OUTPUT_BUCKET, Key=first.output_key)
     older = {name: value for name, value in head["Metadata"].items() if name != OPTIONS_METADATA}
@@ -479,7 +501,7 @@ def test_a_pointer_that_cannot_be_written_fails_no_completion(aws):
 
 def test_without_a_pointer_table_a_jobs_own_output_is_still_found(aws):
     submitter = build_submitter(aws.settings)  # no PRIOR_OUTPUTS_TABLE
-    job = completed_job(status=JobStatus.CLAIMED, target_megapixels=1)
+    job = completed_job(status=JobStatus.CLAIMED, target_megapixels=1, event_time=LONG_AGO)
     finder = PriorOutputs(submitter.objects, submitter.jobs, None)
     assert finder.find(job) is None
     metadata = {"job-id": job.job_id, OPTIONS_METADATA: options_signature(job) or ""}
@@ -489,3 +511,28 @@ def test_without_a_pointer_table_a_jobs_own_output_is_still_found(aws):
 
     assert found is not None
     assert (found.job_id, found.key, found.width, found.height) == (job.job_id, job.output_key, 1155, 866)
+
+
+def head_requests(pipeline: Pipeline) -> list[str]:
+    """The keys of the output bucket the submit path HEADs from now on."""
+    heads: list[str] = []
+
+    def note(params: dict[str, Any], **_: Any) -> None:
+        if params["Bucket"] == OUTPUT_BUCKET:
+            heads.append(params["Key"])
+
+    pipeline.submitter.objects._s3.meta.events.register("before-parameter-build.s3.HeadObject", note)
+    return heads
+
+
+def test_a_fresh_upload_costs_no_request_for_an_output_of_its_own(pipeline):
+    heads = head_requests(pipeline)
+    pipeline.deliver(upload(pipeline.aws, KEY, SOURCE, SMALL))
+    assert heads == [], "a job younger than a record lives cannot have lost its record"
+
+
+def test_an_upload_older_than_a_record_lives_costs_one_head_of_its_own_output_key(pipeline):
+    heads = head_requests(pipeline)
+    record = upload(pipeline.aws, KEY, SOURCE, SMALL, uploaded=LONG_AGO)
+    pipeline.deliver(record)
+    assert heads == [pipeline.job(job_id_of(record)).output_key]

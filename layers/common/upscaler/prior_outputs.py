@@ -7,9 +7,11 @@ Two outputs can stand for a claimed job:
   re-encryption, a storage class change (`ObjectCreated:Copy`, a new version id) or a re-upload of
   the same bytes is such a job. Each completed job leaves a pointer item keyed by a hash of (bucket,
   key, ETag, size, options), in a table of its own, so one GetItem finds it: no index, no scan.
-- the job's own output, at its deterministic key (`outputs.output_key_for`), when its record has
-  expired (the table's TTL) and the upload is delivered again (a backfill, a re-drive). Its metadata
-  must name this job and these options (`outputs.output_metadata`).
+- the job's own output, when its record has gone (the table's TTL, or removed by hand) and the
+  upload is delivered again (a backfill, a re-drive). The pointer names it while the pointer lives;
+  after that, for an upload older than a record lives (`JOB_RETENTION_DAYS`), one HEAD of the job's
+  deterministic output key (`outputs.output_key_for`) finds it, and its metadata must name this
+  job and these options (`outputs.output_metadata`).
 
 Content is the ETag and the size. Amazon S3 documents that an ETag is the MD5 of the data only for
 objects made by PUT, POST or CopyObject and stored in plain text or with SSE-S3; objects from a
@@ -42,7 +44,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from upscaler.clock import iso, utc_now
+from upscaler.clock import iso, parse_iso, utc_now
 from upscaler.image_header import UnreadableImage
 from upscaler.job_record import Job, JobStatus, to_attribute_values
 from upscaler.jobs import COMPLETE, JobStore
@@ -52,6 +54,9 @@ from upscaler.storage import ObjectInfo, ObjectMissing, ObjectStore
 logger = logging.getLogger(__name__)
 
 REUSED_VIA = "priorOutput"  # the job's resultVia when its output was reused
+
+# How far the clocks that stamp uploads and job records may disagree.
+CLOCK_SKEW_SECONDS = 3600
 
 _deserializer = TypeDeserializer()
 
@@ -177,7 +182,7 @@ class PriorOutputs:
     def find(self, job: Job) -> PriorOutput | None:
         """The verified output that stands for this claimed job, or None: send it to Runware."""
         try:
-            return self._earlier_jobs_output(job) or self._own_output(job)
+            return self._pointed_output(job) or self._own_output(job)
         except (BotoCoreError, ClientError) as error:
             logger.warning(
                 "prior output look-up failed; the job is sent",
@@ -211,9 +216,10 @@ class PriorOutputs:
         }
         return self.jobs.move(job.job_id, COMPLETE, changes, remove=("waiting_reason",), now=now)
 
-    def _earlier_jobs_output(self, job: Job) -> PriorOutput | None:
+    def _pointed_output(self, job: Job) -> PriorOutput | None:
+        """The output the pointer names: an earlier job's, or this job's own (its record was removed)."""
         prior = self.pointers.find(job) if self.pointers is not None else None
-        if prior is None or prior.job_id == job.job_id or prior.bucket != job.output_bucket:
+        if prior is None or prior.bucket != job.output_bucket:
             return None
         if prior.output_format not in OUTPUT_FORMAT_OF.values():
             return None
@@ -225,7 +231,8 @@ class PriorOutputs:
         return prior if (found.etag, found.size) == (prior.etag, prior.size) else None
 
     def _own_output(self, job: Job) -> PriorOutput | None:
-        if not job.output_bucket or not job.output_key:
+        """The job's output at its deterministic key, looked for only when its record may have expired."""
+        if not job.output_bucket or not job.output_key or not self._record_may_have_expired(job):
             return None
         try:
             found = self.objects.head(job.output_bucket, job.output_key)
@@ -235,6 +242,16 @@ class PriorOutputs:
         if metadata.get("job-id") != job.job_id or metadata.get(OPTIONS_METADATA) != options_signature(job):
             return None
         return self._verified(job.job_id, found)
+
+    def _record_may_have_expired(self, job: Job) -> bool:
+        """Whether the upload is older than a job record lives: a record is written after its upload
+        and expires `retention_days` after it was written, so a younger upload's job never expired
+        and a fresh upload costs no S3 request here. An upload of unknown age is not checked."""
+        try:
+            age = (utc_now() - parse_iso(str(job.event_time))).total_seconds()
+        except (ValueError, TypeError):  # no time, or one without a zone
+            return False
+        return age >= self.jobs.retention_days * 86400 - CLOCK_SKEW_SECONDS
 
     def _verified(self, job_id: str, found: ObjectInfo) -> PriorOutput | None:
         """The output as its bytes say (format, sides), or None when they are not an image we make."""
