@@ -193,7 +193,7 @@ def test_an_in_place_copy_that_keeps_the_options_completes_from_the_earlier_outp
     [outcome] = pipeline.deliver(copied)
 
     assert len(pipeline.runware.tasks) == 1, "no Runware task for the copy"
-    assert (outcome.status, outcome.code) == (JobStatus.COMPLETED, REUSED_VIA)
+    assert (outcome.status, outcome.code, outcome.message) == (JobStatus.COMPLETED, None, None)
     job = pipeline.job(job_id_of(copied))
     assert job.status is JobStatus.COMPLETED
     assert job.reused_output_of == first.job_id

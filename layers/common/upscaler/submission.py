@@ -44,7 +44,7 @@ from upscaler.jobs import (
 from upscaler.models import InvalidOption, UpscaleOptions, UpscaleTask
 from upscaler.outputs import output_key_for, staging_key_for
 from upscaler.parallel import StepResult, ThreadHandoff, run_each
-from upscaler.prior_outputs import REUSED_VIA, PriorOutput, PriorOutputs
+from upscaler.prior_outputs import PriorOutput, PriorOutputs
 from upscaler.runware import RunwareClient
 from upscaler.runware_answers import Accepted, AlreadySubmitted, Failed, TaskError
 from upscaler.settings import Settings
@@ -475,8 +475,8 @@ def _complete_from(prior_outputs: PriorOutputs, job: Job, prior: PriorOutput) ->
         prior_outputs.complete(job, prior)
     except TransitionRefused as refused:
         return SubmitOutcome(job.job_id, job.source_key, _status_of(refused))
-    reused = f"no Runware task: the output of job {prior.job_id} stands for it"
-    return SubmitOutcome(job.job_id, job.source_key, JobStatus.COMPLETED, REUSED_VIA, reused)
+    # No code or message: the handler logs those as an error's; the record names the job reused.
+    return SubmitOutcome(job.job_id, job.source_key, JobStatus.COMPLETED)
 
 
 def _call(move: Callable[[], SubmitOutcome]) -> SubmitOutcome:
