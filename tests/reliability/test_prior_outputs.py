@@ -20,6 +20,7 @@ from tests.reliability.harness import (
     sent_tasks,
     settle,
 )
+from tests.reliability.test_ingestion import completion_events
 from upscaler.clock import iso, utc_now
 from upscaler.job_record import Job
 from upscaler.prior_outputs import REUSED_VIA, reuse_key_for
@@ -66,6 +67,7 @@ def output_size(stack: LocalStack, key: str) -> int:
 
 def test_an_in_place_copy_that_keeps_the_options_makes_no_runware_task(stack: LocalStack) -> None:
     prefix = "rel-prior-same/"
+    key_prefix = stack.names["inbox_prefix"] + prefix
     dropped, first = first_uploads(stack, prefix)
     tasks_before = tasks_sent(stack, prefix)
     assert tasks_before == OBJECTS
@@ -86,6 +88,17 @@ def test_an_in_place_copy_that_keeps_the_options_makes_no_runware_task(stack: Lo
         assert job["outputKey"] != earlier["outputKey"]
         assert output_size(stack, job["outputKey"]) == job["outputSize"] == earlier["outputSize"]
         assert (job["outputWidth"], job["outputHeight"]) == (earlier["outputWidth"], earlier["outputHeight"])
+    # One completion event per copy, like any completion, naming the job reused.
+    copy_jobs = {jobs[(copied.key, copied.version_id)]["jobId"] for copied in copies}
+    events = [event for event in completion_events(stack, key_prefix) if event["detail"]["jobId"] in copy_jobs]
+    assert sorted(event["detail"]["jobId"] for event in events) == sorted(copy_jobs), "one event per copy"
+    by_job = {event["detail"]["jobId"]: event for event in events}
+    for copied in copies:
+        job = jobs[(copied.key, copied.version_id)]
+        event = by_job[job["jobId"]]
+        assert event["detail-type"] == "Upscale Job Completed"
+        assert event["detail"]["reusedOutputOf"] == first[copied.key]["jobId"]
+        assert event["detail"]["outputKey"] == job["outputKey"]
 
 
 def test_an_in_place_copy_that_changes_an_option_is_a_new_job(stack: LocalStack) -> None:
