@@ -14,11 +14,12 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote_plus
 
+import boto3
 import httpx
 import pytest
 from PIL import Image
 
-from tests.conftest import INBOX_BUCKET, OUTPUT_BUCKET
+from tests.conftest import INBOX_BUCKET, OUTPUT_BUCKET, REGION
 from tests.unit.queue_events import queued
 from upscaler.clock import iso, utc_now
 from upscaler.ingestion import submit_batch
@@ -30,7 +31,7 @@ from upscaler.runware import RunwareClient
 from upscaler.runware_answers import TaskResult
 from upscaler.settings import read_secret
 from upscaler.submission import Submitter
-from upscaler.wiring import build_submitter
+from upscaler.wiring import build_reconciler, build_submitter, build_webhook_receiver
 
 POINTERS_TABLE = "test-prior-outputs"
 KEY = "inbox/holiday/cat.jpg"
@@ -536,3 +537,33 @@ def test_an_upload_older_than_a_record_lives_costs_one_head_of_its_own_output_ke
     record = upload(pipeline.aws, KEY, SOURCE, SMALL, uploaded=LONG_AGO)
     pipeline.deliver(record)
     assert heads == [pipeline.job(job_id_of(record)).output_key]
+
+
+@pytest.mark.parametrize("build", [build_webhook_receiver, build_reconciler], ids=["webhook", "reconcile"])
+def test_the_functions_that_complete_jobs_keep_pointers(aws, build):
+    create_pointers_table(aws.dynamodb)
+    built = build(replace(aws.settings, prior_outputs_table=POINTERS_TABLE))
+    assert built.jobs.on_terminal is not None
+
+    built.jobs.on_terminal(completed_job())
+
+    assert OutputPointers(aws.dynamodb, POINTERS_TABLE).find(completed_job(status=JobStatus.CLAIMED)) is not None
+
+
+def test_a_completion_both_sends_its_event_and_keeps_its_pointer(aws):
+    create_pointers_table(aws.dynamodb)
+    sqs = boto3.client("sqs", region_name=REGION)
+    queue_url = sqs.create_queue(QueueName="completions")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events = boto3.client("events", region_name=REGION)
+    events.put_rule(Name="completions", EventPattern=json.dumps({"source": ["s3-upscale"]}))
+    events.put_targets(Rule="completions", Targets=[{"Id": "queue", "Arn": queue_arn}])
+    settings = replace(aws.settings, prior_outputs_table=POINTERS_TABLE, completion_event_bus="default")
+    receiver = build_webhook_receiver(settings)
+    assert receiver.jobs.on_terminal is not None
+
+    receiver.jobs.on_terminal(completed_job())
+
+    [message] = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1)["Messages"]
+    assert json.loads(message["Body"])["detail"]["jobId"] == completed_job().job_id
+    assert OutputPointers(aws.dynamodb, POINTERS_TABLE).find(completed_job(status=JobStatus.CLAIMED)) is not None

@@ -50,15 +50,16 @@ def _dynamodb_client() -> Any:
     return boto3.client("dynamodb", region_name=region, config=Config(retries={"mode": "standard"}))
 
 
-def _job_store(settings: Settings) -> JobStore:
+def _job_store(settings: Settings, dynamodb: Any, pointers: OutputPointers | None) -> JobStore:
     return JobStore(
-        _dynamodb_client(), settings.jobs_table, settings.job_retention_days, on_terminal=_on_terminal(settings)
+        dynamodb, settings.jobs_table, settings.job_retention_days, on_terminal=_on_terminal(settings, pointers)
     )
 
 
-def _on_terminal(settings: Settings) -> Callable[[Job], None] | None:
+def _on_terminal(settings: Settings, pointers: OutputPointers | None) -> Callable[[Job], None] | None:
     """What follows a job's terminal write: its completion event, and the pointer to its output."""
-    told = [told for told in (_completion_events(settings), _output_pointers(settings)) if told is not None]
+    remember = pointers.remember if pointers is not None else None
+    told = [told for told in (_completion_events(settings), remember) if told is not None]
     if len(told) <= 1:
         return told[0] if told else None
 
@@ -69,17 +70,19 @@ def _on_terminal(settings: Settings) -> Callable[[Job], None] | None:
     return tell_each
 
 
-def _output_pointers(settings: Settings) -> Callable[[Job], None] | None:
-    pointers = _pointer_table(settings)
-    return None if pointers is None else pointers.remember
-
-
-def _pointer_table(settings: Settings) -> OutputPointers | None:
+def _output_pointers(settings: Settings, dynamodb: Any) -> OutputPointers | None:
+    """The pointers to completed jobs' outputs (upscaler.prior_outputs), when the stack keeps them."""
     if not settings.prior_outputs_table:
         return None
     from upscaler.prior_outputs import OutputPointers
 
-    return OutputPointers(_dynamodb_client(), settings.prior_outputs_table, settings.job_retention_days)
+    return OutputPointers(dynamodb, settings.prior_outputs_table, settings.job_retention_days)
+
+
+def _jobs_and_pointers(settings: Settings) -> tuple[JobStore, OutputPointers | None]:
+    dynamodb = _dynamodb_client()
+    pointers = _output_pointers(settings, dynamodb)
+    return _job_store(settings, dynamodb, pointers), pointers
 
 
 def _completion_events(settings: Settings) -> CompletionEventPublisher | None:
@@ -114,7 +117,7 @@ def build_submitter(settings: Settings | None = None, *, handoff: ThreadHandoff 
     if not settings.webhook_url.startswith(("https://", "http://")):
         raise ConfigurationError(f"WEBHOOK_URL must be the webhook endpoint's URL, got {settings.webhook_url!r}")
     objects = ObjectStore(create_s3_client())
-    jobs = _job_store(settings)
+    jobs, pointers = _jobs_and_pointers(settings)
     return Submitter(
         settings,
         objects,
@@ -122,7 +125,7 @@ def build_submitter(settings: Settings | None = None, *, handoff: ThreadHandoff 
         _runware_client(settings),
         partial(read_secret, settings.webhook_token_secret),
         handoff=handoff,
-        prior_outputs=PriorOutputs(objects, jobs, _pointer_table(settings)),
+        prior_outputs=PriorOutputs(objects, jobs, pointers),
     )
 
 
@@ -131,7 +134,7 @@ def build_webhook_receiver(settings: Settings | None = None) -> WebhookReceiver:
     from upscaler.webhook import WebhookReceiver
 
     settings = settings or get_settings()
-    jobs = _job_store(settings)
+    jobs, _ = _jobs_and_pointers(settings)
     recorder = ResultRecorder(ObjectStore(create_s3_client()), jobs, settings.staging_prefix)
     return WebhookReceiver(jobs, recorder, partial(read_secret, settings.webhook_token_secret))
 
@@ -141,7 +144,7 @@ def build_reconciler(settings: Settings | None = None) -> Reconciler:
     from upscaler.results import ResultRecorder
 
     settings = settings or get_settings()
-    jobs = _job_store(settings)
+    jobs, _ = _jobs_and_pointers(settings)
     return Reconciler(
         jobs,
         ResultRecorder(ObjectStore(create_s3_client()), jobs, settings.staging_prefix),
