@@ -27,7 +27,7 @@ from upscaler.job_record import Job, JobStatus, job_id_for
 from upscaler.outputs import OPTIONS_METADATA, options_signature
 from upscaler.prior_outputs import REUSED_VIA, OutputPointers, PriorOutputs, reuse_key_for
 from upscaler.results import ResultRecorder
-from upscaler.runware import RunwareClient
+from upscaler.runware import RunwareClient, RunwareUnavailable
 from upscaler.runware_answers import TaskResult
 from upscaler.settings import read_secret
 from upscaler.submission import Submitter
@@ -53,11 +53,14 @@ UPSCALED = jpeg(1155, 866)
 
 @dataclass
 class Runware:
-    """Runware at the HTTP level: acknowledges every task and keeps what was sent."""
+    """Runware at the HTTP level: acknowledges every task and keeps what was sent (unless down)."""
 
     tasks: list[dict[str, Any]] = field(default_factory=list)
+    down: bool = False
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
+        if self.down:
+            return httpx.Response(503, json={"errors": [{"code": "serviceUnavailable", "message": "down"}]})
         tasks = json.loads(request.content)
         self.tasks.extend(tasks)
         return httpx.Response(
@@ -111,6 +114,7 @@ def pipeline(aws) -> Iterator[Pipeline]:
         settings.runware_api_url,
         lambda: read_secret(settings.runware_api_key_secret),
         http=httpx.Client(transport=httpx.MockTransport(runware)),
+        max_attempts=1,
     )
     ended: list[Job] = []
     remember = submitter.jobs.on_terminal
@@ -240,6 +244,26 @@ def test_a_copy_made_while_the_first_job_is_still_open_is_sent(pipeline):
 
     assert outcome.status == JobStatus.SUBMITTED, "nothing completed yet: no output to stand for it"
     assert len(pipeline.runware.tasks) == 2
+
+
+def test_a_job_claimed_by_an_earlier_invocation_is_sent_again_not_completed_from_a_prior_output(pipeline):
+    record = upload(pipeline.aws, KEY, SOURCE, SMALL)
+    pipeline.deliver(record)
+    copied = copy_in_place(pipeline.aws, KEY, SMALL)
+    pipeline.runware.down = True
+    with pytest.raises(RunwareUnavailable):  # the invocation fails: its message is received again
+        submit_batch(pipeline.submitter, queued(copied))
+    assert pipeline.job(job_id_of(copied)).status is JobStatus.CLAIMED
+    pipeline.finish(job_id_of(record))  # now an output of the same content and options exists
+    pipeline.runware.down = False
+
+    [outcome] = pipeline.deliver(copied)
+
+    # It may have reached Runware before: sent again under its own taskUUID, never completed from
+    # another output while a result paid for could be on its way.
+    assert outcome.status == JobStatus.SUBMITTED
+    assert pipeline.runware.tasks[-1]["taskUUID"] == job_id_of(copied)
+    assert pipeline.job(job_id_of(copied)).reused_output_of is None
 
 
 def test_the_same_bytes_under_another_key_are_another_job(pipeline):

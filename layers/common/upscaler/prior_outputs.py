@@ -28,6 +28,9 @@ store's COMPLETE row (a verified output completes a job) with `resultVia` = prio
 `reusedOutputOf` naming the job whose output it is; the completion event goes out as for any
 completion.
 
+Only jobs claimed by the delivery at hand are looked up: a job left CLAIMED by an earlier one may be
+at Runware already, and is sent again under its own taskUUID (upscaler.submission).
+
 Each step is a network round trip independent of the other sources': the submit path runs them at
 once (upscaler.parallel). A look-up that fails (DynamoDB or S3 error) finds nothing: the source is
 sent to Runware as it would have been without this module, never held back.

@@ -169,23 +169,26 @@ class Submitter:
     def _complete_from_prior_outputs(
         self, prior_outputs: PriorOutputs, pending: list[Claimed], by_job: dict[str, SourceObject], report: SubmitReport
     ) -> list[Claimed]:
-        """Complete the claimed jobs whose output exists already (looked up at once); the rest are to send."""
-        found = self._each([job for job, _ in pending], prior_outputs.find)
-        to_send: list[Claimed] = []
-        reusing: list[tuple[Job, PriorOutput]] = []
-        for claimed, result in zip(pending, found, strict=True):
-            prior = result.value if result.error is None else None  # a failed look-up sends the job
-            if prior is None:
-                to_send.append(claimed)
-            else:
-                reusing.append((claimed[0], prior))
+        """Complete the jobs claimed by this invocation whose output exists already (looked up at
+        once); the rest are to send. A job claimed by an earlier invocation may be at Runware already
+        (it stopped between the send and its record): it is sent again under its own taskUUID, which
+        Runware answers with conflictTaskUUID if it holds it, so a result paid for is never left
+        behind for another output."""
+        # A job read back from the table carries its status; one claimed just now does not.
+        fresh = [claimed for claimed in pending if claimed[0].status is None]
+        found = self._each([job for job, _ in fresh], prior_outputs.find)
+        reused: dict[str, PriorOutput] = {}
+        for (job, _), result in zip(fresh, found, strict=True):
+            if result.error is None and result.value is not None:  # a failed look-up sends the job
+                reused[job.job_id] = result.value
+        reusing = [(job, reused[job.job_id]) for job, _ in pending if job.job_id in reused]
         completed = self._each([partial(_complete_from, prior_outputs, job, prior) for job, prior in reusing], _call)
         for (job, _), result in zip(reusing, completed, strict=True):
             if result.error is not None:  # its copy or write failed: the job is still CLAIMED
                 report.retry.append((by_job[job.job_id], _reason(result.error)))
             else:
                 report.outcomes.append(result.unwrap())
-        return to_send
+        return [claimed for claimed in pending if claimed[0].job_id not in reused]
 
     def _prepare_all(self, sources: Sequence[SourceObject]) -> list[tuple[SourceObject, StepResult[Prepared]]]:
         """Every source's validation (at once) and claim (together), in source order; ignored sources
