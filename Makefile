@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo up test test-unit test-integration soak lint format validate bench clean lock
+.PHONY: demo up screenshots test test-unit test-integration soak lint format validate bench clean lock
 
 UV := $(BIN)/uv
 LOCK_FLAGS := --quiet --generate-hashes
@@ -32,6 +32,10 @@ demo: $(STAMP)
 ## up: run the local stack in the foreground
 up: $(STAMP)
 	$(BIN)/python -m local up
+
+## screenshots: the pictures in README.md (docs/images/*.png), taken of the local stack by headless Chromium
+screenshots: $(STAMP)
+	$(BIN)/python -m local.screenshots
 
 ## test: lint, then every test; the stack-based suites run in their own processes, since the
 ## unit tests' in-process AWS mocks must never share a process with a running local stack

@@ -68,33 +68,61 @@ def _stack_config(args: argparse.Namespace, **overrides: Any) -> Any:
 
 # ---- up ----------------------------------------------------------------------------------------
 
+LOCAL_REGION = "us-east-1"
+
+
+def shell_setup(state: dict[str, Any], dlq_arn: str) -> list[str]:
+    """The lines that point a shell's AWS CLI at the local stack and name its resources: every name the
+    documentation's AWS CLI examples use, from the stack's state (`local.state_file.stack_state`)."""
+    settings = {
+        "AWS_ENDPOINT_URL": state["aws_endpoint"],
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": LOCAL_REGION,
+    }
+    names = {
+        "INBOX_BUCKET": state["inbox_bucket"],
+        "INBOX_PREFIX": state["inbox_prefix"],
+        "OUTPUT_BUCKET": state["output_bucket"],
+        "JOBS_TABLE": state["jobs_table"],
+        "INGEST_QUEUE_URL": state["ingest_queue_url"],
+        "DLQ_URL": state["dlq_url"],
+        "DLQ_ARN": dlq_arn,
+        "RUNWARE_SECRET_ARN": state["environment"]["RUNWARE_API_KEY_SECRET"],
+    }
+    return [
+        _export(settings),
+        # AWS CLI v1 sends SQS requests in us-east-1 to queue.amazonaws.com despite AWS_ENDPOINT_URL.
+        'aws() { command aws --endpoint-url "$AWS_ENDPOINT_URL" "$@"; }',
+        _export(names),
+    ]
+
+
+def _export(values: dict[str, str]) -> str:
+    return "export " + " ".join(f"{name}={shlex.quote(value)}" for name, value in values.items())
+
 
 def run_up(args: argparse.Namespace) -> int:
     from local.stack import LocalStack
-    from local.state_file import write_state
+    from local.state_file import stack_state, write_state
 
     stack = LocalStack(_stack_config(args, aws_port=args.aws_port, function_log_level="INFO")).start()
     state_file = write_state(stack)
     # A plain `kill` must remove the state file too, not only Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     names = stack.names
-    inbox = f"s3://{names['inbox_bucket']}/{names['inbox_prefix']}"
-    exports = {
-        "AWS_ENDPOINT_URL": stack.aws_endpoint,
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
+    sqs = stack.client("sqs")
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=names["dlq_url"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     print("Local stack is up (Ctrl-C to stop). Everything listens on 127.0.0.1 only.")
     print(f"  AWS (moto):       {stack.aws_endpoint}")
     print(f"  Runware emulator: {stack.emulator.url if stack.emulator else ''}")
     print(f"  Webhook gateway:  {names['webhook_url']}")
-    print("\nIn another shell:")
-    print("  export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in exports.items()))
-    print(f"  aws s3 cp photo.jpg {inbox}photo.jpg")
-    print(f"  aws s3 cp photo.png {inbox}photo.png --metadata target-megapixels=2,output-format=PNG")
-    print(f"  aws s3 ls s3://{names['output_bucket']}/ --recursive")
-    print(f"  aws dynamodb scan --table-name {names['jobs_table']}")
+    print("\nIn another shell, paste these lines (the AWS CLI examples in README.md and docs/ use these names):")
+    for line in shell_setup(stack_state(stack), dlq_arn):
+        print("  " + line)
+    print("then, for example:")
+    print('  aws s3 cp photo.jpg "s3://$INBOX_BUCKET/${INBOX_PREFIX}photo.jpg"')
+    print('  aws s3 ls "s3://$OUTPUT_BUCKET/" --recursive')
     print("  .venv/bin/s3-upscale --local status")
     print("  .venv/bin/s3-upscale --local watch --events      # completion events as they come")
     try:
@@ -147,7 +175,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 s3.download_file(job["outputBucket"], job["outputKey"], str(target))
                 problems.extend(_check_output(sample.name, job, target))
             rows.append(_row(sample.name, job))
-            entries.append(DemoEntry(sample.name, sample.note, sample.body, job, target))
+            entries.append(DemoEntry(sample.name, sample.note, sample.body, job, target, sample.detail_focus))
         _print_table(rows)
         page = write_demo_page(Path(args.out), entries)
         print(f"\nOutputs in {args.out.resolve()}; before and after: {page.resolve()}")

@@ -1,5 +1,11 @@
-"""out/index.html for `make demo`: each sample before and after, side by side, and each refusal with
-its reason. Images are files copied next to the page, so it works opened straight from disk."""
+"""out/index.html for `make demo`: each sample before and after, and each refusal with its reason.
+
+Each upscaled sample is shown twice: whole (both fitted into the same box, which hides how many more
+pixels the result has) and as a close-up of the same area at the same scale, where one pixel of the
+result is one pixel on screen and each pixel of the source is drawn as a block of its own colour
+(no smoothing), so what the upscaler put between the source's pixels is what differs. Images are
+files copied next to the page, so it works opened straight from disk.
+"""
 
 from __future__ import annotations
 
@@ -13,29 +19,49 @@ from urllib.parse import quote
 
 from upscaler.image_header import NeedMoreBytes, UnreadableImage, read_image_header
 
-# Each <img> reports whether it decoded (naturalWidth > 0), so a headless browser's DOM dump shows
-# whether every picture on the page really loads.
+CLOSE_UP_WIDTH, CLOSE_UP_HEIGHT = 420, 300  # screen pixels of each close-up, at most
+
+# Each <img> reports whether it decoded (naturalWidth > 0) and the width it is drawn at, so a headless
+# browser's DOM dump shows whether every picture loads and whether the close-ups share one scale.
 _MARK_LOADED = """
 window.addEventListener("load", () => {
   const images = Array.from(document.images);
-  images.forEach((img) => { img.dataset.naturalWidth = String(img.naturalWidth); });
+  images.forEach((img) => {
+    img.dataset.naturalWidth = String(img.naturalWidth);
+    img.dataset.drawnWidth = String(Math.round(img.getBoundingClientRect().width));
+  });
   const loaded = images.filter((img) => img.complete && img.naturalWidth > 0).length;
   document.body.dataset.imagesLoaded = loaded + "/" + images.length;
 });
 """
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; background: #fafafa; }
-h1 { font-size: 1.4rem; } h2 { font-size: 1.1rem; margin: 0 0 .5rem; }
+body { font-family: system-ui, sans-serif; margin: 1.5rem 2rem; color: #222; background: #fafafa; max-width: 1000px; }
+h1 { font-size: 1.4rem; margin-top: 0; } h2 { font-size: 1.1rem; margin: 0 0 .3rem; }
+h3 { font-size: .95rem; margin: .9rem 0 .3rem; }
 .sample { background: #fff; border: 1px solid #ddd; border-radius: 8px; padding: 1rem; margin-bottom: 1.5rem; }
-.pair { display: grid; grid-template-columns: 1fr 1fr; gap: 1rem; }
-figure { margin: 0; } img { max-width: 100%; height: 260px; object-fit: contain; background: #eee;
-  border: 1px solid #ccc; display: block; }
-figcaption, .facts { font-size: .85rem; color: #555; margin-top: .3rem; }
+.pair { display: flex; gap: 1rem; flex-wrap: wrap; }
+figure { margin: 0; }
+.whole img { width: 300px; height: 180px; object-fit: contain; background: #eee; border: 1px solid #ccc;
+  display: block; }
+.crop { position: relative; overflow: hidden; border: 1px solid #999; background: #eee; }
+.crop img { position: absolute; max-width: none; }
+.crop img.source { image-rendering: pixelated; }
+figcaption, .facts, .explain { font-size: .85rem; color: #555; margin-top: .3rem; }
 table { border-collapse: collapse; background: #fff; } td, th { border: 1px solid #ddd; padding: .4rem .6rem;
   text-align: left; font-size: .9rem; } code { font-size: .85rem; }
-.note { color: #8a5a00; }
+.note { color: #6b4500; background: #fff6df; border: 1px solid #f0d9a0; border-radius: 6px; padding: .6rem .8rem; }
 """
+
+_EMULATED_NOTE = (
+    '<p class="note"><b>Local run: these results come from the Runware emulator, not the AI model.</b> '
+    "It stands in for Runware's API and makes each result by resizing the source with classical "
+    "resampling (Pillow LANCZOS; with enhanceDetails also an unsharp mask, with realism a little more colour "
+    "and contrast), so the close-ups below show interpolation: the source's detail spread smoothly over more "
+    "pixels, and nothing new. Runware's P-Image Upscale model increases resolution with AI, "
+    "which is where detail is added: with a deployed stack and a Runware key, the results in the output bucket "
+    "are the model's. Costs shown here are illustrative.</p>"
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +71,32 @@ class DemoEntry:
     source: bytes
     job: dict[str, Any]
     output: Path | None  # the downloaded result, for a COMPLETED job
+    detail_focus: tuple[float, float] = (0.5, 0.5)  # centre of the close-up, as shares of width and height
+
+
+@dataclass(frozen=True)
+class CloseUp:
+    """One area of the result, in the result's pixels; the source is drawn at the result's size."""
+
+    left: int
+    top: int
+    width: int
+    height: int
+    scale: float  # result pixels per source pixel
+
+
+def close_up(job: dict[str, Any], focus: tuple[float, float]) -> CloseUp | None:
+    """The area around `focus`, clamped inside the result; None without both images' sides."""
+    sides = [job.get(name) for name in ("inputWidth", "inputHeight", "outputWidth", "outputHeight")]
+    if not all(sides):
+        return None
+    input_width, _, output_width, output_height = (int(side) for side in sides)  # type: ignore[arg-type]
+    width, height = min(CLOSE_UP_WIDTH, output_width), min(CLOSE_UP_HEIGHT, output_height)
+    left = round(focus[0] * output_width - width / 2)
+    top = round(focus[1] * output_height - height / 2)
+    left = max(0, min(left, output_width - width))
+    top = max(0, min(top, output_height - height))
+    return CloseUp(left, top, width, height, output_width / input_width)
 
 
 def write_demo_page(out_dir: Path, entries: list[DemoEntry], *, emulated: bool = True) -> Path:
@@ -56,7 +108,7 @@ def write_demo_page(out_dir: Path, entries: list[DemoEntry], *, emulated: bool =
         if entry.job.get("status") == "COMPLETED" and entry.output is not None:
             source_file = sources / f"{index:02d}-{_safe(entry.name)}"
             source_file.write_bytes(entry.source)
-            completed.append(_pair(entry, source_file.relative_to(out_dir), entry.output.relative_to(out_dir)))
+            completed.append(_sample(entry, source_file.relative_to(out_dir), entry.output.relative_to(out_dir)))
         else:
             refused.append(entry)
     parts = [
@@ -66,10 +118,7 @@ def write_demo_page(out_dir: Path, entries: list[DemoEntry], *, emulated: bool =
         "<h1>s3-upscale demo: before and after</h1>",
     ]
     if emulated:
-        parts.append(
-            '<p class="note">Local run: the Runware emulator resizes with classical resampling; it is a '
-            "stand-in for the API, not the AI model, and its costs are illustrative.</p>"
-        )
+        parts.append(_EMULATED_NOTE)
     parts.extend(completed)
     if refused:
         parts.append("<h2>Refused</h2><table><tr><th>source</th><th>status</th><th>reason</th></tr>")
@@ -86,22 +135,46 @@ def write_demo_page(out_dir: Path, entries: list[DemoEntry], *, emulated: bool =
     return page
 
 
-def _pair(entry: DemoEntry, source: Path, output: Path) -> str:
+def _sample(entry: DemoEntry, source: Path, output: Path) -> str:
     job = entry.job
     before = f"{_dimensions(job, 'input')}, {_bytes(len(entry.source))}, {_e(job.get('inputFormat', ''))}"
     after_bytes = job.get("outputSize") or (entry.output.stat().st_size if entry.output else 0)
     after = f"{_dimensions(job, 'output')}, {_bytes(int(after_bytes))}, {_e(_output_format(entry))}"
     cost = f"${Decimal(str(job['cost'])):.4f}" if job.get("cost") is not None else "-"
     seconds = f"{float(job['totalSeconds']):.1f} s" if job.get("totalSeconds") is not None else "-"
-    return (
-        f'<section class="sample"><h2>{_e(entry.name)}</h2>'
+    name = _e(entry.name)
+    parts = [
+        f'<section class="sample"><h2>{name}</h2>',
         f'<div class="facts">{_e(entry.note)} · cost {cost} · upload to result {seconds} · '
-        f"target {_e(job.get('targetMegapixels', ''))} MP</div>"
+        f"target {_e(job.get('targetMegapixels', ''))} MP</div>",
+        "<h3>Whole picture</h3>",
+        '<div class="pair whole">',
+        f'<figure><img src="{_href(source)}" alt="before: {name}"><figcaption>before: {before}</figcaption></figure>',
+        f'<figure><img src="{_href(output)}" alt="after: {name}"><figcaption>after: {after}</figcaption></figure>',
+        "</div>",
+    ]
+    area = close_up(job, entry.detail_focus)
+    if area is not None:
+        parts.append(_close_ups(job, area, source, output, name))
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _close_ups(job: dict[str, Any], area: CloseUp, source: Path, output: Path, name: str) -> str:
+    width, height = int(job["outputWidth"]), int(job["outputHeight"])
+    placed = f"width:{width}px;height:{height}px;left:-{area.left}px;top:-{area.top}px"
+    frame = f"width:{area.width}px;height:{area.height}px"
+    scale = f"{area.scale:.1f}"
+    return (
+        "<h3>Close-up, both at the same scale</h3>"
+        f'<p class="explain">The same {area.width}x{area.height} area of the result, and of the source drawn at '
+        f"the result's size: each source pixel is a {scale}x{scale} block, each result pixel one screen pixel.</p>"
         '<div class="pair">'
-        f'<figure><img src="{_href(source)}" alt="before: {_e(entry.name)}"><figcaption>before: {before}'
-        "</figcaption></figure>"
-        f'<figure><img src="{_href(output)}" alt="after: {_e(entry.name)}"><figcaption>after: {after}'
-        "</figcaption></figure></div></section>"
+        f'<figure><div class="crop" style="{frame}"><img class="source" src="{_href(source)}" style="{placed}" '
+        f'alt="before, close-up: {name}"></div><figcaption>before: source pixels shown {scale}x</figcaption></figure>'
+        f'<figure><div class="crop" style="{frame}"><img class="result" src="{_href(output)}" style="{placed}" '
+        f'alt="after, close-up: {name}"></div><figcaption>after: result pixels 1:1</figcaption></figure>'
+        "</div>"
     )
 
 

@@ -1,17 +1,19 @@
-"""Sample images the demo drops into the inbox, made here so the repository carries no binaries.
+"""Sample images the demo drops into the inbox: two real photographs and a few made here.
 
-Varied on purpose: a photo-like JPEG, a PNG with transparency (kept as PNG by an override), a tiny
-WEBP, a key with spaces, '+' and unicode, and inputs that must be refused with a clear reason.
+Varied on purpose: photographs (CC0, in `local/sample_photos/` with their sources and licences in
+its LICENSE.md), a PNG with transparency (kept as PNG by an override), a tiny WEBP, a key with
+spaces, '+' and unicode, and inputs that must be refused with a clear reason.
 """
 
 from __future__ import annotations
 
 import io
-import math
-import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
+
+PHOTOS = Path(__file__).resolve().parent / "sample_photos"
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,7 @@ class Sample:
     metadata: dict[str, str] = field(default_factory=dict)
     expected_status: str = "COMPLETED"
     note: str = ""
+    detail_focus: tuple[float, float] = (0.5, 0.5)  # where the demo page's close-up looks, as shares of the sides
 
 
 def _encode(image: Image.Image, fmt: str, **options: object) -> bytes:
@@ -29,28 +32,14 @@ def _encode(image: Image.Image, fmt: str, **options: object) -> bytes:
     return buffer.getvalue()
 
 
-def photo_like(width: int = 640, height: int = 427, seed: int = 7) -> Image.Image:
-    """A sky-to-ground gradient with soft shapes and grain: smooth areas and edges, like a photo."""
-    rng = random.Random(seed)
-    image = Image.new("RGB", (width, height))
-    pixels = image.load()
-    assert pixels is not None
-    for y in range(height):
-        t = y / height
-        for x in range(width):
-            shade = 0.08 * math.sin(x / 37.0)
-            sky = (int(90 + 120 * t), int(140 + 80 * t + 20 * shade), int(230 - 90 * t))
-            ground = (int(60 + 40 * t), int(110 - 30 * t), int(50 + 10 * shade))
-            pixels[x, y] = sky if y < height * 0.62 + 18 * math.sin(x / 53.0) else ground
-    draw = ImageDraw.Draw(image)
-    draw.ellipse((width * 0.72, height * 0.08, width * 0.86, height * 0.29), fill=(255, 236, 170))
-    for _ in range(14):
-        x, y = rng.uniform(0, width), rng.uniform(height * 0.55, height)
-        r = rng.uniform(8, 30)
-        draw.ellipse((x - r, y - r * 1.6, x + r, y + r), fill=(30, rng.randint(80, 130), 40))
-    image = image.filter(ImageFilter.GaussianBlur(0.8))
-    grain = Image.effect_noise((width, height), 12).convert("RGB")
-    return Image.blend(image, grain, 0.06)
+def photo(name: str) -> bytes:
+    """A photograph from local/sample_photos/, as the file's own bytes."""
+    return (PHOTOS / name).read_bytes()
+
+
+def _resized(body: bytes, width: int, height: int) -> Image.Image:
+    with Image.open(io.BytesIO(body)) as image:
+        return image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
 
 
 def logo_with_alpha(size: int = 320) -> Image.Image:
@@ -65,26 +54,34 @@ def logo_with_alpha(size: int = 320) -> Image.Image:
 
 
 def samples() -> list[Sample]:
-    photo = photo_like()
+    coffee, cat = photo("coffee.jpg"), photo("chelsea.jpg")
     return [
-        Sample("photos/countryside.jpg", _encode(photo, "JPEG", quality=90), note="photo-like JPEG, defaults"),
+        Sample(
+            "photos/coffee.jpg",
+            coffee,
+            note="photograph (CC0), defaults: 4 MP JPG",
+            detail_focus=(0.62, 0.66),
+        ),
         Sample(
             "graphics/logo.png",
             _encode(logo_with_alpha(), "PNG"),
             {"target-megapixels": "2", "output-format": "PNG"},
             note="PNG with alpha, kept PNG",
+            detail_focus=(0.3, 0.3),
         ),
         Sample(
             "tiny/icon.webp",
-            _encode(photo.resize((64, 43)), "WEBP", quality=85),
+            _encode(_resized(cat, 64, 43), "WEBP", quality=85),
             {"target-megapixels": "1", "output-format": "WEBP", "enhance-details": "true"},
             note="tiny WEBP to 1 MP",
+            detail_focus=(0.38, 0.4),
         ),
         Sample(
             "My Photos/été + plus ☃.jpg",
-            _encode(photo.resize((480, 320)), "JPEG", quality=85),
+            cat,
             {"target-megapixels": "2", "realism": "true"},
-            note="key with spaces, '+' and unicode",
+            note="photograph (CC0); key with spaces, '+' and unicode",
+            detail_focus=(0.38, 0.4),
         ),
         Sample(
             "docs/notes.jpg",
@@ -100,7 +97,7 @@ def samples() -> list[Sample]:
         ),
         Sample(
             "photos/bad-override.jpg",
-            _encode(photo.resize((320, 213)), "JPEG"),
+            _encode(_resized(coffee, 320, 213), "JPEG"),
             {"target-megapixels": "12"},
             expected_status="REJECTED",
             note="override outside 1..8",

@@ -7,6 +7,10 @@
   is played by local/event_source_mapping.py for the real submit handler, and the queue's redrive
   policy dead-letters what keeps failing. Message move tasks (re-drive) come from
   local/message_move.py.
+- moto made as strict as AWS where the pipeline depends on it: queue and table changes atomic
+  (local/moto_atomic_queues.py, local/moto_atomic_tables.py), reads of encrypted sources refused as
+  the template's grant would (local/s3_encrypted_sources.py), rule targets' dead-letter queues used
+  (local/event_dead_letters.py).
 - Completion events: the functions put them on the template's bus in moto; a local rule routes
   them to a queue that `s3-upscale --local watch --events` reads.
 - Runware: the emulator in local/runware_emulator/.
@@ -145,8 +149,10 @@ class LocalStack:
     def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer
 
+        from local.event_dead_letters import install_target_dead_letter_queues
         from local.message_move import install_message_move_tasks
         from local.moto_atomic_queues import install_atomic_queue_changes
+        from local.moto_atomic_tables import install_atomic_table_requests
         from local.moto_speedups import install_moto_speedups
         from local.s3_events import add_missing_event_fields
 
@@ -154,6 +160,8 @@ class LocalStack:
         install_message_move_tasks()
         install_moto_speedups()
         install_atomic_queue_changes()
+        install_atomic_table_requests()
+        install_target_dead_letter_queues()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self.moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.config.aws_port, verbose=False)
         self.moto_server.start()
@@ -277,9 +285,7 @@ class LocalStack:
             arn = events.put_rule(
                 Name=name, EventPattern=json.dumps(properties["EventPattern"]), EventBusName="default"
             )["RuleArn"]
-            events.put_targets(
-                Rule=name, Targets=[{"Id": t["Id"], "Arn": t["Arn"]} for t in properties.get("Targets", [])]
-            )
+            events.put_targets(Rule=name, Targets=[_rule_target(target) for target in properties.get("Targets", [])])
             self.resolver.resources[logical_id] = {"Ref": name, "Arn": arn}
 
     def _create_buckets(self) -> None:
@@ -315,7 +321,14 @@ class LocalStack:
         else:
             self.names["inbox_bucket"] = self.resolver.resources["InboxBucket"]["Ref"]
         self.names["inbox_prefix"] = str(self.resolver.parameter("InboxPrefix"))
+        self._apply_source_kms_grant()
         self._drain_test_events()
+
+    def _apply_source_kms_grant(self) -> None:
+        """moto has no IAM: inbox reads are refused as the template's KMS grant would refuse them."""
+        from local.s3_encrypted_sources import refuse_ungranted_reads
+
+        refuse_ungranted_reads(self.names["inbox_bucket"], str(self.resolver.parameter("SourceKmsKeyArns")).split(","))
 
     def _route_completion_events(self) -> None:
         """A local rule sends the completion events on the template's bus to a queue the CLI reads."""
@@ -504,6 +517,11 @@ class LocalStack:
             if done >= expected or time.monotonic() >= deadline:
                 return
             time.sleep(poll)
+
+
+def _rule_target(target: dict[str, Any]) -> dict[str, Any]:
+    """A rule target as the template declares it; its dead-letter queue is used (local/event_dead_letters.py)."""
+    return {key: target[key] for key in ("Id", "Arn", "DeadLetterConfig") if key in target}
 
 
 def _queue_notification(configuration: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ NO_METRICS_WARNING = "No application metrics to publish"
 # Run in several processes (make test: pytest-xdist, --dist loadgroup), the longest test starts first
 # so the others fill the workers around it, and a module whose module-scoped fixture starts
 # something costly (a stack, a server) keeps its tests on one worker, so it starts once.
-LONGEST_FIRST = ("test_readme.py",)
+LONGEST_FIRST = ("test_docs.py",)
 ONE_WORKER_MODULES = ("test_demo_page.py", "test_presigned_urls.py")
 
 

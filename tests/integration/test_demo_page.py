@@ -21,6 +21,7 @@ CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
+    "--disable-quic",
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
@@ -92,12 +93,14 @@ def run_chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]
 
 def test_page_shows_every_sample_with_files_next_to_it(demo_out: Path) -> None:
     page = parse((demo_out / "index.html").read_text(encoding="utf-8"))
-    assert len(page.images) == 8, "four upscaled samples, each before and after"
+    assert len(page.images) == 16, "four upscaled samples, each before and after, whole and as close-ups"
     for image in page.images:
         assert not image["src"].startswith(("http:", "https:", "/")), "images are files next to the page"
         assert (demo_out / unquote(image["src"])).is_file(), image["src"]
     befores = [image for image in page.images if image["alt"].startswith("before:")]
     assert len(befores) == 4 and all("sources/" in image["src"] for image in befores)
+    close_ups = [image for image in page.images if "close-up" in image["alt"]]
+    assert sorted(image["class"] for image in close_ups) == ["result"] * 4 + ["source"] * 4
     refused = {row[0]: row for row in page.rows if len(row) >= 3 and row[1] == "REJECTED"}
     assert set(refused) == {"docs/notes.jpg", "photos/already-large.png", "photos/bad-override.jpg",
                             "empty/zero-bytes.png"}  # fmt: skip
@@ -110,8 +113,17 @@ def test_every_image_loads_in_headless_chromium(demo_out: Path, tmp_path: Path) 
     result = run_chromium(tmp_path, "--virtual-time-budget=10000", "--dump-dom", url)
     assert result.returncode == 0, result.stderr
     dom = parse(result.stdout)
-    assert dom.body.get("data-images-loaded") == "8/8", dom.body
+    assert dom.body.get("data-images-loaded") == "16/16", dom.body
     assert all(int(image.get("data-natural-width", "0")) > 0 for image in dom.images)
+    # Each close-up pair is drawn at one scale: the result at its own pixels, the source enlarged to match.
+    sources = [image for image in dom.images if image.get("class") == "source"]
+    results = [image for image in dom.images if image.get("class") == "result"]
+    assert len(sources) == len(results) == 4
+    for source, result in zip(sources, results, strict=True):
+        assert source["alt"].removeprefix("before") == result["alt"].removeprefix("after")
+        assert int(result["data-drawn-width"]) == int(result["data-natural-width"]), result
+        assert int(source["data-drawn-width"]) == int(result["data-drawn-width"]), (source, result)
+        assert int(source["data-natural-width"]) < int(source["data-drawn-width"]), source
 
     screenshot = tmp_path / "demo.png"
     shot = run_chromium(tmp_path, "--window-size=1280,2200", f"--screenshot={screenshot}", url)

@@ -23,6 +23,7 @@ from local.runware_emulator import FaultConfig
 from local.stack import LocalStack, StackConfig
 from tests.reliability.harness import (
     EMULATOR_WORKERS,
+    GRANTED_SOURCE_KMS_KEY,
     JOB_MAX_AGE_SECONDS,
     MAX_INPUT_BYTES,
     RECONCILE_AFTER_SECONDS,
@@ -71,6 +72,7 @@ def stack() -> Iterator[LocalStack]:
             "ReconcileAfterSeconds": str(RECONCILE_AFTER_SECONDS),
             "JobMaxAgeSeconds": str(JOB_MAX_AGE_SECONDS),
             "MaxInputBytes": str(MAX_INPUT_BYTES),
+            "SourceKmsKeyArns": GRANTED_SOURCE_KMS_KEY,
         },
         seed=20240611,
     )

@@ -40,6 +40,8 @@ JOB_MAX_AGE_SECONDS = 20
 EMULATOR_WORKERS = 2
 # Objects larger than this are refused before anything is sent (the template's MaxInputBytes).
 MAX_INPUT_BYTES = 3_000_000
+# The stack grants its submit function this source key (SourceKmsKeyArns) and no other.
+GRANTED_SOURCE_KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/0b0b0b0b-1111-4222-8333-444444444444"
 
 
 def scaled(ci: int, soak: int) -> int:

@@ -65,12 +65,22 @@ def count_deliveries(stack: LocalStack, monkeypatch: pytest.MonkeyPatch, key_pre
 
 
 def refuse_s3_for(stack: LocalStack, key: str) -> Any:
-    """The submit function's S3 client refuses every call about one key (as a missing permission would)."""
+    """The submit function's S3 client fails every call about one key (as S3 failing for that object
+    would; a refusal such as AccessDenied is not retried but rejected, see test_unreadable_sources.py)."""
     client = stack.functions["SubmitFunction"].module.submitter.objects._s3
 
     def refuse(params: dict[str, Any], **_: Any) -> None:
         if params.get("Key") == key:
-            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetObject")
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "InternalError",
+                        "Message": "We encountered an internal error. Please try again.",
+                    },
+                    "ResponseMetadata": {"HTTPStatusCode": 500},
+                },
+                "GetObject",
+            )
 
     client.meta.events.register("before-parameter-build.s3", refuse)
     return lambda: client.meta.events.unregister("before-parameter-build.s3", refuse)

@@ -173,7 +173,7 @@ FUNCTION_ENVIRONMENT = {
     "ReconcileFunction": COMMON_ENVIRONMENT | {"RECONCILE_AFTER_SECONDS", "JOB_MAX_AGE_SECONDS", "RECONCILE_MAX_JOBS"},
 }
 
-# Every IAM action each function is granted. README.md explains each one; a change here is a
+# Every IAM action each function is granted. docs/security.md explains each one; a change here is a
 # change to what the functions may do, so it is spelt out rather than derived.
 GRANTED_ACTIONS = {
     "SubmitFunction": {
@@ -193,6 +193,7 @@ GRANTED_ACTIONS = {
         "sqs:DeleteMessage",
         "sqs:GetQueueAttributes",
         "events:PutEvents",
+        "kms:Decrypt",  # only the keys named in SourceKmsKeyArns, only when it names any
     },
     "WebhookFunction": {
         "logs:CreateLogStream",
@@ -286,7 +287,7 @@ def role_statements(cfn: dict[str, Any], role: str) -> Iterator[dict[str, Any]]:
     """Every statement of every identity policy attached to `role` (inline or AWS::IAM::Policy)."""
     properties = cfn["Resources"][role]["Properties"]
     for policy in properties.get("Policies", []):
-        yield from as_list(policy["PolicyDocument"]["Statement"])
+        yield from _both_branches(as_list(policy["PolicyDocument"]["Statement"]))
     for policy_type in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
         for policy in resources_of_type(cfn, policy_type).values():
             attached = policy["Properties"].get("Roles", [])
@@ -457,8 +458,11 @@ def check_s3_notification(cfn: dict[str, Any]) -> None:
 
 
 def check_queue_policy(cfn: dict[str, Any]) -> None:
-    [policy] = resources_of_type(cfn, "AWS::SQS::QueuePolicy").values()
-    assert policy["Properties"]["Queues"] == [{"Ref": "IngestQueue"}]
+    [policy] = [
+        policy
+        for policy in resources_of_type(cfn, "AWS::SQS::QueuePolicy").values()
+        if policy["Properties"]["Queues"] == [{"Ref": "IngestQueue"}]
+    ]
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     senders = {}
     for entry in statements:
@@ -791,6 +795,46 @@ def check_dead_letter_queue(cfn: dict[str, Any]) -> None:
     assert queue["MessageRetentionPeriod"] == 1209600
 
 
+def check_upload_events_dead_letter_queue(cfn: dict[str, Any]) -> None:
+    """An upload event EventBridge cannot deliver lands in the submit DLQ (re-driven the same way:
+    SQS re-drives only from another SQS queue's DLQ), which lets the rule, and only it, send there."""
+    [target] = cfn["Resources"]["ExistingBucketUploadRule"]["Properties"]["Targets"]
+    assert target.get("DeadLetterConfig") == {"Arn": {"Fn::GetAtt": ["SubmitDeadLetterQueue", "Arn"]}}
+    [policy] = [
+        resource
+        for resource in resources_of_type(cfn, "AWS::SQS::QueuePolicy").values()
+        if resource["Properties"]["Queues"] == [{"Ref": "SubmitDeadLetterQueue"}]
+    ]
+    assert policy["Condition"] == "UseExistingBucket"
+    [sender] = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+    assert sender["Principal"] == {"Service": "events.amazonaws.com"}
+    assert sender["Action"] == "sqs:SendMessage"
+    assert sender["Resource"] == {"Fn::GetAtt": ["SubmitDeadLetterQueue", "Arn"]}
+    assert sender["Condition"]["ArnEquals"] == {"aws:SourceArn": {"Fn::GetAtt": ["ExistingBucketUploadRule", "Arn"]}}
+    assert sender["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+
+
+def check_source_kms_grant(cfn: dict[str, Any]) -> None:
+    """kms:Decrypt only on the keys SourceKmsKeyArns names, only through S3, only when it names any."""
+    [policy] = cfn["Resources"]["SubmitFunctionRole"]["Properties"]["Policies"]
+    [granted] = [
+        entry["Fn::If"]
+        for entry in policy["PolicyDocument"]["Statement"]
+        if "Fn::If" in entry and mentions(entry, "kms:Decrypt")
+    ]
+    condition, statement, otherwise = granted
+    assert (condition, otherwise) == ("GrantSourceKmsKeys", {"Ref": "AWS::NoValue"})
+    assert statement["Action"] == "kms:Decrypt" and statement["Resource"] == {"Ref": "SourceKmsKeyArns"}
+    assert statement.get("Condition") == {
+        "StringEquals": {"kms:ViaService": {"Fn::Sub": "s3.${AWS::Region}.${AWS::URLSuffix}"}}
+    }
+    assert cfn["Conditions"]["GrantSourceKmsKeys"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "SourceKmsKeyArns"}]}, ""]}]
+    }
+    for function in ("WebhookFunction", "ReconcileFunction"):
+        assert not any(allows(s, "kms:Decrypt") for s in function_statements(cfn, function)), function
+
+
 def check_secrets(cfn: dict[str, Any]) -> None:
     runware = cfn["Resources"]["RunwareApiKeySecret"]["Properties"]
     assert runware["SecretString"].strip(), "the Runware key secret starts with a placeholder value"
@@ -821,6 +865,10 @@ def check_alarms(cfn: dict[str, Any]) -> None:
     for function in FUNCTIONS:
         watching("AWS/Lambda", "Errors", function)
     watching("S3Upscale", "JobsTimedOut", "upscale-reconcile")
+    for metric in ("InvocationsSentToDlq", "InvocationsFailedToBeSentToDlq"):
+        assert watching("AWS/Events", metric, "ExistingBucketUploadRule")["Dimensions"] == [
+            {"Name": "RuleName", "Value": {"Ref": "ExistingBucketUploadRule"}}
+        ]
     topic = cfn["Resources"]["AlarmTopic"]
     assert topic["Condition"] == "HasAlarmEmail"
     [subscription] = resources_of_type(cfn, "AWS::SNS::Subscription").values()
@@ -859,6 +907,8 @@ CFN_CHECKS: list[Callable[[dict[str, Any]], None]] = [
     check_table,
     check_senders_name_their_source,
     check_dead_letter_queue,
+    check_upload_events_dead_letter_queue,
+    check_source_kms_grant,
     check_secrets,
     check_alarms,
 ]
@@ -996,6 +1046,17 @@ def _queue_policy_without_source(sam):
     }
 
 
+def _upload_rule_without_dead_letter_queue(sam):
+    del _props(sam, "ExistingBucketUploadRule")["Targets"][0]["DeadLetterConfig"]
+
+
+def _kms_decrypt_outside_s3(sam):
+    [policy] = _props(sam, "SubmitFunctionRole")["Policies"]
+    for entry in policy["PolicyDocument"]["Statement"]:
+        if "Fn::If" in entry and mentions(entry, "kms:Decrypt"):
+            del entry["Fn::If"][1]["Condition"]
+
+
 def _extra_table_write(sam):
     _statement(sam, "WebhookFunctionRole", "AdvanceJobs")["Action"].append("dynamodb:PutItem")
 
@@ -1021,6 +1082,11 @@ REGRESSIONS = {
     "jobs table deleted with the stack": (_table_deleted_with_the_stack, check_table),
     "any EventBridge rule may invoke": (_eventbridge_permission_without_source, check_senders_name_their_source),
     "queue policy names only the account": (_queue_policy_without_source, check_senders_name_their_source),
+    "upload events dropped when undeliverable": (
+        _upload_rule_without_dead_letter_queue,
+        check_upload_events_dead_letter_queue,
+    ),
+    "kms:Decrypt outside S3": (_kms_decrypt_outside_s3, check_source_kms_grant),
 }
 
 
@@ -1065,13 +1131,14 @@ def test_loader_understands_short_form_tags(tmp_path):
 # ---------------------------------------------------------------- the deployment guide
 
 
-DEPLOYING = ROOT / "README.md"
+DEPLOYING = ROOT / "docs" / "deploy.md"
+SECURITY = ROOT / "docs" / "security.md"
 
 
-def _guide_section(title: str) -> str:
-    text = DEPLOYING.read_text(encoding="utf-8")
-    start = text.index(f"\n### {title}\n")
-    end = text.find("\n### ", start + 1)
+def _guide_section(title: str, page: Path = DEPLOYING) -> str:
+    text = page.read_text(encoding="utf-8")
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
     return text[start : end if end != -1 else len(text)]
 
 
@@ -1079,26 +1146,28 @@ def test_guide_lists_every_parameter_with_its_default(template):
     table = _guide_section("Configuration parameters")
     for name, parameter in template["Parameters"].items():
         row = next((line for line in table.splitlines() if line.startswith(f"| `{name}` |")), None)
-        assert row is not None, f"README.md does not describe parameter {name}"
+        assert row is not None, f"docs/deploy.md does not describe parameter {name}"
         default = str(parameter["Default"])
         assert (f"`{default}`" in row) if default else "(empty)" in row, f"{name}: default {default!r}"
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_guide_lists_every_granted_action(function):
-    text = _guide_section("IAM: every action each function is granted")
-    start = text.index(f"#### {function}\n")
-    end = text.find("\n#### ", start + 1)
+    text = _guide_section("IAM: every action each function is granted", SECURITY)
+    start = text.index(f"### {function}\n")
+    end = text.find("\n### ", start + 1)
     section = text[start:end]
     for action in GRANTED_ACTIONS[function]:
-        assert f"`{action}`" in section, f"README.md does not explain {action} for {function}"
+        assert f"`{action}`" in section, f"docs/security.md does not explain {action} for {function}"
     listed = {
         action
         for line in section.splitlines()
         if line.startswith("| `")
         for action in re.findall(r"`([a-z0-9]+:[A-Za-z]+)`", line.split(" | ")[0])
     }
-    assert listed == GRANTED_ACTIONS[function], f"README.md lists {listed - GRANTED_ACTIONS[function]} not granted"
+    assert listed == GRANTED_ACTIONS[function], (
+        f"docs/security.md lists {listed - GRANTED_ACTIONS[function]} not granted"
+    )
 
 
 def test_template_points_only_at_files_that_exist():

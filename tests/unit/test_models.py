@@ -12,6 +12,7 @@ from upscaler.models import (
     InvalidOption,
     UpscaleOptions,
     UpscaleTask,
+    decoded_metadata_value,
     is_uuid4,
     parse_bool,
 )
@@ -122,6 +123,46 @@ def test_invalid_overrides_name_the_offending_key(metadata, name, fragment):
     assert caught.value.name == name
     assert fragment in str(caught.value)
     assert str(caught.value).startswith(f"{name}: ")
+
+
+# --- overrides S3 returns as RFC 2047 encoded-words (non-ASCII metadata values) -------------------
+
+
+@pytest.mark.parametrize(
+    ("metadata", "field", "expected"),
+    [
+        ({"target-megapixels": "=?UTF-8?B?OA==?="}, "target_megapixels", 8),
+        ({"output-quality": "=?UTF-8?Q?80?="}, "output_quality", 80),
+        ({"output-format": "=?utf-8?b?cG5n?="}, "output_format", "PNG"),
+        ({"realism": "=?UTF-8?Q?yes?="}, "realism", True),
+        # A non-ASCII space around the value (why S3 encoded it) is whitespace once decoded.
+        ({"target-megapixels": "=?UTF-8?B?4oCDNuKAgw==?="}, "target_megapixels", 6),
+    ],
+)
+def test_an_encoded_word_override_is_decoded_then_validated(metadata, field, expected):
+    assert getattr(UpscaleOptions().with_overrides(metadata), field) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ("=?UTF-8?B?w6k=?=", "'é' is not an integer"),  # decoded, then refused as a value
+        ("=?UTF-8?B?OQ==?=", "from 1 to 8"),  # 9
+        ("=?UTF-8?B?!!!?=", "not a valid RFC 2047 encoded-word (bad base64)"),
+        ("=?x-no-such-charset?B?OA==?=", "not a valid RFC 2047 encoded-word"),
+        ("=?UTF-8?B?/w==?=", "not a valid RFC 2047 encoded-word"),  # not UTF-8
+    ],
+)
+def test_an_encoded_word_override_that_is_invalid_is_refused_decoded(raw, fragment):
+    with pytest.raises(InvalidOption) as caught:
+        UpscaleOptions().with_overrides({"target-megapixels": raw})
+    assert caught.value.name == "target-megapixels"
+    assert fragment in str(caught.value)
+    assert "=?UTF-8?B?w6k=?=" not in str(caught.value)
+
+
+def test_a_value_without_encoded_words_is_used_as_it_is():
+    assert decoded_metadata_value("output-format", " png =? ") == " png =? "
 
 
 @pytest.mark.parametrize(("text", "expected"), [("true", True), ("1", True), ("Yes", True), ("ON", True)])

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import io
 from urllib.parse import quote_plus
 
-from local.samples import logo_with_alpha, photo_like, samples
+from PIL import Image
+
+from local.samples import PHOTOS, logo_with_alpha, photo, samples
 from tests.unit.queue_events import queued
 from tests.unit.test_submission import (  # noqa: F401 (fixtures used by name)
     make_submitter,
@@ -24,12 +27,27 @@ EXPECTED_CODES = {
 }
 
 
-def test_the_generated_images_have_the_sizes_and_modes_asked_for():
-    assert photo_like(320, 200).size == (320, 200)
-    assert len(photo_like(64, 48).getcolors(64 * 48) or []) > 100  # shaded and grained, not flat
+def test_the_logo_has_the_size_and_transparency_asked_for():
     logo = logo_with_alpha(64)
     assert (logo.size, logo.mode) == ((64, 64), "RGBA")
     assert logo.getchannel("A").getextrema()[0] < 255  # some of it is transparent
+
+
+def test_every_photograph_is_a_jpeg_whose_source_and_licence_are_noted_beside_it():
+    licence = (PHOTOS / "LICENSE.md").read_text(encoding="utf-8")
+    files = sorted(path.name for path in PHOTOS.glob("*.jpg"))
+    assert files, "the demo has photographs"
+    for name in files:
+        with Image.open(io.BytesIO(photo(name))) as image:
+            assert image.format == "JPEG" and image.width * image.height < 1_000_000, name
+            assert len(image.getcolors(image.width * image.height) or []) > 10_000, name  # a photograph, not a drawing
+        row = next((line for line in licence.splitlines() if line.startswith(f"| `{name}` |")), "")
+        assert "CC0" in row or "public domain" in row.lower(), f"{name}: no licence noted in LICENSE.md"
+
+
+def test_the_upscaled_samples_include_the_photographs():
+    bodies = {sample.body for sample in samples() if sample.expected_status == "COMPLETED"}
+    assert {photo(path.name) for path in PHOTOS.glob("*.jpg")} <= bodies
 
 
 def test_names_are_unique_and_every_sample_says_why_it_is_there():

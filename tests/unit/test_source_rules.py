@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from upscaler.image_header import ImageHeader
 from upscaler.models import UpscaleOptions
 from upscaler.source_events import SourceObject
-from upscaler.source_rules import Rejection, content_problem, input_fields, replaced_by
-from upscaler.storage import ObjectInfo
+from upscaler.source_rules import Rejection, content_problem, input_fields, replaced_by, unreadable_source
+from upscaler.storage import CustomerKeyEncrypted, KmsKeyRefused, ObjectArchived, ObjectInfo, ReadDenied
 
 
 def source(version_id: str | None = "v1", etag: str = "e1") -> SourceObject:
@@ -92,3 +94,68 @@ def test_a_geometry_problem_is_a_rejection_that_keeps_the_output_format():
     assert rejection is not None and rejection.code == "extremeAspectRatio"
     assert rejection.known["output_format"] == "WEBP"
     assert (rejection.known["input_width"], rejection.known["input_height"]) == (20000, 8)
+
+
+# --- unreadable_source: what S3's refusal means, and what to do -------------------------------
+
+KMS_KEY = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+WHERE = ("inbox", "inbox/my photo.jpg")
+
+
+@pytest.mark.parametrize(
+    ("storage_class", "tier", "named", "request_fragment"),
+    [
+        ("GLACIER", "", "S3 Glacier Flexible Retrieval (GLACIER)", '"Days":1,"GlacierJobParameters"'),
+        ("DEEP_ARCHIVE", "", "S3 Glacier Deep Archive (DEEP_ARCHIVE)", '"Days":1,"GlacierJobParameters"'),
+        (
+            "INTELLIGENT_TIERING",
+            "ARCHIVE_ACCESS",
+            "S3 Intelligent-Tiering (INTELLIGENT_TIERING, Archive Access tier)",
+            "--restore-request '{}'",
+        ),
+    ],
+)
+def test_an_archived_source_names_its_class_and_the_restore_command(storage_class, tier, named, request_fragment):
+    rejection = unreadable_source(ObjectArchived(*WHERE, "InvalidObjectState", "not valid", storage_class, tier))
+    assert rejection.code == "sourceArchived"
+    assert f"archived in {named}" in rejection.message
+    assert "aws s3api restore-object --bucket inbox --key 'inbox/my photo.jpg'" in rejection.message
+    assert request_fragment in rejection.message
+    assert "aws s3 cp s3://inbox/inbox/my photo.jpg s3://inbox/inbox/my photo.jpg --storage-class STANDARD" in (
+        rejection.message
+    )
+    assert rejection.message.endswith("(S3: InvalidObjectState: not valid)")
+
+
+def test_a_kms_key_not_granted_names_the_key_and_the_parameter():
+    rejection = unreadable_source(KmsKeyRefused(*WHERE, "AccessDenied", "not authorized", KMS_KEY))
+    assert rejection.code == "sourceKmsKeyNotGranted"
+    assert f"encrypted with the KMS key {KMS_KEY} (SSE-KMS)" in rejection.message
+    assert "kms:Decrypt" in rejection.message and "SourceKmsKeyArns parameter" in rejection.message
+
+
+def test_a_kms_key_of_unknown_id_is_still_a_grant_to_make():
+    rejection = unreadable_source(KmsKeyRefused(*WHERE, "AccessDenied", "", ""))
+    assert rejection.code == "sourceKmsKeyNotGranted"
+    assert "encrypted with its KMS key (SSE-KMS)" in rejection.message
+    assert rejection.message.endswith("(S3: AccessDenied)")
+
+
+@pytest.mark.parametrize("code", ["KMS.DisabledException", "KMS.KMSInvalidStateException", "KMS.NotFoundException"])
+def test_a_disabled_or_deleted_kms_key_is_unusable_not_ungranted(code):
+    rejection = unreadable_source(KmsKeyRefused(*WHERE, code, "key problem", KMS_KEY))
+    assert rejection.code == "sourceKmsKeyUnusable"
+    assert "disabled, pending deletion or gone" in rejection.message and KMS_KEY in rejection.message
+
+
+def test_a_customer_provided_key_is_not_supported():
+    rejection = unreadable_source(CustomerKeyEncrypted(*WHERE, "InvalidRequest", "stored using SSE"))
+    assert rejection.code == "sourceCustomerKey"
+    assert "customer-provided key (SSE-C), which is not supported" in rejection.message
+
+
+def test_access_denied_names_the_missing_permission():
+    rejection = unreadable_source(ReadDenied(*WHERE, "AccessDenied", "Access Denied"))
+    assert rejection.code == "sourceAccessDenied"
+    assert "needs s3:GetObject on it" in rejection.message
+    assert "s3://inbox/inbox/my photo.jpg" in rejection.message

@@ -12,11 +12,22 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import botocore.session
 import pytest
+from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
 from tests.conftest import INBOX_BUCKET, OUTPUT_BUCKET, REGION
-from upscaler.storage import ObjectDeleted, ObjectInfo, ObjectMissing, ObjectStore, create_s3_client
+from upscaler.storage import (
+    CustomerKeyEncrypted,
+    KmsKeyRefused,
+    ObjectArchived,
+    ObjectDeleted,
+    ObjectInfo,
+    ObjectMissing,
+    ObjectStore,
+    ReadDenied,
+    create_s3_client,
+)
 
 
 @pytest.fixture
@@ -183,3 +194,120 @@ def test_copy_replaces_type_and_metadata_and_delete_removes_the_source(aws):
     store.delete(OUTPUT_BUCKET, "staging/j")
     with pytest.raises(ObjectMissing):
         store.head(OUTPUT_BUCKET, "staging/j")
+
+
+# --- sources S3 will not let anyone read: archived, SSE-C, a KMS key, access denied -------------
+
+KMS_KEY = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def refused_get(stub: Stubber, code: str, status: int, message: str = "", **modeled: str) -> None:
+    stub.add_client_error("get_object", code, message, http_status_code=status, modeled_fields=modeled or None)
+
+
+def test_invalid_object_state_is_an_archived_object_with_its_class_and_tier():
+    store, stub = stubbed_store()
+    refused_get(
+        stub,
+        "InvalidObjectState",
+        403,
+        "The operation is not valid for the object's storage class",
+        StorageClass="INTELLIGENT_TIERING",
+        AccessTier="DEEP_ARCHIVE_ACCESS",
+    )
+    with stub, pytest.raises(ObjectArchived) as archived:
+        store.read_current("b", "k")
+    assert (archived.value.storage_class, archived.value.access_tier) == ("INTELLIGENT_TIERING", "DEEP_ARCHIVE_ACCESS")
+    stub.assert_no_pending_responses()
+
+
+def test_an_archived_object_without_its_class_in_the_error_is_asked_with_a_head():
+    store, stub = stubbed_store()
+    refused_get(stub, "InvalidObjectState", 403)
+    stub.add_response("head_object", {"StorageClass": "DEEP_ARCHIVE", "ContentLength": 5})
+    with stub, pytest.raises(ObjectArchived) as archived:
+        store.read_current("b", "k")
+    assert archived.value.storage_class == "DEEP_ARCHIVE"
+
+
+def test_a_glacier_object_in_moto_is_archived(aws):
+    aws.s3.put_object(Bucket=INBOX_BUCKET, Key="inbox/cold.jpg", Body=b"x" * 10, StorageClass="GLACIER")
+    with pytest.raises(ObjectArchived) as archived:
+        ObjectStore(aws.s3).read_current(INBOX_BUCKET, "inbox/cold.jpg")
+    assert archived.value.storage_class == "GLACIER"
+    assert archived.value.aws_code == "InvalidObjectState"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "The object was stored using a form of Server Side Encryption. The correct parameters must be "
+        "provided to retrieve the object.",
+        "The object was stored using server-side encryption with customer-provided keys",
+    ],
+)
+def test_a_400_about_server_side_encryption_is_an_sse_c_object(message):
+    store, stub = stubbed_store()
+    refused_get(stub, "InvalidRequest", 400, message)
+    with stub, pytest.raises(CustomerKeyEncrypted) as refused:
+        store.read_current("b", "k")
+    assert refused.value.aws_message == message
+
+
+def test_a_400_about_something_else_is_not_taken_for_sse_c():
+    store, stub = stubbed_store()
+    refused_get(stub, "InvalidRequest", 400, "Something else entirely")
+    with stub, pytest.raises(ClientError):
+        store.read_current("b", "k")
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        f"User: arn:aws:sts::111122223333:assumed-role/submit/fn is not authorized to perform: kms:Decrypt "
+        f"on resource: {KMS_KEY} because no identity-based policy allows the kms:Decrypt action",
+        f"Access denied to {KMS_KEY}",
+    ],
+)
+def test_access_denied_naming_a_kms_key_is_that_key_refused(message):
+    store, stub = stubbed_store()
+    refused_get(stub, "AccessDenied", 403, message)
+    with stub, pytest.raises(KmsKeyRefused) as refused:
+        store.read_current("b", "k")
+    assert refused.value.kms_key_id == KMS_KEY
+    stub.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize("code", ["KMS.DisabledException", "KMS.KMSInvalidStateException", "KMS.NotFoundException"])
+def test_a_kms_error_code_names_the_key_from_a_head(code):
+    store, stub = stubbed_store()
+    refused_get(stub, code, 400, "The key is not usable")
+    stub.add_response("head_object", {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": KMS_KEY, "ContentLength": 5})
+    with stub, pytest.raises(KmsKeyRefused) as refused:
+        store.read_current("b", "k")
+    assert (refused.value.aws_code, refused.value.kms_key_id) == (code, KMS_KEY)
+
+
+def test_a_bare_access_denied_on_a_kms_object_the_head_can_see_is_the_key():
+    store, stub = stubbed_store()
+    refused_get(stub, "AccessDenied", 403, "Access Denied")
+    stub.add_response("head_object", {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": KMS_KEY, "ContentLength": 5})
+    with stub, pytest.raises(KmsKeyRefused) as refused:
+        store.read_current("b", "k")
+    assert refused.value.kms_key_id == KMS_KEY
+
+
+def test_a_bare_access_denied_the_head_shares_is_read_denied():
+    store, stub = stubbed_store()
+    refused_get(stub, "AccessDenied", 403, "Access Denied")
+    stub.add_client_error("head_object", "403", "Forbidden", http_status_code=403)
+    with stub, pytest.raises(ReadDenied) as refused:
+        store.read_current("b", "k")
+    assert (refused.value.aws_code, refused.value.aws_message) == ("AccessDenied", "Access Denied")
+
+
+def test_a_throttle_is_still_an_error_to_retry():
+    store, stub = stubbed_store()
+    refused_get(stub, "SlowDown", 503, "Please reduce your request rate.")
+    with stub, pytest.raises(ClientError):
+        store.read_current("b", "k")

@@ -182,8 +182,14 @@ def test_a_source_failing_its_claim_step_is_retried_alone(aws, runware):
     sources = sources_for(aws, [f"inbox/{index}.jpg" for index in range(4)])
 
     def refuse(params: dict[str, Any], **_: Any) -> None:
-        if params.get("Key") == "inbox/2.jpg":
-            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetObject")
+        if params.get("Key") == "inbox/2.jpg":  # an error to retry (a refusal would be rejected at once)
+            raise ClientError(
+                {
+                    "Error": {"Code": "InternalError", "Message": "Internal"},
+                    "ResponseMetadata": {"HTTPStatusCode": 500},
+                },
+                "GetObject",
+            )
 
     hook(submitter.objects._s3, "before-parameter-build.s3.GetObject", refuse)
 

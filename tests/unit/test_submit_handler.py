@@ -198,12 +198,22 @@ def uploads(aws, count: int, prefix: str = "inbox/batch/") -> list[dict[str, Any
 
 
 def fail_s3_calls_for(app: ModuleType, key: str) -> None:
-    """S3 refuses every call about this key (as a missing permission would), and nothing else."""
+    """S3 fails every call about this key, and nothing else (an error to retry: a refusal such as
+    AccessDenied is rejected on the spot instead, see test_unreadable_sources.py)."""
     from botocore.exceptions import ClientError
 
     def refuse(params: dict[str, Any], **_: Any) -> None:
         if params.get("Key") == key:
-            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetObject")
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "InternalError",
+                        "Message": "We encountered an internal error. Please try again.",
+                    },
+                    "ResponseMetadata": {"HTTPStatusCode": 500},
+                },
+                "GetObject",
+            )
 
     app.submitter.objects._s3.meta.events.register("before-parameter-build.s3", refuse)
 

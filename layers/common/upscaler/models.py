@@ -3,9 +3,14 @@ upscaler.runware_answers)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
 from typing import Any
 
 MODEL_ID = "prunaai:p-image@upscale"
@@ -83,7 +88,7 @@ class UpscaleOptions:
             raw = metadata.get(meta_key)
             if raw is None:
                 continue
-            text = raw.strip()
+            text = decoded_metadata_value(meta_key, raw).strip()
             if field_name in ("target_megapixels", "output_quality"):
                 changes[field_name] = _parse_int(meta_key, text)
             elif field_name in ("enhance_details", "realism"):
@@ -91,6 +96,39 @@ class UpscaleOptions:
             else:
                 changes[field_name] = text.upper().replace("JPEG", "JPG")
         return replace(self, **changes) if changes else self
+
+
+# An RFC 2047 encoded-word: =?charset?B|Q?text?=
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([BbQq])\?([^?\s]*)\?=")
+
+
+def decoded_metadata_value(name: str, raw: str) -> str:
+    """A user metadata value as the user wrote it.
+
+    S3 returns a value that held non-ASCII characters as RFC 2047 encoded-words (UTF-8, then
+    `=?UTF-8?B?...?=` or `=?UTF-8?Q?...?=`; S3 User Guide, "Working with object metadata",
+    user-defined metadata: https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingMetadata.html),
+    so a value typed with a non-ASCII digit or space arrives encoded. A value with no encoded-word
+    is returned as it is; one that does not decode is an invalid option.
+    """
+    words = _ENCODED_WORD.findall(raw)
+    if not words:
+        return raw
+    for _, encoding, payload in words:
+        if encoding in "Bb" and not _is_base64(payload):
+            raise InvalidOption(name, f"{raw!r} is not a valid RFC 2047 encoded-word (bad base64)")
+    try:
+        return str(make_header(decode_header(raw)))
+    except (HeaderParseError, LookupError, UnicodeDecodeError) as error:
+        raise InvalidOption(name, f"{raw!r} is not a valid RFC 2047 encoded-word ({error})") from None
+
+
+def _is_base64(payload: str) -> bool:
+    try:
+        base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
 
 
 def _squashed(name: str) -> str:

@@ -1,7 +1,8 @@
-"""What makes a source unusable once its header is read: the rules behind a REJECTED job's reason.
+"""What makes a source unusable: the rules behind a REJECTED job's reason.
 
 The submit path reads the object's current state (storage.ObjectStore.read_current); these say why
-that state, or the image it holds, cannot be upscaled with the options asked for.
+that state, the image it holds, or S3's refusal to read it, means it cannot be upscaled with the
+options asked for, and what the user can do about it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,25 @@ from upscaler.image_header import ImageHeader
 from upscaler.models import UpscaleOptions
 from upscaler.output_geometry import geometry_problem
 from upscaler.source_events import SourceObject
-from upscaler.storage import ObjectInfo
+from upscaler.storage import (
+    CustomerKeyEncrypted,
+    KmsKeyRefused,
+    ObjectArchived,
+    ObjectInfo,
+    ReadDenied,
+    SourceUnreadable,
+)
+
+# Where a source in each archive says how to get it back (S3 User Guide, "Restoring an archived
+# object"; API reference, RestoreObject). Intelligent-Tiering's archive tiers take no Days.
+_STORAGE_CLASS_NAMES = {
+    "GLACIER": "S3 Glacier Flexible Retrieval",
+    "DEEP_ARCHIVE": "S3 Glacier Deep Archive",
+    "INTELLIGENT_TIERING": "S3 Intelligent-Tiering",
+}
+_ACCESS_TIER_NAMES = {"ARCHIVE_ACCESS": "Archive Access", "DEEP_ARCHIVE_ACCESS": "Deep Archive Access"}
+# SourceKmsKeyArns: the template parameter that grants the submit function kms:Decrypt on source keys.
+KMS_GRANT_PARAMETER = "SourceKmsKeyArns"
 
 
 @dataclass(frozen=True)
@@ -82,3 +101,69 @@ def content_problem(header: ImageHeader, options: UpscaleOptions) -> Rejection |
     if problem:
         return Rejection(problem.code, problem.message, {**known, "output_format": options.output_format})
     return None
+
+
+def unreadable_source(refused: SourceUnreadable) -> Rejection:
+    """Why S3 will not let the source be read, and what the user does about it."""
+    where = f"s3://{refused.bucket}/{refused.key}"
+    said = f"(S3: {refused.aws_code}{': ' + refused.aws_message if refused.aws_message else ''})"
+    if isinstance(refused, ObjectArchived):
+        return Rejection("sourceArchived", f"{_archived_advice(refused, where)} {said}")
+    if isinstance(refused, KmsKeyRefused):
+        return _kms_rejection(refused, said)
+    if isinstance(refused, CustomerKeyEncrypted):
+        return Rejection(
+            "sourceCustomerKey",
+            "the object is encrypted with a customer-provided key (SSE-C), which is not supported: S3 "
+            "needs the key on every read, and Runware reads the source through a presigned URL that "
+            f"cannot carry it. Upload it again without SSE-C (SSE-S3 or SSE-KMS) {said}",
+        )
+    assert isinstance(refused, ReadDenied)
+    return Rejection(
+        "sourceAccessDenied",
+        f"the submit function may not read {where}: its role needs s3:GetObject on it (the template "
+        "grants it under the inbox prefix), and no bucket policy, access point policy, VPC endpoint "
+        "policy or service control policy may deny it. Fix the permission, then upload the object "
+        f"again {said}",
+    )
+
+
+def _archived_advice(refused: ObjectArchived, where: str) -> str:
+    storage_class = refused.storage_class or "an archive storage class"
+    name = _STORAGE_CLASS_NAMES.get(refused.storage_class, storage_class)
+    tier = _ACCESS_TIER_NAMES.get(refused.access_tier, refused.access_tier)
+    bucket, key = refused.bucket, refused.key
+    if refused.storage_class == "INTELLIGENT_TIERING" or refused.access_tier:
+        restore = f"aws s3api restore-object --bucket {bucket} --key '{key}' --restore-request '{{}}'"
+        then = "once it is back in the Frequent Access tier"
+    else:
+        restore = (
+            f"aws s3api restore-object --bucket {bucket} --key '{key}' "
+            '--restore-request \'{"Days":1,"GlacierJobParameters":{"Tier":"Standard"}}\''
+        )
+        then = 'once the restore has finished (head-object shows ongoing-request="false")'
+    return (
+        f"the object is archived in {name} ({storage_class}{', ' + tier + ' tier' if tier else ''}) and "
+        f"cannot be read until it is restored: run {restore}, then, {then}, copy it onto itself "
+        f"(aws s3 cp {where} {where} --storage-class STANDARD), which uploads a new version that is "
+        "upscaled as its own job"
+    )
+
+
+def _kms_rejection(refused: KmsKeyRefused, said: str) -> Rejection:
+    named = f"the KMS key {refused.kms_key_id}" if refused.kms_key_id else "its KMS key"
+    code = refused.aws_code
+    if code in ("KMS.DisabledException", "KMS.KMSInvalidStateException", "KMS.NotFoundException"):
+        return Rejection(
+            "sourceKmsKeyUnusable",
+            f"the object is encrypted with {named} (SSE-KMS), which is disabled, pending deletion or "
+            f"gone, so nothing can decrypt it: enable the key (or cancel its deletion), then upload "
+            f"the object again {said}",
+        )
+    return Rejection(
+        "sourceKmsKeyNotGranted",
+        f"the object is encrypted with {named} (SSE-KMS), which the submit function may not use "
+        f"(kms:Decrypt): add the key's ARN to the stack's {KMS_GRANT_PARAMETER} parameter and "
+        "update the stack (a key in another account must also allow the submit function's role in "
+        f"its key policy), then upload the object again {said}",
+    )

@@ -63,6 +63,48 @@ class ObjectDeleted(ObjectMissing):
     """The key's current version is a delete marker: the user deleted the object."""
 
 
+class SourceUnreadable(Exception):
+    """S3 keeps the object's bytes from the submit function for a reason only a person can fix.
+
+    Retrying cannot help, so the source is refused at once with what to do (upscaler.source_rules).
+    `aws_code` and `aws_message` are S3's own words, kept for the job's reason.
+    """
+
+    def __init__(self, bucket: str, key: str, aws_code: str, aws_message: str) -> None:
+        super().__init__(f"s3://{bucket}/{key}: {aws_code}: {aws_message}")
+        self.bucket = bucket
+        self.key = key
+        self.aws_code = aws_code
+        self.aws_message = aws_message
+
+
+class ObjectArchived(SourceUnreadable):
+    """The object is archived (InvalidObjectState): it must be restored before anything can read it."""
+
+    def __init__(
+        self, bucket: str, key: str, aws_code: str, aws_message: str, storage_class: str, access_tier: str
+    ) -> None:
+        super().__init__(bucket, key, aws_code, aws_message)
+        self.storage_class = storage_class
+        self.access_tier = access_tier
+
+
+class KmsKeyRefused(SourceUnreadable):
+    """The object is encrypted with a KMS key (SSE-KMS) the function may not use, or that cannot be used."""
+
+    def __init__(self, bucket: str, key: str, aws_code: str, aws_message: str, kms_key_id: str) -> None:
+        super().__init__(bucket, key, aws_code, aws_message)
+        self.kms_key_id = kms_key_id
+
+
+class CustomerKeyEncrypted(SourceUnreadable):
+    """The object is encrypted with a customer-provided key (SSE-C), which only its uploader holds."""
+
+
+class ReadDenied(SourceUnreadable):
+    """S3 answered AccessDenied for a reason other than a KMS key: the role may not read the object."""
+
+
 def create_s3_client() -> Any:
     """An S3 client that signs with SigV4 for the function's region, which is the buckets' region.
 
@@ -133,6 +175,9 @@ class ObjectStore:
                 if self._is_delete_marker(error, bucket, key, event_version_id):
                     raise ObjectDeleted(f"s3://{bucket}/{key} was deleted") from error
                 raise ObjectMissing(f"s3://{bucket}/{key} is not there") from error
+            unreadable = self._unreadable(error, bucket, key)
+            if unreadable is not None:
+                raise unreadable from error
             raise
         body = response["Body"]
         try:
@@ -154,6 +199,61 @@ class ObjectStore:
         held = HeaderBytes(size)
         held.add(0, data)
         return CurrentObject(info, held)
+
+    def _unreadable(self, error: ClientError, bucket: str, key: str) -> SourceUnreadable | None:
+        """What a refused GET means when no retry can change it, or None for any other error.
+
+        - InvalidObjectState (403), with StorageClass and AccessTier: an archived object (GetObject,
+          https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html).
+        - A KMS.* code (S3 reports KMS.DisabledException and KMS.KMSInvalidStateException, per
+          https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/export-task-failure-messages.html),
+          or AccessDenied naming kms:Decrypt and the key in IAM's form
+          (https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-denied.html): an
+          SSE-KMS key the caller may not, or cannot, use.
+        - 400 InvalidRequest about server-side encryption: an SSE-C object read without its key
+          (GetObject requires the customer-key headers; AWS's answer as recorded in
+          https://github.com/minio/minio/pull/4894).
+        S3's wording is not documented word for word, so codes decide and messages only give hints;
+        a HEAD, which needs no KMS permission, tells an AccessDenied about the key from any other.
+        """
+        code, message = _code(error), _message(error)
+        if code == "InvalidObjectState":
+            details = {**error.response, **error.response.get("Error", {})}
+            storage_class = str(details.get("StorageClass") or "")
+            access_tier = str(details.get("AccessTier") or "")
+            if not storage_class:
+                head = self._head_fields(bucket, key)
+                storage_class = str(head.get("StorageClass") or "")
+                access_tier = access_tier or str(head.get("ArchiveStatus") or "")
+            return ObjectArchived(bucket, key, code, message, storage_class, access_tier)
+        if code.startswith("KMS."):
+            return KmsKeyRefused(bucket, key, code, message, self._kms_key_of(bucket, key, message))
+        if _status(error) == 400 and code in ("InvalidRequest", "InvalidArgument") and _names_sse_c(message):
+            return CustomerKeyEncrypted(bucket, key, code, message)
+        if code == "AccessDenied" or (_status(error) == 403 and code in ("", "403", "Forbidden")):
+            named_key = _kms_key_in(message)
+            if named_key or "kms" in message.lower():
+                return KmsKeyRefused(bucket, key, code, message, named_key or self._kms_key_of(bucket, key, message))
+            head = self._head_fields(bucket, key)
+            # SSE-KMS or DSSE-KMS, and HEAD allowed where GET is not: the key makes the difference.
+            if str(head.get("ServerSideEncryption") or "").startswith("aws:kms"):
+                return KmsKeyRefused(bucket, key, code, message, str(head.get("SSEKMSKeyId") or ""))
+            return ReadDenied(bucket, key, code or "AccessDenied", message)
+        return None
+
+    def _head_fields(self, bucket: str, key: str) -> dict[str, Any]:
+        """The object's HEAD answer, or nothing when S3 refuses that too (only hints are read from it)."""
+        try:
+            response: dict[str, Any] = self._s3.head_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            # SSE-C, no permission, gone: no hint to be had (a HEAD's error has no body, only a status).
+            if _status(error) in (400, 403, 404) or _code(error) in ("400", "403", "404", "AccessDenied", "NoSuchKey"):
+                return {}
+            raise
+        return response
+
+    def _kms_key_of(self, bucket: str, key: str, message: str) -> str:
+        return _kms_key_in(message) or str(self._head_fields(bucket, key).get("SSEKMSKeyId") or "")
 
     def _count(self, read: int) -> None:
         with self._count_lock:
@@ -256,3 +356,21 @@ def _status(error: ClientError) -> int:
 
 def _code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _message(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Message", ""))
+
+
+_KMS_KEY_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(?:key|alias)/[A-Za-z0-9/_-]+")
+
+
+def _kms_key_in(message: str) -> str:
+    """The KMS key ARN an AccessDenied message names ("... kms:Decrypt on resource: <arn> ..."), or ""."""
+    match = _KMS_KEY_ARN.search(message)
+    return match.group(0) if match else ""
+
+
+def _names_sse_c(message: str) -> bool:
+    lowered = message.lower()
+    return "server side encryption" in lowered or "server-side encryption" in lowered or "customer" in lowered

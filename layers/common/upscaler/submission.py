@@ -49,8 +49,8 @@ from upscaler.runware import RunwareClient
 from upscaler.runware_answers import Accepted, AlreadySubmitted, Failed, TaskError
 from upscaler.settings import Settings
 from upscaler.source_events import SourceObject
-from upscaler.source_rules import Rejection, content_problem, input_fields, replaced_by
-from upscaler.storage import ObjectDeleted, ObjectInfo, ObjectMissing, ObjectStore
+from upscaler.source_rules import Rejection, content_problem, input_fields, replaced_by, unreadable_source
+from upscaler.storage import ObjectDeleted, ObjectInfo, ObjectMissing, ObjectStore, SourceUnreadable
 from upscaler.tokens import webhook_url_for
 
 
@@ -302,6 +302,8 @@ class Submitter:
             )
         except ObjectMissing:
             return Rejection("sourceMissing", "the object no longer exists, so there is nothing to upscale")
+        except SourceUnreadable as refused:  # no retry can read it: refused now, never dead-lettered
+            return unreadable_source(refused)
         info = current.info
         replaced = replaced_by(source, info)
         if replaced:
