@@ -654,6 +654,13 @@ def check_s3_scopes(cfn: dict[str, Any]) -> None:
                 assert statement["Resource"] == OUTPUT_OBJECTS, f"{function}: S3 only on output objects"
     for statement in function_statements(cfn, "SubmitFunction"):
         actions = set(as_list(statement["Action"]))
+        if statement["Resource"] in (OUTPUT_OBJECTS, OUTPUT_BUCKET):
+            # An output that exists already: checked, and copied to a new job's output key.
+            expected = (
+                {"s3:GetObject", "s3:PutObject"} if statement["Resource"] == OUTPUT_OBJECTS else {"s3:ListBucket"}
+            )
+            assert actions == expected, f"SubmitFunction: {actions} on {statement['Resource']}"
+            continue
         if actions & {"s3:GetObject", "s3:GetObjectVersion"}:
             assert actions == {"s3:GetObject", "s3:GetObjectVersion"}
             arn, variables = statement["Resource"]["Fn::Sub"]
@@ -672,9 +679,15 @@ def check_s3_scopes(cfn: dict[str, Any]) -> None:
 def check_table_access(cfn: dict[str, Any]) -> None:
     table = {"Fn::GetAtt": ["JobsTable", "Arn"]}
     index = {"Fn::Sub": "${JobsTable.Arn}/index/jobsByStatus"}
+    pointers = {"Fn::GetAtt": ["PriorOutputsTable", "Arn"]}
     for function in FUNCTIONS:
         for statement in function_statements(cfn, function):
             actions = as_list(statement["Action"])
+            if statement["Resource"] == pointers:
+                # Every function keeps the pointer to a completed job's output; only submit reads it.
+                allowed = {"dynamodb:UpdateItem"} | ({"dynamodb:GetItem"} if function == "SubmitFunction" else set())
+                assert set(actions) <= allowed, f"{function}: {actions} on the prior outputs table"
+                continue
             if any(action.startswith("dynamodb:") for action in actions):
                 expected = index if actions == ["dynamodb:Query"] else table
                 assert statement["Resource"] == expected, f"{function}: {actions} on {statement['Resource']}"

@@ -186,6 +186,9 @@ def test_success_publishes_the_staged_bytes_with_the_right_type_and_the_job_in_t
         "source-bucket": INBOX_BUCKET,
         "source-key": "inbox/holiday/cat.png",
         "source-version-id": "3sL4kqtJlcpXroDTDmJ-rmSpXd3dIbrHY",
+        # The options it was made with: an output found after its record expired is reused only for them.
+        "upscale-options": "targetMegapixels=4;enhanceDetails=false;realism=false;"
+        f"outputFormat={output_format};outputQuality=95",
     }
     assert record["outputContentType"] == content_type
     assert record["outputETag"] == head["ETag"].strip('"')

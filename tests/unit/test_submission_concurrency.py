@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 
 from tests.conftest import INBOX_BUCKET, REGION
 from tests.unit.test_submission import FakeRunware, event, jpeg, runware_client, upload
+from upscaler.clock import iso, utc_now
 from upscaler.completion_events import CompletionEventPublisher
 from upscaler.job_record import JobStatus, job_id_for
 from upscaler.jobs import JobStore
@@ -239,7 +240,9 @@ def test_a_source_whose_write_after_the_request_fails_is_retried_alone(aws, runw
 
 def test_each_source_costs_one_read_and_the_batch_two_writes(aws, runware):
     submitter = make_submitter(aws, runware)
-    sources = sources_for(aws, [f"inbox/{index}.jpg" for index in range(10)])
+    # Uploads of now (an upload older than a job record lives also looks for its own output).
+    now = iso(utc_now())
+    sources = [replace(source, event_time=now) for source in sources_for(aws, [f"inbox/{i}.jpg" for i in range(10)])]
     calls: Counter[str] = Counter()
     lock = threading.Lock()
 

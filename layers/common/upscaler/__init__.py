@@ -17,6 +17,7 @@ Sources and outputs
 - source_rules: what makes a readable source unusable (the reasons of REJECTED jobs).
 - output_geometry: the output's sides before anything is sent.
 - outputs: the output's life: staging key, verification of the uploaded bytes, publication.
+- prior_outputs: no second bill for the same content: a claimed job completed from an output that exists already.
 
 Runware
 - models: what a job asks Runware for (options, the upscale task), with the documented ranges.

@@ -62,6 +62,7 @@ PUBLIC_FIELDS = (
     "errorMessage",
     "errorParameter",
     "resultVia",
+    "reusedOutputOf",
     "lateResult",
     "eventTime",
     "createdAt",

@@ -94,7 +94,8 @@ class Job:
     output_etag: str | None = _named("outputETag")
     output_width: int | None = None
     output_height: int | None = None
-    result_via: str | None = None  # webhook or reconcile
+    result_via: str | None = None  # webhook, reconcile, or priorOutput (no Runware task: see prior_outputs)
+    reused_output_of: str | None = None  # the job whose output this one's is a copy of (prior_outputs)
     late_result: bool | None = None  # found from the output alone, or after the job had timed out
     overridden_error_code: str | None = None  # a failure report that a verified output overrode
     overridden_error_message: str | None = None

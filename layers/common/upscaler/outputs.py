@@ -162,7 +162,30 @@ def output_metadata(job: Job) -> dict[str, str]:
     }
     if job.source_version_id:
         metadata["source-version-id"] = job.source_version_id
+    options = options_signature(job)
+    if options:
+        metadata[OPTIONS_METADATA] = options
     return metadata
+
+
+# The output's metadata entry naming the options it was made with, so an output found without its
+# job record (expired) is reused only for the same options (upscaler.prior_outputs).
+OPTIONS_METADATA = "upscale-options"
+
+
+def options_signature(job: Job) -> str | None:
+    """The options a job asked for, as one stable text; None when the job does not name them all."""
+    if None in (job.target_megapixels, job.enhance_details, job.realism, job.output_format, job.output_quality):
+        return None
+    return ";".join(
+        (
+            f"targetMegapixels={int(job.target_megapixels or 0)}",
+            f"enhanceDetails={str(bool(job.enhance_details)).lower()}",
+            f"realism={str(bool(job.realism)).lower()}",
+            f"outputFormat={job.output_format}",
+            f"outputQuality={int(job.output_quality or 0)}",
+        )
+    )
 
 
 def _geometry_problem(job: Job, header: ImageHeader) -> str | None:

@@ -53,6 +53,8 @@ class Settings:
     runware_requests_per_second: float = 0.0
     runware_concurrent_senders: int = 1
     completion_event_bus: str = ""  # empty: no completion events (the template always sets one)
+    # The table of pointers to completed jobs' outputs (upscaler.prior_outputs); empty: none kept.
+    prior_outputs_table: str = ""
     # Most sources of one submit invocation whose S3 and DynamoDB steps run at once.
     submit_parallelism: int = 10
     # Intake that waits (upscaler.intake_pause): where messages are handed back or dead-lettered, the
@@ -221,6 +223,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("RUNWARE_REQUESTS_PER_SECOND", "runware_requests_per_second", _rate, 0.0, "0: learnt from 429s"),
     Variable("RUNWARE_CONCURRENT_SENDERS", "runware_concurrent_senders", _at_least_one, 1, "below 1 counts as 1"),
     Variable("COMPLETION_EVENT_BUS", "completion_event_bus", _text, "", "empty: no completion events"),
+    Variable("PRIOR_OUTPUTS_TABLE", "prior_outputs_table", _text, "", "empty: only a job's own output is reused"),
     Variable("SUBMIT_PARALLELISM", "submit_parallelism", _positive, 10, "sources one submit works on at once"),
     Variable("INGEST_QUEUE_URL", "ingest_queue_url", _text, "", "where submit hands messages back while intake waits"),
     Variable("DEAD_LETTER_QUEUE_URL", "dead_letter_queue_url", _text, "", "where unreadable messages go"),

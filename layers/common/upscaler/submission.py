@@ -8,7 +8,9 @@ the source was deleted or replaced meanwhile) and submits again under the same t
 Runware either accepts or answers with conflictTaskUUID (it holds the task already): both mean
 SUBMITTED. A refusal of the account (key, balance, permission) fails no job: they stay CLAIMED,
 and the invocation fails so it is retried or dead-lettered. Folder markers and foreign sources
-make no job.
+make no job. A claimed job whose output exists already (the same content and options upscaled
+before, or its own output after its record expired) is completed from it instead of sent
+(upscaler.prior_outputs).
 
 Each source's validation (one ranged S3 GET) is independent of the others': they run at once, at
 most SUBMIT_PARALLELISM of them. The claims, and the moves to SUBMITTED after the request, are
@@ -42,6 +44,7 @@ from upscaler.jobs import (
 from upscaler.models import InvalidOption, UpscaleOptions, UpscaleTask
 from upscaler.outputs import output_key_for, staging_key_for
 from upscaler.parallel import StepResult, ThreadHandoff, run_each
+from upscaler.prior_outputs import PriorOutput, PriorOutputs
 from upscaler.runware import RunwareClient
 from upscaler.runware_answers import Accepted, AlreadySubmitted, Failed, TaskError
 from upscaler.settings import Settings
@@ -118,8 +121,11 @@ class Submitter:
         webhook_key: Callable[[], str],
         *,
         handoff: ThreadHandoff | None = None,
+        prior_outputs: PriorOutputs | None = None,
     ) -> None:
         self.settings = settings
+        # Outputs that already stand for a claimed job: no Runware task for it (upscaler.prior_outputs).
+        self.prior_outputs = prior_outputs
         self.objects = objects
         self.jobs = jobs
         self.runware = runware
@@ -146,6 +152,8 @@ class Submitter:
                 by_job[claimed[1].task_uuid] = source
             elif outcome is not None:
                 report.outcomes.append(outcome)
+        if pending and self.prior_outputs is not None:
+            pending = self._complete_from_prior_outputs(self.prior_outputs, pending, by_job, report)
         if pending:
             sent = self._send(pending, deadline)
             for job_id, result in sent.results:
@@ -157,6 +165,30 @@ class Submitter:
                 unanswered = TasksNotAcknowledged(sent.unanswered, sent.status_code)
                 report.retry.extend((by_job[task], str(unanswered)) for task in sent.unanswered)
         return report
+
+    def _complete_from_prior_outputs(
+        self, prior_outputs: PriorOutputs, pending: list[Claimed], by_job: dict[str, SourceObject], report: SubmitReport
+    ) -> list[Claimed]:
+        """Complete the jobs claimed by this invocation whose output exists already (looked up at
+        once); the rest are to send. A job claimed by an earlier invocation may be at Runware already
+        (it stopped between the send and its record): it is sent again under its own taskUUID, which
+        Runware answers with conflictTaskUUID if it holds it, so a result paid for is never left
+        behind for another output."""
+        # A job read back from the table carries its status; one claimed just now does not.
+        fresh = [claimed for claimed in pending if claimed[0].status is None]
+        found = self._each([job for job, _ in fresh], prior_outputs.find)
+        reused: dict[str, PriorOutput] = {}
+        for (job, _), result in zip(fresh, found, strict=True):
+            if result.error is None and result.value is not None:  # a failed look-up sends the job
+                reused[job.job_id] = result.value
+        reusing = [(job, reused[job.job_id]) for job, _ in pending if job.job_id in reused]
+        completed = self._each([partial(_complete_from, prior_outputs, job, prior) for job, prior in reusing], _call)
+        for (job, _), result in zip(reusing, completed, strict=True):
+            if result.error is not None:  # its copy or write failed: the job is still CLAIMED
+                report.retry.append((by_job[job.job_id], _reason(result.error)))
+            else:
+                report.outcomes.append(result.unwrap())
+        return [claimed for claimed in pending if claimed[0].job_id not in reused]
 
     def _prepare_all(self, sources: Sequence[SourceObject]) -> list[tuple[SourceObject, StepResult[Prepared]]]:
         """Every source's validation (at once) and claim (together), in source order; ignored sources
@@ -441,6 +473,15 @@ class Submitter:
 def _status_of(refused: TransitionRefused) -> str:
     """What a refused write says of its job: the status it is in, or DUPLICATE when it is unknown."""
     return str(refused.current.status) if refused.current and refused.current.status else DUPLICATE
+
+
+def _complete_from(prior_outputs: PriorOutputs, job: Job, prior: PriorOutput) -> SubmitOutcome:
+    try:
+        prior_outputs.complete(job, prior)
+    except TransitionRefused as refused:
+        return SubmitOutcome(job.job_id, job.source_key, _status_of(refused))
+    # No code or message: the handler logs those as an error's; the record names the job reused.
+    return SubmitOutcome(job.job_id, job.source_key, JobStatus.COMPLETED)
 
 
 def _call(move: Callable[[], SubmitOutcome]) -> SubmitOutcome:

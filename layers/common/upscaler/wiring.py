@@ -7,6 +7,7 @@ read on first use and cached.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -23,7 +24,9 @@ if TYPE_CHECKING:
     from upscaler.completion_events import CompletionEventPublisher
     from upscaler.ingestion import Intake
     from upscaler.intake_pause import IntakeResumer, PauseStore
+    from upscaler.job_record import Job
     from upscaler.parallel import ThreadHandoff
+    from upscaler.prior_outputs import OutputPointers
     from upscaler.reconciliation import Reconciler
     from upscaler.runware import RunwareClient
     from upscaler.submission import Submitter
@@ -49,10 +52,39 @@ def _dynamodb_client() -> Any:
     return boto3.client("dynamodb", region_name=region, config=Config(retries={"mode": "standard"}))
 
 
-def _job_store(settings: Settings) -> JobStore:
+def _job_store(settings: Settings, dynamodb: Any, pointers: OutputPointers | None) -> JobStore:
     return JobStore(
-        _dynamodb_client(), settings.jobs_table, settings.job_retention_days, on_terminal=_completion_events(settings)
+        dynamodb, settings.jobs_table, settings.job_retention_days, on_terminal=_on_terminal(settings, pointers)
     )
+
+
+def _on_terminal(settings: Settings, pointers: OutputPointers | None) -> Callable[[Job], None] | None:
+    """What follows a job's terminal write: its completion event, and the pointer to its output."""
+    remember = pointers.remember if pointers is not None else None
+    told = [told for told in (_completion_events(settings), remember) if told is not None]
+    if len(told) <= 1:
+        return told[0] if told else None
+
+    def tell_each(job: Job) -> None:
+        for tell in told:
+            tell(job)
+
+    return tell_each
+
+
+def _output_pointers(settings: Settings, dynamodb: Any) -> OutputPointers | None:
+    """The pointers to completed jobs' outputs (upscaler.prior_outputs), when the stack keeps them."""
+    if not settings.prior_outputs_table:
+        return None
+    from upscaler.prior_outputs import OutputPointers
+
+    return OutputPointers(dynamodb, settings.prior_outputs_table, settings.job_retention_days)
+
+
+def _jobs_and_pointers(settings: Settings) -> tuple[JobStore, OutputPointers | None]:
+    dynamodb = _dynamodb_client()
+    pointers = _output_pointers(settings, dynamodb)
+    return _job_store(settings, dynamodb, pointers), pointers
 
 
 def _completion_events(settings: Settings) -> CompletionEventPublisher | None:
@@ -80,18 +112,22 @@ def _runware_client(settings: Settings) -> RunwareClient:
 
 def build_submitter(settings: Settings | None = None, *, handoff: ThreadHandoff | None = None) -> Submitter:
     """`handoff` gives the submitter's worker threads the handler's trace context."""
+    from upscaler.prior_outputs import PriorOutputs
     from upscaler.submission import Submitter
 
     settings = settings or get_settings()
     if not settings.webhook_url.startswith(("https://", "http://")):
         raise ConfigurationError(f"WEBHOOK_URL must be the webhook endpoint's URL, got {settings.webhook_url!r}")
+    objects = ObjectStore(create_s3_client())
+    jobs, pointers = _jobs_and_pointers(settings)
     return Submitter(
         settings,
-        ObjectStore(create_s3_client()),
-        _job_store(settings),
+        objects,
+        jobs,
         _runware_client(settings),
         partial(read_secret, settings.webhook_token_secret),
         handoff=handoff,
+        prior_outputs=PriorOutputs(objects, jobs, pointers),
     )
 
 
@@ -100,7 +136,7 @@ def build_webhook_receiver(settings: Settings | None = None) -> WebhookReceiver:
     from upscaler.webhook import WebhookReceiver
 
     settings = settings or get_settings()
-    jobs = _job_store(settings)
+    jobs, _ = _jobs_and_pointers(settings)
     recorder = ResultRecorder(ObjectStore(create_s3_client()), jobs, settings.staging_prefix)
     return WebhookReceiver(jobs, recorder, partial(read_secret, settings.webhook_token_secret))
 
@@ -110,7 +146,7 @@ def build_reconciler(settings: Settings | None = None) -> Reconciler:
     from upscaler.results import ResultRecorder
 
     settings = settings or get_settings()
-    jobs = _job_store(settings)
+    jobs, _ = _jobs_and_pointers(settings)
     return Reconciler(
         jobs,
         ResultRecorder(ObjectStore(create_s3_client()), jobs, settings.staging_prefix),
