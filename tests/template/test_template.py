@@ -369,7 +369,7 @@ def check_parameters(sam: dict[str, Any]) -> None:
         "OutputFormat": "JPG",
         "OutputQuality": 95,
         "MaxInputBytes": 52428800,
-        "PresignedUrlExpirySeconds": 3300,
+        "PresignedUrlExpirySeconds": 2700,
         "RunwareResultTtlSeconds": 3600,
         "JobRetentionDays": 90,
         "ReconcileSchedule": "rate(5 minutes)",

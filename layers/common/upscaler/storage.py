@@ -48,9 +48,12 @@ HEADER_MAX_BYTES = METADATA_MAX_BYTES + HEADER_READ_MAX_WINDOW
 # (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_terms-and-concepts.html, "Role chaining").
 SIGNING_SESSION_SECONDS = 3600
 # A session is renewed once less than a URL's lifetime plus this margin (clock skew, the time the
-# URL spends in flight) is left of it; the longest URL one session can sign is what remains.
+# URL spends in flight) is left of it.
 SIGNING_MARGIN_SECONDS = 300
-MAX_SIGNED_URL_SECONDS = SIGNING_SESSION_SECONDS - SIGNING_MARGIN_SECONDS
+# How long one session signs URLs of the longest lifetime before it is renewed: STS is called about
+# once per this many seconds per warm container, not once per URL.
+SIGNING_REUSE_SECONDS = 600
+MAX_SIGNED_URL_SECONDS = SIGNING_SESSION_SECONDS - SIGNING_MARGIN_SECONDS - SIGNING_REUSE_SECONDS
 
 # Parts of a streamed upload: S3 wants every part but the last to be at least 5 MiB, and at most
 # 10,000 parts (https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html).
@@ -122,8 +125,9 @@ class SigningSession:
     """S3 clients for presigning, whose credentials outlive every URL they sign.
 
     The role is assumed for SIGNING_SESSION_SECONDS and the session kept while it has a URL's
-    lifetime plus SIGNING_MARGIN_SECONDS left; then it is assumed again. A lifetime longer than one
-    session can cover is cut to MAX_SIGNED_URL_SECONDS, so the URL's X-Amz-Expires tells the truth.
+    lifetime plus SIGNING_MARGIN_SECONDS left; then it is assumed again. A longer lifetime than
+    MAX_SIGNED_URL_SECONDS (which leaves a session SIGNING_REUSE_SECONDS of use) is cut to it, so
+    the URL's X-Amz-Expires tells the truth.
     """
 
     def __init__(
@@ -134,6 +138,7 @@ class SigningSession:
         make_s3_client: Callable[[dict[str, str]], Any] = create_s3_client,
         session_seconds: int = SIGNING_SESSION_SECONDS,
         margin_seconds: int = SIGNING_MARGIN_SECONDS,
+        reuse_seconds: int = SIGNING_REUSE_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._sts = sts_client
@@ -141,6 +146,7 @@ class SigningSession:
         self._make_s3_client = make_s3_client
         self.session_seconds = session_seconds
         self.margin_seconds = margin_seconds
+        self.reuse_seconds = reuse_seconds
         self._clock = clock
         self._lock = threading.Lock()  # URLs are signed from several threads at once
         self._client: Any = None
@@ -149,7 +155,7 @@ class SigningSession:
 
     @property
     def max_lifetime_seconds(self) -> int:
-        return self.session_seconds - self.margin_seconds
+        return self.session_seconds - self.margin_seconds - self.reuse_seconds
 
     def lifetime_for(self, wanted_seconds: int) -> int:
         return min(wanted_seconds, self.max_lifetime_seconds)
