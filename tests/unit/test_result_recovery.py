@@ -189,7 +189,7 @@ def test_a_url_that_may_answer_later_leaves_the_job_for_later(status):
 
 def test_a_url_off_runwares_domain_is_never_fetched():
     client, requests = image_server(body=b"x")
-    with pytest.raises(OutputInvalid):
+    with pytest.raises(ResultGone):
         recovery_for(ObjectStore(PartRecorder()), client).copy_result(a_job(), "http://169.254.169.254/latest/")
     assert requests == []
 

@@ -63,7 +63,7 @@ class Step(StrEnum):
 
 
 class ResultGone(Exception):
-    """Runware no longer holds the result at its URL."""
+    """Runware no longer holds the result at its URL, or the URL is not one to fetch."""
 
 
 class RecoveryPending(OutputNotReady):
@@ -150,13 +150,14 @@ class ResultRecovery:
     def copy_result(self, job: Job, image_url: str) -> int:
         """Stream the result at image_url into the job's staging key; the bytes written.
 
-        Raises ResultGone when the URL no longer holds it, RecoveryPending when it may later, and
-        OutputInvalid when what it holds cannot be this job's result (too large, not Runware's URL).
+        Raises ResultGone when the URL no longer holds it (or is not Runware's), RecoveryPending when
+        it may later, and OutputInvalid when what it holds cannot be this job's result (too large).
         """
         import httpx
 
         if not is_runware_url(image_url, self.runware_api_url):
-            raise OutputInvalid("resultUrlRefused", "the result URL is not on Runware's domain")
+            # Never fetched; a URL that cannot be used is as good as none (the job may be sent again).
+            raise ResultGone(f"the result URL is not on Runware's domain ({urlsplit(image_url).hostname})")
         bucket, key = str(job.output_bucket), job.staging_key or staging_key_for(self.staging_prefix, job.job_id)
         try:
             with self.http().stream("GET", image_url, timeout=FETCH_TIMEOUT_SECONDS, follow_redirects=False) as reply:
