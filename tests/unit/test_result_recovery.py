@@ -355,3 +355,23 @@ def test_a_timed_out_job_still_completes_from_a_late_success_url(aws, store):
     recorder, _ = recorder_with(aws, store, png(2309, 1732))
     result = TaskResult(JOB_ID, None, IMAGE_URL, None)
     assert recorder.record_success(timed_out, result, via="reconcile").status == "COMPLETED"
+
+
+def test_a_success_without_a_result_url_is_waited_for_not_sent_again(aws, store):
+    job = submitted_job(store)
+    resends = Resends()
+    recorder, _ = recorder_with(aws, store, None, resender=resends)
+    with pytest.raises(OutputNotReady):
+        recorder.record_success(
+            job, TaskResult(JOB_ID, "2af4c8a9-5865-46b2-a4e3-b011d3dcd03e", None, None), via="reconcile"
+        )
+    assert resends.sent == [] and stored_record(store, JOB_ID)["status"] == "SUBMITTED"
+
+
+def test_a_success_whose_result_url_is_gone_is_sent_again(aws, store):
+    job = submitted_job(store)
+    resends = Resends()
+    recorder, _ = recorder_with(aws, store, b"", status=410, resender=resends)
+    recorded = recorder.record_success(job, TaskResult(JOB_ID, None, IMAGE_URL, None), via="reconcile")
+    assert recorded.status == "SUBMITTED" and resends.sent == [(JOB_ID, second_task_uuid(JOB_ID))]
+    assert stored_record(store, JOB_ID)["resubmittedBecause"] == "outputMissing"

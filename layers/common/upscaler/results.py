@@ -111,21 +111,24 @@ class ResultRecorder:
         Raises OutputNotReady (RecoveryPending) when nothing can be settled now: try again later."""
         assert self.recovery is not None
         step = next_step(job, image_url)
+        gone = False
         if step is Step.FETCH and image_url:
             try:
                 self.recovery.copy_result(job, image_url)
             except ResultGone:
-                step = next_step(job.but(image_url=None), None)
+                step, gone = next_step(job, None), True
             except OutputInvalid as invalid:
                 return self._finish_failed(job, TaskError(invalid.code, invalid.message), via=via)
             else:
                 return self._complete_recovered(job, result, error, via=via)
-        if step is Step.RESUBMIT and job.is_open and self.recovery.resender is not None:
+        # A success with no result URL at all may still have its upload under way: it is waited for.
+        lost = error is not None or gone
+        if step is Step.RESUBMIT and lost and job.is_open and self.recovery.resender is not None:
             return self._resubmit(job, error, via=via)
         if step is Step.GIVE_UP and error is not None:
             return self._finish_failed(job, error, via=via)
-        # A success whose output is not staged (its upload may be under way), or a resubmission
-        # that falls to the reconcile function: nothing is recorded now.
+        # A success whose output is not staged, or a resubmission that falls to the reconcile
+        # function: nothing is recorded now.
         raise OutputNotReady(f"the output of job {job.job_id} is not in s3://{job.output_bucket} yet")
 
     def _complete_recovered(
