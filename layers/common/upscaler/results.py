@@ -138,8 +138,8 @@ class ResultRecorder:
             output = self.outputs.find(job)
         except OutputInvalid as invalid:
             return self._finish_failed(job, TaskError(invalid.code, invalid.message), via=via)
-        if output is None:  # removed between the copy and the look: another report settled it
-            return _unchanged(self.jobs.get(job.job_id) or job)
+        if output is None:  # removed between the copy and the look: another report settled the job
+            return _unchanged(job)
         return self._complete(job, output, result, via=via, overridden=error, recovered_from="imageURL")
 
     def _resubmit(self, job: Job, error: TaskError | None, *, via: str) -> Recorded:
