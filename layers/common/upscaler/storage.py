@@ -328,9 +328,10 @@ class ObjectStore:
         return self._sign("put_object", {"Bucket": bucket, "Key": key}, expires_in)
 
     def put_stream(self, bucket: str, key: str, chunks: Iterable[bytes], part_bytes: int = STREAM_PART_BYTES) -> int:
-        """Write the bytes `chunks` yields to the key, holding at most one part (plus one chunk) at a
-        time: one PUT when everything fits in one part, else a multipart upload (aborted if anything
-        fails, so no parts are left to pay for). Returns the number of bytes written."""
+        """Write the bytes `chunks` yields to the key, holding at most about two parts (the bytes
+        gathered, and the part being sent) plus one chunk at a time, whatever the size: one PUT when
+        everything fits in one part, else a multipart upload (aborted if anything fails, so no parts
+        are left to pay for). Returns the number of bytes written."""
         if part_bytes < S3_MIN_PART_BYTES:
             raise ValueError(f"S3 parts (but the last) must be at least {S3_MIN_PART_BYTES} bytes")
         held = bytearray()
@@ -344,7 +345,8 @@ class ObjectStore:
                 while len(held) >= part_bytes:
                     if upload_id is None:
                         upload_id = str(self._s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"])
-                    part = bytes(held[:part_bytes])
+                    with memoryview(held) as view:  # one copy of the part, not a slice and then a copy
+                        part = bytes(view[:part_bytes])
                     del held[:part_bytes]
                     parts.append(self._upload_part(bucket, key, upload_id, len(parts) + 1, part))
             if upload_id is None:
