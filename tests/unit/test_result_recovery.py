@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import JOBS_TABLE, OUTPUT_BUCKET
+from tests.contract.runware_contract import by_name
 from tests.job_records import stored_record
 from tests.unit.test_results import JOB_ID, submitted_job
 from upscaler.job_record import Job
@@ -29,7 +30,7 @@ from upscaler.result_recovery import (
     second_task_uuid,
 )
 from upscaler.results import ResultRecorder
-from upscaler.runware_answers import TaskError, TaskResult
+from upscaler.runware_answers import Failed, TaskError, TaskResult, read_poll, read_webhook
 from upscaler.storage import S3_MIN_PART_BYTES, ObjectStore
 
 API_URL = "https://api.runware.ai/v1"
@@ -375,3 +376,31 @@ def test_a_success_whose_result_url_is_gone_is_sent_again(aws, store):
     recorded = recorder.record_success(job, TaskResult(JOB_ID, None, IMAGE_URL, None), via="reconcile")
     assert recorded.status == "SUBMITTED" and resends.sent == [(JOB_ID, second_task_uuid(JOB_ID))]
     assert stored_record(store, JOB_ID)["resubmittedBecause"] == "outputMissing"
+
+
+# --- Runware's answers as the contract holds them -----------------------------------------------------
+
+CONTRACT_TASK = "3f1c6a2e-8b4d-4c1e-9a7f-2d5b6c8e9f01"  # the taskUUID of the contract's fixtures
+
+
+def test_a_polled_upload_failure_with_its_result_url_completes_from_it(aws, store):
+    fixture = by_name("getResponse/upload-failed-image-url")
+    job = submitted_job(store, job_id=CONTRACT_TASK)
+    recorder, requests = recorder_with(aws, store, png(2309, 1732))
+    [outcome] = read_poll(fixture.http_status, fixture.body_bytes(), [CONTRACT_TASK]).outcomes.values()
+    assert isinstance(outcome, Failed)
+
+    assert recorder.record_failure(job, outcome.error, via="reconcile").status == "COMPLETED"
+    assert [str(request.url) for request in requests] == [outcome.error.image_url]
+
+
+def test_an_upload_failure_webhook_without_a_url_sends_the_job_again(aws, store):
+    fixture = by_name("webhook/upload-failed")
+    job = submitted_job(store, job_id=CONTRACT_TASK)
+    resends = Resends()
+    recorder, requests = recorder_with(aws, store, None, resender=resends)
+    [report] = read_webhook(fixture.body, CONTRACT_TASK).reports
+    assert isinstance(report, Failed)
+
+    assert recorder.record_failure(job, report.error, via="reconcile").status == "SUBMITTED"
+    assert resends.sent == [(CONTRACT_TASK, second_task_uuid(CONTRACT_TASK))] and requests == []

@@ -92,6 +92,18 @@ POLLS: dict[str, dict[str, Any] | AccountRefusal] = {
     "getResponse/error-nested-data-item": {T1: Failed(TaskError("inferenceError", "one of N failed", None, T1))},
     "getResponse/not-found": {T1: Failed(replace(NOT_FOUND, task_type="getResponse"))},
     "getResponse/not-found-nested": {T1: Failed(NOT_FOUND)},
+    "getResponse/upload-failed-image-url": {
+        T1: Failed(
+            TaskError(
+                "uploadFailed",
+                "Failed to upload the result to uploadEndpoint.",
+                None,
+                T1,
+                "upscale",
+                f"https://im.runware.ai/image/ws/2/ii/{IMAGE_UUID}.png",
+            )
+        )
+    },
     **ACCOUNT,
 }
 TIMEOUT = ("timeoutProvider", "Provider timed out")
@@ -104,6 +116,7 @@ WEBHOOKS: dict[str, TaskResult | tuple[str, str]] = {
     "webhook/bare-error": TIMEOUT,
     "webhook/error-object": TIMEOUT,
     "webhook/nested-error-item": ("inferenceError", "Inference failed"),
+    "webhook/upload-failed": ("uploadFailed", "Failed to upload the result to uploadEndpoint."),
 }
 # Retried by the transport, never read here (tests/unit/test_runware.py).
 RETRIED = ("rest/rate-limited-429",)
