@@ -280,6 +280,10 @@ class LocalStack:
             resources[logical_id] = {
                 "Ref": f"arn:aws:lambda:{LOCAL_REGION}:{self.resolver.account_id}:layer:{logical_id}:1"
             }
+        # Roles are not created: moto checks no policy, and its STS assumes any role ARN it is given.
+        for logical_id in resources_of_type(self.template, "AWS::IAM::Role"):
+            name = f"{self.resolver.stack_name}-{logical_id}"
+            resources[logical_id] = {"Ref": name, "Arn": f"arn:aws:iam::{self.resolver.account_id}:role/{name}"}
         for logical_id in self.functions_spec:
             resources[logical_id] = {
                 "Ref": f"{self.resolver.stack_name}-{logical_id}",

@@ -53,7 +53,12 @@ Processing an upscale task
          settings.realism         ImageEnhance.Color(1.08), then ImageEnhance.Contrast(1.04)
     4. encode: JPG (alpha flattened on white), PNG (16-bit grey kept) or WEBP (alpha kept),
        quality=outputQuality; 16-bit grey is scaled to 8 bits for JPG and WEBP.
-    5. uploadEndpoint: HTTP PUT of the raw bytes, with no Content-Type unless a knob sets one.
+    5. uploadEndpoint: HTTP PUT of the raw bytes, with no Content-Type unless a knob sets one. A
+       PUT that fails (a refused or expired URL, a connection error) ends the task with
+       ``uploadFailed`` (the SDKs' code), scoped to the task, with the documented error fields
+       only: no imageURL. Success results with outputType URL carry ``imageURL`` (documented for
+       results); whether Runware keeps doing so beside an uploadEndpoint is not documented, and
+       ``image_url_with_upload`` false leaves it out.
     6. webhookURL: POST of the result (or error), retried with exponential backoff on non-2xx.
     ``cost`` (includeCost) is illustrative, 0.0025 USD per output megapixel: not Runware's price.
 

@@ -50,6 +50,11 @@ class FaultConfig:
     webhook_retry_base_seconds: float = _knob(0.2, "first webhook retry delay, doubled on each retry")
     webhook_max_attempts: int = _knob(6, "webhook attempts before giving up")
     upload_content_type: str | None = _knob(None, "Content-Type header for the upload PUT (default none)")
+    image_url_with_upload: bool = _knob(
+        True,
+        "results of tasks with an uploadEndpoint carry imageURL (whether Runware's do is not documented);"
+        " false leaves it out and keeps no copy to serve",
+    )
     rate_limit_per_second: float | None = _knob(
         None, "API requests above this rate answer 429 + Retry-After (token bucket, burst = rate, at least 1)"
     )

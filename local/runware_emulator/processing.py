@@ -85,8 +85,8 @@ class TaskRunner:
             self._tasks.complete_with_error(record, error)
             self._webhooks.send(record, request.webhook_url, fate)
             return
-        result = self._build_result(request, rendered)
-        if request.output_type == "URL":
+        result = self._build_result(request, rendered, faults.image_url_with_upload or not request.upload_endpoint)
+        if "imageURL" in result:
             self._images.put(result["imageUUID"], rendered, request.ttl_seconds)
 
         if faults.webhook_before_upload and request.webhook_url:
@@ -123,10 +123,12 @@ class TaskRunner:
             raise invalid("outputFormat", reason) from None
         return RenderedImage(data, upscaled.width, upscaled.height, request.output_format)
 
-    def _build_result(self, request: UpscaleRequest, rendered: RenderedImage) -> dict[str, Any]:
+    def _build_result(self, request: UpscaleRequest, rendered: RenderedImage, with_url: bool) -> dict[str, Any]:
+        """The documented result fields; `with_url` False leaves imageURL out (a task with an
+        uploadEndpoint, where whether Runware returns it is not documented)."""
         image_uuid = str(uuid.uuid4())
         result: dict[str, Any] = {"taskType": "upscale", "taskUUID": request.task_uuid, "imageUUID": image_uuid}
-        if request.output_type == "URL":
+        if request.output_type == "URL" and with_url:
             result["imageURL"] = f"{self._base_url()}/images/{image_uuid}.{rendered.extension}"
         elif request.output_type == "dataURI":
             encoded = base64.b64encode(rendered.data).decode("ascii")

@@ -91,7 +91,8 @@ def test_webhooks_delayed_past_the_reconciler_change_nothing(stack: LocalStack) 
 def test_webhook_before_the_output_is_visible_is_retried(stack: LocalStack) -> None:
     assert stack.emulator is not None
     failures_before = stack.emulator.stats()["webhook_failures"]
-    stack.emulator.faults = FaultConfig(webhook_before_upload=True)
+    # Results without imageURL (not documented beside uploadEndpoint): nothing to copy from.
+    stack.emulator.faults = FaultConfig(webhook_before_upload=True, image_url_with_upload=False)
     prefix = "rel-webhook-early/"
 
     row, _ = run_scenario(stack, "webhook before the output is uploaded", prefix, photos(scaled(12, 40)))
@@ -100,6 +101,21 @@ def test_webhook_before_the_output_is_visible_is_retried(stack: LocalStack) -> N
     # The early webhooks were refused (503, so Runware retries) rather than recorded without an output.
     assert stack.emulator.stats()["webhook_failures"] > failures_before
     for job in jobs_by_key(stack, prefix).values():
+        assert "recoveredFrom" not in job, job
+        recorded_once(job)
+
+
+def test_webhook_before_the_output_is_visible_completes_from_the_result_url(stack: LocalStack) -> None:
+    assert stack.emulator is not None
+    stack.emulator.faults = FaultConfig(webhook_before_upload=True)
+    prefix = "rel-webhook-early-url/"
+
+    row, _ = run_scenario(stack, "webhook before the upload, with imageURL", prefix, photos(scaled(8, 30)))
+
+    assert row.completed == row.objects
+    # Nothing was staged when the webhook came: the result was copied from Runware's URL at once.
+    for job in jobs_by_key(stack, prefix).values():
+        assert (job["recoveredFrom"], job["resultVia"]) == ("imageURL", "webhook"), job
         recorded_once(job)
 
 

@@ -193,7 +193,7 @@ GRANTED_ACTIONS = {
         "s3:GetObject",
         "s3:GetObjectVersion",
         "s3:ListBucket",
-        "s3:PutObject",
+        "sts:AssumeRole",  # UrlSigningRole: the presigned URLs are signed by its sessions
         "dynamodb:GetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
@@ -216,6 +216,7 @@ GRANTED_ACTIONS = {
         "s3:GetObject",
         "s3:PutObject",
         "s3:DeleteObject",
+        "s3:AbortMultipartUpload",  # a result copied from Runware's URL into staging/
         "s3:ListBucket",
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",
@@ -230,7 +231,9 @@ GRANTED_ACTIONS = {
         "s3:GetObject",
         "s3:PutObject",
         "s3:DeleteObject",
+        "s3:AbortMultipartUpload",  # a result copied from Runware's URL into staging/
         "s3:ListBucket",
+        "sts:AssumeRole",  # UrlSigningRole: a job sent again gets fresh presigned URLs
         "dynamodb:Query",
         "dynamodb:UpdateItem",
         "dynamodb:GetItem",
@@ -243,7 +246,8 @@ GRANTED_ACTIONS = {
 
 SECRET_READERS = {
     "RunwareApiKeySecret": {"SubmitFunction", "ReconcileFunction"},
-    "WebhookTokenSecret": {"SubmitFunction", "WebhookFunction"},
+    # The reconcile function sends a job again when its result was lost, with a webhook URL anew.
+    "WebhookTokenSecret": {"SubmitFunction", "WebhookFunction", "ReconcileFunction"},
 }
 
 # Actions that cannot be limited to a resource; the only statements allowed Resource "*" (Service
@@ -385,8 +389,8 @@ def check_parameters(sam: dict[str, Any]) -> None:
         "OutputFormat": "JPG",
         "OutputQuality": 95,
         "MaxInputBytes": 52428800,
-        "PresignedUrlExpirySeconds": 10800,
-        "RunwareResultTtlSeconds": 600,
+        "PresignedUrlExpirySeconds": 2700,
+        "RunwareResultTtlSeconds": 3600,
         "JobRetentionDays": 90,
         "ReconcileSchedule": "rate(5 minutes)",
         "ReconcileAfterSeconds": 600,
@@ -647,8 +651,9 @@ def check_s3_scopes(cfn: dict[str, Any]) -> None:
             actions = set(as_list(statement["Action"]))
             if actions == {"s3:ListBucket"}:
                 assert statement["Resource"] == OUTPUT_BUCKET, f"{function}: ListBucket on the output bucket only"
-            elif actions == {"s3:GetObject", "s3:DeleteObject"}:
-                assert statement["Resource"] == STAGED_OBJECTS, f"{function}: deletes staged results only"
+            elif actions == {"s3:GetObject", "s3:DeleteObject", "s3:PutObject", "s3:AbortMultipartUpload"}:
+                # PutObject: a result whose upload failed is copied into its staging key.
+                assert statement["Resource"] == STAGED_OBJECTS, f"{function}: writes and deletes staged results only"
             elif any(action.startswith("s3:") for action in actions):
                 assert actions == {"s3:GetObject", "s3:PutObject"}, f"{function}: S3 {actions}"
                 assert statement["Resource"] == OUTPUT_OBJECTS, f"{function}: S3 only on output objects"
@@ -671,9 +676,9 @@ def check_s3_scopes(cfn: dict[str, Any]) -> None:
             arn, variables = statement["Resource"]["Fn::Sub"]
             assert variables == {"Bucket": INBOX_NAME}
             assert arn == "arn:${AWS::Partition}:s3:::${Bucket}", "the inbox bucket itself"
-        if "s3:PutObject" in actions:
-            assert actions == {"s3:PutObject"}
-            assert statement["Resource"] == STAGED_OBJECTS, "submit signs uploads to staged objects only"
+        assert "s3:PutObject" not in actions, "submit writes nothing: UrlSigningRole signs the uploads"
+    signing = [s for s in role_statements(cfn, "UrlSigningRole") if "s3:PutObject" in as_list(s["Action"])]
+    assert [s["Resource"] for s in signing] == [STAGED_OBJECTS], "the signing role signs uploads to staged objects only"
 
 
 def check_table_access(cfn: dict[str, Any]) -> None:

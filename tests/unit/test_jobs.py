@@ -20,6 +20,7 @@ from upscaler.jobs import (
     FAIL,
     REJECT,
     REJECT_CLAIMED,
+    RESUBMIT,
     STATUS_INDEX,
     SUBMIT,
     TIME_OUT,
@@ -42,6 +43,7 @@ EXPECTED_MOVES = {
     "timeOut": ({"SUBMITTED"}, "TIMED_OUT"),
     "complete": ({"CLAIMED", "SUBMITTED", "FAILED", "TIMED_OUT"}, "COMPLETED"),
     "completeRejected": ({"REJECTED"}, "COMPLETED"),  # only a job rejected after its claim
+    "resubmit": ({"SUBMITTED"}, "SUBMITTED"),  # only a job never sent again before
 }
 
 
@@ -309,3 +311,12 @@ def test_find_by_status_follows_pages(aws, monkeypatch):
     monkeypatch.setattr(aws.dynamodb, "query", two_at_a_time)
     assert [job.job_id for job in store.find_by_status(JobStatus.SUBMITTED)] == ids
     assert len(pages) >= 3
+
+
+def test_a_job_is_sent_again_once_only(store):
+    job = seed_job(store, {"jobId": str(uuid.uuid4()), "sourceBucket": "b", "sourceKey": "k"}, JobStatus.SUBMITTED)
+    again = store.move(job.job_id, RESUBMIT, {"runware_task_uuid": "second"}, increment="resubmissions")
+    assert (again.status, again.task_uuid, again.resubmissions) == (JobStatus.SUBMITTED, "second", 1)
+    with pytest.raises(TransitionRefused):
+        store.move(job.job_id, RESUBMIT, {"runware_task_uuid": "third"}, increment="resubmissions")
+    assert store.get(job.job_id) == again

@@ -41,6 +41,9 @@ EXPECTED = {
     "task-failed": ("FAILED", "FAILED", "COMPLETED", "COMPLETED"),
     "not-found": ("SUBMITTED", "TIMED_OUT", "COMPLETED", "COMPLETED"),
     "account": ("SUBMITTED", "SUBMITTED", "SUBMITTED", "SUBMITTED"),
+    # uploadFailed, to a recorder without recovery as here; the functions' recorders copy the result
+    # from its URL or send the job again (tests/unit/test_result_recovery.py).
+    "retryable": ("FAILED", "FAILED", "COMPLETED", "COMPLETED"),
 }
 
 

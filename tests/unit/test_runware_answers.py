@@ -92,6 +92,18 @@ POLLS: dict[str, dict[str, Any] | AccountRefusal] = {
     "getResponse/error-nested-data-item": {T1: Failed(TaskError("inferenceError", "one of N failed", None, T1))},
     "getResponse/not-found": {T1: Failed(replace(NOT_FOUND, task_type="getResponse"))},
     "getResponse/not-found-nested": {T1: Failed(NOT_FOUND)},
+    "getResponse/upload-failed-image-url": {
+        T1: Failed(
+            TaskError(
+                "uploadFailed",
+                "Failed to upload the result to uploadEndpoint.",
+                None,
+                T1,
+                "upscale",
+                f"https://im.runware.ai/image/ws/2/ii/{IMAGE_UUID}.png",
+            )
+        )
+    },
     **ACCOUNT,
 }
 TIMEOUT = ("timeoutProvider", "Provider timed out")
@@ -104,6 +116,7 @@ WEBHOOKS: dict[str, TaskResult | tuple[str, str]] = {
     "webhook/bare-error": TIMEOUT,
     "webhook/error-object": TIMEOUT,
     "webhook/nested-error-item": ("inferenceError", "Inference failed"),
+    "webhook/upload-failed": ("uploadFailed", "Failed to upload the result to uploadEndpoint."),
 }
 # Retried by the transport, never read here (tests/unit/test_runware.py).
 RETRIED = ("rest/rate-limited-429",)
@@ -458,3 +471,16 @@ def test_sample_event_bodies_read_as_their_names_say(name, kind):
     job_id = event["queryStringParameters"]["job"]
     [report] = read_webhook(json.loads(event["body"]), job_id).reports
     assert isinstance(report, kind) and report.task_uuid == job_id
+
+
+def test_an_upload_failure_is_told_apart_and_a_result_url_it_carries_is_kept():
+    url = "https://im.runware.ai/image/ws/2/ii/5d2e7f1a-9c3b-4e8d-a6f0-1b2c3d4e5f60.jpg"
+    # Not documented: an imageURL beside uploadFailed, at the top level or inside a nested error.
+    top = {"errors": [{"code": "uploadFailed", "message": "PUT failed", "taskUUID": T1, "imageURL": url}]}
+    nested = {"data": [{"taskUUID": T1, "status": "error", "error": {"code": "uploadFailed", "imageURL": url}}]}
+    for payload in (top, nested):
+        [outcome] = read_poll(200, json.dumps(payload).encode(), [T1]).outcomes.values()
+        assert isinstance(outcome, Failed) and outcome.error.upload_failed and outcome.error.image_url == url
+    documented = read_poll(200, json.dumps({"errors": [{"code": "uploadFailed", "taskUUID": T1}]}).encode(), [T1])
+    assert documented.outcomes[T1].error.image_url is None
+    assert not TaskError("timeoutProvider", "late").upload_failed

@@ -33,8 +33,8 @@ def test_defaults_with_only_the_required_variables():
     assert settings.webhook_url == ""
     assert settings.defaults == UpscaleOptions(4, False, False, "JPG", 95)
     assert settings.max_input_bytes == 50 * 1024 * 1024
-    assert settings.presigned_url_expiry_seconds == 3 * 3600
-    assert settings.runware_result_ttl_seconds == 600
+    assert settings.presigned_url_expiry_seconds == 2700
+    assert settings.runware_result_ttl_seconds == 3600
     assert settings.job_retention_days == 90
     assert settings.reconcile_after_seconds == 600
     assert settings.job_max_age_seconds == 4 * 3600

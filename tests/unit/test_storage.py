@@ -311,3 +311,43 @@ def test_a_throttle_is_still_an_error_to_retry():
     refused_get(stub, "SlowDown", 503, "Please reduce your request rate.")
     with stub, pytest.raises(ClientError):
         store.read_current("b", "k")
+
+
+# --- URLs signed by sessions that outlive them ------------------------------------------------------
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_urls_are_signed_by_a_role_session_renewed_before_it_would_expire_under_one(aws):
+    import time
+    from urllib.parse import parse_qs, urlsplit
+
+    import boto3
+
+    from upscaler.storage import MAX_SIGNED_URL_SECONDS, SigningSession
+
+    clock = Clock(time.time())
+    signing = SigningSession(
+        boto3.client("sts", region_name="us-east-1"), "arn:aws:iam::123456789012:role/url-signing", clock=clock
+    )
+    objects = ObjectStore(aws.s3, signing)
+
+    def signed(url: str) -> tuple[str, str]:
+        query = parse_qs(urlsplit(url).query)
+        return query["X-Amz-Credential"][0].split("/")[0], query["X-Amz-Expires"][0]
+
+    first_key, expires = signed(objects.presign_put("out", "staging/a", 1800))
+    assert expires == "1800" and first_key != "testing"  # the session's key, not the function's
+    clock.now += 1000  # 2600 s left of the hour: still covers 1800 s and the margin
+    assert signed(objects.presign_put("out", "staging/b", 1800))[0] == first_key
+    clock.now += 600  # 2000 s left: a 1800 s URL would come within the margin of the session's end
+    renewed_key, _ = signed(objects.presign_put("out", "staging/c", 1800))
+    assert renewed_key != first_key and signing.sessions_assumed == 2
+    # Longer than a chained session can cover: cut, so X-Amz-Expires tells the truth.
+    assert signed(objects.presign_put("out", "staging/d", 10800))[1] == str(MAX_SIGNED_URL_SECONDS)

@@ -339,3 +339,17 @@ def test_result_for_a_rejected_job_answers_200_and_changes_nothing(store, receiv
 
     assert reply.status_code == 200
     assert store.get(JOB_ID) == rejected
+
+
+def test_a_job_sent_again_takes_reports_of_its_second_task_and_ignores_the_first(store, receiver, output, job):
+    from upscaler.jobs import RESUBMIT
+
+    second = "0b6f7d0e-3a51-4c0e-8d2f-6f1b9a3c2e45"
+    store.move(JOB_ID, RESUBMIT, {"runware_task_uuid": second}, increment="resubmissions")
+    stale = receiver.receive(JOB_ID, TOKEN, body({"errors": [{"code": "uploadFailed", "taskUUID": JOB_ID}]}))
+    assert stale.status_code == 200 and store.get(JOB_ID).status is JobStatus.SUBMITTED
+
+    reply = receiver.receive(JOB_ID, TOKEN, body({"data": [{**RESULT, "taskUUID": second}]}))
+
+    assert reply.status_code == 200
+    assert store.get(JOB_ID).status is JobStatus.COMPLETED

@@ -41,6 +41,8 @@ EXPECTED: dict[str, TaskResult | tuple[str, str]] = {
     "webhook/bare-error": ("timeoutProvider", "Provider timed out"),
     "webhook/error-object": ("timeoutProvider", "Provider timed out"),
     "webhook/nested-error-item": ("inferenceError", "Inference failed"),
+    # To a recorder without recovery, as here; with it: tests/unit/test_result_recovery.py.
+    "webhook/upload-failed": ("uploadFailed", "Failed to upload the result to uploadEndpoint."),
 }
 
 

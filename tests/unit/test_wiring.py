@@ -138,3 +138,25 @@ def test_each_builder_loads_only_its_functions_modules(builder, needed, never):
 
 def test_completion_events_are_loaded_only_when_a_bus_is_set():
     assert "upscaler.completion_events" not in loaded_modules("build_webhook_receiver", COMPLETION_EVENT_BUS="")
+
+
+def test_the_reconcile_function_may_send_a_job_again_and_the_webhook_function_may_not(aws, monkeypatch):
+    from upscaler.settings import Settings
+    from upscaler.wiring import build_reconciler, build_webhook_receiver
+
+    settings = Settings.from_environment()
+    assert settings.webhook_url  # the reconcile function is given the webhook URL
+    reconcile_recovery = build_reconciler(settings).recorder.recovery
+    webhook_recovery = build_webhook_receiver(settings).recorder.recovery
+    assert reconcile_recovery is not None and reconcile_recovery.resender is not None
+    assert webhook_recovery is not None and webhook_recovery.resender is None
+
+
+def test_urls_are_signed_by_the_signing_role_when_one_is_named(aws, monkeypatch):
+    from upscaler.settings import Settings
+    from upscaler.wiring import build_submitter
+
+    assert build_submitter(Settings.from_environment()).objects.signing is None
+    monkeypatch.setenv("URL_SIGNING_ROLE_ARN", "arn:aws:iam::123456789012:role/url-signing")
+    signing = build_submitter(Settings.from_environment()).objects.signing
+    assert signing is not None and signing.role_arn.endswith(":role/url-signing")

@@ -32,6 +32,7 @@ Paths
 - webhook: Runware's result POST authenticated and recorded (the webhook function).
 - reconciliation: jobs whose webhook never came, settled from Runware and the bucket (the reconcile function).
 - results: recording a success, a failure or a timeout, for the webhook and reconciliation alike.
+- result_recovery: a paid result that never reached the bucket, copied from Runware's URL or sent again once.
 - parallel: per-item steps on a bounded thread pool, results in item order.
 
 Configuration

@@ -86,6 +86,12 @@ class Job:
     result_reports: int | None = None
     waiting_reason: str | None = None
     rejected_after_claim: bool | None = None
+    # A result lost on its way to the bucket: sent again once, under a task UUID of its own.
+    runware_task_uuid: str | None = _named("runwareTaskUUID")  # the task awaited; unset: the job id
+    resubmissions: int | None = None
+    resubmitted_at: str | None = None
+    resubmitted_because: str | None = None
+    recovered_from: str | None = None  # imageURL: the output was copied from Runware's result URL
     # The result, as verified in the bucket.
     image_uuid: str | None = _named("imageUUID")
     image_url: str | None = _named("imageURL")
@@ -113,6 +119,11 @@ class Job:
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
+
+    @property
+    def task_uuid(self) -> str:
+        """The Runware taskUUID whose result the job awaits: the job id, or the one it was sent again under."""
+        return self.runware_task_uuid or self.job_id
 
     def but(self, **changes: Any) -> Job:
         """This job with some fields changed."""

@@ -9,7 +9,9 @@ status alone.
 
 CLAIMED (being submitted) -> SUBMITTED -> COMPLETED | FAILED | TIMED_OUT; REJECTED is written
 directly for input that is never sent. A verified output completes a job that had failed or timed
-out, and one rejected after its claim (Runware may have accepted, and billed, it already).
+out, and one rejected after its claim (Runware may have accepted, and billed, it already). A
+SUBMITTED job whose result was lost on its way to the bucket is sent again once (SUBMITTED ->
+SUBMITTED, under a new task UUID).
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ TIME_OUT = _row("timeOut", {SUBMITTED}, TIMED_OUT)
 # A verified output in the bucket: whatever was reported before, the job completes.
 COMPLETE = _row("complete", {CLAIMED, SUBMITTED, FAILED, TIMED_OUT}, COMPLETED)
 COMPLETE_REJECTED = _row("completeRejected", {REJECTED}, COMPLETED, "rejectedAfterClaim = :true")
+# Runware made the result but it never reached the bucket and can no longer be fetched: the job is
+# sent again, once only (no earlier resubmission), under a task UUID of its own.
+RESUBMIT = _row("resubmit", {SUBMITTED}, SUBMITTED, "attribute_not_exists(resubmissions)")
 
 TRANSITIONS = (
     CLAIM,
@@ -84,6 +89,7 @@ TRANSITIONS = (
     TIME_OUT,
     COMPLETE,
     COMPLETE_REJECTED,
+    RESUBMIT,
 )
 
 
@@ -271,7 +277,8 @@ class JobStore:
         condition = f"attribute_exists(jobId) AND #status IN ({allowed})"
         if transition.also:
             condition += f" AND {transition.also}"
-            placeholders[":true"] = True
+            if ":true" in transition.also:
+                placeholders[":true"] = True
         return {
             "TableName": self.table_name,
             "Key": _key(job_id),

@@ -81,7 +81,8 @@ class Reconciler:
                 break
             batch = stale[start : start + POLL_BATCH_SIZE]
             try:
-                response = self.runware.get_responses([job.job_id for job in batch], deadline=deadline)
+                # A job sent again awaits its second task (job.task_uuid), not the first.
+                response = self.runware.get_responses([job.task_uuid for job in batch], deadline=deadline)
             except RunwareUnavailable:
                 report.runware_unavailable = True
                 break
@@ -92,9 +93,8 @@ class Reconciler:
                 break
             report.unreadable += response.malformed
             for job in batch:
-                job_id = job.job_id
                 try:
-                    self._settle(job, response.outcome(job_id), report)
+                    self._settle(job, response.outcome(job.task_uuid), report)
                 except UNREADABLE_ITEM_ERRORS as problem:
                     self._count_unreadable(job, problem, report)
         self._complete_late_outputs(report, deadline)

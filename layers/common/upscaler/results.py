@@ -6,6 +6,12 @@ from the bytes, not taken on trust. A verified output always wins: it completes 
 timed out or had been reported failed (the webhook token does not cover the body, so a failure
 report cannot be checked), and a failure report or a timeout is only recorded when no such output
 exists. Otherwise terminal states never change.
+
+A paid result that did not reach the bucket (Runware's uploadFailed, or a success with nothing
+staged) is recovered by `result_recovery`: copied from Runware's result URL into the staging key
+and then verified and published like any staged output, or else sent again once. A job is not
+failed while Runware may still hold its result; a report about a task the job no longer awaits (the
+first one, after the job was sent again) changes nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +23,16 @@ from typing import Any
 
 from upscaler.clock import iso, seconds_between, utc_now
 from upscaler.job_record import Job, JobStatus
-from upscaler.jobs import COMPLETE, FAIL, TIME_OUT, JobStore, Transition, TransitionRefused, completion_for
+from upscaler.jobs import (
+    COMPLETE,
+    FAIL,
+    RESUBMIT,
+    TIME_OUT,
+    JobStore,
+    Transition,
+    TransitionRefused,
+    completion_for,
+)
 from upscaler.outputs import (
     DEFAULT_STAGING_PREFIX,
     OutputInvalid,
@@ -25,6 +40,7 @@ from upscaler.outputs import (
     OutputPublisher,
     VerifiedOutput,
 )
+from upscaler.result_recovery import ResultGone, ResultRecovery, Step, next_step, second_task_uuid
 from upscaler.runware_answers import TaskError, TaskResult
 from upscaler.storage import ObjectStore
 
@@ -42,9 +58,16 @@ class Recorded:
 
 
 class ResultRecorder:
-    def __init__(self, objects: ObjectStore, jobs: JobStore, staging_prefix: str = DEFAULT_STAGING_PREFIX) -> None:
+    def __init__(
+        self,
+        objects: ObjectStore,
+        jobs: JobStore,
+        staging_prefix: str = DEFAULT_STAGING_PREFIX,
+        recovery: ResultRecovery | None = None,
+    ) -> None:
         self.outputs = OutputPublisher(objects, staging_prefix)
         self.jobs = jobs
+        self.recovery = recovery  # None: a result that is not staged is waited for, never fetched
 
     def record_success(self, job: Job, result: TaskResult, *, via: str) -> Recorded:
         if completion_for(job) is None:
@@ -56,7 +79,9 @@ class ResultRecorder:
                 return _unchanged(job)
             return self._finish_failed(job, TaskError(invalid.code, invalid.message), via=via)
         if output is None:
-            raise OutputNotReady(f"the output of job {job.job_id} is not in s3://{job.output_bucket} yet")
+            if self.recovery is None:
+                raise OutputNotReady(f"the output of job {job.job_id} is not in s3://{job.output_bucket} yet")
+            return self._recover(job, result.image_url, result, None, via=via)
         return self._complete(job, output, result, via=via)
 
     def record_output_if_present(self, job: Job, *, via: str) -> Recorded | None:
@@ -69,10 +94,73 @@ class ResultRecorder:
     def record_failure(self, job: Job, error: TaskError, *, via: str) -> Recorded:
         if not job.is_open:
             return _unchanged(job)
+        if error.task_uuid and error.task_uuid != job.task_uuid:
+            return _unchanged(job)  # about a task the job no longer awaits (it was sent again)
         output = self._verified_output(job)
         if output is not None:
             return self._complete(job, output, None, via=via, overridden=error)
+        if error.upload_failed and self.recovery is not None:
+            return self._recover(job, error.image_url or job.image_url, None, error, via=via)
         return self._finish_failed(job, error, via=via)
+
+    def _recover(
+        self, job: Job, image_url: str | None, result: TaskResult | None, error: TaskError | None, *, via: str
+    ) -> Recorded:
+        """A paid result that is not in the bucket: fetched from Runware, or the job sent again once.
+
+        Raises OutputNotReady (RecoveryPending) when nothing can be settled now: try again later."""
+        assert self.recovery is not None
+        step = next_step(job, image_url)
+        gone = False
+        if step is Step.FETCH and image_url:
+            try:
+                self.recovery.copy_result(job, image_url)
+            except ResultGone:
+                step, gone = next_step(job, None), True
+            except OutputInvalid as invalid:
+                return self._finish_failed(job, TaskError(invalid.code, invalid.message), via=via)
+            else:
+                return self._complete_recovered(job, result, error, via=via)
+        # A success with no result URL at all may still have its upload under way: it is waited for.
+        lost = error is not None or gone
+        if step is Step.RESUBMIT and lost and job.is_open and self.recovery.resender is not None:
+            return self._resubmit(job, error, via=via)
+        if step is Step.GIVE_UP and error is not None:
+            return self._finish_failed(job, error, via=via)
+        # A success whose output is not staged, or a resubmission that falls to the reconcile
+        # function: nothing is recorded now.
+        raise OutputNotReady(f"the output of job {job.job_id} is not in s3://{job.output_bucket} yet")
+
+    def _complete_recovered(
+        self, job: Job, result: TaskResult | None, error: TaskError | None, *, via: str
+    ) -> Recorded:
+        try:
+            output = self.outputs.find(job)
+        except OutputInvalid as invalid:
+            return self._finish_failed(job, TaskError(invalid.code, invalid.message), via=via)
+        if output is None:  # removed between the copy and the look: another report settled the job
+            return _unchanged(job)
+        return self._complete(job, output, result, via=via, overridden=error, recovered_from="imageURL")
+
+    def _resubmit(self, job: Job, error: TaskError | None, *, via: str) -> Recorded:
+        assert self.recovery is not None and self.recovery.resender is not None
+        task_uuid = second_task_uuid(job.job_id)
+        refused = self.recovery.resender.send_again(job, task_uuid)
+        if refused is not None:
+            return self._finish_failed(job, refused, via=via)
+        now = utc_now()
+        changes = {
+            "runware_task_uuid": task_uuid,
+            "resubmitted_at": iso(now),
+            "resubmitted_because": error.code if error else "outputMissing",
+        }
+        try:
+            updated = self.jobs.move(
+                job.job_id, RESUBMIT, changes, remove=_ERROR_FIELDS, increment="resubmissions", now=now
+            )
+        except TransitionRefused as refused_move:
+            return _unchanged(refused_move.current or job)
+        return Recorded(job.job_id, RESUBMIT.after.value, True, updated)
 
     def record_timeout(self, job: Job, max_age_seconds: int) -> Recorded:
         output = self._verified_output(job)
@@ -101,6 +189,7 @@ class ResultRecorder:
         *,
         via: str,
         overridden: TaskError | None = None,
+        recovered_from: str | None = None,
     ) -> Recorded:
         published = self.outputs.publish(job, output)
         if overridden is None and job.status in (JobStatus.FAILED, JobStatus.REJECTED):
@@ -119,6 +208,7 @@ class ResultRecorder:
             "output_height": published.height,
             "completed_at": iso(now),
             "result_via": via,
+            "recovered_from": recovered_from,
             # Found from the output alone, or after the job had timed out: Runware never said.
             "late_result": True if result is None or job.status is JobStatus.TIMED_OUT else None,
             "overridden_error_code": overridden.code if overridden else None,

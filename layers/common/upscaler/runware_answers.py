@@ -57,6 +57,9 @@ CONFLICT_TASK_UUID = "conflictTaskUUID"
 # Runware no longer knows the task: Runware/runware-python runware/errors.py, _NOT_FOUND_CODES
 # (unknownModel left out: it is about the model, not the task) and its rule for codes ending in
 # NotFound or Expired. Such a task may well have finished: its output must be looked for.
+# The PUT of a finished result to uploadEndpoint failed: Runware/runware-python runware/errors.py
+# (a provider-side, retryable code). The result was made and billed; Runware may still hold it.
+UPLOAD_FAILED = "uploadFailed"
 NOT_FOUND_CODES = frozenset({"taskFailedOrNotFound", "taskCancelled"})
 NOT_FOUND_SUFFIXES = ("NotFound", "Expired")
 # getResponse statuses meaning "not done yet": processing and pending are documented
@@ -75,6 +78,14 @@ class TaskError:
     parameter: str | None = None
     task_uuid: str | None = None
     task_type: str | None = None
+    # Where Runware still holds the result, if the error says (not documented for any error: an
+    # uploadFailed that carries an imageURL, at the top level or in its nested error, is read so).
+    image_url: str | None = None
+
+    @property
+    def upload_failed(self) -> bool:
+        """Runware made (and billed) the result but its PUT to uploadEndpoint failed."""
+        return self.code == UPLOAD_FAILED
 
 
 @dataclass(frozen=True)
@@ -435,6 +446,8 @@ def _task_error(item: Mapping[str, Any]) -> TaskError:
         parameter=_first_text(MAX_FIELD_CHARS, nested.get("parameter"), item.get("parameter")),
         task_uuid=_first_text(MAX_FIELD_CHARS, item.get("taskUUID"), nested.get("taskUUID"), context.get("taskUUID")),
         task_type=_first_text(MAX_FIELD_CHARS, item.get("taskType"), nested.get("taskType"), context.get("taskType")),
+        image_url=_bounded_text(item.get("imageURL"), MAX_URL_CHARS)
+        or _bounded_text(nested.get("imageURL"), MAX_URL_CHARS),
     )
 
 

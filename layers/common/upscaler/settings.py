@@ -40,8 +40,14 @@ class Settings:
     webhook_url: str = ""
     defaults: UpscaleOptions = field(default_factory=UpscaleOptions)
     max_input_bytes: int = 50 * 1024 * 1024
-    presigned_url_expiry_seconds: int = 3 * 3600
-    runware_result_ttl_seconds: int = 600
+    # At most what one signing session covers (storage.MAX_SIGNED_URL_SECONDS): longer is cut to it.
+    presigned_url_expiry_seconds: int = 2700
+    # How long Runware keeps its own copy of a result: the window in which a result whose upload
+    # failed is copied from imageURL (webhook at once; reconcile after RECONCILE_AFTER_SECONDS plus
+    # one schedule period, 15 minutes with the defaults, four times over).
+    runware_result_ttl_seconds: int = 3600
+    # The role whose sessions sign presigned URLs; empty: the function's own credentials sign them.
+    url_signing_role_arn: str = ""
     job_retention_days: int = 90
     reconcile_after_seconds: int = 600
     job_max_age_seconds: int = 4 * 3600
@@ -213,8 +219,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("DEFAULT_OUTPUT_FORMAT", "defaults.output_format", _format, "JPG", "blank: refused", keep_blank=True),
     Variable("DEFAULT_OUTPUT_QUALITY", "defaults.output_quality", _integer, 95),
     Variable("MAX_INPUT_BYTES", "max_input_bytes", _integer, 50 * 1024 * 1024, "larger sources are refused"),
-    Variable("PRESIGNED_URL_EXPIRY_SECONDS", "presigned_url_expiry_seconds", _integer, 3 * 3600),
-    Variable("RUNWARE_RESULT_TTL_SECONDS", "runware_result_ttl_seconds", _integer, 600),
+    Variable("PRESIGNED_URL_EXPIRY_SECONDS", "presigned_url_expiry_seconds", _integer, 2700),
+    Variable("RUNWARE_RESULT_TTL_SECONDS", "runware_result_ttl_seconds", _integer, 3600),
+    Variable("URL_SIGNING_ROLE_ARN", "url_signing_role_arn", _text, "", "empty: the function's credentials sign"),
     Variable("JOB_RETENTION_DAYS", "job_retention_days", _integer, 90),
     Variable("RECONCILE_AFTER_SECONDS", "reconcile_after_seconds", _integer, 600, "then Runware is asked"),
     Variable("JOB_MAX_AGE_SECONDS", "job_max_age_seconds", _integer, 4 * 3600, "then a job without a result fails"),

@@ -1,7 +1,14 @@
 """S3 access for the pipeline: object metadata, header bytes, presigned URLs, output fix-ups.
 
 Image bytes are never downloaded whole: validation reads a small leading range, and Runware moves
-the pixels itself through presigned URLs.
+the pixels itself through presigned URLs. The one exception is a paid result whose upload failed:
+it is streamed from Runware into the staging key in parts (`put_stream`), never held whole.
+
+A presigned URL stops working when the credentials that signed it expire, even before its
+X-Amz-Expires (https://repost.aws/knowledge-center/presigned-url-s3-bucket-expiration), and a
+Lambda role's credentials are temporary. URLs are therefore signed by a `SigningSession`: a role
+session assumed for the purpose, renewed whenever what is left of it is shorter than the URL's
+lifetime, so every URL handed out dies of its own X-Amz-Expires.
 """
 
 from __future__ import annotations
@@ -9,6 +16,8 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +43,22 @@ from upscaler.settings import aws_region
 HEADER_FIRST_READ_BYTES = 64 * 1024
 HEADER_READ_MAX_WINDOW = 1024 * 1024
 HEADER_MAX_BYTES = METADATA_MAX_BYTES + HEADER_READ_MAX_WINDOW
+
+# A function's role assuming another role is role chaining, which caps the session at one hour
+# (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_terms-and-concepts.html, "Role chaining").
+SIGNING_SESSION_SECONDS = 3600
+# A session is renewed once less than a URL's lifetime plus this margin (clock skew, the time the
+# URL spends in flight) is left of it.
+SIGNING_MARGIN_SECONDS = 300
+# How long one session signs URLs of the longest lifetime before it is renewed: STS is called about
+# once per this many seconds per warm container, not once per URL.
+SIGNING_REUSE_SECONDS = 600
+MAX_SIGNED_URL_SECONDS = SIGNING_SESSION_SECONDS - SIGNING_MARGIN_SECONDS - SIGNING_REUSE_SECONDS
+
+# Parts of a streamed upload: S3 wants every part but the last to be at least 5 MiB, and at most
+# 10,000 parts (https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html).
+STREAM_PART_BYTES = 8 * 1024 * 1024
+S3_MIN_PART_BYTES = 5 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -105,7 +130,7 @@ class ReadDenied(SourceUnreadable):
     """S3 answered AccessDenied for a reason other than a KMS key: the role may not read the object."""
 
 
-def create_s3_client() -> Any:
+def create_s3_client(credentials: dict[str, str] | None = None) -> Any:
     """An S3 client that signs with SigV4 for the function's region, which is the buckets' region.
 
     Presigned URLs name the regional endpoint explicitly: botocore would otherwise sign for the
@@ -113,6 +138,8 @@ def create_s3_client() -> Any:
     The host's domain is the region's partition's (amazonaws.com.cn in China, amazonaws.com in
     GovCloud, ...), taken from botocore's partition data the way its endpoint rules take it: a
     listed region first, then a partition's region pattern, else the commercial partition.
+    `credentials` (boto3's aws_access_key_id, aws_secret_access_key, aws_session_token) replace the
+    function's own, for a client that signs URLs (see SigningSession).
     """
     region = aws_region()
     custom_endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
@@ -124,6 +151,7 @@ def create_s3_client() -> Any:
     )
     return boto3.client(
         "s3",
+        **(credentials or {}),
         region_name=region,
         endpoint_url=None if custom_endpoint else f"https://s3.{region}.{partition['outputs']['dnsSuffix']}",
         config=Config(
@@ -135,9 +163,74 @@ def create_s3_client() -> Any:
     )
 
 
+class SigningSession:
+    """S3 clients for presigning, whose credentials outlive every URL they sign.
+
+    The role is assumed for SIGNING_SESSION_SECONDS and the session kept while it has a URL's
+    lifetime plus SIGNING_MARGIN_SECONDS left; then it is assumed again. A longer lifetime than
+    MAX_SIGNED_URL_SECONDS (which leaves a session SIGNING_REUSE_SECONDS of use) is cut to it, so
+    the URL's X-Amz-Expires tells the truth.
+    """
+
+    def __init__(
+        self,
+        sts_client: Any,
+        role_arn: str,
+        *,
+        make_s3_client: Callable[[dict[str, str]], Any] = create_s3_client,
+        session_seconds: int = SIGNING_SESSION_SECONDS,
+        margin_seconds: int = SIGNING_MARGIN_SECONDS,
+        reuse_seconds: int = SIGNING_REUSE_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._sts = sts_client
+        self.role_arn = role_arn
+        self._make_s3_client = make_s3_client
+        self.session_seconds = session_seconds
+        self.margin_seconds = margin_seconds
+        self.reuse_seconds = reuse_seconds
+        self._clock = clock
+        self._lock = threading.Lock()  # URLs are signed from several threads at once
+        self._client: Any = None
+        self._expires_at = 0.0
+        self.sessions_assumed = 0
+
+    @property
+    def max_lifetime_seconds(self) -> int:
+        return self.session_seconds - self.margin_seconds - self.reuse_seconds
+
+    def lifetime_for(self, wanted_seconds: int) -> int:
+        return min(wanted_seconds, self.max_lifetime_seconds)
+
+    def client_for(self, lifetime_seconds: int) -> Any:
+        """A client whose credentials last at least lifetime_seconds plus the margin from now."""
+        with self._lock:
+            if self._client is None or self._expires_at - self._clock() < lifetime_seconds + self.margin_seconds:
+                self._assume()
+            return self._client
+
+    def _assume(self) -> None:
+        credentials = self._sts.assume_role(
+            RoleArn=self.role_arn,
+            RoleSessionName=f"url-signing-{int(self._clock())}",
+            DurationSeconds=self.session_seconds,
+        )["Credentials"]
+        self._expires_at = credentials["Expiration"].timestamp()
+        self._client = self._make_s3_client(
+            {
+                "aws_access_key_id": credentials["AccessKeyId"],
+                "aws_secret_access_key": credentials["SecretAccessKey"],
+                "aws_session_token": credentials["SessionToken"],
+            }
+        )
+        self.sessions_assumed += 1
+
+
 class ObjectStore:
-    def __init__(self, s3_client: Any) -> None:
+    def __init__(self, s3_client: Any, signing: SigningSession | None = None) -> None:
         self._s3 = s3_client
+        # None: URLs are signed with the client's own credentials (a local stack, or long-lived keys).
+        self.signing = signing
         self.header_bytes_read = 0  # running total, so callers and tests can see what was fetched
         self._count_lock = threading.Lock()  # sources are read from several threads at once
 
@@ -313,20 +406,66 @@ class ObjectStore:
         self._count(len(data))
         return data
 
+    def url_lifetime(self, wanted_seconds: int) -> int:
+        """The X-Amz-Expires a URL asked to live wanted_seconds gets: no longer than its signer lasts."""
+        return self.signing.lifetime_for(wanted_seconds) if self.signing else wanted_seconds
+
+    def _sign(self, operation: str, params: dict[str, Any], expires_in: int) -> str:
+        lifetime = self.url_lifetime(expires_in)
+        client = self.signing.client_for(lifetime) if self.signing else self._s3
+        url: str = client.generate_presigned_url(operation, Params=params, ExpiresIn=lifetime)
+        return url
+
     def presign_get(self, info: ObjectInfo, expires_in: int) -> str:
         params: dict[str, Any] = {"Bucket": info.bucket, "Key": info.key}
         if info.version_id:
             params["VersionId"] = info.version_id
-        url: str = self._s3.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
-        return url
+        return self._sign("get_object", params, expires_in)
 
     def presign_put(self, bucket: str, key: str, expires_in: int) -> str:
         # No ContentType in Params: Runware's PUT carries whatever it likes, and a signed header it
         # does not send would make S3 refuse the upload. The type is put right on completion.
-        url: str = self._s3.generate_presigned_url(
-            "put_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in
-        )
-        return url
+        return self._sign("put_object", {"Bucket": bucket, "Key": key}, expires_in)
+
+    def put_stream(self, bucket: str, key: str, chunks: Iterable[bytes], part_bytes: int = STREAM_PART_BYTES) -> int:
+        """Write the bytes `chunks` yields to the key, holding at most about two parts (the bytes
+        gathered, and the part being sent) plus one chunk at a time, whatever the size: one PUT when
+        everything fits in one part, else a multipart upload (aborted if anything fails, so no parts
+        are left to pay for). Returns the number of bytes written."""
+        if part_bytes < S3_MIN_PART_BYTES:
+            raise ValueError(f"S3 parts (but the last) must be at least {S3_MIN_PART_BYTES} bytes")
+        held = bytearray()
+        written = 0
+        upload_id: str | None = None
+        parts: list[dict[str, Any]] = []
+        try:
+            for chunk in chunks:
+                held += chunk
+                written += len(chunk)
+                while len(held) >= part_bytes:
+                    if upload_id is None:
+                        upload_id = str(self._s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"])
+                    with memoryview(held) as view:  # one copy of the part, not a slice and then a copy
+                        part = bytes(view[:part_bytes])
+                    del held[:part_bytes]
+                    parts.append(self._upload_part(bucket, key, upload_id, len(parts) + 1, part))
+            if upload_id is None:
+                self._s3.put_object(Bucket=bucket, Key=key, Body=bytes(held))
+                return written
+            if held:
+                parts.append(self._upload_part(bucket, key, upload_id, len(parts) + 1, bytes(held)))
+            self._s3.complete_multipart_upload(
+                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            if upload_id is not None:
+                self._s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            raise
+        return written
+
+    def _upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: bytes) -> dict[str, Any]:
+        response = self._s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body)
+        return {"PartNumber": number, "ETag": response["ETag"]}
 
     def copy(self, source: ObjectInfo, key: str, content_type: str, metadata: dict[str, str]) -> str:
         """Server-side copy within the bucket with a new Content-Type and metadata; returns the new ETag."""

@@ -351,7 +351,11 @@ class Submitter:
             "output_content_type": options.output_content_type,
         }
 
-    def _task_for(self, job: Job) -> UpscaleTask:
+    def task_for(self, job: Job, task_uuid: str) -> UpscaleTask:
+        """The job's task under another taskUUID, with fresh URLs: a job sent again (result_recovery)."""
+        return self._task_for(job, task_uuid)
+
+    def _task_for(self, job: Job, task_uuid: str | None = None) -> UpscaleTask:
         options = UpscaleOptions(
             target_megapixels=int(job.target_megapixels or 0),
             enhance_details=bool(job.enhance_details),
@@ -369,7 +373,7 @@ class Submitter:
         )
         expiry = self.settings.presigned_url_expiry_seconds
         return UpscaleTask(
-            task_uuid=job.job_id,
+            task_uuid=task_uuid or job.job_id,
             image_url=self.objects.presign_get(source, expiry),
             options=options,
             # Runware uploads to a staging key nothing else reads; the result is published once checked.

@@ -56,10 +56,13 @@ class WebhookReceiver:
             return self._unreadable(job_id, max(parsed.malformed, 1), parsed.problem)
         reports = parsed.reports
         foreign = sorted({report.task_uuid for report in reports if report.task_uuid != job_id} - {None})
+        job = self.jobs.get(job_id) if foreign else None
+        if job is not None:
+            foreign = [task_uuid for task_uuid in foreign if task_uuid != job.task_uuid]  # the job sent again
         if foreign:
             named = ", ".join(map(str, foreign[:3])) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
             return WebhookReply(400, {"message": f"items for other tasks: {named}"})
-        job = self.jobs.get(job_id)
+        job = job or self.jobs.get(job_id)
         if job is None:
             return WebhookReply(404, {"message": "unknown job"})
         if parsed.malformed:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from functools import partial
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import boto3
@@ -16,11 +16,13 @@ from botocore.config import Config
 
 from upscaler.jobs import JobStore
 from upscaler.settings import ConfigurationError, Settings, aws_region, get_settings, read_runware_api_key, read_secret
-from upscaler.storage import ObjectStore, create_s3_client
+from upscaler.storage import ObjectStore, SigningSession, create_s3_client
 
 # Each builder imports only what its function uses, so no function pays at cold start for the
 # modules of another (the webhook never loads the Runware client and httpx).
 if TYPE_CHECKING:
+    import httpx
+
     from upscaler.completion_events import CompletionEventPublisher
     from upscaler.ingestion import Intake
     from upscaler.intake_pause import IntakeResumer, PauseStore
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from upscaler.parallel import ThreadHandoff
     from upscaler.prior_outputs import OutputPointers
     from upscaler.reconciliation import Reconciler
+    from upscaler.result_recovery import ResultRecovery
     from upscaler.runware import RunwareClient
     from upscaler.submission import Submitter
     from upscaler.webhook import WebhookReceiver
@@ -98,6 +101,44 @@ def _completion_events(settings: Settings) -> CompletionEventPublisher | None:
     return CompletionEventPublisher(events_client, settings.completion_event_bus)
 
 
+def _object_store(settings: Settings) -> ObjectStore:
+    """S3 access; presigned URLs signed by the signing role's sessions when one is configured."""
+    signing = None
+    if settings.url_signing_role_arn:
+        sts = boto3.client("sts", region_name=aws_region(), config=Config(retries={"mode": "standard"}))
+        signing = SigningSession(sts, settings.url_signing_role_arn)
+    return ObjectStore(create_s3_client(), signing)
+
+
+def _result_recovery(settings: Settings, objects: ObjectStore, runware: RunwareClient | None) -> ResultRecovery:
+    """Recovery of results whose upload failed. With `runware`, this function may also send a job
+    again: only where the webhook URL is known (the webhook function cannot know its own URL
+    without a circular reference in the template, so the reconcile function sends jobs again)."""
+    from upscaler.result_recovery import ResultRecovery, RunwareResender
+
+    resender = None
+    if runware is not None and settings.webhook_url.startswith(("https://", "http://")):
+
+        @cache
+        def submitter() -> Submitter:  # built on the first resubmission: most runs need none
+            return build_submitter(settings)
+
+        resender = RunwareResender(lambda job, task_uuid: submitter().task_for(job, task_uuid), runware)
+    client: httpx.Client | None = None
+
+    def http() -> httpx.Client:
+        # httpx is loaded on the first recovery only: the webhook function's cold start stays without it.
+        import httpx
+
+        nonlocal client
+        client = client or httpx.Client()
+        return client
+
+    return ResultRecovery(
+        objects, http, settings.runware_api_url, resender=resender, staging_prefix=settings.staging_prefix
+    )
+
+
 def _runware_client(settings: Settings) -> RunwareClient:
     from upscaler.runware import RunwareClient
 
@@ -118,7 +159,7 @@ def build_submitter(settings: Settings | None = None, *, handoff: ThreadHandoff 
     settings = settings or get_settings()
     if not settings.webhook_url.startswith(("https://", "http://")):
         raise ConfigurationError(f"WEBHOOK_URL must be the webhook endpoint's URL, got {settings.webhook_url!r}")
-    objects = ObjectStore(create_s3_client())
+    objects = _object_store(settings)
     jobs, pointers = _jobs_and_pointers(settings)
     return Submitter(
         settings,
@@ -137,7 +178,9 @@ def build_webhook_receiver(settings: Settings | None = None) -> WebhookReceiver:
 
     settings = settings or get_settings()
     jobs, _ = _jobs_and_pointers(settings)
-    recorder = ResultRecorder(ObjectStore(create_s3_client()), jobs, settings.staging_prefix)
+    objects = _object_store(settings)
+    recovery = _result_recovery(settings, objects, None)
+    recorder = ResultRecorder(objects, jobs, settings.staging_prefix, recovery)
     return WebhookReceiver(jobs, recorder, partial(read_secret, settings.webhook_token_secret))
 
 
@@ -147,10 +190,12 @@ def build_reconciler(settings: Settings | None = None) -> Reconciler:
 
     settings = settings or get_settings()
     jobs, _ = _jobs_and_pointers(settings)
+    objects = _object_store(settings)
+    runware = _runware_client(settings)
     return Reconciler(
         jobs,
-        ResultRecorder(ObjectStore(create_s3_client()), jobs, settings.staging_prefix),
-        _runware_client(settings),
+        ResultRecorder(objects, jobs, settings.staging_prefix, _result_recovery(settings, objects, runware)),
+        runware,
         reconcile_after_seconds=settings.reconcile_after_seconds,
         max_age_seconds=settings.job_max_age_seconds,
         max_jobs=settings.reconcile_max_jobs,

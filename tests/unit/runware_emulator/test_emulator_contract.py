@@ -51,6 +51,7 @@ FAULT_MODES: dict[str, dict[str, Any]] = {
     "bare webhooks": {"webhook_shape": "bare"},
     "webhook retries": {"webhook_retry_base_seconds": 0.01, "webhook_max_attempts": 2},
     "upload content type": {"upload_content_type": "image/jpeg"},
+    "no imageURL beside uploadEndpoint": {"image_url_with_upload": False},
     "account 401": {"account_error_status": 401},
     "account 402": {"account_error_status": 402},
     "account 403": {"account_error_status": 403},

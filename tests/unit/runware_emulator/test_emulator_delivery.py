@@ -121,6 +121,19 @@ def test_a_failed_upload_fails_the_task_without_leaking_the_signature(emulator, 
     assert "HTTP 403" in error["message"]
     assert "secret-signature" not in error["message"]
     assert poll(client, emulator, task["taskUUID"]).json()["errors"][0]["code"] == "uploadFailed"
+    assert "imageURL" not in error  # the documented error fields only
+
+
+def test_results_beside_an_upload_endpoint_can_leave_out_image_url(emulator, client, peer, photo):
+    emulator.faults = fast_faults(image_url_with_upload=False)
+    task = async_task(peer, photo)
+    call(client, emulator, [task])
+    assert emulator.wait_idle(5)
+    [webhook] = peer.requests_to("POST", "/hooks/runware")
+    [result] = webhook.json()["data"]
+    assert "imageURL" not in result and result["imageUUID"]
+    assert emulator.stats()["images_stored"] == 0  # no copy kept to serve
+    assert len(peer.requests_to("PUT", "/outputs/photo.jpg")) == 1
 
 
 # --------------------------------------------------------------------------------------------
