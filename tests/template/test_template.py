@@ -194,6 +194,7 @@ GRANTED_ACTIONS = {
         "s3:GetObjectVersion",
         "s3:ListBucket",
         "sts:AssumeRole",  # UrlSigningRole: the presigned URLs are signed by its sessions
+        "s3:PutObject",  # only the output prefix: the server-side copy of a prior output to a new job's key
         "dynamodb:GetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
