@@ -47,9 +47,13 @@ def _dynamodb_client() -> Any:
     return boto3.client("dynamodb", region_name=region, config=Config(retries={"mode": "standard"}))
 
 
-def _job_store(settings: Settings) -> JobStore:
+def _job_store(settings: Settings, handoff: ThreadHandoff | None = None) -> JobStore:
     return JobStore(
-        _dynamodb_client(), settings.jobs_table, settings.job_retention_days, on_terminal=_completion_events(settings)
+        _dynamodb_client(),
+        settings.jobs_table,
+        settings.job_retention_days,
+        on_terminal=_completion_events(settings),
+        handoff=handoff,
     )
 
 
@@ -86,7 +90,7 @@ def build_submitter(settings: Settings | None = None, *, handoff: ThreadHandoff 
     return Submitter(
         settings,
         ObjectStore(create_s3_client()),
-        _job_store(settings),
+        _job_store(settings, handoff),
         _runware_client(settings),
         partial(read_secret, settings.webhook_token_secret),
         handoff=handoff,
