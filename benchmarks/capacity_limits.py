@@ -171,12 +171,12 @@ def ceilings(data: dict[str, Any], parameters: dict[str, float]) -> list[dict[st
     else:
         rows.append(
             {
-                "resource": "Runware requests (RunwareRequestsPerSecond not set)",
+                "resource": "Runware requests (RunwareRequestsPerSecond)",
                 "per_job": runware,
                 "limit": math.nan,
-                "unit": "requests/s",
+                "unit": "requests/s (not set: Runware documents no rate)",
                 "ceiling": math.inf,
-                "source": "not documented by Runware",
+                "source": "template parameter: your Runware account's rate",
                 "kind": "parameter",
             }
         )

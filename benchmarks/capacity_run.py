@@ -348,6 +348,7 @@ def run_jobs(spec: dict[str, Any]) -> dict[str, Any]:
     config = StackConfig(
         faults=FaultConfig(drop_webhook_rate=float(spec["drop_webhook_rate"])),
         function_log_level=spec.get("log_level", "INFO"),
+        parameter_overrides=dict(spec.get("parameter_overrides", {})),
         seed=int(spec.get("seed", 5)),
     )
     recorder = Recorder()

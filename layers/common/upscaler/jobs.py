@@ -229,7 +229,7 @@ class JobStore:
         increment: str | None,
         moment: datetime,
     ) -> dict[str, Any]:
-        """The UpdateItem (or transaction Update) of one transition: its condition, as the table says."""
+        """The UpdateItem of one transition: its condition, as the table says."""
         if transition.creates:
             raise ValueError(f"{transition.name} creates a job; use create()")
         values = {attribute_name(name): value for name, value in (changes or {}).items() if value is not None}
