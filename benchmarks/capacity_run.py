@@ -267,17 +267,21 @@ class Recorder:
 
         def recorded_send(client: httpx.Client, request: httpx.Request, **kwargs: Any) -> httpx.Response:
             body = request.content if request.method == "POST" else b""
-            response = send(client, request, **kwargs)
-            with recorder._lock:
-                recorder.http.append(
-                    {
-                        "method": request.method,
-                        "url": str(request.url),
-                        "status": response.status_code,
-                        "tasks": _task_types(body),
-                    }
-                )
-            return response
+            status: int | None = None  # none: no answer (a timeout): the request was still made, and billed
+            try:
+                response = send(client, request, **kwargs)
+                status = response.status_code
+                return response
+            finally:
+                with recorder._lock:
+                    recorder.http.append(
+                        {
+                            "method": request.method,
+                            "url": str(request.url),
+                            "status": status,
+                            "tasks": _task_types(body),
+                        }
+                    )
 
         httpx.Client.send = recorded_send
 

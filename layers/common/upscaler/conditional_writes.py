@@ -10,13 +10,14 @@ earlier's outcome, as if they had been made one after the other.
 Why not TransactWriteItems (one request for up to 100 writes): atomicity buys nothing here, since
 every write keeps its own outcome, and a transactional write consumes two write units per KB of
 item where a single write consumes one (DynamoDB's pricing for transactions). Measured by the
-capacity section of `make bench` (the submit function on batches of 10 new uploads, with a 5 ms
-DynamoDB and a 20 ms S3 round trip added to every call, on loopback): the single writes consume
-half the write units of the claims and of the moves to SUBMITTED (20 units fewer per batch of jobs
-under 1 KB), and take longer by tens of milliseconds per batch (medians of 5 batches: 456 ms against
-387 ms), part of which is moto answering 20 requests instead of 2 in the same process. At list
-prices one write unit costs as much as about 190 ms of a 256 MB arm64 function, so the units saved
-are worth far more than the time spent (the section prints both for its own run).
+capacity section of `make bench` (the submit function on batches of 10 new uploads, a 5 ms
+DynamoDB and a 20 ms S3 round trip added to every call, on loopback; jobs of 781 bytes): the
+single writes consume 20 table write units per batch where the transactions consume 40, and the
+batch's billed time is the same within the noise of the machine (medians of 5 batches in three
+runs on a loaded 2-core machine: 456, 836 and 542 ms against 387, 356 and 686 ms). At list prices
+one write unit costs as much as 187 ms of a 256 MB arm64 function, so the 20 units saved per
+batch are worth more than any of those differences: $33 against $46 per million batches, write
+units and billed time together.
 
 A write that fails otherwise (throttled, a lost connection after botocore's retries) is that write's
 outcome alone; the caller decides what it means for its source.
