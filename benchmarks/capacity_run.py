@@ -70,7 +70,9 @@ class Recorder:
         self._unrecorded = False
         self.read_items = True  # off: writes are counted, not read around (nothing added to a timed call)
         self._key_names: dict[str, list[str]] = {}
-        self._write_lock = threading.RLock()  # one DynamoDB write at a time: its before/after reads are exact
+        # One write at a time per item, so the item read before and after a write is that write's
+        # alone; writes of different items go on at once, as they would in DynamoDB.
+        self._item_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self.current = threading.local()  # .function: the handler running in this thread, if any
         self.reset()
@@ -132,13 +134,22 @@ class Recorder:
             and model.service_model.service_name == "dynamodb"
             and model.name in DYNAMODB_WRITES
         ):
-            self._write_lock.acquire()
-            context["capacity_locked"] = True
-            context["capacity_before"] = [self._current(table, key) for table, key, _ in self._targets(model, context)]
+            targets = self._targets(model, context)
+            locks = self._locks_of(targets)
+            for lock in locks:
+                lock.acquire()
+            context["capacity_locked"] = locks
+            context["capacity_before"] = [self._current(table, key) for table, key, _ in targets]
+
+    def _locks_of(self, targets: list[tuple[str, dict[str, Any], str]]) -> list[threading.Lock]:
+        """The items' locks, in one order for every caller (no two writes wait on each other)."""
+        names = sorted({f"{table}/{json.dumps(key, sort_keys=True)}" for table, key, _ in targets})
+        with self._lock:
+            return [self._item_locks.setdefault(name, threading.Lock()) for name in names]
 
     def _failed(self, context: dict[str, Any], **_: Any) -> None:
-        if context.pop("capacity_locked", False):
-            self._write_lock.release()
+        for lock in context.pop("capacity_locked", []):
+            lock.release()
 
     def _after(self, http_response: Any, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         service, operation = model.service_model.service_name, model.name
@@ -165,8 +176,8 @@ class Recorder:
                 with self._lock:
                     self.events_entries += len(params.get("Entries", []))
         finally:
-            if context.pop("capacity_locked", False):
-                self._write_lock.release()
+            for lock in context.pop("capacity_locked", []):
+                lock.release()
 
     def _dynamodb(
         self,
