@@ -12,12 +12,12 @@ every write keeps its own outcome, and a transactional write consumes two write 
 item where a single write consumes one (DynamoDB's pricing for transactions). Measured by the
 capacity section of `make bench` (the submit function on batches of 10 new uploads, a 5 ms
 DynamoDB and a 20 ms S3 round trip added to every call, on loopback; jobs of 781 bytes): the
-single writes consume 20 table write units per batch where the transactions consume 40, and the
-batch's billed time is the same within the noise of the machine (medians of 5 batches in three
-runs on a loaded 2-core machine: 456, 836 and 542 ms against 387, 356 and 686 ms). At list prices
-one write unit costs as much as 187 ms of a 256 MB arm64 function, so the 20 units saved per
-batch are worth more than any of those differences: $33 against $46 per million batches, write
-units and billed time together.
+single writes consume 20 table write units per batch where the transactions consume 40. Their
+batch takes longer on loopback (medians of 5 batches in four runs on a loaded 2-core machine:
+456, 836, 542 and 856 ms against 387, 356, 686 and 315 ms), part of which is moto answering 20
+requests instead of 2 in the same process. At list prices one write unit costs as much as 187 ms
+of a 256 MB arm64 function: the largest difference measured, 541 ms, is worth under 3 units, and
+20 are saved. Per million batches, write units and billed time together: $34 against $45.
 
 A write that fails otherwise (throttled, a lost connection after botocore's retries) is that write's
 outcome alone; the caller decides what it means for its source.
