@@ -152,6 +152,24 @@ def indexes_for(table_name: str, tables: dict[str, list[IndexDefinition]]) -> li
     return []
 
 
+def queue_consumers(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Functions fed by an SQS event source mapping whose MaximumConcurrency is set: the parameter
+    that sets it (None for a literal) and its value with the template's defaults."""
+    consumers = {}
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        for event in (resource.get("Properties", {}).get("Events") or {}).values():
+            if event.get("Type") != "SQS":
+                continue
+            maximum = event.get("Properties", {}).get("ScalingConfig", {}).get("MaximumConcurrency")
+            if isinstance(maximum, dict) and "Ref" in maximum:
+                consumers[logical_id] = {"parameter": maximum["Ref"], "value": parameter(template, maximum["Ref"])}
+            elif isinstance(maximum, int | float):
+                consumers[logical_id] = {"parameter": None, "value": float(maximum)}
+    return consumers
+
+
 def memory_gb(template: dict[str, Any], logical_id: str) -> float:
     globals_ = template.get("Globals", {}).get("Function", {})
     properties = template.get("Resources", {}).get(logical_id, {}).get("Properties", {})
@@ -388,7 +406,6 @@ def model(run: dict[str, Any], template: dict[str, Any], submit_batch_ms: float,
     )
     aws_total = sum(cost for _, cost, _ in lines)
 
-    submit_invocations = functions.get("SubmitFunction", {}).get("invocations", 0)
     # Concurrency needed per job per second (Little's law): the seconds each job keeps a function busy.
     concurrency_seconds = sum(f["billed_ms"] for f in functions.values()) / 1000 * per_job
     return {
@@ -411,8 +428,14 @@ def model(run: dict[str, Any], template: dict[str, Any], submit_batch_ms: float,
         },
         "functions": functions,
         "concurrency_seconds_per_job": concurrency_seconds,
-        "jobs_per_submit_invocation": jobs / max(1, submit_invocations),
-        "submit_seconds_in_aws": functions.get("SubmitFunction", {}).get("ms_in_aws", 0.0) / 1000,
+        # Each queue-fed function's busy seconds per job: its MaximumConcurrency over this is its ceiling.
+        "consumers": {
+            logical_id: {
+                **consumer,
+                "concurrency_seconds_per_job": functions.get(logical_id, {}).get("billed_ms", 0) / 1000 * per_job,
+            }
+            for logical_id, consumer in queue_consumers(template).items()
+        },
         "log_bytes_per_job": log_bytes * per_job,
         "cost_lines": lines,
         "aws_per_1000": aws_total,
@@ -421,7 +444,7 @@ def model(run: dict[str, Any], template: dict[str, Any], submit_batch_ms: float,
         "parameters": {
             name: parameter(template, name)
             for name in (
-                "SubmitMaximumConcurrency",
+                *(c["parameter"] for c in queue_consumers(template).values() if c["parameter"]),
                 "SubmitReservedConcurrency",
                 "WebhookThrottlingRateLimit",
                 "WebhookThrottlingBurstLimit",

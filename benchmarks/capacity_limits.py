@@ -20,9 +20,16 @@ def scaled_parameters(data: dict[str, Any], target: float = TARGET_JOBS_PER_SECO
     """The parameters a user sets for `target` jobs per second, with HEADROOM (docs/capacity.md)."""
     webhook_per_job = data["http_per_job"].get("webhook", 1.0)
     runware_per_job = data["http_per_job"].get("runware", 0.1)
-    submit_needed = target * data["submit_seconds_in_aws"] / max(1.0, data["jobs_per_submit_invocation"])
+    scaled = {
+        # An event source mapping's MaximumConcurrency is 2 to 1,000.
+        consumer["parameter"]: min(
+            1000.0, max(2.0, math.ceil(HEADROOM * target * consumer["concurrency_seconds_per_job"]))
+        )
+        for consumer in data["consumers"].values()
+        if consumer["parameter"]
+    }
     return {
-        "SubmitMaximumConcurrency": min(1000.0, math.ceil(HEADROOM * submit_needed)),
+        **scaled,
         "WebhookThrottlingRateLimit": math.ceil(HEADROOM * target * webhook_per_job),
         "WebhookThrottlingBurstLimit": 5000.0,
         "RunwareRequestsPerSecond": math.ceil(HEADROOM * target * runware_per_job),
@@ -97,21 +104,23 @@ def ceilings(data: dict[str, Any], parameters: dict[str, float]) -> list[dict[st
         "concurrent executions",
         figures.ACCOUNT_CONCURRENCY.cite(),
     )
-    submit_per_job = data["submit_seconds_in_aws"] / max(1.0, data["jobs_per_submit_invocation"])
-    add(
-        "Submit MaximumConcurrency (SubmitMaximumConcurrency)",
-        submit_per_job,
-        parameters["SubmitMaximumConcurrency"],
-        "concurrent submits",
-        "template parameter",
-        "parameter",
-    )
-    if parameters.get("SubmitReservedConcurrency"):
+    for logical_id, consumer in data["consumers"].items():
+        name = consumer["parameter"]
         add(
-            "Submit reserved concurrency (SubmitReservedConcurrency)",
-            submit_per_job,
+            f"{logical_id} MaximumConcurrency" + (f" ({name})" if name else ""),
+            consumer["concurrency_seconds_per_job"],
+            parameters.get(name, consumer["value"]) if name else consumer["value"],
+            "concurrent invocations",
+            "template parameter" if name else "template",
+            "parameter",
+        )
+    submit = data["consumers"].get("SubmitFunction")
+    if submit and parameters.get("SubmitReservedConcurrency"):
+        add(
+            "SubmitFunction reserved concurrency (SubmitReservedConcurrency)",
+            submit["concurrency_seconds_per_job"],
             parameters["SubmitReservedConcurrency"],
-            "concurrent submits",
+            "concurrent invocations",
             "template parameter",
             "parameter",
         )

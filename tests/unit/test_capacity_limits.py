@@ -17,8 +17,14 @@ def per_job(**overrides: Any) -> dict[str, Any]:
             "write_total_per_job": 10.0,
         },
         "concurrency_seconds_per_job": 0.5,
-        "submit_seconds_in_aws": 2.0,
-        "jobs_per_submit_invocation": 10.0,
+        # Five submits at once, each busy 0.2 s per job (2 s for a batch of 10).
+        "consumers": {
+            "SubmitFunction": {
+                "parameter": "SubmitMaximumConcurrency",
+                "value": 5.0,
+                "concurrency_seconds_per_job": 0.2,
+            }
+        },
         "sqs_per_job": {"ReceiveMessage (with messages)": 0.1},
         "http_per_job": {"webhook": 1.0, "runware": 0.1},
         "calls_per_job": {"events:PutEvents": 1.0, "secretsmanager:GetSecretValue": 0.01},
@@ -41,8 +47,7 @@ def test_each_ceiling_is_the_limit_over_the_uses_per_job():
     assert rows["DynamoDB index partition byStatus = SUBMITTED, writes"]["ceiling"] == 250
     assert "DynamoDB index partition byStatus = CLAIMED, writes" not in rows
     assert rows["Lambda account concurrency"]["ceiling"] == 2000
-    # Five submits at once, each taking 2 s for 10 jobs.
-    assert rows["Submit MaximumConcurrency (SubmitMaximumConcurrency)"]["ceiling"] == 25
+    assert rows["SubmitFunction MaximumConcurrency (SubmitMaximumConcurrency)"]["ceiling"] == 25
     assert rows["Webhook route throttle (WebhookThrottlingRateLimit)"]["ceiling"] == 20
     assert rows["S3 PUT/COPY/DELETE on out/staging/"]["ceiling"] == 1750
     assert math.isinf(rows["SQS standard queues"]["ceiling"])
@@ -60,7 +65,7 @@ def test_scaled_parameters_let_the_target_through_with_headroom():
     scaled = {**PARAMETERS, **scaled_parameters(data, target=1000)}
     rows = by_name(ceilings(data, scaled))
     for name in (
-        "Submit MaximumConcurrency (SubmitMaximumConcurrency)",
+        "SubmitFunction MaximumConcurrency (SubmitMaximumConcurrency)",
         "Webhook route throttle (WebhookThrottlingRateLimit)",
         "Runware requests (RunwareRequestsPerSecond)",
     ):
