@@ -13,9 +13,9 @@ item where a single write consumes one (DynamoDB's pricing for transactions). Me
 capacity section of `make bench` (the submit function on batches of 10 new uploads, a 5 ms
 DynamoDB and a 20 ms S3 round trip added to every call, on loopback; jobs of 781 bytes): the
 single writes consume 20 table write units per batch where the transactions consume 40. Their
-batch takes longer on loopback (medians of 5 batches in four runs on a loaded 2-core machine:
-456, 836, 542 and 856 ms against 387, 356, 686 and 315 ms), part of which is moto answering 20
-requests instead of 2 in the same process. At list prices one write unit costs as much as 187 ms
+batch mostly takes longer on loopback (medians of 5 batches in five runs on a loaded 2-core
+machine: 456, 836, 542, 856 and 539 ms against 387, 356, 686, 315 and 595 ms), part of which is
+moto answering 20 requests instead of 2 in the same process. At list prices one write unit costs as much as 187 ms
 of a 256 MB arm64 function: the largest difference measured, 541 ms, is worth under 3 units, and
 20 are saved. Per million batches, write units and billed time together: $34 against $45.
 
