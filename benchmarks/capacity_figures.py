@@ -32,14 +32,16 @@ DYNAMODB_GSI_WRITES = (
 )
 DYNAMODB_CONDITIONAL_WRITES = (
     "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/WorkingWithItems.html"
-    "#WorkingWithItems.ConditionalUpdate"
+    "#WorkingWithItems.ConditionalWrites.ReturnConsumedCapacity"
 )
 DYNAMODB_TRANSACTIONS = (
     "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis.html"
     "#transaction-capacity-handling"
 )
 DYNAMODB_PARTITIONS = "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-partition-key-design.html"
-DYNAMODB_QUOTAS = "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html"
+DYNAMODB_QUOTAS = (
+    "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/on-demand-capacity-mode-max-throughput.html"
+)
 DYNAMODB_ON_DEMAND = "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/on-demand-capacity-mode.html"
 
 WRITE_REQUEST_UNIT_PRICE = Figure(0.625 / 1e6, "USD per write request unit", DYNAMODB_PRICING)
