@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-READ_ON = "2026-12-03"
+READ_ON = "as of 2026-12-03"
+# A figure whose page was not re-read on that date: as this project last recorded it; check the page.
+NOT_REREAD = "not re-read on 2026-12-03"
 
 
 @dataclass(frozen=True)
@@ -20,7 +22,7 @@ class Figure:
     read_on: str = READ_ON
 
     def cite(self) -> str:
-        return f"{self.page} (as of {self.read_on})"
+        return f"{self.page} ({self.read_on})"
 
 
 # ---- DynamoDB ---------------------------------------------------------------------------------------
@@ -64,9 +66,11 @@ LAMBDA_PRICING = "https://aws.amazon.com/lambda/pricing/"
 LAMBDA_QUOTAS = "https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html"
 LAMBDA_LOGS = "https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs.html"
 
-GB_SECOND_PRICE_ARM = Figure(0.0000133334, "USD per GB-second (arm64, first 6 billion GB-s a month)", LAMBDA_PRICING)
-LAMBDA_REQUEST_PRICE = Figure(0.20 / 1e6, "USD per invocation", LAMBDA_PRICING)
-ACCOUNT_CONCURRENCY = Figure(1000, "concurrent executions per Region (adjustable)", LAMBDA_QUOTAS)
+GB_SECOND_PRICE_ARM = Figure(
+    0.0000133334, "USD per GB-second (arm64, first 6 billion GB-s a month)", LAMBDA_PRICING, NOT_REREAD
+)
+LAMBDA_REQUEST_PRICE = Figure(0.20 / 1e6, "USD per invocation", LAMBDA_PRICING, NOT_REREAD)
+ACCOUNT_CONCURRENCY = Figure(1000, "concurrent executions per Region (adjustable)", LAMBDA_QUOTAS, NOT_REREAD)
 # START, END and REPORT: the three lines Lambda writes per invocation, counted at the length of their
 # documented text format with a request id and typical figures.
 PLATFORM_LOG_BYTES_PER_INVOCATION = Figure(
@@ -85,35 +89,39 @@ PLATFORM_LOG_BYTES_PER_INVOCATION = Figure(
 SQS_PRICING = "https://aws.amazon.com/sqs/pricing/"
 SQS_STANDARD = "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/standard-queues.html"
 
-SQS_REQUEST_PRICE = Figure(0.40 / 1e6, "USD per request (standard queue, per 64 KB chunk)", SQS_PRICING)
+SQS_REQUEST_PRICE = Figure(0.40 / 1e6, "USD per request (standard queue, per 64 KB chunk)", SQS_PRICING, NOT_REREAD)
 # "Standard queues support a nearly unlimited number of API calls per second, per API action."
-SQS_THROUGHPUT = Figure(float("inf"), "API calls per second per action (nearly unlimited)", SQS_STANDARD)
+SQS_THROUGHPUT = Figure(float("inf"), "API calls per second per action (nearly unlimited)", SQS_STANDARD, NOT_REREAD)
 
 # ---- S3 ---------------------------------------------------------------------------------------------
 
 S3_PRICING = "https://aws.amazon.com/s3/pricing/"
 S3_PERFORMANCE = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/optimizing-performance.html"
 
-S3_PUT_PRICE = Figure(0.005 / 1000, "USD per PUT, COPY, POST or LIST request (S3 Standard)", S3_PRICING)
-S3_GET_PRICE = Figure(0.0004 / 1000, "USD per GET, HEAD and other request (S3 Standard)", S3_PRICING)
-S3_DELETE_PRICE = Figure(0.0, "USD per DELETE request (free)", S3_PRICING)
-S3_PREFIX_WRITES = Figure(3500, "PUT/COPY/POST/DELETE requests per second per partitioned prefix", S3_PERFORMANCE)
-S3_PREFIX_READS = Figure(5500, "GET/HEAD requests per second per partitioned prefix", S3_PERFORMANCE)
+S3_PUT_PRICE = Figure(0.005 / 1000, "USD per PUT, COPY, POST or LIST request (S3 Standard)", S3_PRICING, NOT_REREAD)
+S3_GET_PRICE = Figure(0.0004 / 1000, "USD per GET, HEAD and other request (S3 Standard)", S3_PRICING, NOT_REREAD)
+S3_DELETE_PRICE = Figure(0.0, "USD per DELETE request (free)", S3_PRICING, NOT_REREAD)
+S3_PREFIX_WRITES = Figure(
+    3500, "PUT/COPY/POST/DELETE requests per second per partitioned prefix", S3_PERFORMANCE, NOT_REREAD
+)
+S3_PREFIX_READS = Figure(5500, "GET/HEAD requests per second per partitioned prefix", S3_PERFORMANCE, NOT_REREAD)
 
 # ---- API Gateway HTTP API ---------------------------------------------------------------------------
 
 HTTP_API_PRICING = "https://aws.amazon.com/api-gateway/pricing/"
 HTTP_API_QUOTAS = "https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html"
 
-HTTP_API_REQUEST_PRICE = Figure(1.00 / 1e6, "USD per request (first 300 million a month)", HTTP_API_PRICING)
-HTTP_API_ACCOUNT_RATE = Figure(10_000, "requests per second per account and Region (adjustable)", HTTP_API_QUOTAS)
+HTTP_API_REQUEST_PRICE = Figure(1.00 / 1e6, "USD per request (first 300 million a month)", HTTP_API_PRICING, NOT_REREAD)
+HTTP_API_ACCOUNT_RATE = Figure(
+    10_000, "requests per second per account and Region (adjustable)", HTTP_API_QUOTAS, NOT_REREAD
+)
 
 # ---- EventBridge ------------------------------------------------------------------------------------
 
 EVENTBRIDGE_PRICING = "https://aws.amazon.com/eventbridge/pricing/"
 EVENTBRIDGE_QUOTAS = "https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-quota.html"
 
-EVENT_PRICE = Figure(1.00 / 1e6, "USD per custom event published (per 64 KB chunk)", EVENTBRIDGE_PRICING)
+EVENT_PRICE = Figure(1.00 / 1e6, "USD per custom event published (per 64 KB chunk)", EVENTBRIDGE_PRICING, NOT_REREAD)
 PUT_EVENTS_RATE = Figure(
     10_000,
     "PutEvents requests per second, us-east-1 (2,400 in us-east-2, less in smaller Regions; adjustable)",
@@ -125,7 +133,7 @@ PUT_EVENTS_RATE = Figure(
 SECRETS_PRICING = "https://aws.amazon.com/secrets-manager/pricing/"
 SECRETS_QUOTAS = "https://docs.aws.amazon.com/secretsmanager/latest/userguide/reference_limits.html"
 
-SECRETS_CALL_PRICE = Figure(0.05 / 10_000, "USD per API call", SECRETS_PRICING)
+SECRETS_CALL_PRICE = Figure(0.05 / 10_000, "USD per API call", SECRETS_PRICING, NOT_REREAD)
 GET_SECRET_VALUE_RATE = Figure(
     10_000, "GetSecretValue and DescribeSecret requests per second, combined", SECRETS_QUOTAS
 )
@@ -137,11 +145,13 @@ PUT_LOG_EVENTS = "https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIRef
 XRAY_PRICING = "https://aws.amazon.com/xray/pricing/"
 XRAY_SAMPLING = "https://docs.aws.amazon.com/xray/latest/devguide/xray-console-sampling.html"
 
-LOG_INGESTION_PRICE = Figure(0.50 / 1e9, "USD per byte ingested (Standard log class, $0.50 per GB)", CLOUDWATCH_PRICING)
-LOG_EVENT_OVERHEAD_BYTES = Figure(26, "bytes counted per log event besides its message", PUT_LOG_EVENTS)
-TRACE_PRICE = Figure(5.00 / 1e6, "USD per trace recorded", XRAY_PRICING)
+LOG_INGESTION_PRICE = Figure(
+    0.50 / 1e9, "USD per byte ingested (Standard log class, $0.50 per GB)", CLOUDWATCH_PRICING, NOT_REREAD
+)
+LOG_EVENT_OVERHEAD_BYTES = Figure(26, "bytes counted per log event besides its message", PUT_LOG_EVENTS, NOT_REREAD)
+TRACE_PRICE = Figure(5.00 / 1e6, "USD per trace recorded", XRAY_PRICING, NOT_REREAD)
 # The default sampling rule: the first request each second, then 5 % of the others.
-TRACE_SAMPLING_RATE = Figure(0.05, "share of invocations traced by the default rule", XRAY_SAMPLING)
+TRACE_SAMPLING_RATE = Figure(0.05, "share of invocations traced by the default rule", XRAY_SAMPLING, NOT_REREAD)
 # The webhook API's access log line, as the template's format writes it, with typical values.
 ACCESS_LOG_BYTES = Figure(
     len(
