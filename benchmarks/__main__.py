@@ -3,7 +3,8 @@
 The sections run in this order: cold start (no services needed), then zero-copy, billed time and
 warm overhead against one local stack in this process, then throughput (a local stack per run,
 each in its own process), then the burst against a rate-limited Runware (both designs, each in its
-own process).
+own process), then the capacity and cost model (this tree's design and the one before it, each in
+its own process).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from benchmarks import report, suites
 from benchmarks.services import Services
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("cold_start", "zero_copy", "billed_time", "warm_overhead", "throughput", "burst")
+SECTIONS = ("cold_start", "zero_copy", "billed_time", "warm_overhead", "throughput", "burst", "capacity")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -47,6 +48,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="SubmitMaximumConcurrency for the queue design, sized to the rate limit (2)",
     )
     parser.add_argument(
+        "--capacity-jobs", type=int, default=100, help="uploads per design for the capacity model (100)"
+    )
+    parser.add_argument(
+        "--capacity-dropped-webhooks",
+        type=float,
+        default=0.2,
+        help="share of webhooks Runware's emulator drops in the capacity run, finished by recovery (0.2)",
+    )
+    parser.add_argument(
+        "--capacity-batches",
+        type=int,
+        default=5,
+        help="timed submit batches of 10 per design for the capacity model (5)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="a smoke run: few repetitions, 20 objects (the report says so)"
     )
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
@@ -56,6 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.objects, args.throughput_runs, args.cold_runs = 20, 1, 2
         args.small_runs, args.large_runs, args.images = 1, 1, 2
         args.burst_objects = 200
+        args.capacity_jobs, args.capacity_batches = 30, 2
     return args
 
 
@@ -95,6 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import burst
 
         results["burst"] = burst.measure(args.burst_objects, args.burst_rate, args.burst_concurrency)
+    if section("capacity", "7. capacity and cost per 1,000 images"):
+        from benchmarks import capacity
+
+        results["capacity"] = capacity.measure(
+            args.capacity_jobs, args.capacity_dropped_webhooks, args.capacity_batches, progress=suites.progress
+        )
 
     results["duration_seconds"] = time.perf_counter() - started
     results["notes"] = report.findings(results)

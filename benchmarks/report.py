@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.burst_report import burst_goals, burst_section
+from benchmarks.capacity_report import capacity_goals, capacity_section
 from benchmarks.markdown import fmt, size, table
 from benchmarks.warm_report import warm_goals, warm_section
 
@@ -388,6 +389,8 @@ def render(results: dict[str, Any]) -> str:
     rows = [list(row) for row in goals(results)]
     if "burst" in results:
         rows += [list(row) for row in burst_goals(results["burst"])]
+    if "capacity" in results:
+        rows += [list(row) for row in capacity_goals(results["capacity"])]
     lines += table(["Goal", "Measured", "Verdict"], rows)
     sections = [
         ("zero_copy", zero_copy_section),
@@ -396,6 +399,7 @@ def render(results: dict[str, Any]) -> str:
         ("warm_overhead", warm_section),
         ("throughput", throughput_section),
         ("burst", burst_section),
+        ("capacity", capacity_section),
     ]
     for key, section in sections:
         if key in results:

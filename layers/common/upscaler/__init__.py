@@ -3,7 +3,7 @@
 Jobs
 - job_record: the job, one typed record per source object version, and its conversion to and from DynamoDB.
 - jobs: the job store, and the state machine as one table of transitions that every status write goes through.
-- conditional_writes: many conditional writes in as few DynamoDB requests as allowed, each with its own outcome.
+- conditional_writes: many single conditional writes made at once, each with its own outcome.
 - clock: instants as the job record writes them (UTC, ISO 8601 with milliseconds).
 - completion_events: one EventBridge event per job that ends.
 - job_metrics: CloudWatch metrics for what happened to jobs.

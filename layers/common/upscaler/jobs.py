@@ -33,6 +33,7 @@ from upscaler.job_record import (
     attribute_name,
     to_attribute_values,
 )
+from upscaler.parallel import ThreadHandoff
 
 STATUS_INDEX = "jobsByStatus"
 # What is kept of why a webhook body was unreadable.
@@ -119,12 +120,15 @@ class JobStore:
         table_name: str,
         retention_days: int = 90,
         on_terminal: Callable[[Job], None] | None = None,
+        handoff: ThreadHandoff | None = None,
     ) -> None:
         self._db = dynamodb_client
         self.table_name = table_name
         self.retention_days = retention_days
         # Told of each job right after the write that made it terminal (completion events).
         self.on_terminal = on_terminal
+        # Gives the threads of create_all and move_all the caller's trace context (upscaler.parallel).
+        self.handoff = handoff
 
     def get(self, job_id: str) -> Job | None:
         response = self._db.get_item(TableName=self.table_name, Key=_key(job_id), ConsistentRead=True)
@@ -142,25 +146,17 @@ class JobStore:
         return written
 
     def create_all(self, jobs: Sequence[tuple[Job, Transition]], now: datetime | None = None) -> list[Exception | None]:
-        """create() for each (job, transition), in one request per MAX_TRANSACTION_ITEMS jobs instead of one each.
+        """create() for each (job, transition), the writes made at once (upscaler.conditional_writes).
 
         Per job, in order: None when it was written, TransitionRefused (with the job that exists)
-        when there was one, or the error its write met (see upscaler.conditional_writes).
+        when there was one, or the error its write met.
         """
         moment = now or utc_now()
-        writes = []
-        for job, transition in jobs:
-            written = self._new(job, transition, moment)
-            writes.append(
-                ConditionalWrite(
-                    key=job.job_id,
-                    action={"Put": {**self._create_request(written), "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}},
-                    alone=partial(self.create, job, transition, moment),
-                    refused=partial(_refusal, job.job_id),
-                    written=partial(self._ended, written),
-                )
-            )
-        return write_all(self._db, writes)
+        writes = [
+            ConditionalWrite(key=job.job_id, alone=partial(self.create, job, transition, moment))
+            for job, transition in jobs
+        ]
+        return write_all(writes, handoff=self.handoff)
 
     def _new(self, job: Job, transition: Transition, moment: datetime) -> Job:
         if not transition.creates:
@@ -212,31 +208,23 @@ class JobStore:
         increment: str | None = None,
         now: datetime | None = None,
     ) -> list[Exception | None]:
-        """move() for each (job id, changes), in one request per MAX_TRANSACTION_ITEMS jobs.
+        """move() for each (job id, changes), the writes made at once (upscaler.conditional_writes).
 
         Per job, in order: None when it moved, TransitionRefused (with the job as it is) when its
-        status did not allow it, or the error its write met. A transaction cannot return the items
-        it wrote, so a move to a terminal status (whose completion event needs the whole job) is
-        refused here: use move().
+        status did not allow it, or the error its write met. A move to a terminal status (whose
+        completion event follows each write) is made with move().
         """
         if transition.after in TERMINAL_STATUSES:
             raise ValueError(f"move_all cannot end jobs ({transition.name}): use move()")
         moment = now or utc_now()
-        writes = []
-        for job_id, changes in moves:
-            request = self._move_request(job_id, transition, changes, remove, increment, moment)
-            writes.append(
-                ConditionalWrite(
-                    key=job_id,
-                    action={"Update": {**request, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}},
-                    alone=partial(
-                        self.move, job_id, transition, changes, remove=remove, increment=increment, now=moment
-                    ),
-                    refused=partial(_refusal, job_id),
-                    written=_nothing,
-                )
+        writes = [
+            ConditionalWrite(
+                key=job_id,
+                alone=partial(self.move, job_id, transition, changes, remove=remove, increment=increment, now=moment),
             )
-        return write_all(self._db, writes)
+            for job_id, changes in moves
+        ]
+        return write_all(writes, handoff=self.handoff)
 
     def _move_request(
         self,
@@ -247,7 +235,7 @@ class JobStore:
         increment: str | None,
         moment: datetime,
     ) -> dict[str, Any]:
-        """The UpdateItem (or transaction Update) of one transition: its condition, as the table says."""
+        """The UpdateItem of one transition: its condition, as the table says."""
         if transition.creates:
             raise ValueError(f"{transition.name} creates a job; use create()")
         values = {attribute_name(name): value for name, value in (changes or {}).items() if value is not None}
@@ -370,7 +358,3 @@ def _refused(job_id: str, error: ClientError) -> Exception:
 def _refusal(job_id: str, item: Mapping[str, Any] | None) -> TransitionRefused:
     """A failed condition, with the job as it is (an item in DynamoDB's JSON) when DynamoDB returned it."""
     return TransitionRefused(job_id, Job.from_item(item) if item else None)
-
-
-def _nothing() -> None:
-    """Nothing follows a move that ends no job."""

@@ -14,8 +14,8 @@ before, or its own output after its record expired) is completed from it instead
 
 Each source's validation (one ranged S3 GET) is independent of the others': they run at once, at
 most SUBMIT_PARALLELISM of them. The claims, and the moves to SUBMITTED after the request, are
-written together (upscaler.conditional_writes): one DynamoDB request per up to 100 jobs, each job
-with the outcome its own conditional write would have had. Outcomes are reported in source order.
+single conditional writes made at once (upscaler.conditional_writes), each job with its own
+outcome. Outcomes are reported in source order.
 """
 
 from __future__ import annotations

@@ -55,9 +55,15 @@ def _dynamodb_client() -> Any:
     return boto3.client("dynamodb", region_name=region, config=Config(retries={"mode": "standard"}))
 
 
-def _job_store(settings: Settings, dynamodb: Any, pointers: OutputPointers | None) -> JobStore:
+def _job_store(
+    settings: Settings, dynamodb: Any, pointers: OutputPointers | None, handoff: ThreadHandoff | None = None
+) -> JobStore:
     return JobStore(
-        dynamodb, settings.jobs_table, settings.job_retention_days, on_terminal=_on_terminal(settings, pointers)
+        dynamodb,
+        settings.jobs_table,
+        settings.job_retention_days,
+        on_terminal=_on_terminal(settings, pointers),
+        handoff=handoff,
     )
 
 
@@ -84,10 +90,12 @@ def _output_pointers(settings: Settings, dynamodb: Any) -> OutputPointers | None
     return OutputPointers(dynamodb, settings.prior_outputs_table, settings.job_retention_days)
 
 
-def _jobs_and_pointers(settings: Settings) -> tuple[JobStore, OutputPointers | None]:
+def _jobs_and_pointers(
+    settings: Settings, handoff: ThreadHandoff | None = None
+) -> tuple[JobStore, OutputPointers | None]:
     dynamodb = _dynamodb_client()
     pointers = _output_pointers(settings, dynamodb)
-    return _job_store(settings, dynamodb, pointers), pointers
+    return _job_store(settings, dynamodb, pointers, handoff), pointers
 
 
 def _completion_events(settings: Settings) -> CompletionEventPublisher | None:
@@ -160,7 +168,7 @@ def build_submitter(settings: Settings | None = None, *, handoff: ThreadHandoff 
     if not settings.webhook_url.startswith(("https://", "http://")):
         raise ConfigurationError(f"WEBHOOK_URL must be the webhook endpoint's URL, got {settings.webhook_url!r}")
     objects = _object_store(settings)
-    jobs, pointers = _jobs_and_pointers(settings)
+    jobs, pointers = _jobs_and_pointers(settings, handoff)
     return Submitter(
         settings,
         objects,
