@@ -104,6 +104,7 @@ class LocalStack:
             workers=self.config.emulator_workers,
             faults=self.config.faults,
             seed=self.config.seed,
+            api_key=LOCAL_RUNWARE_KEY,  # the key the stack's secret holds: any other is refused, as Runware does
         )
         self.emulator.start()
         self.gateway = WebhookGateway(host="127.0.0.1", port=0)
@@ -222,7 +223,7 @@ class LocalStack:
             else:
                 value = str(resolve(properties.get("SecretString", "")))
             if "runware" in logical_id.lower():
-                value = LOCAL_RUNWARE_KEY  # the emulator takes any non-empty key
+                value = LOCAL_RUNWARE_KEY  # the one key the stack's emulator accepts
             arn = secretsmanager.create_secret(Name=name, SecretString=value)["ARN"]
             resources[logical_id] = {"Ref": arn, "Arn": arn, "Id": arn}
 
