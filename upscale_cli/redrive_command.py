@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from upscale_cli.errors import StackNotFound
 from upscale_cli.output import Output
 from upscale_cli.redrive import redrive, wait_for_task
 from upscale_cli.target import Target
@@ -20,8 +21,10 @@ def add_parser(commands: argparse._SubParsersAction, parents: list[argparse.Argu
 
 def run(args: argparse.Namespace, target: Target, out: Output) -> int:
     if not (target.dlq_url and target.ingest_queue_url):
-        out.line(f"{target.description} has no ingestion and dead-letter queue outputs")
-        return 2
+        raise StackNotFound(
+            f"{target.description} has no ingestion and dead-letter queue outputs "
+            "(IngestQueueUrl, SubmitDeadLetterQueueUrl)"
+        )
     sqs = target.client("sqs")
     waiting = int(
         sqs.get_queue_attributes(QueueUrl=target.dlq_url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"][

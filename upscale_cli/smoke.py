@@ -31,7 +31,7 @@ def add_parser(commands: argparse._SubParsersAction, parents: list[argparse.Argu
     parser.add_argument("--megapixels", type=int, default=1, help="target megapixels (default 1, the cheapest)")
     parser.add_argument("--format", choices=["JPG", "PNG", "WEBP"], default="JPG", help="output format (default JPG)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the result (default 600)")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, starts_local_stack=True)
 
 
 def run(args: argparse.Namespace, target: Target, out: Output) -> int:
