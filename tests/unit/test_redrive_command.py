@@ -10,7 +10,7 @@ import pytest
 
 from local.message_move import install_message_move_tasks
 from tests.conftest import REGION
-from tests.unit.cli_target import moto_target
+from tests.unit.cli_target import moto_target, run_command
 from upscale_cli import redrive_command
 from upscale_cli.main import build_parser
 from upscale_cli.output import Output
@@ -28,7 +28,8 @@ def queues(aws):
 def run(*argv: str, as_json: bool = False, **names: str) -> tuple[int, str]:
     stream = io.StringIO()
     args = build_parser().parse_args(["redrive", *argv])
-    return redrive_command.run(args, moto_target(**names), Output(as_json=as_json, stream=stream)), stream.getvalue()
+    output = Output(as_json=as_json, stream=stream)
+    return run_command(lambda: redrive_command.run(args, moto_target(**names), output), stream)
 
 
 def test_an_empty_dead_letter_queue_has_nothing_to_move(queues):
@@ -61,4 +62,7 @@ def test_without_waiting_the_task_is_reported_running(queues):
 def test_a_stack_without_both_queues_is_exit_status_2(queues):
     _, ingest, _ = queues
     code, text = run(ingest_queue_url=ingest)
-    assert (code, text) == (2, "stack test (moto) has no ingestion and dead-letter queue outputs\n")
+    assert (code, text) == (
+        3,
+        "stack test (moto) has no ingestion and dead-letter queue outputs (IngestQueueUrl, SubmitDeadLetterQueueUrl)\n",
+    )
