@@ -50,6 +50,7 @@ logger = logging.getLogger("local.stack")
 LOCAL_REGION = "us-east-1"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 LOCAL_RUNWARE_KEY = "local-emulator-key"
+LOCAL_SECRET_CACHE_SECONDS = "5"
 HTTP_API_ID = "local-http-api"
 
 # Template defaults are sized for production; locally a run lasts seconds, so the reconciler
@@ -381,6 +382,8 @@ class LocalStack:
                 "POWERTOOLS_LOG_LEVEL": self.config.function_log_level,
                 "POWERTOOLS_METRICS_DISABLED": "true",
                 "POWERTOOLS_TRACE_DISABLED": "true",
+                # A key stored with `s3-upscale --local set-key` is used within seconds, not minutes.
+                "SECRET_CACHE_SECONDS": LOCAL_SECRET_CACHE_SECONDS,
             }
         )
         os.environ.update(environment)

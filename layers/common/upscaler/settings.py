@@ -22,7 +22,7 @@ class ConfigurationError(RuntimeError):
 @dataclass(frozen=True)
 class Settings:
     # Read when present but not set by template.yaml: tuning for tests and special deployments.
-    OPTIONAL_VARIABLES: ClassVar[frozenset[str]] = frozenset({"RUNWARE_MAX_ATTEMPTS"})
+    OPTIONAL_VARIABLES: ClassVar[frozenset[str]] = frozenset({"RUNWARE_MAX_ATTEMPTS", "SECRET_CACHE_SECONDS"})
 
     jobs_table: str
     output_bucket: str
@@ -53,6 +53,8 @@ class Settings:
     completion_event_bus: str = ""  # empty: no completion events (the template always sets one)
     # Most sources of one submit invocation whose S3 and DynamoDB steps run at once.
     submit_parallelism: int = 10
+    # How long a container keeps a secret it read (a new Runware key is used within this time).
+    secret_cache_seconds: int = 300
 
     @property
     def runware_request_spacing_seconds(self) -> float:
@@ -212,6 +214,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("RUNWARE_CONCURRENT_SENDERS", "runware_concurrent_senders", _at_least_one, 1, "below 1 counts as 1"),
     Variable("COMPLETION_EVENT_BUS", "completion_event_bus", _text, "", "empty: no completion events"),
     Variable("SUBMIT_PARALLELISM", "submit_parallelism", _positive, 10, "sources one submit works on at once"),
+    Variable("SECRET_CACHE_SECONDS", "secret_cache_seconds", _integer, 300, "how long a container keeps a secret"),
 )
 
 
@@ -231,21 +234,21 @@ SECRET_MAX_AGE_SECONDS = 300
 RUNWARE_KEY_PLACEHOLDER = "REPLACE_WITH_YOUR_RUNWARE_API_KEY"
 
 
-def read_secret(secret_id: str) -> str:
-    """A secret's string value from Secrets Manager, cached per container for a few minutes."""
+def read_secret(secret_id: str, max_age: int = SECRET_MAX_AGE_SECONDS) -> str:
+    """A secret's string value from Secrets Manager, cached per container for `max_age` seconds."""
     # Imported here so functions that never read a secret do not pay for the import.
     from aws_lambda_powertools.utilities import parameters
 
-    value = parameters.get_secret(secret_id, max_age=SECRET_MAX_AGE_SECONDS)
+    value = parameters.get_secret(secret_id, max_age=max_age)
     if not isinstance(value, str) or not value.strip():
         raise ConfigurationError(f"secret {secret_id} is empty")
     return value.strip()
 
 
-def read_runware_api_key(secret_id: str) -> str:
+def read_runware_api_key(secret_id: str, max_age: int = SECRET_MAX_AGE_SECONDS) -> str:
     """The Runware API key; an unset key is a deployment error, so the invocation fails and can be
     re-driven once the key is in, instead of every job failing with Runware's 401."""
-    key = read_secret(secret_id)
+    key = read_secret(secret_id, max_age)
     if key == RUNWARE_KEY_PLACEHOLDER:
         raise ConfigurationError(f"the Runware API key in secret {secret_id} is still the placeholder")
     return key

@@ -69,7 +69,7 @@ def _runware_client(settings: Settings) -> RunwareClient:
 
     return RunwareClient(
         settings.runware_api_url,
-        partial(read_runware_api_key, settings.runware_api_key_secret),
+        partial(read_runware_api_key, settings.runware_api_key_secret, settings.secret_cache_seconds),
         timeout_seconds=settings.runware_timeout_seconds,
         max_attempts=settings.runware_max_attempts,
         least_request_spacing_seconds=settings.runware_request_spacing_seconds,
@@ -88,7 +88,7 @@ def build_submitter(settings: Settings | None = None, *, handoff: ThreadHandoff 
         ObjectStore(create_s3_client()),
         _job_store(settings),
         _runware_client(settings),
-        partial(read_secret, settings.webhook_token_secret),
+        partial(read_secret, settings.webhook_token_secret, settings.secret_cache_seconds),
         handoff=handoff,
     )
 
@@ -100,7 +100,9 @@ def build_webhook_receiver(settings: Settings | None = None) -> WebhookReceiver:
     settings = settings or get_settings()
     jobs = _job_store(settings)
     recorder = ResultRecorder(ObjectStore(create_s3_client()), jobs, settings.staging_prefix)
-    return WebhookReceiver(jobs, recorder, partial(read_secret, settings.webhook_token_secret))
+    return WebhookReceiver(
+        jobs, recorder, partial(read_secret, settings.webhook_token_secret, settings.secret_cache_seconds)
+    )
 
 
 def build_reconciler(settings: Settings | None = None) -> Reconciler:
