@@ -61,12 +61,11 @@ class Output:
         rows: Sequence[Sequence[str]],
         title: str | None = None,
         *,
-        whole: Sequence[str] = (),
         wide: bool = False,
     ) -> None:
-        """A table; the `whole` columns (ids, keys) are never cut. On a terminal a rich table, whose
-        `whole` columns wrap rather than shorten when it is narrow; `wide` (or no terminal): plain
-        aligned lines as long as they need to be, which the terminal may wrap but nothing cuts."""
+        """A table whose cells are never cut. On a terminal a rich table, whose cells wrap rather than
+        shorten when it is narrow; `wide` (or no terminal): plain aligned lines as long as they need
+        to be, which the terminal may wrap but nothing cuts, so ids and keys can be copied whole."""
         if self.as_json:
             return
         if self.fancy and not wide:
@@ -74,7 +73,7 @@ class Output:
 
             table = Table(title=title, title_justify="left")
             for header in headers:
-                table.add_column(header, overflow="fold" if header in whole else "ellipsis")
+                table.add_column(header, overflow="fold")
             for row in rows:
                 table.add_row(*row)
             self.console.print(table)

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace, target: Target, out: Output) -> int:
         for job in newest
     ]
     title = f"Newest {len(rows)} {args.status + ' ' if args.status else ''}jobs"
-    out.table(NEWEST_HEADERS, rows, title=title, whole=("source", "job"), wide=args.wide)
+    out.table(NEWEST_HEADERS, rows, title=title, wide=args.wide)
     return 0
 
 
