@@ -97,16 +97,20 @@ def _stack_config(args: argparse.Namespace, **overrides: Any) -> Any:
 
 
 def already_running() -> str | None:
-    """Why a second `up` must not start: the running stack, named by its state file; None if none runs."""
-    from local.state_file import running_stack_state, state_file_path
+    """Why a second `up` must not start: the running (or starting) stack, named by its state file;
+    None if none runs, and then the state file is this process's claim."""
+    from local.state_file import claim, state_file_path
 
-    state = running_stack_state()
+    state = claim()
     if state is None:
         return None
+    if state.get("starting"):
+        where = "still starting"
+    else:
+        where = f"AWS {state.get('aws_endpoint')}, Runware emulator {state.get('runware_url')}"
     return (
-        f"a local stack is already running (pid {state.get('pid')}, AWS {state.get('aws_endpoint')}, "
-        f"Runware emulator {state.get('runware_url')}; state file {state_file_path()}): use it, or stop it "
-        "(Ctrl-C in its shell) first"
+        f"a local stack is already running (pid {state.get('pid')}, {where}; state file {state_file_path()}): "
+        "use it, or stop it (Ctrl-C in its shell) first"
     )
 
 
@@ -123,13 +127,14 @@ def port_taken(port: int) -> bool:
 
 def run_up(args: argparse.Namespace) -> int:
     from local.stack import LocalStack
-    from local.state_file import write_state
+    from local.state_file import state_file_path, write_state
 
     running = already_running()
     if running is not None:
         print(f"python -m local up: {running}", file=sys.stderr)
         return EXIT_ALREADY_RUNNING
     if port_taken(args.aws_port):
+        state_file_path().unlink(missing_ok=True)  # this process's claim
         print(
             f"python -m local up: port {args.aws_port} on 127.0.0.1 is in use by another program: stop it, "
             "or pass --aws-port PORT",
@@ -137,7 +142,11 @@ def run_up(args: argparse.Namespace) -> int:
         )
         return EXIT_ALREADY_RUNNING
 
-    stack = LocalStack(_stack_config(args, aws_port=args.aws_port, function_log_level="INFO")).start()
+    try:
+        stack = LocalStack(_stack_config(args, aws_port=args.aws_port, function_log_level="INFO")).start()
+    except BaseException:
+        state_file_path().unlink(missing_ok=True)  # this process's claim
+        raise
     state_file = write_state(stack)
     # A plain `kill` must remove the state file too, not only Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))

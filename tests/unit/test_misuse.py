@@ -7,6 +7,8 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -134,24 +136,44 @@ def test_interrupted_by_sigint_is_exit_130_after_the_summary(request, no_aws_set
 
 
 @pytest.fixture
-def running_stack_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A state file naming this (live) process and a port that answers: a stack `up` already runs."""
+def running_stack_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, int]]:
+    """A state file naming another live process and a port that answers: a stack `up` already runs."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
         path = tmp_path / "state.json"
-        path.write_text(json.dumps({"pid": os.getpid(), "aws_endpoint": endpoint, "runware_url": "http://x/v1"}))
+        path.write_text(json.dumps({"pid": other.pid, "aws_endpoint": endpoint, "runware_url": "http://x/v1"}))
         monkeypatch.setenv(STATE_FILE_VARIABLE, str(path))
-        yield path
+        try:
+            yield path, other.pid
+        finally:
+            other.kill()
+            other.wait()
 
 
 def test_a_second_up_names_the_running_stack_and_exits_7_at_once(running_stack_state, capsys):
-    assert local_cli.main(["up"]) == ExitStatus.ALREADY_RUNNING == 7
+    path, pid = running_stack_state
+    assert local_cli.main(["up", "--aws-port", "0"]) == ExitStatus.ALREADY_RUNNING == 7
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
-    assert "a local stack is already running" in err and str(running_stack_state) in err
-    assert f"pid {os.getpid()}" in err
+    assert "a local stack is already running" in err and str(path) in err
+    assert f"pid {pid}" in err
+    assert json.loads(path.read_text())["pid"] == pid, "the running stack's state file is left alone"
+
+
+def test_a_second_up_while_the_first_is_still_starting_exits_7(tmp_path, monkeypatch, capsys):
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        path = tmp_path / "state.json"
+        path.write_text(json.dumps({"pid": other.pid, "starting": True}))
+        monkeypatch.setenv(STATE_FILE_VARIABLE, str(path))
+        assert local_cli.main(["up", "--aws-port", "0"]) == ExitStatus.ALREADY_RUNNING
+    finally:
+        other.kill()
+        other.wait()
+    assert "still starting" in capsys.readouterr().err
 
 
 def test_up_on_a_port_another_program_holds_exits_7(tmp_path, monkeypatch, capsys):
