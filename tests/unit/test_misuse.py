@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -123,12 +124,19 @@ def test_a_prefix_outside_the_inbox_is_a_usage_error(request, no_aws_settings, c
 
 def test_interrupted_by_sigint_is_exit_130_after_the_summary(request, no_aws_settings, capsys):
     _deployed(request)
-    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))  # a real Ctrl-C, to this process
-    timer.start()
-    try:
-        status = main([*STACK, "watch", "--interval", "0.05"])
-    finally:
-        timer.cancel()
+    captured_stdout = sys.stdout  # capsys's buffer: the interrupt comes once watch is polling
+    started = time.monotonic()
+
+    def interrupt_once_watching() -> None:
+        while "watching" not in captured_stdout.getvalue() and time.monotonic() - started < 60:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, to this process
+
+    sender = threading.Thread(target=interrupt_once_watching, daemon=True)
+    sender.start()
+    status = main([*STACK, "watch", "--interval", "0.05"])
+    sender.join()
     captured = capsys.readouterr()
     assert status == ExitStatus.INTERRUPTED == 130
     assert captured.out.splitlines()[-1] == "summary: no jobs"
