@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from upscale_cli.arguments import seconds
 from upscale_cli.errors import StackNotFound
 from upscale_cli.output import Output
 from upscale_cli.redrive import redrive, wait_for_task
@@ -15,7 +16,7 @@ def add_parser(commands: argparse._SubParsersAction, parents: list[argparse.Argu
         "redrive", parents=parents, help="move the dead-letter queue back to the ingestion queue"
     )
     parser.add_argument("--wait", action="store_true", help="wait until SQS has moved every message")
-    parser.add_argument("--timeout", type=float, default=900.0, help="with --wait: seconds to wait (default 900)")
+    parser.add_argument("--timeout", type=seconds(), default=900.0, help="with --wait: seconds to wait (default 900)")
     parser.set_defaults(run=run)
 
 

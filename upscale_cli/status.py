@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from upscale_cli.arguments import whole_number
 from upscale_cli.jobs_query import count_by_status, newest_jobs
 from upscale_cli.output import Output, cell, cost, plural, size
 from upscale_cli.target import Target
@@ -14,7 +15,9 @@ NEWEST_HEADERS = ["created", "source", "status", "input", "output", "cost", "sec
 
 def add_parser(commands: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("status", parents=parents, help="counts by status and the newest jobs")
-    parser.add_argument("--limit", type=int, default=10, help="how many of the newest jobs to list (default 10)")
+    parser.add_argument(
+        "--limit", type=whole_number(0), default=10, help="how many of the newest jobs to list (default 10)"
+    )
     parser.add_argument(
         "--status", choices=[status.value for status in JobStatus], help="list only the newest jobs in this status"
     )

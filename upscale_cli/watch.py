@@ -9,6 +9,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from upscale_cli.arguments import seconds, whole_number
 from upscale_cli.errors import NotDone, UsageError
 from upscale_cli.jobs_query import source_key
 from upscale_cli.output import Output, cell, cost, size
@@ -24,8 +25,10 @@ UNTIL_IDLE_TIMEOUT = 900.0
 
 def add_parser(commands: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("watch", parents=parents, help="live progress as jobs change")
-    parser.add_argument("--interval", type=float, default=2.0, help="seconds between polls (default 2)")
-    parser.add_argument("--since", type=float, default=60.0, help="watch jobs created in the last N minutes too")
+    parser.add_argument(
+        "--interval", type=seconds(positive=True), default=2.0, help="seconds between polls (default 2)"
+    )
+    parser.add_argument("--since", type=seconds(), default=60.0, help="watch jobs created in the last N minutes too")
     parser.add_argument(
         "--until-idle",
         action="store_true",
@@ -34,10 +37,12 @@ def add_parser(commands: argparse._SubParsersAction, parents: list[argparse.Argu
     parser.add_argument(
         "--key", action="append", default=[], metavar="KEY", help="with --until-idle: wait for this upload (repeatable)"
     )
-    parser.add_argument("--min-jobs", type=int, default=0, help="with --until-idle: wait until this many jobs exist")
+    parser.add_argument(
+        "--min-jobs", type=whole_number(0), default=0, help="with --until-idle: wait until this many jobs exist"
+    )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=seconds(),
         default=None,
         help=f"give up after this many seconds (0: never; default {UNTIL_IDLE_TIMEOUT:.0f} with --until-idle, "
         "else never); with --until-idle, giving up is exit 1",
@@ -47,7 +52,7 @@ def add_parser(commands: argparse._SubParsersAction, parents: list[argparse.Argu
         "--events-queue", metavar="URL", help="print completion events from this SQS queue (fed by your rule)"
     )
     events.add_argument("--events", action="store_true", help="--local: the local stack's completion events queue")
-    parser.add_argument("--count", type=int, default=0, help="with events: exit after this many (0: never)")
+    parser.add_argument("--count", type=whole_number(0), default=0, help="with events: exit after this many (0: never)")
     parser.add_argument("--once", action="store_true", help="with events: print those waiting now, then exit")
     parser.set_defaults(run=run)
 
