@@ -6,7 +6,7 @@ import argparse
 
 from upscale_cli.arguments import seconds
 from upscale_cli.errors import StackNotFound
-from upscale_cli.output import Output
+from upscale_cli.output import Output, plural
 from upscale_cli.redrive import redrive, wait_for_task
 from upscale_cli.target import Target
 
@@ -48,5 +48,5 @@ def run(args: argparse.Namespace, target: Target, out: Output) -> int:
         out.json(report)
     else:
         moved = f", moved {report['moved']}" if "moved" in report else ""
-        out.line(f"{waiting} message(s) in the dead-letter queue: {report['status']}{moved}")
+        out.line(f"{plural(waiting, 'message')} in the dead-letter queue: {report['status']}{moved}")
     return 0 if report["status"] in ("NOTHING_TO_MOVE", "RUNNING", "COMPLETED") else 1

@@ -38,5 +38,6 @@ def run(args: argparse.Namespace, target: Target, out: Output) -> int:
     if out.as_json:
         out.json(result)
     else:
-        out.line(f"stored a new version of {target.runware_secret}; functions use it within 5 minutes")
+        within = "5 seconds" if target.local else "5 minutes (SECRET_CACHE_SECONDS)"
+        out.line(f"stored a new version of {target.runware_secret}; the functions use it within {within}")
     return 0

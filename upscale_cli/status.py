@@ -73,4 +73,5 @@ def dead_letter_line(depth: int | None) -> str:
         return "dead-letter queue: this stack names none (no SubmitDeadLetterQueueUrl output)"
     if depth == 0:
         return "dead-letter queue: empty"
-    return f"dead-letter queue: {plural(depth, 'message')} waiting (`s3-upscale redrive` moves them back)"
+    them = "it" if depth == 1 else "them"
+    return f"dead-letter queue: {plural(depth, 'message')} waiting (`s3-upscale redrive` moves {them} back)"

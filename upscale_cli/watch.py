@@ -12,7 +12,7 @@ from typing import Any
 from upscale_cli.arguments import seconds, whole_number
 from upscale_cli.errors import NotDone, UsageError
 from upscale_cli.jobs_query import source_key
-from upscale_cli.output import Output, cell, cost, size
+from upscale_cli.output import Output, cell, cost, plural, size
 from upscale_cli.target import Target
 from upscale_cli.uploads import Upload, inbox_uploads, unfinished
 from upscaler.clock import iso, utc_now
@@ -135,8 +135,9 @@ def run(args: argparse.Namespace, target: Target, out: Output) -> int:
                 waiting_keys = [upload.key for upload in waiting]
                 pending = waiting_keys + [key for key in missing if key not in waiting_keys]
                 raise NotDone(
-                    f"timed out after {timeout:.0f}s: {in_flight} job(s) in flight, "
-                    f"{len(pending)} upload(s) without a finished job" + (f" ({_some(pending)})" if pending else "")
+                    f"timed out after {timeout:.0f}s: {plural(in_flight, 'job')} in flight, "
+                    f"{plural(len(pending), 'upload')} without a finished job"
+                    + (f" ({_some(pending)})" if pending else "")
                 )
             time.sleep(args.interval)
     except KeyboardInterrupt:

@@ -44,7 +44,7 @@ def test_dead_letters_are_moved_to_the_ingestion_queue_and_waited_for(queues):
         sqs.send_message(QueueUrl=dlq, MessageBody=f"message {index}")
     code, text = run("--wait", "--timeout", "30", dlq_url=dlq, ingest_queue_url=ingest)
     assert code == 0
-    assert text == "3 message(s) in the dead-letter queue: COMPLETED, moved 3\n"
+    assert text == "3 messages in the dead-letter queue: COMPLETED, moved 3\n"
     moved = sqs.receive_message(QueueUrl=ingest, MaxNumberOfMessages=10).get("Messages", [])
     assert sorted(message["Body"] for message in moved) == ["message 0", "message 1", "message 2"]
 

@@ -23,7 +23,10 @@ def test_the_key_read_from_stdin_becomes_the_secret_and_is_not_printed(aws, monk
     code, text = run(monkeypatch, "  new-runware-key  \nsecond line\n")
     assert code == 0
     assert aws.secrets.get_secret_value(SecretId="runware-api-key")["SecretString"] == "new-runware-key"
-    assert text == "stored a new version of runware-api-key; functions use it within 5 minutes\n"
+    assert (
+        text
+        == "stored a new version of runware-api-key; the functions use it within 5 minutes (SECRET_CACHE_SECONDS)\n"
+    )
     assert "new-runware-key" not in text
 
 

@@ -48,7 +48,7 @@ def test_until_idle_ends_once_no_job_is_in_flight_with_a_summary(aws):
     target = moto_target()
     add_job(target, "inbox/a.png", "COMPLETED", utc_now() - timedelta(minutes=2))
     add_job(target, "inbox/b.png", "REJECTED", utc_now() - timedelta(minutes=1))
-    code, text = run("--until-idle", "--interval", "0")
+    code, text = run("--until-idle", "--interval", "0.01")
     lines = text.splitlines()
     assert code == 0
     assert lines[0].startswith("watching stack test (moto) (jobs created since ")
@@ -60,7 +60,7 @@ def test_until_idle_with_a_job_still_in_flight_gives_up_at_the_timeout(aws):
     add_job(moto_target(), "inbox/a.png", "SUBMITTED", utc_now() - timedelta(minutes=1))
     code, text = run("--until-idle", "--interval", "0.05", "--timeout", "0.2", as_json=True)
     lines = text.splitlines()
-    assert lines[-1] == "timed out after 0s: 1 job(s) in flight, 0 upload(s) without a finished job"
+    assert lines[-1] == "timed out after 0s: 1 job in flight, 0 uploads without a finished job"
     events = [json.loads(line) for line in lines[:-1]]
     assert code == 1
     assert [event["event"] for event in events] == ["job", "summary"]
@@ -80,7 +80,7 @@ def test_until_idle_waits_for_an_upload_that_has_no_job_yet(aws):
     code, text = run("--until-idle", "--interval", "0.05", "--timeout", "0.3")
     assert code == 1, "no job yet: it must not exit at 0/0"
     assert text.splitlines()[-1] == (
-        "timed out after 0s: 0 job(s) in flight, 1 upload(s) without a finished job (inbox/just-uploaded.png)"
+        "timed out after 0s: 0 jobs in flight, 1 upload without a finished job (inbox/just-uploaded.png)"
     )
 
 
