@@ -6,7 +6,8 @@ demo     start the stack, upscale the sample images, download results to ./out/,
 fault    set (outage, 401, 402) or clear a Runware fault on the running stack
 
 Exit statuses: 0 done, 1 the demo's results are not as expected, 2 usage, 3 no local stack is
-running (fault), 7 a local stack is already running or its port is taken (up), 130 interrupted.
+running (fault), 5 its emulator does not answer (fault), 7 a local stack is already running or its
+port is taken (up), 130 interrupted.
 
 Operating a running stack (status, jobs, watch, completion events, smoke, redrive, backfill,
 set-key) is `s3-upscale --local ...`, the same command as for a deployed stack.
@@ -29,6 +30,7 @@ from upscaler.job_record import TERMINAL_STATUSES
 
 EXIT_NOT_DONE = 1
 EXIT_NO_STACK = 3
+EXIT_UNREACHABLE = 5
 EXIT_ALREADY_RUNNING = 7
 EXIT_INTERRUPTED = 130
 
@@ -198,7 +200,14 @@ def run_fault(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_NO_STACK
-    faults = set_fault(state["runware_url"], args.name)
+    import httpx
+
+    try:
+        faults = set_fault(state["runware_url"], args.name)
+    except httpx.HTTPError as error:
+        print(f"python -m local fault: the Runware emulator at {state['runware_url']} did not answer: {error}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_UNREACHABLE
     now = active_preset(faults)
     print(f"Runware emulator at {state['runware_url']}: " + (f"fault {now} in force" if now else "no fault in force"))
     return 0
