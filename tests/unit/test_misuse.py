@@ -84,7 +84,10 @@ MISUSES: dict[str, tuple[Callable[[pytest.FixtureRequest], None], list[str], Exi
     "unknown option": (lambda r: None, ["status", "--bogus"], ExitStatus.USAGE, "unrecognized arguments: --bogus"),
     "unknown command": (lambda r: None, ["statsu"], ExitStatus.USAGE, "invalid choice: 'statsu'"),
     "stack and local": (lambda r: None, ["--stack", "s", "--local", "status"], ExitStatus.USAGE, "not allowed"),
-    "bad number": (lambda r: None, ["status", "--limit", "ten"], ExitStatus.USAGE, "invalid int value"),
+    "bad number": (lambda r: None, ["status", "--limit", "ten"], ExitStatus.USAGE, "not a whole number: 'ten'"),
+    "megapixels out of range": (lambda r: None, ["smoke", "--local", "--megapixels", "9"], ExitStatus.USAGE,
+                                "must be a whole number from 1 to 8"),
+    "negative limit": (lambda r: None, ["status", "--limit", "-1"], ExitStatus.USAGE, "of at least 0"),
 }  # fmt: skip
 
 
