@@ -33,9 +33,7 @@ def add_parser(commands: argparse._SubParsersAction, parents: list[argparse.Argu
         "--megapixels", type=whole_number(1, 8), default=1, help="target megapixels (default 1, the cheapest)"
     )
     parser.add_argument("--format", choices=["JPG", "PNG", "WEBP"], default="JPG", help="output format (default JPG)")
-    parser.add_argument(
-        "--timeout", type=seconds(positive=True), default=600.0, help="seconds to wait for the result (default 600)"
-    )
+    parser.add_argument("--timeout", type=seconds(), default=600.0, help="seconds to wait for the result (default 600)")
     parser.set_defaults(run=run, starts_local_stack=True)
 
 

@@ -178,7 +178,14 @@ def resolve_target(
 
         state = running_stack_state()
         if state is not None:
-            yield local_target_from_state(state)
+            try:
+                target = local_target_from_state(state)
+            except (KeyError, TypeError) as error:
+                raise TargetError(
+                    f"the state file {state_file_path()} lacks {error}: it was written by another version; "
+                    "restart `make up`"
+                ) from None
+            yield target
             return
         if not start_if_none:
             raise TargetError(

@@ -202,3 +202,10 @@ def test_fault_without_a_running_stack_is_exit_3(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(STATE_FILE_VARIABLE, str(tmp_path / "none.json"))
     assert local_cli.main(["fault", "401"]) == ExitStatus.NO_STACK
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_a_state_file_of_another_version_is_one_line_exit_3(running_stack_state, capsys):
+    path, _ = running_stack_state  # names an endpoint, and none of the stack's resources
+    assert main(["--local", "status"]) == ExitStatus.NO_STACK
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"the state file {path} lacks 'inbox_bucket'" in err, err
