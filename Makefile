@@ -29,9 +29,9 @@ lock: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m local demo
 
-## up: run the local stack in the foreground
+## up: run the local stack in the foreground (FAULT=outage|401|402 starts it with that Runware fault)
 up: $(STAMP)
-	$(BIN)/python -m local up
+	$(BIN)/python -m local up $(if $(FAULT),--fault $(FAULT))
 
 ## screenshots: the pictures in README.md (docs/images/*.png), taken of the local stack by headless Chromium
 screenshots: $(STAMP)

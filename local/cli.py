@@ -1,7 +1,13 @@
 """Command line for what only the embedded local stack has.
 
 up       run the stack in the foreground and print how to use it with the AWS CLI
+         (--fault outage|401|402 starts it with that Runware fault in force)
 demo     start the stack, upscale the sample images, download results to ./out/, print a table
+fault    set (outage, 401, 402) or clear a Runware fault on the running stack
+
+Exit statuses: 0 done, 1 the demo's results are not as expected, 2 usage, 3 no local stack is
+running (fault), 5 its emulator does not answer (fault), 7 a local stack is already running or its
+port is taken (up), 130 interrupted.
 
 Operating a running stack (status, jobs, watch, completion events, smoke, redrive, backfill,
 set-key) is `s3-upscale --local ...`, the same command as for a deployed stack.
@@ -12,13 +18,21 @@ from __future__ import annotations
 import argparse
 import shlex
 import signal
+import socket
 import sys
 import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from local.fault_presets import FAULT_PRESETS
 from upscaler.job_record import TERMINAL_STATUSES
+
+EXIT_NOT_DONE = 1
+EXIT_NO_STACK = 3
+EXIT_UNREACHABLE = 5
+EXIT_ALREADY_RUNNING = 7
+EXIT_INTERRUPTED = 130
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
 
     up = commands.add_parser("up", help="run the local stack in the foreground")
     up.add_argument("--aws-port", type=int, default=4566, help="port of the local AWS endpoint (default 4566)")
+    up.add_argument(
+        "--fault",
+        choices=sorted(FAULT_PRESETS),
+        help="start with this Runware fault in force: outage (HTTP 503), 401 (invalidApiKey), "
+        "402 (insufficientCredits)",
+    )
     _add_fault_options(up)
 
     demo = commands.add_parser("demo", help="upscale the sample images end to end")
@@ -36,9 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for every job")
     _add_fault_options(demo)
 
+    fault = commands.add_parser("fault", help="set or clear a Runware fault on the running local stack")
+    fault.add_argument("name", choices=[*sorted(FAULT_PRESETS), "clear"], help="the fault, or clear")
+
     args = parser.parse_args(argv)
-    runners = {"up": run_up, "demo": run_demo}
-    return runners[args.command](args)
+    runners = {"up": run_up, "demo": run_demo, "fault": run_fault}
+    try:
+        return runners[args.command](args)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
 
 
 def _add_fault_options(parser: argparse.ArgumentParser) -> None:
@@ -56,12 +82,15 @@ def _add_fault_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _stack_config(args: argparse.Namespace, **overrides: Any) -> Any:
+    from local.fault_presets import with_preset
     from local.runware_emulator import FaultConfig
     from local.stack import StackConfig
 
     faults = FaultConfig(
         latency_seconds=args.latency, drop_webhook_rate=args.drop_webhooks, task_failure_rate=args.fail_tasks
     )
+    if getattr(args, "fault", None):
+        faults = with_preset(faults, args.fault)
     parameters = dict(item.split("=", 1) for item in args.parameter)
     return StackConfig(faults=faults, parameter_overrides=parameters, **overrides)
 
@@ -102,11 +131,57 @@ def _export(values: dict[str, str]) -> str:
     return "export " + " ".join(f"{name}={shlex.quote(value)}" for name, value in values.items())
 
 
+def already_running() -> str | None:
+    """Why a second `up` must not start: the running (or starting) stack, named by its state file;
+    None if none runs, and then the state file is this process's claim."""
+    from local.state_file import claim, state_file_path
+
+    state = claim()
+    if state is None:
+        return None
+    if state.get("starting"):
+        where = "still starting"
+    else:
+        where = f"AWS {state.get('aws_endpoint')}, Runware emulator {state.get('runware_url')}"
+    return (
+        f"a local stack is already running (pid {state.get('pid')}, {where}; state file {state_file_path()}): "
+        "use it, or stop it (Ctrl-C in its shell) first"
+    )
+
+
+def port_taken(port: int) -> bool:
+    if port == 0:
+        return False
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
 def run_up(args: argparse.Namespace) -> int:
     from local.stack import LocalStack
-    from local.state_file import stack_state, write_state
+    from local.state_file import stack_state, state_file_path, write_state
 
-    stack = LocalStack(_stack_config(args, aws_port=args.aws_port, function_log_level="INFO")).start()
+    running = already_running()
+    if running is not None:
+        print(f"python -m local up: {running}", file=sys.stderr)
+        return EXIT_ALREADY_RUNNING
+    if port_taken(args.aws_port):
+        state_file_path().unlink(missing_ok=True)  # this process's claim
+        print(
+            f"python -m local up: port {args.aws_port} on 127.0.0.1 is in use by another program: stop it, "
+            "or pass --aws-port PORT",
+            file=sys.stderr,
+        )
+        return EXIT_ALREADY_RUNNING
+
+    try:
+        stack = LocalStack(_stack_config(args, aws_port=args.aws_port, function_log_level="INFO")).start()
+    except BaseException:
+        state_file_path().unlink(missing_ok=True)  # this process's claim
+        raise
     state_file = write_state(stack)
     # A plain `kill` must remove the state file too, not only Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -117,6 +192,8 @@ def run_up(args: argparse.Namespace) -> int:
     print(f"  AWS (moto):       {stack.aws_endpoint}")
     print(f"  Runware emulator: {stack.emulator.url if stack.emulator else ''}")
     print(f"  Webhook gateway:  {names['webhook_url']}")
+    if getattr(args, "fault", None):
+        print(f"  Runware fault:    {args.fault} (clear it with: python -m local fault clear)")
     print("\nIn another shell, paste these lines (the AWS CLI examples in README.md and docs/ use these names):")
     for line in shell_setup(stack_state(stack), dlq_arn):
         print("  " + line)
@@ -133,6 +210,34 @@ def run_up(args: argparse.Namespace) -> int:
     finally:
         stack.stop()
         state_file.unlink(missing_ok=True)
+    return 0
+
+
+# ---- fault ---------------------------------------------------------------------------------------
+
+
+def run_fault(args: argparse.Namespace) -> int:
+    from local.fault_presets import active_preset, set_fault
+    from local.state_file import running_stack_state, state_file_path
+
+    state = running_stack_state()
+    if state is None or not state.get("runware_url"):
+        print(
+            f"python -m local fault: no local stack is running (no live one in {state_file_path()}): "
+            "start one with `make up`",
+            file=sys.stderr,
+        )
+        return EXIT_NO_STACK
+    import httpx
+
+    try:
+        faults = set_fault(state["runware_url"], args.name)
+    except httpx.HTTPError as error:
+        print(f"python -m local fault: the Runware emulator at {state['runware_url']} did not answer: {error}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_UNREACHABLE
+    now = active_preset(faults)
+    print(f"Runware emulator at {state['runware_url']}: " + (f"fault {now} in force" if now else "no fault in force"))
     return 0
 
 

@@ -57,6 +57,7 @@ logger = logging.getLogger("local.stack")
 LOCAL_REGION = "us-east-1"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 LOCAL_RUNWARE_KEY = "local-emulator-key"
+LOCAL_SECRET_CACHE_SECONDS = "5"
 HTTP_API_ID = "local-http-api"
 
 # Template defaults are sized for production; locally a run lasts seconds, so the reconciler
@@ -116,6 +117,7 @@ class LocalStack:
             workers=self.config.emulator_workers,
             faults=self.config.faults,
             seed=self.config.seed,
+            api_key=LOCAL_RUNWARE_KEY,  # the key the stack's secret holds: any other is refused, as Runware does
         )
         self.emulator.start()
         self.gateway = WebhookGateway(host="127.0.0.1", port=0)
@@ -245,7 +247,7 @@ class LocalStack:
             else:
                 value = str(resolve(properties.get("SecretString", "")))
             if "runware" in logical_id.lower():
-                value = LOCAL_RUNWARE_KEY  # the emulator takes any non-empty key
+                value = LOCAL_RUNWARE_KEY  # the one key the stack's emulator accepts
             arn = secretsmanager.create_secret(Name=name, SecretString=value)["ARN"]
             resources[logical_id] = {"Ref": arn, "Arn": arn, "Id": arn}
 
@@ -414,6 +416,8 @@ class LocalStack:
                 "POWERTOOLS_TRACE_DISABLED": "true",
                 "INTAKE_PAUSE_FIRST_WAIT_SECONDS": str(self.config.intake_pause_first_wait_seconds),
                 "INTAKE_PAUSE_LONGEST_WAIT_SECONDS": str(self.config.intake_pause_longest_wait_seconds),
+                # A key stored with `s3-upscale --local set-key` is used within seconds, not minutes.
+                "SECRET_CACHE_SECONDS": LOCAL_SECRET_CACHE_SECONDS,
             }
         )
         os.environ.update(environment)

@@ -50,6 +50,8 @@ def running_stack_state() -> dict[str, Any] | None:
         state: dict[str, Any] = json.loads(state_file_path().read_text())
     except (OSError, ValueError):
         return None
+    if state.get("starting") or not state.get("aws_endpoint"):
+        return None  # an `up` still starting: nothing to reach yet
     pid = state.get("pid")
     if isinstance(pid, int):
         try:
@@ -64,3 +66,31 @@ def running_stack_state() -> dict[str, Any] | None:
             return state
     except OSError:
         return None
+
+
+def claim(stack_owner_pid: int | None = None) -> dict[str, Any] | None:
+    """Claim the state file for a starting `up`: None if claimed, else the state of the live `up`
+    that holds it (running, or still starting: its process lives though its endpoint may not answer
+    yet). A state left by a process that has ended is replaced."""
+    path = state_file_path()
+    pid = stack_owner_pid or os.getpid()
+    try:
+        held: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        held = {}
+    owner = held.get("pid")
+    if isinstance(owner, int) and owner != pid and _alive(owner):
+        return held
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"pid": pid, "starting": True}))
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,22 +1,29 @@
 """Backfill: enqueue the objects already in a bucket/prefix, as if each had just been uploaded.
 
-Each current object version becomes one message on the ingestion queue, shaped as an S3
-notification (eventName `ObjectCreated:Backfill`), so it takes the same path as an upload: the job
-id derives from bucket, key and version, and running the backfill again (or over objects that were
-already upscaled) creates no second job. In a bucket without versioning the identity is the ETag,
-so an object first seen through its upload event may be processed once more by a backfill.
+Each current object version without a job yet becomes one message on the ingestion queue, shaped
+as an S3 notification (eventName `ObjectCreated:Backfill`), so it takes the same path as an upload:
+the job id derives from bucket, key and version. Objects that already have a job (the id the
+message would make is in the jobs table) are counted, not sent, so running the backfill again
+sends nothing; folder placeholders are ignored, as the submit function ignores them. In a bucket
+without versioning the identity is the ETag, so an object first seen through its upload event may
+be processed once more by a backfill.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote_plus
 
+from upscaler.job_record import job_id_for
+from upscaler.source_events import source_objects
+
 SQS_BATCH = 10  # SendMessageBatch takes at most 10 entries
+GET_BATCH = 100  # BatchGetItem reads at most 100 items per request
 
 
 @dataclass
@@ -24,34 +31,75 @@ class BackfillReport:
     bucket: str
     prefix: str
     dry_run: bool
-    objects: int = 0  # current object versions found under the prefix
+    objects: int = 0  # current object versions found under the prefix, folder placeholders included
     bytes: int = 0
+    new: int = 0  # without a job: what the backfill sends (or, in a dry run, would send)
+    have_jobs: int = 0  # a job exists for this version already: not sent
     enqueued: int = 0
-    skipped_folders: int = 0  # zero-byte keys ending in '/', which consoles create as folders
+    skipped_folders: int = 0  # zero-byte keys ending in '/', which consoles create as folders: ignored
+
+    @property
+    def ignored(self) -> int:
+        return self.skipped_folders
 
 
 class BackfillFailed(RuntimeError):
     """SQS refused some messages twice."""
 
 
-def backfill(s3: Any, sqs: Any, *, bucket: str, prefix: str, queue_url: str, dry_run: bool) -> BackfillReport:
+def backfill(
+    s3: Any, sqs: Any, dynamodb: Any, *, bucket: str, prefix: str, queue_url: str, jobs_table: str, dry_run: bool
+) -> BackfillReport:
     report = BackfillReport(bucket=bucket, prefix=prefix, dry_run=dry_run)
-    pending: list[dict[str, Any]] = []
+    candidates: list[dict[str, Any]] = []
     for version in current_versions(s3, bucket, prefix):
+        report.objects += 1
+        report.bytes += int(version.get("Size", 0))
         if version["Key"].endswith("/") and not version.get("Size"):
             report.skipped_folders += 1
             continue
-        report.objects += 1
-        report.bytes += int(version.get("Size", 0))
-        if dry_run:
-            continue
-        pending.append(version)
-        if len(pending) == SQS_BATCH:
-            report.enqueued += _send(sqs, queue_url, bucket, pending)
-            pending = []
-    if pending:
-        report.enqueued += _send(sqs, queue_url, bucket, pending)
+        candidates.append(version)
+        if len(candidates) == GET_BATCH:
+            _handle(report, sqs, dynamodb, candidates, queue_url=queue_url, jobs_table=jobs_table)
+            candidates = []
+    if candidates:
+        _handle(report, sqs, dynamodb, candidates, queue_url=queue_url, jobs_table=jobs_table)
     return report
+
+
+def _handle(
+    report: BackfillReport, sqs: Any, dynamodb: Any, versions: list[dict[str, Any]], *, queue_url: str, jobs_table: str
+) -> None:
+    ids = {job_id_of(report.bucket, version): version for version in versions}
+    existing = existing_job_ids(dynamodb, jobs_table, list(ids))
+    new = [version for job_id, version in ids.items() if job_id not in existing]
+    report.have_jobs += len(versions) - len(new)
+    report.new += len(new)
+    if report.dry_run:
+        return
+    for start in range(0, len(new), SQS_BATCH):
+        report.enqueued += _send(sqs, queue_url, report.bucket, new[start : start + SQS_BATCH])
+
+
+def job_id_of(bucket: str, version: dict[str, Any]) -> str:
+    """The job id the backfill's message for this version makes (the submit function's derivation)."""
+    [source] = source_objects(notification_for(bucket, version))
+    return job_id_for(*source.identity)
+
+
+def existing_job_ids(dynamodb: Any, table: str, job_ids: list[str]) -> set[str]:
+    """Which of these job ids have an item (BatchGetItem, at most 100 keys, unprocessed keys asked again)."""
+    found: set[str] = set()
+    request: dict[str, Any] = {
+        table: {"Keys": [{"jobId": {"S": job_id}} for job_id in job_ids], "ProjectionExpression": "jobId"}
+    }
+    while request.get(table, {}).get("Keys"):
+        response = dynamodb.batch_get_item(RequestItems=request)
+        found.update(item["jobId"]["S"] for item in response.get("Responses", {}).get(table, []))
+        request = response.get("UnprocessedKeys") or {}
+        if request:
+            time.sleep(0.2)  # DynamoDB returns unprocessed keys when throttled: ask again after a pause
+    return found
 
 
 def current_versions(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from upscale_cli.errors import NotDone
 from upscale_cli.jobs_query import JOB_ID, get_job, jobs_for_key, source_key
 from upscale_cli.output import Output, cell
 from upscale_cli.target import Target
@@ -42,9 +43,7 @@ def run(args: argparse.Namespace, target: Target, out: Output) -> int:
     if not jobs:
         if out.as_json:
             out.json({"error": f"no job for {args.reference}"})
-        else:
-            out.line(f"no job for {args.reference} in {target.description}")
-        return 1
+        raise NotDone(f"no job for {args.reference} in {target.description}")
     shown = jobs if args.all else jobs[:1]
     if out.as_json:
         out.json(shown if args.all else shown[0])

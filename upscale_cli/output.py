@@ -55,13 +55,25 @@ class Output:
     def json_line(self, value: Any) -> None:
         print(json.dumps(value, default=_json_default, ensure_ascii=False), file=self.stream, flush=True)
 
-    def table(self, headers: Sequence[str], rows: Sequence[Sequence[str]], title: str | None = None) -> None:
+    def table(
+        self,
+        headers: Sequence[str],
+        rows: Sequence[Sequence[str]],
+        title: str | None = None,
+        *,
+        wide: bool = False,
+    ) -> None:
+        """A table whose cells are never cut. On a terminal a rich table, whose cells wrap rather than
+        shorten when it is narrow; `wide` (or no terminal): plain aligned lines as long as they need
+        to be, which the terminal may wrap but nothing cuts, so ids and keys can be copied whole."""
         if self.as_json:
             return
-        if self.fancy:
+        if self.fancy and not wide:
             from rich.table import Table
 
-            table = Table(*headers, title=title, title_justify="left")
+            table = Table(title=title, title_justify="left")
+            for header in headers:
+                table.add_column(header, overflow="fold")
             for row in rows:
                 table.add_row(*row)
             self.console.print(table)
@@ -98,3 +110,8 @@ def size(job: dict[str, Any], prefix: str) -> str:
 def cost(job: dict[str, Any]) -> str:
     value = job.get("cost")
     return f"${Decimal(str(value)):.4f}" if value is not None else "-"
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 object`, `2 objects`, `0 objects` (the nouns this tool counts take an s)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

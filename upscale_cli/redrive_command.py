@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from upscale_cli.output import Output
+from upscale_cli.arguments import seconds
+from upscale_cli.errors import StackNotFound
+from upscale_cli.output import Output, plural
 from upscale_cli.redrive import redrive, wait_for_task
 from upscale_cli.target import Target
 
@@ -14,14 +16,16 @@ def add_parser(commands: argparse._SubParsersAction, parents: list[argparse.Argu
         "redrive", parents=parents, help="move the dead-letter queue back to the ingestion queue"
     )
     parser.add_argument("--wait", action="store_true", help="wait until SQS has moved every message")
-    parser.add_argument("--timeout", type=float, default=900.0, help="with --wait: seconds to wait (default 900)")
+    parser.add_argument("--timeout", type=seconds(), default=900.0, help="with --wait: seconds to wait (default 900)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, target: Target, out: Output) -> int:
     if not (target.dlq_url and target.ingest_queue_url):
-        out.line(f"{target.description} has no ingestion and dead-letter queue outputs")
-        return 2
+        raise StackNotFound(
+            f"{target.description} has no ingestion and dead-letter queue outputs "
+            "(IngestQueueUrl, SubmitDeadLetterQueueUrl)"
+        )
     sqs = target.client("sqs")
     waiting = int(
         sqs.get_queue_attributes(QueueUrl=target.dlq_url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"][
@@ -44,5 +48,5 @@ def run(args: argparse.Namespace, target: Target, out: Output) -> int:
         out.json(report)
     else:
         moved = f", moved {report['moved']}" if "moved" in report else ""
-        out.line(f"{waiting} message(s) in the dead-letter queue: {report['status']}{moved}")
+        out.line(f"{plural(waiting, 'message')} in the dead-letter queue: {report['status']}{moved}")
     return 0 if report["status"] in ("NOTHING_TO_MOVE", "RUNNING", "COMPLETED") else 1

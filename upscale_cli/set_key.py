@@ -6,6 +6,7 @@ import argparse
 import getpass
 import sys
 
+from upscale_cli.errors import StackNotFound, UsageError
 from upscale_cli.output import Output
 from upscale_cli.target import Target
 
@@ -27,17 +28,16 @@ def read_key() -> str:
 
 def run(args: argparse.Namespace, target: Target, out: Output) -> int:
     if not target.runware_secret:
-        out.line("this stack names no Runware key secret")
-        return 1
+        raise StackNotFound(f"{target.description} names no Runware key secret (RunwareApiKeySecretArn)")
     key = read_key()
     if not key:
-        out.line("no key given: the secret is unchanged")
-        return 1
+        raise UsageError("no key given (an empty line): the secret is unchanged")
     response = target.client("secretsmanager").put_secret_value(SecretId=target.runware_secret, SecretString=key)
     del key
     result = {"secret": target.runware_secret, "versionId": response.get("VersionId")}
     if out.as_json:
         out.json(result)
     else:
-        out.line(f"stored a new version of {target.runware_secret}; functions use it within 5 minutes")
+        within = "5 seconds" if target.local else "5 minutes (SECRET_CACHE_SECONDS)"
+        out.line(f"stored a new version of {target.runware_secret}; the functions use it within {within}")
     return 0

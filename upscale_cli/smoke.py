@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from upscale_cli.arguments import seconds, whole_number
 from upscale_cli.jobs_query import get_job, jobs_for_key
 from upscale_cli.output import Output, cell, cost, size
 from upscale_cli.sample_image import gradient_png
@@ -28,10 +29,12 @@ def add_parser(commands: argparse._SubParsersAction, parents: list[argparse.Argu
     parser = commands.add_parser(
         "smoke", parents=parents, help="upscale one generated image end to end and check the result"
     )
-    parser.add_argument("--megapixels", type=int, default=1, help="target megapixels (default 1, the cheapest)")
+    parser.add_argument(
+        "--megapixels", type=whole_number(1, 8), default=1, help="target megapixels (default 1, the cheapest)"
+    )
     parser.add_argument("--format", choices=["JPG", "PNG", "WEBP"], default="JPG", help="output format (default JPG)")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the result (default 600)")
-    parser.set_defaults(run=run)
+    parser.add_argument("--timeout", type=seconds(), default=600.0, help="seconds to wait for the result (default 600)")
+    parser.set_defaults(run=run, starts_local_stack=True)
 
 
 def run(args: argparse.Namespace, target: Target, out: Output) -> int:

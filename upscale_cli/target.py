@@ -1,7 +1,9 @@
 """Which stack a command talks to: a deployed one, from its CloudFormation outputs, or the local one.
 
 The local stack is the one `python -m local up` (`make up`) is running, found through the state
-file it writes (local/state_file.py); when none runs, one is started for the command's duration.
+file it writes (local/state_file.py); when none runs, `smoke` starts one for the command's duration
+and every other command stops with one line (exit 3): a stack that vanishes when the command ends
+would take what the command did with it.
 The `local` package is imported only for --local: against a deployed stack, this command needs
 boto3 alone.
 """
@@ -18,12 +20,14 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import NoRegionError
 
+from upscale_cli.errors import StackNotFound, describe_failure
+
 LOCAL_REGION = "us-east-1"
 LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 
 
-class TargetError(Exception):
-    """The stack cannot be found or is not what this tool expects."""
+class TargetError(StackNotFound):
+    """The stack cannot be found or is not what this tool expects (exit 3)."""
 
 
 @dataclass
@@ -92,7 +96,15 @@ def deployed_target(stack_name: str, region: str | None = None, session: Any = N
     try:
         stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
     except Exception as error:
-        raise TargetError(f"cannot read stack {stack_name!r}: {error}") from error
+        if _is_missing_stack(error):
+            raise TargetError(
+                f"no stack {stack_name!r} in {session.region_name}: check the name (aws cloudformation "
+                "describe-stacks) and the region (--region)"
+            ) from None
+        failure = describe_failure(error)
+        if failure is None:
+            raise TargetError(f"cannot read stack {stack_name!r}: {error}") from None
+        raise failure from None
     outputs = {output["OutputKey"]: output["OutputValue"] for output in stacks[0].get("Outputs", [])}
     values = {attribute: outputs[name] for name, attribute in _OUTPUTS.items() if name in outputs}
     missing = [name for name, attribute in _OUTPUTS.items() if attribute in _REQUIRED and attribute not in values]
@@ -104,6 +116,14 @@ def deployed_target(stack_name: str, region: str | None = None, session: Any = N
         _session=session,
         **values,
     )
+
+
+def _is_missing_stack(error: Exception) -> bool:
+    # CloudFormation answers DescribeStacks for an unknown name with ValidationError "Stack with id X
+    # does not exist" (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_DescribeStacks.html).
+    response = getattr(error, "response", {}) or {}
+    details = response.get("Error", {})
+    return details.get("Code") == "ValidationError" and "does not exist" in str(details.get("Message", ""))
 
 
 # ---- local -----------------------------------------------------------------------------------
@@ -145,14 +165,33 @@ def started_local_stack() -> Iterator[Target]:
 
 
 @contextmanager
-def resolve_target(*, stack: str | None, local: bool, region: str | None = None) -> Iterator[Target]:
+def resolve_target(
+    *, stack: str | None, local: bool, region: str | None = None, start_if_none: bool = False
+) -> Iterator[Target]:
+    """The stack to talk to; with `local` and no local stack running, one started for this command
+    if `start_if_none`, else TargetError."""
     if local:
-        from local.state_file import running_stack_state
+        try:
+            from local.state_file import running_stack_state, state_file_path
+        except ImportError as error:
+            raise TargetError(f"--local needs the development environment (make .venv/.installed): {error}") from None
 
         state = running_stack_state()
         if state is not None:
-            yield local_target_from_state(state)
+            try:
+                target = local_target_from_state(state)
+            except (KeyError, TypeError) as error:
+                raise TargetError(
+                    f"the state file {state_file_path()} lacks {error}: it was written by another version; "
+                    "restart `make up`"
+                ) from None
+            yield target
             return
+        if not start_if_none:
+            raise TargetError(
+                f"no local stack is running (no live one in {state_file_path()}): start one with `make up` "
+                "(python -m local up) in another shell"
+            )
         with started_local_stack() as target:
             yield target
         return

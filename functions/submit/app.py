@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from upscaler.ingestion import all_failed
 from upscaler.job_metrics import add_submit_metrics
+from upscaler.source_events import as_queue_batch
 from upscaler.wiring import build_intake, build_submitter, deadline_for
 
 Value = TypeVar("Value")
@@ -58,6 +59,7 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    event = dict(as_queue_batch(event))  # a plain S3 notification as the queue would have delivered it
     try:
         batch = intake.take(event, function_name=context.function_name, deadline=deadline_for(context))
     except Exception as error:

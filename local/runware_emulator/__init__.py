@@ -16,6 +16,7 @@ Where each behaviour lives
     processing.py    running one task: latency, render, upload, outcome, webhook hand-off
     inputs.py        the input image: http(s) URL, data URI, base64 or an earlier imageUUID
     images.py        decode, resize to the target megapixels, classical filters, encode
+    pricing.py       the ``cost`` of a task: the model page's price per image, by tier
     image_store.py   outputType URL results, kept for their ttl
     delivery.py      the PUT to uploadEndpoint and webhook POSTs with retries
     faults.py        FaultConfig: every knob, its CLI flag and env variable
@@ -29,9 +30,12 @@ Where each behaviour lives
 Tasks
     upscale          model ``prunaai:p-image@upscale``; validated, then processed inline
                      (deliveryMethod sync) or acknowledged at once and queued on a worker pool
-                     (async). ``targetMegapixels`` is required here because no default is
-                     documented. Unknown fields are ignored; ``null`` counts as absent for optional
-                     fields. Only the first invalid field of a task is reported.
+                     (async). Required are the fields the model page marks required (taskUUID,
+                     model, inputs.image); without ``targetMegapixels`` (optional, no documented
+                     default) the output keeps the input's whole megapixels, 1..8. Unknown fields
+                     are ignored; ``null`` counts as absent for optional fields. Only the first
+                     invalid field of a task is reported. With ``api_key`` set (the local stack
+                     sets its own), any other Bearer key is refused: 401 invalidApiKey.
     getResponse      ``status`` processing | success (with the result); a failed or unknown task
                      comes back (HTTP 200: the poll itself worked) as a top-level ``errors`` item
                      beside ``data: []``, or with getresponse_error_shape "nested" as a ``data``
@@ -60,7 +64,8 @@ Processing an upscale task
        results); whether Runware keeps doing so beside an uploadEndpoint is not documented, and
        ``image_url_with_upload`` false leaves it out.
     6. webhookURL: POST of the result (or error), retried with exponential backoff on non-2xx.
-    ``cost`` (includeCost) is illustrative, 0.0025 USD per output megapixel: not Runware's price.
+    ``cost`` (includeCost): the model page's price per image, by tier (pricing.py): 0.005 USD for
+    1-4 MP, 0.01 USD for 5-8 MP.
 
 Fault knobs: see ``faults.FaultConfig`` (``python -m local.runware_emulator --help`` lists them).
 """

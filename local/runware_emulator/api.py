@@ -1,10 +1,11 @@
 """The API: one POST of a JSON array of tasks in, Runware's envelope out (shapes from the contract).
 
-Order of checks for a request: key (401), account_error_status, rate_limit_per_second, burst_429,
-rate_5xx, body shape, reject_rate, then each task. Account-level refusals carry one error and no
-taskUUID. A request whose tasks all fail answers with the HTTP status of the first error (with
-``data: []`` beside conflictTaskUUID and getResponse errors, as the contract shows); a request with
-successes and failures answers 200 with both ``data`` and ``errors``.
+Order of checks for a request: key (401: no key, or with ``api_key`` set any other key),
+account_error_status, rate_limit_per_second, burst_429, rate_5xx, body shape, reject_rate, then
+each task. Account-level refusals carry one error and no taskUUID. A request whose tasks all fail
+answers with the HTTP status of the first error (with ``data: []`` beside conflictTaskUUID and
+getResponse errors, as the contract shows); a request with successes and failures answers 200 with
+both ``data`` and ``errors``.
 """
 
 from __future__ import annotations
@@ -51,8 +52,18 @@ class ApiHandler:
     """Answers API requests: upscale, getResponse and getTaskDetails tasks."""
 
     def __init__(
-        self, *, tasks: TaskStore, faults: FaultState, runner: TaskRunner, activity: Activity, counters: Counters
+        self,
+        *,
+        tasks: TaskStore,
+        faults: FaultState,
+        runner: TaskRunner,
+        activity: Activity,
+        counters: Counters,
+        api_key: str | None = None,
     ) -> None:
+        # None: any non-empty Bearer key is accepted; otherwise only this one, as Runware accepts only
+        # the account's own keys.
+        self.api_key = api_key
         self._tasks = tasks
         self._faults = faults
         self._runner = runner
@@ -89,6 +100,8 @@ class ApiHandler:
 
         scheme, _, key = (authorization or "").strip().partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
+            return account_refusal(401, first_task_type(payload))
+        if self.api_key is not None and key.strip() != self.api_key:
             return account_refusal(401, first_task_type(payload))
         if faults.account_error_status is not None:
             return account_refusal(faults.account_error_status, first_task_type(payload))

@@ -30,6 +30,7 @@ class CommandLine:
     seed: int | None
     faults: FaultConfig
     log_level: str
+    api_key: str | None = None
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -46,6 +47,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=4, help="async task worker threads (default 4)")
     parser.add_argument("--seed", type=int, default=None, help="seed for the fault draws (default random)")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    parser.add_argument(
+        "--api-key", default=None, help="the one Bearer key accepted, others get 401 (default: any non-empty key)"
+    )
     faults = parser.add_argument_group("faults")
     annotations = field_annotations()
     for item in dataclasses.fields(FaultConfig):
@@ -95,14 +99,21 @@ def parse_command_line(argv: Sequence[str] | None, environ: Mapping[str, str]) -
         host = loopback_host(arguments.host)
     except ValueError as error:
         parser.error(str(error))
-    return CommandLine(host, arguments.port, arguments.workers, arguments.seed, faults, arguments.log_level)
+    return CommandLine(
+        host, arguments.port, arguments.workers, arguments.seed, faults, arguments.log_level, arguments.api_key
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     command = parse_command_line(argv, os.environ)
     logging.basicConfig(level=command.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     emulator = RunwareEmulator(
-        host=command.host, port=command.port, workers=command.workers, faults=command.faults, seed=command.seed
+        host=command.host,
+        port=command.port,
+        workers=command.workers,
+        faults=command.faults,
+        seed=command.seed,
+        api_key=command.api_key,
     )
     stop_requested = threading.Event()
 

@@ -51,7 +51,8 @@ class RunwareEmulator:
     """Runware's REST API for the upscale model, on loopback, with injectable faults.
 
     ``clock`` (monotonic seconds) decides when stored images expire and refills the rate limit's
-    bucket; tests pass a fake one.
+    bucket; tests pass a fake one. ``api_key``: the one Bearer key accepted (any other is answered
+    401 invalidApiKey); None accepts any non-empty key.
     """
 
     def __init__(
@@ -69,6 +70,7 @@ class RunwareEmulator:
         default_image_ttl_seconds: float = 3600.0,
         max_stored_images: int = 256,
         clock: Callable[[], float] = time.monotonic,
+        api_key: str | None = None,
     ) -> None:
         if workers < 1 or webhook_workers < 1:
             raise ValueError("workers and webhook_workers must be >= 1")
@@ -111,6 +113,7 @@ class RunwareEmulator:
             runner=self.runner,
             activity=self.activity,
             counters=self.counters,
+            api_key=api_key,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------

@@ -17,14 +17,11 @@ from local.runware_emulator.fault_state import TaskFate
 from local.runware_emulator.image_store import ImageStore
 from local.runware_emulator.images import RenderedImage, decode_image, encode_image, upscale_image
 from local.runware_emulator.inputs import InputLoader
-from local.runware_emulator.protocol import PIXELS_PER_MEGAPIXEL
+from local.runware_emulator.pricing import nearest_megapixels, task_cost
 from local.runware_emulator.tasks import TaskRecord, TaskStore
 from local.runware_emulator.validation import UpscaleRequest
 
 logger = logging.getLogger(__name__)
-
-# Illustrative, not Runware's price (the model page charges per image).
-COST_PER_OUTPUT_MEGAPIXEL_USD = 0.0025
 
 
 class TaskRunner:
@@ -110,10 +107,9 @@ class TaskRunner:
 
     def _render(self, request: UpscaleRequest) -> RenderedImage:
         source = decode_image(self._inputs.load(request.image))
+        target = request.target_megapixels or nearest_megapixels(source.width * source.height)
         try:
-            upscaled = upscale_image(
-                source, request.target_megapixels, enhance_details=request.enhance_details, realism=request.realism
-            )
+            upscaled = upscale_image(source, target, enhance_details=request.enhance_details, realism=request.realism)
         except (ValueError, OSError) as error:
             raise image_error(f"unsupported image ({error})") from None
         try:
@@ -136,6 +132,5 @@ class TaskRunner:
         else:
             result["imageBase64Data"] = base64.b64encode(rendered.data).decode("ascii")
         if request.include_cost:
-            megapixels = rendered.width * rendered.height / PIXELS_PER_MEGAPIXEL
-            result["cost"] = round(COST_PER_OUTPUT_MEGAPIXEL_USD * megapixels, 6)
+            result["cost"] = task_cost(request.target_megapixels, rendered.width * rendered.height)
         return result

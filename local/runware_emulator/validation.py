@@ -28,7 +28,7 @@ class UpscaleRequest:
 
     task_uuid: str
     image: str
-    target_megapixels: int
+    target_megapixels: int | None  # None: not given (the model page marks it optional, with no default)
     enhance_details: bool
     realism: bool
     output_type: str
@@ -42,7 +42,13 @@ class UpscaleRequest:
 
 
 def validate_upscale(task: Mapping[str, Any]) -> UpscaleRequest:
-    """Checks an upscale task field by field; raises ApiError invalidParameter naming the first bad one."""
+    """Checks an upscale task field by field; raises ApiError invalidParameter naming the first bad one.
+
+    Required are exactly the fields the model page marks required: taskType (checked by the caller),
+    taskUUID, model and inputs.image. Which code Runware gives a missing required field is not
+    documented; the emulator answers with the documented invalidParameter envelope naming the field
+    (tests/contract/runware/rest/error-envelope.json).
+    """
     task_uuid = task.get("taskUUID")
     if not isinstance(task_uuid, str) or not _UUID4.fullmatch(task_uuid):
         raise invalid("taskUUID", "must be a UUID version 4 string")
@@ -55,8 +61,8 @@ def validate_upscale(task: Mapping[str, Any]) -> UpscaleRequest:
     image = inputs.get("image")
     if not isinstance(image, str) or not image.strip():
         raise invalid("inputs.image", "must be a non-empty string (URL, data URI, base64 or image UUID)")
-    target = task.get("targetMegapixels")
-    if not _is_int(target) or not 1 <= target <= MAX_TARGET_MEGAPIXELS:
+    target = _optional(task, "targetMegapixels", None)
+    if target is not None and (not _is_int(target) or not 1 <= target <= MAX_TARGET_MEGAPIXELS):
         raise invalid("targetMegapixels", f"must be an integer from 1 to {MAX_TARGET_MEGAPIXELS}")
     settings = _optional(task, "settings", {})
     if not isinstance(settings, dict):

@@ -14,9 +14,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from local.runware_emulator import FaultConfig
-from local.stack import LOCAL_RUNWARE_KEY, LocalStack
+from local.stack import LOCAL_RUNWARE_KEY, LOCAL_SECRET_CACHE_SECONDS, LocalStack
 from tests.integration.conftest import drop, image_bytes, wait_for_jobs
 from tests.stack_waits import job_states, wait_on_stack
+from upscaler.job_record import TERMINAL_STATUSES, job_id_for
 
 CLI = Path(sys.executable).with_name("s3-upscale")
 
@@ -164,10 +165,64 @@ def test_set_key_stores_the_key_from_stdin_without_echoing_it(stack: LocalStack,
         assert result.returncode == 0, result.stderr
         assert "rw-test-key" not in result.stdout + result.stderr
         assert secrets.get_secret_value(SecretId=secret)["SecretString"] == "rw-test-key-0123456789"
-        assert cli(state_file, "set-key", stdin="\n").returncode == 1
+        assert cli(state_file, "set-key", stdin="\n").returncode == 2
         assert secrets.get_secret_value(SecretId=secret)["SecretString"] == "rw-test-key-0123456789"
     finally:
-        secrets.put_secret_value(SecretId=secret, SecretString=LOCAL_RUNWARE_KEY)
+        restore_the_stacks_key(stack)
+
+
+def restore_the_stacks_key(stack: LocalStack) -> None:
+    """The key the stack's emulator accepts, back in its secret, and no function still holding another
+    (they share this process: clearing their cache stands for its few seconds passing)."""
+    from aws_lambda_powertools.utilities import parameters
+
+    secret = stack.environment["RUNWARE_API_KEY_SECRET"]
+    stack.client("secretsmanager").put_secret_value(SecretId=secret, SecretString=LOCAL_RUNWARE_KEY)
+    parameters.clear_caches()
+
+
+def test_a_wrong_key_stored_with_set_key_is_refused_by_runware_with_401_invalid_api_key(
+    stack: LocalStack, state_file: Path
+) -> None:
+    assert stack.emulator is not None
+    refused_before = stack.emulator.counters.snapshot()["responses_by_status"].get("401", 0)
+    try:
+        assert cli(state_file, "set-key", stdin="not-the-local-key\n").returncode == 0
+        time.sleep(float(LOCAL_SECRET_CACHE_SECONDS) + 0.5)  # the functions' cache of the old key runs out
+        key = drop(stack, "cli-wrong-key/photo.jpg", image_bytes(260, 200))
+        job_id = job_id_for(stack.names["inbox_bucket"], key, _version_of(stack, key))
+
+        def refused() -> bool:
+            sent = any(
+                isinstance(request, list) and any(task.get("taskUUID") == job_id for task in request)
+                for request in stack.emulator.requests
+            )
+            refusals = stack.emulator.counters.snapshot()["responses_by_status"].get("401", 0)
+            return sent and refusals > refused_before
+
+        wait_on_stack(stack, refused, "the submit function's request was never refused with 401", poll_seconds=0.3)
+        job = next((job for job in stack.jobs() if job["jobId"] == job_id), None)
+        assert job is None or job["status"] not in TERMINAL_STATUSES, "an account refusal never ends a job"
+    finally:
+        restore_the_stacks_key(stack)
+    # The same upload completes once the right key is back (from the dead-letter queue if it went there).
+    wait_on_stack(
+        stack,
+        lambda: (
+            stack.dead_letter_count() > 0
+            or any(j["jobId"] == job_id for j in stack.jobs() if j["status"] == "COMPLETED")
+        ),
+        "the upload neither completed nor reached the dead-letter queue",
+        poll_seconds=0.5,
+    )
+    if stack.dead_letter_count():
+        stack.redrive()
+    assert wait_for_jobs(stack, [key])[key]["status"] == "COMPLETED"
+    wait_on_stack(stack, lambda: stack.dead_letter_count() == 0, "dead letters left behind", poll_seconds=0.5)
+
+
+def _version_of(stack: LocalStack, key: str) -> str:
+    return str(stack.client("s3").head_object(Bucket=stack.names["inbox_bucket"], Key=key)["VersionId"])
 
 
 def test_a_deployed_stack_is_found_by_its_cloudformation_outputs(stack: LocalStack, tmp_path: Path) -> None:
@@ -191,12 +246,12 @@ def test_a_deployed_stack_is_found_by_its_cloudformation_outputs(stack: LocalSta
     assert json.loads(result.stdout)["stack"] == "stack cli-deployed (us-east-1)"
     missing = subprocess.run([str(CLI), "--stack", "no-such-stack", "status"], env=environment,
                              capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
-    assert missing.returncode == 2 and "cannot read stack 'no-such-stack'" in missing.stderr
+    assert missing.returncode == 3 and "no stack 'no-such-stack'" in missing.stderr
     no_region = {k: v for k, v in environment.items() if k not in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE")}
     no_region.update(AWS_CONFIG_FILE=str(tmp_path / "no-config"), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
     regionless = subprocess.run([str(CLI), "--stack", "cli-deployed", "status"], env=no_region,
                                 capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
-    assert regionless.returncode == 2, regionless.stderr
+    assert regionless.returncode == 3, regionless.stderr
     assert regionless.stderr.startswith("s3-upscale: no AWS region for stack 'cli-deployed': pass --region")
     assert regionless.stderr.count("\n") == 1 and "Traceback" not in regionless.stderr
 
@@ -228,11 +283,16 @@ def test_backfill_counts_then_enqueues_existing_objects_without_second_jobs(
 
     dry = cli(state_file, "--json", "backfill", "--prefix", prefix, "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert (json.loads(dry.stdout)["objects"], json.loads(dry.stdout)["enqueued"]) == (3, 0)
+    counted = json.loads(dry.stdout)
+    assert (counted["objects"], counted["new"], counted["have_jobs"], counted["enqueued"]) == (3, 0, 3, 0)
 
     real = cli(state_file, "--json", "backfill", "--prefix", prefix)
     assert real.returncode == 0, real.stderr
-    assert json.loads(real.stdout)["enqueued"] == 3
+    sent = json.loads(real.stdout)
+    assert (sent["enqueued"], sent["have_jobs"]) == (0, 3), "objects that have a job are not sent again"
+
+    outside = cli(state_file, "backfill", "--prefix", "elsewhere/")
+    assert outside.returncode == 2 and outside.stderr.startswith("s3-upscale: --prefix 'elsewhere/' is outside")
     wait_on_stack(stack, lambda: not stack.invocations_pending(), "the backfilled messages were never consumed")
     assert len(stack.jobs()) == jobs_before, "a backfill of objects that already have jobs creates none"
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +12,7 @@ import boto3
 
 from tests.conftest import INBOX_BUCKET, JOBS_TABLE, OUTPUT_BUCKET, REGION
 from tests.job_records import seed_job
+from upscale_cli.errors import CliError
 from upscale_cli.target import Target
 from upscaler.job_record import JobStatus, job_id_for
 from upscaler.jobs import JobStore
@@ -55,3 +58,13 @@ STACK_OUTPUTS = {
     "JobsTableName": JOBS_TABLE,
     "RunwareApiKeySecretArn": "runware-api-key",
 }
+
+
+def run_command(command: Callable[[], int], stream: io.StringIO) -> tuple[int, str]:
+    """A command's exit status and what it wrote, with the one line main() prints for a CliError it
+    raises (here after the output, without the `s3-upscale: ` prefix)."""
+    try:
+        code = command()
+    except CliError as error:
+        return int(error.status), stream.getvalue() + f"{error}\n"
+    return code, stream.getvalue()

@@ -6,9 +6,10 @@ import io
 import json
 
 import boto3
+import pytest
 
 from tests.conftest import INBOX_BUCKET, REGION
-from tests.unit.cli_target import moto_target
+from tests.unit.cli_target import moto_target, run_command
 from upscale_cli import backfill_command
 from upscale_cli.main import build_parser
 from upscale_cli.output import Output
@@ -17,7 +18,8 @@ from upscale_cli.output import Output
 def run(*argv: str, as_json: bool = False, **names: str) -> tuple[int, str]:
     stream = io.StringIO()
     args = build_parser().parse_args(["backfill", *argv])
-    return backfill_command.run(args, moto_target(**names), Output(as_json=as_json, stream=stream)), stream.getvalue()
+    output = Output(as_json=as_json, stream=stream)
+    return run_command(lambda: backfill_command.run(args, moto_target(**names), output), stream)
 
 
 def inbox(aws) -> str:
@@ -36,7 +38,10 @@ def test_the_inbox_prefix_is_enqueued_by_default(aws):
     url = inbox(aws)
     code, text = run(ingest_queue_url=url)
     assert code == 0
-    assert text == "s3://test-inbox/inbox/: 2 objects (8 bytes), enqueued 2; 1 folder placeholders skipped\n"
+    assert text == (
+        "s3://test-inbox/inbox/: 3 objects (8 bytes): 2 new enqueued, 0 already have jobs, "
+        "1 ignored (1 folder placeholder)\n"
+    )
     assert queued_keys(url) == ["inbox/a.png", "inbox/x/b.png"]
 
 
@@ -44,12 +49,34 @@ def test_a_dry_run_under_a_prefix_only_counts(aws):
     url = inbox(aws)
     code, text = run("--prefix", "inbox/x/", "--dry-run", as_json=True, ingest_queue_url=url)
     assert code == 0
-    assert json.loads(text) == {"bucket": INBOX_BUCKET, "prefix": "inbox/x/", "dry_run": True, "objects": 1,
-                                "bytes": 3, "enqueued": 0, "skipped_folders": 1}  # fmt: skip
+    assert json.loads(text) == {"bucket": INBOX_BUCKET, "prefix": "inbox/x/", "dry_run": True, "objects": 2,
+                                "bytes": 3, "new": 1, "have_jobs": 0, "enqueued": 0, "skipped_folders": 1,
+                                "ignored": 1}  # fmt: skip
     assert queued_keys(url) == []
-    assert run("--dry-run", ingest_queue_url=url)[1].endswith(", would enqueue 2; 1 folder placeholders skipped\n")
+    assert run("--dry-run", ingest_queue_url=url)[1].endswith(": 2 new would be enqueued, 0 already have jobs, "
+                                                              "1 ignored (1 folder placeholder)\n")  # fmt: skip
 
 
-def test_a_stack_without_an_ingestion_queue_is_exit_status_2(aws):
+def test_one_of_each_is_said_in_the_singular(aws):
+    url = boto3.client("sqs", region_name=REGION).create_queue(QueueName="ingest")["QueueUrl"]
+    aws.s3.put_object(Bucket=INBOX_BUCKET, Key="inbox/one/a.png", Body=b"1")
+    code, text = run("--prefix", "inbox/one/", "--dry-run", ingest_queue_url=url)
+    assert (code, text) == (0, "s3://test-inbox/inbox/one/: 1 object (1 byte): 1 new would be enqueued, "
+                               "0 already have jobs, 0 ignored (0 folder placeholders)\n")  # fmt: skip
+
+
+@pytest.mark.parametrize("prefix", ["elsewhere/", "other/", "", "inbo"])
+def test_a_prefix_outside_the_inbox_is_refused_and_nothing_is_sent(aws, prefix):
+    url = inbox(aws)
+    code, text = run("--prefix", prefix, ingest_queue_url=url)
+    assert code == 2
+    assert text == (
+        f"--prefix {prefix!r} is outside the inbox s3://test-inbox/inbox/: the pipeline ignores objects there; "
+        "give a prefix that starts with 'inbox/'\n"
+    )
+    assert queued_keys(url) == []
+
+
+def test_a_stack_without_an_ingestion_queue_is_exit_status_3(aws):
     code, text = run()
-    assert (code, text) == (2, "stack test (moto) has no ingestion queue output\n")
+    assert (code, text) == (3, "stack test (moto) has no ingestion queue output (IngestQueueUrl)\n")

@@ -6,7 +6,7 @@ import io
 import json
 from datetime import UTC, datetime, timedelta
 
-from tests.unit.cli_target import add_job, moto_target
+from tests.unit.cli_target import add_job, moto_target, run_command
 from upscale_cli import job
 from upscale_cli.job import find_jobs, rows_of
 from upscale_cli.main import build_parser
@@ -17,8 +17,8 @@ START = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
 def run(*argv: str, as_json: bool = False) -> tuple[int, str]:
     stream = io.StringIO()
-    code = job.run(build_parser().parse_args(["job", *argv]), moto_target(), Output(as_json=as_json, stream=stream))
-    return code, stream.getvalue()
+    args = build_parser().parse_args(["job", *argv])
+    return run_command(lambda: job.run(args, moto_target(), Output(as_json=as_json, stream=stream)), stream)
 
 
 def two_versions(aws) -> tuple[str, str]:
@@ -55,7 +55,8 @@ def test_no_job_is_exit_status_1(aws):
     assert code == 1
     assert text == "no job for never.png in stack test (moto)\n"
     code, text = run("never.png", as_json=True)
-    assert (code, json.loads(text)) == (1, {"error": "no job for never.png"})
+    error_line = "no job for never.png in stack test (moto)\n"
+    assert (code, json.loads(text.removesuffix(error_line))) == (1, {"error": "no job for never.png"})
 
 
 def test_fields_are_grouped_as_the_record_is_described_and_unknown_ones_come_last():

@@ -20,7 +20,7 @@ def test_a_deployed_stack_without_any_aws_region_is_a_one_line_error(monkeypatch
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
 
-    assert main(["--stack", "my-stack", "status"]) == 2
+    assert main(["--stack", "my-stack", "status"]) == 3
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.count("\n") == 1, captured.err
@@ -58,7 +58,7 @@ def test_every_command_is_offered():
 
 def test_no_stack_named_is_a_one_line_error(monkeypatch, capsys):
     monkeypatch.delenv("S3_UPSCALE_STACK", raising=False)
-    assert main(["status"]) == 2
+    assert main(["status"]) == 3
     captured = capsys.readouterr()
     assert captured.err == "s3-upscale: name the stack with --stack NAME (or S3_UPSCALE_STACK), or use --local\n"
 

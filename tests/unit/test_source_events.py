@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from upscaler.source_events import SourceObject, UnrecognisedEvent, queue_messages, source_objects
+from upscaler.source_events import SourceObject, UnrecognisedEvent, as_queue_batch, queue_messages, source_objects
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -241,3 +241,31 @@ def test_the_sam_local_invoke_sample_batch():
     messages, unreadable = queue_messages(load("sqs-ingest-batch.json"))
     assert unreadable == []
     assert [[s.key for s in m.sources] for m in messages] == [["inbox/photos/cat.jpg"], ["inbox/photos/bird.jpg"]]
+
+
+def test_a_plain_s3_notification_becomes_a_batch_of_one_message_per_record():
+    event = load("s3-put-two-records.json")
+    batch = as_queue_batch(event)
+    messages, unreadable = queue_messages(batch)
+    assert unreadable == []
+    assert [message.message_id for message in messages] == ["direct-0", "direct-1"]
+    assert [source.key for message in messages for source in message.sources] == [
+        source.key for source in source_objects(event)
+    ]
+
+
+def test_an_eventbridge_event_or_a_test_event_becomes_one_message():
+    for event in (load("eventbridge-object-created.json"), {"Event": "s3:TestEvent", "Bucket": "b"}):
+        [record] = as_queue_batch(event)["Records"]
+        assert record["eventSource"] == "aws:sqs" and json.loads(record["body"]) == event
+
+
+def test_an_sqs_batch_is_passed_through_unchanged():
+    batch = load("sqs-ingest-batch.json")
+    assert as_queue_batch(batch) is batch
+
+
+@pytest.mark.parametrize("event", [{}, {"Records": []}, {"Records": [{"eventSource": "aws:sns"}]}, {"x": 1}])
+def test_any_other_event_is_refused_naming_the_batch_expected_and_its_sample(event):
+    with pytest.raises(UnrecognisedEvent, match=r"SQS batch \(events/sqs-ingest-batch.json\)"):
+        as_queue_batch(event)

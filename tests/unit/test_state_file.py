@@ -104,3 +104,19 @@ def test_no_file_or_an_unreadable_one_is_no_state(state_path):
     state_path.parent.mkdir(parents=True)
     state_path.write_text("{not json")
     assert running_stack_state() is None
+
+
+def test_a_starting_up_claims_the_file_and_a_second_sees_it_until_its_process_ends(state_path):
+    from local.state_file import claim
+
+    assert claim() is None, "nothing held: this process claims it"
+    assert json.loads(state_path.read_text()) == {"pid": os.getpid(), "starting": True}
+    assert running_stack_state() is None, "a claim is no stack to reach yet"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        state_path.write_text(json.dumps({"pid": other.pid, "starting": True}))
+        assert claim() == {"pid": other.pid, "starting": True}, "a live claim is held"
+    finally:
+        other.kill()
+        other.wait()
+    assert claim() is None, "the claim of an ended process is replaced"

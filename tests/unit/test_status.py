@@ -7,6 +7,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import boto3
+
+from tests.conftest import REGION
 from tests.unit.cli_target import add_job, moto_target
 from upscale_cli import status
 from upscale_cli.main import build_parser
@@ -79,3 +82,54 @@ def test_a_paused_intake_says_since_when_why_and_the_next_try(aws):
         " (1 failed attempt)"
     )
     assert "total      3" in text, "the pause item is no job"
+
+
+class Terminal(io.StringIO):
+    """A stdout that says it is a terminal (rich then draws tables to its width)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+LONG_KEY = "inbox/" + "a-rather-long-folder-name/" * 4 + "with a long file name.png"
+
+
+def run_on(stream: io.StringIO, *argv: str, **names: str) -> str:
+    args = build_parser().parse_args(["status", *argv])
+    assert status.run(args, moto_target(**names), Output(stream=stream)) == 0
+    return stream.getvalue()
+
+
+def test_without_a_terminal_ids_and_keys_are_never_cut(aws):
+    job_id = add_job(moto_target(), LONG_KEY, "COMPLETED", START)
+    text = run_on(io.StringIO())
+    row = next(line for line in text.splitlines() if line.startswith("2024"))
+    assert LONG_KEY in row and row.endswith(job_id)
+
+
+def test_on_a_narrow_terminal_ids_and_keys_wrap_whole_and_wide_prints_them_on_one_line(aws, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    job_id = add_job(moto_target(), LONG_KEY, "COMPLETED", START)
+    narrow = run_on(Terminal())
+    assert "…" not in narrow, "no id or key is shortened"
+    last_column = "".join(line.split("│")[-2].strip() for line in narrow.splitlines() if line.count("│") > 2)
+    assert job_id in last_column, "the id, wrapped over lines, is all there"
+    wide = run_on(Terminal(), "--wide")
+    row = next(line for line in wide.splitlines() if line.startswith("2024"))
+    assert LONG_KEY in row and row.endswith(job_id)
+
+
+def test_the_dead_letter_queue_depth_is_shown(aws):
+    sqs = boto3.client("sqs", region_name=REGION)
+    dlq = sqs.create_queue(QueueName="submit-dlq")["QueueUrl"]
+    for n in range(2):
+        sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps({"n": n}))
+    text = run_on(io.StringIO(), dlq_url=dlq)
+    assert text.splitlines()[1] == "dead-letter queue: 2 messages waiting (`s3-upscale redrive` moves them back)"
+    stream = io.StringIO()
+    args = build_parser().parse_args(["status", "--json"])
+    status.run(args, moto_target(dlq_url=dlq), Output(as_json=True, stream=stream))
+    assert json.loads(stream.getvalue())["deadLetters"] == 2
+    sqs.purge_queue(QueueUrl=dlq)
+    assert run_on(io.StringIO(), dlq_url=dlq).splitlines()[1] == "dead-letter queue: empty"
+    assert run_on(io.StringIO()).splitlines()[1].startswith("dead-letter queue: this stack names none")

@@ -17,14 +17,14 @@ from urllib.parse import unquote_plus, urlsplit
 
 import httpx
 import pytest
-from aws_lambda_powertools.utilities.batch.exceptions import UnexpectedBatchTypeError
 from PIL import Image
 
 from tests.conftest import INBOX_BUCKET, RUNWARE_KEY
 from tests.unit.queue_events import mapping_state, register_ingest_mapping, sqs_batch
-from upscaler.job_record import Job, job_id_for
+from upscaler.job_record import Job, JobStatus, job_id_for
 from upscaler.runware import RunwareClient
 from upscaler.settings import get_settings, read_secret
+from upscaler.source_events import UnrecognisedEvent
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
@@ -468,7 +468,26 @@ def test_a_test_event_submits_nothing_and_publishes_no_metric(aws, submit_app, r
     assert '"_aws"' not in capsys.readouterr().out
 
 
-def test_an_event_that_is_not_a_queue_batch_fails_the_invocation(aws, submit_app, runware):
-    with pytest.raises(UnexpectedBatchTypeError):
-        invoke(submit_app, {"detail-type": "Scheduled Event"})
+@pytest.mark.parametrize(
+    "event", [{"detail-type": "Scheduled Event"}, {}, {"Records": []}, {"Records": [{"eventSource": "aws:sns"}]}]
+)
+def test_an_event_of_no_known_shape_is_refused_in_one_line_naming_the_batch_expected(aws, submit_app, runware, event):
+    with pytest.raises(UnrecognisedEvent) as refused:
+        invoke(submit_app, event)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "ingestion queue's SQS batch (events/sqs-ingest-batch.json)" in message
+    assert "events/s3-put-plain.json" in message
     assert runware.requests == []
+
+
+@pytest.mark.parametrize("name", ["s3-put-plain.json", "s3-put-two-records.json"])
+def test_a_plain_s3_notification_is_processed_as_the_queue_would_have_delivered_it(aws, submit_app, runware, name):
+    event, keys = prepared(aws, name)  # as `sam local invoke -e events/<name>` or a direct S3 -> Lambda wiring
+    response = invoke(submit_app, event)
+    assert response == {"batchItemFailures": []}
+    [request] = runware.requests
+    assert len(json.loads(request.content)) == len(keys), "every record in one Runware request"
+    for record in event["Records"]:
+        job = job_of(submit_app, record)
+        assert job is not None and job.status == JobStatus.SUBMITTED

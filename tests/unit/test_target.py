@@ -47,7 +47,7 @@ def test_a_stack_without_the_pipeline_outputs_is_refused_by_name(aws):
 
 
 def test_a_stack_that_does_not_exist_is_a_target_error(aws):
-    with pytest.raises(TargetError, match=r"cannot read stack 'missing'"):
+    with pytest.raises(TargetError, match=r"no stack 'missing' in eu-west-1: check the name"):
         deployed_target("missing", REGION)
 
 

@@ -9,8 +9,8 @@ from decimal import Decimal
 
 import boto3
 
-from tests.conftest import REGION
-from tests.unit.cli_target import add_job, moto_target
+from tests.conftest import INBOX_BUCKET, REGION
+from tests.unit.cli_target import add_job, moto_target, run_command
 from upscale_cli import watch
 from upscale_cli.main import build_parser
 from upscale_cli.output import Output
@@ -21,7 +21,7 @@ from upscaler.clock import iso, utc_now
 def run(*argv: str, as_json: bool = False, **names: str) -> tuple[int, str]:
     stream = io.StringIO()
     args = build_parser().parse_args(["watch", *argv])
-    return watch.run(args, moto_target(**names), Output(as_json=as_json, stream=stream)), stream.getvalue()
+    return run_command(lambda: watch.run(args, moto_target(**names), Output(as_json=as_json, stream=stream)), stream)
 
 
 def test_a_snapshot_holds_the_jobs_created_since_in_every_status(aws):
@@ -48,7 +48,7 @@ def test_until_idle_ends_once_no_job_is_in_flight_with_a_summary(aws):
     target = moto_target()
     add_job(target, "inbox/a.png", "COMPLETED", utc_now() - timedelta(minutes=2))
     add_job(target, "inbox/b.png", "REJECTED", utc_now() - timedelta(minutes=1))
-    code, text = run("--until-idle", "--interval", "0")
+    code, text = run("--until-idle", "--interval", "0.01")
     lines = text.splitlines()
     assert code == 0
     assert lines[0].startswith("watching stack test (moto) (jobs created since ")
@@ -59,7 +59,9 @@ def test_until_idle_ends_once_no_job_is_in_flight_with_a_summary(aws):
 def test_until_idle_with_a_job_still_in_flight_gives_up_at_the_timeout(aws):
     add_job(moto_target(), "inbox/a.png", "SUBMITTED", utc_now() - timedelta(minutes=1))
     code, text = run("--until-idle", "--interval", "0.05", "--timeout", "0.2", as_json=True)
-    events = [json.loads(line) for line in text.splitlines()]
+    lines = text.splitlines()
+    assert lines[-1] == "timed out after 0s: 1 job in flight, 0 uploads without a finished job"
+    events = [json.loads(line) for line in lines[:-1]]
     assert code == 1
     assert [event["event"] for event in events] == ["job", "summary"]
     assert events[0]["status"] == "SUBMITTED"
@@ -69,7 +71,41 @@ def test_until_idle_with_a_job_still_in_flight_gives_up_at_the_timeout(aws):
 def test_until_idle_waits_for_the_minimum_number_of_jobs(aws):
     code, text = run("--until-idle", "--min-jobs", "1", "--interval", "0.05", "--timeout", "0.2")
     assert code == 1
-    assert text.splitlines()[-1] == "summary: no jobs"
+    assert text.splitlines()[-2] == "summary: no jobs"
+
+
+def test_until_idle_waits_for_an_upload_that_has_no_job_yet(aws):
+    aws.s3.put_object(Bucket=INBOX_BUCKET, Key="inbox/just-uploaded.png", Body=b"p")
+    aws.s3.put_object(Bucket=INBOX_BUCKET, Key="inbox/folder/", Body=b"")  # a placeholder gets no job: not waited for
+    code, text = run("--until-idle", "--interval", "0.05", "--timeout", "0.3")
+    assert code == 1, "no job yet: it must not exit at 0/0"
+    assert text.splitlines()[-1] == (
+        "timed out after 0s: 0 jobs in flight, 1 upload without a finished job (inbox/just-uploaded.png)"
+    )
+
+
+def test_until_idle_exits_once_each_upload_has_a_finished_job(aws):
+    put = aws.s3.put_object(Bucket=INBOX_BUCKET, Key="inbox/done.png", Body=b"p")
+    add_job(moto_target(), "inbox/done.png", "COMPLETED", utc_now() + timedelta(seconds=1), version=put["VersionId"])
+    code, text = run("--until-idle", "--interval", "0.05", "--timeout", "5")
+    assert code == 0, text
+    assert text.splitlines()[-1] == "summary: 1 COMPLETED"
+
+
+def test_until_idle_with_a_named_key_waits_for_that_key_only(aws):
+    aws.s3.put_object(Bucket=INBOX_BUCKET, Key="inbox/other.png", Body=b"p")
+    put = aws.s3.put_object(Bucket=INBOX_BUCKET, Key="inbox/mine.png", Body=b"p")
+    add_job(moto_target(), "inbox/mine.png", "REJECTED", utc_now() + timedelta(seconds=1), version=put["VersionId"])
+    code, text = run("--until-idle", "--key", "mine.png", "--interval", "0.05", "--timeout", "5")
+    assert code == 0, text
+
+
+def test_an_old_finished_job_does_not_stand_for_a_newer_upload_of_its_key(aws):
+    add_job(moto_target(), "inbox/again.png", "COMPLETED", utc_now() - timedelta(minutes=5), version="old")
+    aws.s3.put_object(Bucket=INBOX_BUCKET, Key="inbox/again.png", Body=b"p")
+    code, text = run("--until-idle", "--interval", "0.05", "--timeout", "0.3")
+    assert code == 1
+    assert "(inbox/again.png)" in text.splitlines()[-1]
 
 
 def completion_queue() -> tuple[object, str]:

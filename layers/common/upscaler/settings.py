@@ -23,7 +23,12 @@ class ConfigurationError(RuntimeError):
 class Settings:
     # Read when present but not set by template.yaml: tuning for tests and special deployments.
     OPTIONAL_VARIABLES: ClassVar[frozenset[str]] = frozenset(
-        {"RUNWARE_MAX_ATTEMPTS", "INTAKE_PAUSE_FIRST_WAIT_SECONDS", "INTAKE_PAUSE_LONGEST_WAIT_SECONDS"}
+        {
+            "RUNWARE_MAX_ATTEMPTS",
+            "INTAKE_PAUSE_FIRST_WAIT_SECONDS",
+            "INTAKE_PAUSE_LONGEST_WAIT_SECONDS",
+            "SECRET_CACHE_SECONDS",
+        }
     )
 
     jobs_table: str
@@ -71,6 +76,8 @@ class Settings:
     ingest_queue_arn: str = ""
     intake_pause_first_wait_seconds: int = 60
     intake_pause_longest_wait_seconds: int = 1800
+    # How long a container keeps a secret it read (a new Runware key is used within this time).
+    secret_cache_seconds: int = 300
 
     @property
     def runware_request_spacing_seconds(self) -> float:
@@ -238,6 +245,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("INGEST_QUEUE_ARN", "ingest_queue_arn", _text, "", "the source of that mapping"),
     Variable("INTAKE_PAUSE_FIRST_WAIT_SECONDS", "intake_pause_first_wait_seconds", _positive, 60, "then doubling"),
     Variable("INTAKE_PAUSE_LONGEST_WAIT_SECONDS", "intake_pause_longest_wait_seconds", _positive, 1800),
+    Variable("SECRET_CACHE_SECONDS", "secret_cache_seconds", _integer, 300, "how long a container keeps a secret"),
 )
 
 
@@ -257,21 +265,21 @@ SECRET_MAX_AGE_SECONDS = 300
 RUNWARE_KEY_PLACEHOLDER = "REPLACE_WITH_YOUR_RUNWARE_API_KEY"
 
 
-def read_secret(secret_id: str) -> str:
-    """A secret's string value from Secrets Manager, cached per container for a few minutes."""
+def read_secret(secret_id: str, max_age: int = SECRET_MAX_AGE_SECONDS) -> str:
+    """A secret's string value from Secrets Manager, cached per container for `max_age` seconds."""
     # Imported here so functions that never read a secret do not pay for the import.
     from aws_lambda_powertools.utilities import parameters
 
-    value = parameters.get_secret(secret_id, max_age=SECRET_MAX_AGE_SECONDS)
+    value = parameters.get_secret(secret_id, max_age=max_age)
     if not isinstance(value, str) or not value.strip():
         raise ConfigurationError(f"secret {secret_id} is empty")
     return value.strip()
 
 
-def read_runware_api_key(secret_id: str) -> str:
+def read_runware_api_key(secret_id: str, max_age: int = SECRET_MAX_AGE_SECONDS) -> str:
     """The Runware API key; an unset key is a deployment error, so the invocation fails and can be
     re-driven once the key is in, instead of every job failing with Runware's 401."""
-    key = read_secret(secret_id)
+    key = read_secret(secret_id, max_age)
     if key == RUNWARE_KEY_PLACEHOLDER:
         raise ConfigurationError(f"the Runware API key in secret {secret_id} is still the placeholder")
     return key

@@ -25,6 +25,54 @@ class UnrecognisedEvent(ValueError):
     """The event holds neither S3 records, EventBridge S3 events nor SQS messages wrapping them."""
 
 
+EXPECTED_EVENT = (
+    "the submit function reads the ingestion queue's SQS batch (events/sqs-ingest-batch.json), or an S3 "
+    "notification / EventBridge Object Created event (events/s3-put-plain.json)"
+)
+
+
+def as_queue_batch(event: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The event as the ingestion queue delivers it: an SQS batch is returned as it is; an S3
+    notification (its Records of `aws:s3`, as `sam local invoke -e` or a direct S3 -> Lambda wiring
+    hands it over) or an EventBridge S3 event becomes a batch of one message per record, each
+    message's body being the notification S3 would have sent the queue. The message ids are made
+    up (`direct-<n>`), so a partial failure names them: there is no queue to deliver them again.
+    Anything else: UnrecognisedEvent, naming the batch expected and the sample event to use.
+    """
+    records = event.get("Records") if isinstance(event, Mapping) else None
+    if isinstance(records, list) and records and all(_is_sqs_record(record) for record in records):
+        return event
+    if isinstance(records, list) and records and all(_is_s3_record(record) for record in records):
+        bodies: list[Mapping[str, Any]] = [{"Records": [record]} for record in records]
+    elif isinstance(event, Mapping) and (event.get("source") == "aws.s3" or event.get("Event") == "s3:TestEvent"):
+        bodies = [event]
+    else:
+        shape = f"keys {sorted(event)[:6]}" if isinstance(event, Mapping) else type(event).__name__
+        raise UnrecognisedEvent(f"unrecognised event ({shape}): {EXPECTED_EVENT}")
+    return {
+        "Records": [
+            {
+                "messageId": f"direct-{index}",
+                "receiptHandle": "",
+                "body": json.dumps(body),
+                "attributes": {},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "",
+            }
+            for index, body in enumerate(bodies)
+        ]
+    }
+
+
+def _is_sqs_record(record: Any) -> bool:
+    return isinstance(record, Mapping) and record.get("eventSource") == "aws:sqs"
+
+
+def _is_s3_record(record: Any) -> bool:
+    return isinstance(record, Mapping) and record.get("eventSource") == "aws:s3"
+
+
 @dataclass(frozen=True)
 class SourceObject:
     bucket: str

@@ -152,7 +152,7 @@ def _runware_client(settings: Settings) -> RunwareClient:
 
     return RunwareClient(
         settings.runware_api_url,
-        partial(read_runware_api_key, settings.runware_api_key_secret),
+        partial(read_runware_api_key, settings.runware_api_key_secret, settings.secret_cache_seconds),
         timeout_seconds=settings.runware_timeout_seconds,
         max_attempts=settings.runware_max_attempts,
         least_request_spacing_seconds=settings.runware_request_spacing_seconds,
@@ -174,7 +174,7 @@ def build_submitter(settings: Settings | None = None, *, handoff: ThreadHandoff 
         objects,
         jobs,
         _runware_client(settings),
-        partial(read_secret, settings.webhook_token_secret),
+        partial(read_secret, settings.webhook_token_secret, settings.secret_cache_seconds),
         handoff=handoff,
         prior_outputs=PriorOutputs(objects, jobs, pointers),
     )
@@ -189,7 +189,9 @@ def build_webhook_receiver(settings: Settings | None = None) -> WebhookReceiver:
     objects = _object_store(settings)
     recovery = _result_recovery(settings, objects, None)
     recorder = ResultRecorder(objects, jobs, settings.staging_prefix, recovery)
-    return WebhookReceiver(jobs, recorder, partial(read_secret, settings.webhook_token_secret))
+    return WebhookReceiver(
+        jobs, recorder, partial(read_secret, settings.webhook_token_secret, settings.secret_cache_seconds)
+    )
 
 
 def build_reconciler(settings: Settings | None = None) -> Reconciler:

@@ -39,9 +39,19 @@ def test_a_missing_or_empty_key_is_refused_with_401_naming_no_task(emulator, cli
     assert emulator.tasks == {}
 
 
-def test_any_non_empty_key_is_accepted(emulator, client, photo):
+def test_without_a_configured_key_any_non_empty_key_is_accepted(emulator, client, photo):
     response = call(client, emulator, [upscale_task(photo)], headers={"Authorization": "Bearer x"})
     assert response.status_code == 200
+
+
+def test_with_a_configured_key_only_that_key_is_accepted(client, photo):
+    with RunwareEmulator(api_key="the-right-key") as keyed:
+        wrong = call(client, keyed, [upscale_task(photo)], headers={"Authorization": "Bearer the-wrong-key"})
+        assert wrong.status_code == 401
+        assert wrong.json() == by_name("rest/account-invalid-api-key-401").body, "Runware's own example, verbatim"
+        assert keyed.tasks == {}
+        right = call(client, keyed, [upscale_task(photo)], headers={"Authorization": "Bearer the-right-key"})
+        assert right.status_code == 200, right.text
 
 
 def test_the_api_also_answers_at_the_root_path(emulator, client, photo):
@@ -79,6 +89,7 @@ def test_requests_are_recorded_in_order(emulator, client, photo):
         ("taskUUID", "not-a-uuid"),
         ("taskUUID", MISSING),
         ("model", "runware:100@1"),
+        ("model", MISSING),
         ("inputs", "http://127.0.0.1/x.png"),
         ("inputs.image", ""),
         ("inputs.image", MISSING),
@@ -87,7 +98,6 @@ def test_requests_are_recorded_in_order(emulator, client, photo):
         ("targetMegapixels", 2.0),
         ("targetMegapixels", "2"),
         ("targetMegapixels", True),
-        ("targetMegapixels", MISSING),
         ("settings", "on"),
         ("settings.enhanceDetails", "yes"),
         ("settings.realism", 1),
@@ -183,10 +193,29 @@ def test_inputs_may_be_data_uris_raw_base64_or_an_earlier_image_uuid(emulator, c
     assert chained.status_code == 200, chained.text
 
 
-def test_include_cost_adds_an_illustrative_cost(emulator, client, photo):
-    response = call(client, emulator, [upscale_task(photo, targetMegapixels=2, includeCost=True)])
+@pytest.mark.parametrize(("target", "price"), [(1, 0.005), (2, 0.005), (4, 0.005), (5, 0.01), (8, 0.01)])
+def test_include_cost_is_the_model_pages_price_per_image_by_tier(emulator, client, photo, target, price):
+    # The model page: $0.005 per image for 1-4 MP outputs, $0.01 for 5-8 MP (per image, not per MP).
+    task = upscale_task(photo, targetMegapixels=target, includeCost=True, outputType="base64Data")
+    response = call(client, emulator, [task])
     [result] = response.json()["data"]
-    assert result["cost"] == pytest.approx(0.0025 * 2, rel=0.02)
+    assert result["cost"] == price
+
+
+def test_without_include_cost_there_is_no_cost(emulator, client, photo):
+    response = call(client, emulator, [upscale_task(photo, targetMegapixels=5)])
+    [result] = response.json()["data"]
+    assert "cost" not in result
+
+
+def test_target_megapixels_is_optional_as_the_model_page_marks_it(emulator, client, photo):
+    task = set_path(upscale_task(photo, includeCost=True, outputType="base64Data"), "targetMegapixels", MISSING)
+    response = call(client, emulator, [task])
+    assert response.status_code == 200, response.text
+    [result] = response.json()["data"]
+    output = decoded(base64.b64decode(result["imageBase64Data"]))
+    assert abs(output.width * output.height - 1_000_000) <= 0.02 * 1_000_000, "a 400x300 input: the nearest, 1 MP"
+    assert result["cost"] == 0.005
 
 
 @pytest.mark.parametrize(
