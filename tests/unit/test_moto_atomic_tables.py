@@ -6,6 +6,7 @@ thousand races take seconds."""
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -119,5 +120,12 @@ def test_without_the_lock_both_updates_can_win(table, monkeypatch):
     # moto's own request handling: within as many races, both updates succeed at least once.
     locked: Callable[..., Any] = DynamoHandler.call_action
     monkeypatch.setattr(DynamoHandler, "call_action", locked.__wrapped__)  # type: ignore[attr-defined]
-    winners = race(table, RACES, "unlocked", stop_at_first_double=True)
+    # Threads switch far more often than by default, so the window moto leaves open is hit in a few
+    # races whatever the machine's load (without it, a busy machine may go 1,000 races without one).
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        winners = race(table, RACES, "unlocked", stop_at_first_double=True)
+    finally:
+        sys.setswitchinterval(interval)
     assert winners[-1] == 2, f"no double win in {len(winners)} races"

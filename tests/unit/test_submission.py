@@ -33,6 +33,7 @@ from tests.conftest import INBOX_BUCKET, OUTPUT_BUCKET, REGION, RUNWARE_KEY, WEB
 from tests.contract.runware_contract import by_name, of_kind
 from tests.job_records import seed_job
 from tests.unit.queue_events import message_id, queued, sqs_batch
+from upscaler.clock import iso, utc_now
 from upscaler.image_header import METADATA_MAX_BYTES
 from upscaler.ingestion import MessageNotSubmitted, submit_batch
 from upscaler.job_record import JobStatus, job_id_for
@@ -113,6 +114,9 @@ def upload(aws, key: str, body: bytes, metadata: dict[str, str] | None = None, c
         "versionId": put["VersionId"],
         "sequencer": f"{next(_sequencer):018X}",
     }
+    # A notification's eventTime is the upload's own (an upload older than a job record lives would
+    # also look for its own output: see upscaler.prior_outputs).
+    record["eventTime"] = iso(utc_now())
     return record
 
 
