@@ -302,14 +302,17 @@ def test_redrive_moves_dead_letters_back_and_their_jobs_complete(stack: LocalSta
     nothing = json.loads(cli(state_file, "--json", "redrive").stdout)
     assert nothing == {"deadLetters": 0, "status": "NOTHING_TO_MOVE"}
 
-    # An upload whose own step keeps failing (S3 refuses the function for it, as a missing permission
-    # would) reaches the DLQ after maxReceiveCount receives; a Runware outage would not (intake waits).
+    # An upload whose own step keeps failing (S3 answers it with an internal error every time) reaches
+    # the DLQ after maxReceiveCount receives; a Runware outage would not (intake waits), and a refusal
+    # such as AccessDenied is REJECTED at once with what to grant.
     key = stack.names["inbox_prefix"] + "cli-redrive/refused.jpg"
     s3 = stack.functions["SubmitFunction"].module.submitter.objects._s3
 
     def refuse(params: dict[str, Any], **_: Any) -> None:
         if params.get("Key") == key:
-            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetObject")
+            raise ClientError(
+                {"Error": {"Code": "InternalError", "Message": "We encountered an internal error."}}, "GetObject"
+            )
 
     s3.meta.events.register("before-parameter-build.s3", refuse)
     try:
