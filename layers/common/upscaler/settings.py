@@ -53,6 +53,12 @@ class Settings:
     completion_event_bus: str = ""  # empty: no completion events (the template always sets one)
     # Most sources of one submit invocation whose S3 and DynamoDB steps run at once.
     submit_parallelism: int = 10
+    # The queue of per-job recovery checks (upscaler.recovery_checks); empty: none are sent.
+    recovery_queue_url: str = ""
+    # Most jobs of one recovery batch settled at once.
+    recovery_parallelism: int = 10
+    # The status index of earlier versions, while a deployment migrates from it; empty: gone.
+    legacy_status_index: str = ""
 
     @property
     def runware_request_spacing_seconds(self) -> float:
@@ -212,6 +218,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("RUNWARE_CONCURRENT_SENDERS", "runware_concurrent_senders", _at_least_one, 1, "below 1 counts as 1"),
     Variable("COMPLETION_EVENT_BUS", "completion_event_bus", _text, "", "empty: no completion events"),
     Variable("SUBMIT_PARALLELISM", "submit_parallelism", _positive, 10, "sources one submit works on at once"),
+    Variable("RECOVERY_QUEUE_URL", "recovery_queue_url", _text, "", "per-job checks; empty: none are sent"),
+    Variable("RECOVERY_PARALLELISM", "recovery_parallelism", _positive, 10, "jobs one recovery batch settles at once"),
+    Variable("LEGACY_STATUS_INDEX", "legacy_status_index", _text, "", "read while migrating; empty: gone"),
 )
 
 

@@ -42,6 +42,7 @@ from upscaler.jobs import (
 from upscaler.models import InvalidOption, UpscaleOptions, UpscaleTask
 from upscaler.outputs import output_key_for, staging_key_for
 from upscaler.parallel import StepResult, ThreadHandoff, run_each
+from upscaler.recovery_checks import CheckQueue, CheckSchedule
 from upscaler.runware import RunwareClient
 from upscaler.runware_answers import Accepted, AlreadySubmitted, Failed, TaskError
 from upscaler.settings import Settings
@@ -118,6 +119,8 @@ class Submitter:
         webhook_key: Callable[[], str],
         *,
         handoff: ThreadHandoff | None = None,
+        checks: CheckQueue | None = None,
+        check_schedule: CheckSchedule | None = None,
     ) -> None:
         self.settings = settings
         self.objects = objects
@@ -126,6 +129,9 @@ class Submitter:
         self._webhook_key = webhook_key
         # Gives worker threads the invocation's trace context (see upscaler.parallel).
         self.handoff = handoff
+        # Each submitted job's recovery check (upscaler.recovery_checks); None: no checks are sent.
+        self.checks = checks
+        self.check_schedule = check_schedule
         # The key is read once and cached by the reader: threads wait for that one read, not make their own.
         self._webhook_key_lock = threading.Lock()
 
@@ -373,6 +379,7 @@ class Submitter:
                     # Accepted now, or a re-submission that Runware answers with conflictTaskUUID: it holds
                     # the task already and will run (and bill) it, so the job goes on as SUBMITTED.
                     accepted.append(job)
+        self._schedule_checks(accepted)
         results = dict(zip((job.job_id for job in accepted), self._mark_submitted(accepted, request_ms), strict=True))
         # Failing ends a job, and its completion event needs the job as written: one write each.
         ended = self._each([partial(self._mark_failed, job, error) for job, error in failed], _call)
@@ -382,6 +389,15 @@ class Submitter:
             unanswered,
             response.status_code,
         )
+
+    def _schedule_checks(self, accepted: list[Job]) -> None:
+        """Each accepted job's recovery check, sent before the job is SUBMITTED: a check that cannot be
+        sent fails the invocation while the jobs are still CLAIMED, and the retry (which Runware answers
+        as a re-submission) sends it again. A check that finds its job still CLAIMED looks again later."""
+        if self.checks is None or self.check_schedule is None or not accepted:
+            return
+        now = utc_now()
+        self.checks.send_all([self.check_schedule.first(job.job_id, now) for job in accepted], now)
 
     def _wait_for_account(self, jobs: list[Job], error: TaskError, status_code: int) -> None:
         reason = f"Runware refused the account (HTTP {status_code} {error.code}): {error.message}"[:1000]

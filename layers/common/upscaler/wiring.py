@@ -23,7 +23,10 @@ if TYPE_CHECKING:
     from upscaler.completion_events import CompletionEventPublisher
     from upscaler.parallel import ThreadHandoff
     from upscaler.reconciliation import Reconciler
+    from upscaler.recovery import Recoverer
+    from upscaler.recovery_checks import CheckQueue, CheckSchedule
     from upscaler.runware import RunwareClient
+    from upscaler.settlement import Settler
     from upscaler.submission import Submitter
     from upscaler.webhook import WebhookReceiver
 
@@ -47,9 +50,12 @@ def _dynamodb_client() -> Any:
     return boto3.client("dynamodb", region_name=region, config=Config(retries={"mode": "standard"}))
 
 
-def _job_store(settings: Settings) -> JobStore:
+def _job_store(settings: Settings, dynamodb: Any = None) -> JobStore:
     return JobStore(
-        _dynamodb_client(), settings.jobs_table, settings.job_retention_days, on_terminal=_completion_events(settings)
+        dynamodb or _dynamodb_client(),
+        settings.jobs_table,
+        settings.job_retention_days,
+        on_terminal=_completion_events(settings),
     )
 
 
@@ -76,6 +82,34 @@ def _runware_client(settings: Settings) -> RunwareClient:
     )
 
 
+def _check_queue(settings: Settings) -> CheckQueue | None:
+    """Where each submitted job's recovery check goes; None when the stack has no recovery queue."""
+    if not settings.recovery_queue_url:
+        return None
+    from upscaler.recovery_checks import CheckQueue
+
+    sqs = boto3.client("sqs", region_name=aws_region(), config=Config(retries={"mode": "standard"}))
+    return CheckQueue(sqs, settings.recovery_queue_url)
+
+
+def _check_schedule(settings: Settings) -> CheckSchedule:
+    from upscaler.recovery_checks import CheckSchedule
+
+    return CheckSchedule(
+        first_after_seconds=settings.reconcile_after_seconds,
+        max_age_seconds=settings.job_max_age_seconds,
+        late_output_window_seconds=settings.presigned_url_expiry_seconds,
+    )
+
+
+def _settler(settings: Settings, jobs: JobStore) -> Settler:
+    from upscaler.results import ResultRecorder
+    from upscaler.settlement import Settler
+
+    recorder = ResultRecorder(ObjectStore(create_s3_client()), jobs, settings.staging_prefix)
+    return Settler(jobs, recorder, max_age_seconds=settings.job_max_age_seconds)
+
+
 def build_submitter(settings: Settings | None = None, *, handoff: ThreadHandoff | None = None) -> Submitter:
     """`handoff` gives the submitter's worker threads the handler's trace context."""
     from upscaler.submission import Submitter
@@ -90,6 +124,8 @@ def build_submitter(settings: Settings | None = None, *, handoff: ThreadHandoff 
         _runware_client(settings),
         partial(read_secret, settings.webhook_token_secret),
         handoff=handoff,
+        checks=_check_queue(settings),
+        check_schedule=_check_schedule(settings),
     )
 
 
@@ -104,17 +140,40 @@ def build_webhook_receiver(settings: Settings | None = None) -> WebhookReceiver:
 
 
 def build_reconciler(settings: Settings | None = None) -> Reconciler:
+    from upscaler.open_jobs import OpenJobs
     from upscaler.reconciliation import Reconciler
-    from upscaler.results import ResultRecorder
 
     settings = settings or get_settings()
-    jobs = _job_store(settings)
+    dynamodb = _dynamodb_client()
+    jobs = _job_store(settings, dynamodb)
     return Reconciler(
         jobs,
-        ResultRecorder(ObjectStore(create_s3_client()), jobs, settings.staging_prefix),
+        OpenJobs(dynamodb, settings.jobs_table),
+        _settler(settings, jobs),
         _runware_client(settings),
-        reconcile_after_seconds=settings.reconcile_after_seconds,
         max_age_seconds=settings.job_max_age_seconds,
         max_jobs=settings.reconcile_max_jobs,
-        late_output_window_seconds=settings.presigned_url_expiry_seconds,
+        checks=_check_queue(settings),
+        schedule=_check_schedule(settings),
+        legacy_index=settings.legacy_status_index,
+    )
+
+
+def build_recoverer(settings: Settings | None = None, *, handoff: ThreadHandoff | None = None) -> Recoverer:
+    """`handoff` gives the recoverer's worker threads the handler's trace context."""
+    from upscaler.recovery import Recoverer
+
+    settings = settings or get_settings()
+    checks = _check_queue(settings)
+    if checks is None:
+        raise ConfigurationError("RECOVERY_QUEUE_URL must name the recovery checks queue")
+    jobs = _job_store(settings)
+    return Recoverer(
+        jobs,
+        _settler(settings, jobs),
+        _runware_client(settings),
+        checks,
+        _check_schedule(settings),
+        parallelism=settings.recovery_parallelism,
+        handoff=handoff,
     )
