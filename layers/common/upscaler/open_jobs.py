@@ -78,10 +78,11 @@ class OpenJobs:
         page_size: int | None = None,
     ) -> Iterator[OpenJob]:
         """One shard's open jobs, oldest first (every page, read as iterated)."""
-        names = {"#shard": attribute_name("open_shard"), "#since": attribute_name("open_since")}
+        names = {"#shard": attribute_name("open_shard")}
         values: dict[str, Any] = {":shard": {"N": str(shard)}}
         condition = "#shard = :shard"
         if opened_before is not None:
+            names["#since"] = attribute_name("open_since")
             condition += " AND #since < :before"
             values[":before"] = {"S": iso(opened_before)}
         kwargs: dict[str, Any] = {

@@ -22,7 +22,7 @@ class ConfigurationError(RuntimeError):
 @dataclass(frozen=True)
 class Settings:
     # Read when present but not set by template.yaml: tuning for tests and special deployments.
-    OPTIONAL_VARIABLES: ClassVar[frozenset[str]] = frozenset({"RUNWARE_MAX_ATTEMPTS"})
+    OPTIONAL_VARIABLES: ClassVar[frozenset[str]] = frozenset({"RUNWARE_MAX_ATTEMPTS", "RECOVERY_PARALLELISM"})
 
     jobs_table: str
     output_bucket: str
