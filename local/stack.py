@@ -12,7 +12,9 @@
 - Runware: the emulator in local/runware_emulator/.
 - The HTTP API: a webhook gateway that turns HTTP requests into API Gateway HTTP API (v2) events for
   the real webhook handler.
-- The schedule: the real reconcile handler on a timer.
+- Recovery: each submitted job's check waits in the recovery checks queue (its delay honoured by
+  moto) and the queue's event source mapping runs the real recover handler, as in AWS.
+- The schedule: the real reconcile handler (the safety net) on a timer.
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ class LocalStack:
         self.emulator: RunwareEmulator | None = None
         self.gateway: WebhookGateway | None = None
         self.ingestion: EventSourceMapping | None = None
+        # The recovery checks queue's mapping, for the real recover function (each job's own check).
+        self.recovery: EventSourceMapping | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -117,6 +121,13 @@ class LocalStack:
             redelivery_seconds=self.config.redelivery_seconds,
         )
         self.ingestion.start()
+        self.recovery = EventSourceMapping(
+            self._mapping_settings("RecoverFunction"),
+            lambda: self.client("sqs"),
+            lambda event: self.functions["RecoverFunction"].invoke(event),
+            redelivery_seconds=self.config.redelivery_seconds,
+        )
+        self.recovery.start()
         if self.config.reconcile_interval_seconds > 0:
             self._spawn(self._reconcile_loop, "reconcile")
         return self
@@ -127,6 +138,8 @@ class LocalStack:
             thread.join(timeout=5)
         if self.ingestion:
             self.ingestion.stop()
+        if self.recovery:
+            self.recovery.stop()
         if self.gateway:
             self.gateway.stop()
         if self.emulator:
@@ -333,16 +346,20 @@ class LocalStack:
         self.names["completion_events_url"] = url
 
     def _ingest_queue(self) -> tuple[str, dict[str, Any]]:
-        for event in self.functions_spec["SubmitFunction"].events.values():
+        return self._sqs_source("SubmitFunction")
+
+    def _sqs_source(self, function: str) -> tuple[str, dict[str, Any]]:
+        """The queue a function's SQS event reads (its logical id) and the event's properties."""
+        for event in self.functions_spec[function].events.values():
             if event.get("Type") == "SQS":
                 properties = self.resolver.resolve(event["Properties"])
                 for logical_id, resource in self.resolver.resources.items():
                     if resource.get("Arn") == properties["Queue"] and "QueueUrl" in resource:
                         return logical_id, properties
-        raise ValueError("SubmitFunction has no SQS event in template.yaml")
+        raise ValueError(f"{function} has no SQS event in template.yaml")
 
-    def _mapping_settings(self) -> MappingSettings:
-        logical_id, properties = self._ingest_queue()
+    def _mapping_settings(self, function: str = "SubmitFunction") -> MappingSettings:
+        logical_id, properties = self._sqs_source(function)
         queue = self.resolver.resources[logical_id]
         return MappingSettings(
             queue_url=queue["QueueUrl"],
