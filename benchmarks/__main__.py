@@ -3,7 +3,7 @@
 The sections run in this order: cold start (no services needed), then zero-copy, billed time and
 warm overhead against one local stack in this process, then throughput (a local stack per run,
 each in its own process), then the burst against a rate-limited Runware (both designs, each in its
-own process).
+own process), then recovery of lost webhooks beside the sweep it replaced (its own process).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from benchmarks import report, suites
 from benchmarks.services import Services
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("cold_start", "zero_copy", "billed_time", "warm_overhead", "throughput", "burst")
+SECTIONS = ("cold_start", "zero_copy", "billed_time", "warm_overhead", "throughput", "burst", "recovery")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -47,6 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="SubmitMaximumConcurrency for the queue design, sized to the rate limit (2)",
     )
     parser.add_argument(
+        "--recovery-jobs", type=int, default=10_000, help="submitted jobs whose webhooks never came (10000)"
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="a smoke run: few repetitions, 20 objects (the report says so)"
     )
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
@@ -56,6 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.objects, args.throughput_runs, args.cold_runs = 20, 1, 2
         args.small_runs, args.large_runs, args.images = 1, 1, 2
         args.burst_objects = 200
+        args.recovery_jobs = 500
     return args
 
 
@@ -95,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import burst
 
         results["burst"] = burst.measure(args.burst_objects, args.burst_rate, args.burst_concurrency)
+    if section("recovery", "7. recovery of lost webhooks"):
+        from benchmarks import recovery
+
+        results["recovery"] = recovery.measure(args.recovery_jobs)
 
     results["duration_seconds"] = time.perf_counter() - started
     results["notes"] = report.findings(results)

@@ -13,6 +13,7 @@ from typing import Any
 
 from benchmarks.burst_report import burst_goals, burst_section
 from benchmarks.markdown import fmt, size, table
+from benchmarks.recovery_report import recovery_goals, recovery_section
 from benchmarks.warm_report import warm_goals, warm_section
 
 LAYER_REQUIREMENTS = Path(__file__).resolve().parent.parent / "layers" / "common" / "requirements.in"
@@ -388,6 +389,8 @@ def render(results: dict[str, Any]) -> str:
     rows = [list(row) for row in goals(results)]
     if "burst" in results:
         rows += [list(row) for row in burst_goals(results["burst"])]
+    if "recovery" in results:
+        rows += [list(row) for row in recovery_goals(results["recovery"])]
     lines += table(["Goal", "Measured", "Verdict"], rows)
     sections = [
         ("zero_copy", zero_copy_section),
@@ -396,6 +399,7 @@ def render(results: dict[str, Any]) -> str:
         ("warm_overhead", warm_section),
         ("throughput", throughput_section),
         ("burst", burst_section),
+        ("recovery", recovery_section),
     ]
     for key, section in sections:
         if key in results:

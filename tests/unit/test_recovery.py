@@ -46,8 +46,20 @@ def test_each_wait_doubles_up_to_the_sqs_delay_ceiling():
     short = CheckSchedule(20, 180)
     assert [short.wait_after(attempt) for attempt in range(1, 7)] == [20, 40, 80, 160, 320, 640]
     assert short.wait_after(10_000) == MAX_DELAY_SECONDS
-    nxt = SCHEDULE.next(Check("job-1", NOW, 3), NOW)
+    submitted = NOW - timedelta(hours=1)
+    nxt = SCHEDULE.next(Check("job-1", NOW, 3), submitted, NOW)
     assert (nxt.due, nxt.attempt) == (NOW + timedelta(seconds=900), 4)
+
+
+def test_the_last_check_before_the_maximum_age_comes_exactly_at_it_then_late_looks_start_over():
+    submitted = NOW - timedelta(seconds=MAX_AGE - 100)
+    last = SCHEDULE.next(Check("job-1", NOW, 5), submitted, NOW)
+    expires = submitted + timedelta(seconds=MAX_AGE)
+    assert last.due == expires, "the job times out to the second, not up to 15 minutes late"
+    after = SCHEDULE.next(last, submitted, expires)  # the check that timed it out
+    assert (after.due, after.attempt) == (expires + timedelta(seconds=FIRST_AFTER), 1)
+    again = SCHEDULE.next(after, submitted, after.due)
+    assert (again.due, again.attempt) == (after.due + timedelta(seconds=FIRST_AFTER), 2)
 
 
 def test_a_check_due_later_than_sqs_can_delay_is_sent_with_the_longest_delay():

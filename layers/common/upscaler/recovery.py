@@ -178,7 +178,7 @@ class Recoverer:
                 polled.append(pending)
             elif job.status is JobStatus.CLAIMED and not self.schedule.too_old(submitted_at(job), now):
                 # Still being submitted (its move to SUBMITTED failed and is being retried): look later.
-                again.append((self.schedule.next(pending.check, now), pending.message_ids))
+                again.append((self.schedule.next(pending.check, submitted_at(job), now), pending.message_ids))
             elif job.status is JobStatus.TIMED_OUT and self.schedule.late_output_possible(submitted_at(job), now):
                 late.append(pending)
             # Otherwise ended: a webhook (or an earlier check) settled it.
@@ -263,12 +263,13 @@ class Recoverer:
             report.output_not_ready += int(settled.output_not_ready)
             job = settled.recorded.job if settled.recorded is not None else pending.job
             assert job is not None
+            submitted = submitted_at(job)
             if job.is_open:
                 report.still_processing += 1
-                again.append((self.schedule.next(pending.check, now), pending.message_ids))
-            elif job.status is JobStatus.TIMED_OUT and self.schedule.late_output_possible(submitted_at(job), now):
+                again.append((self.schedule.next(pending.check, submitted, now), pending.message_ids))
+            elif job.status is JobStatus.TIMED_OUT and self.schedule.late_output_possible(submitted, now):
                 # Timed out (now, or before): Runware may yet upload while its presigned PUT lives.
-                again.append((self.schedule.next(pending.check, now), pending.message_ids))
+                again.append((self.schedule.next(pending.check, submitted, now), pending.message_ids))
             # Otherwise the job has ended for good (or its output can no longer arrive): the check ends.
         return again
 

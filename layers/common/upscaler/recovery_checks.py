@@ -3,9 +3,9 @@
 A check is sent when the job becomes SUBMITTED (one SendMessageBatch per 10 jobs, as the submit
 path writes), due ReconcileAfterSeconds later; if no webhook has ended the job by then, the
 recovery function asks Runware and the bucket. A job still processing is checked again later,
-each wait twice the last (from ReconcileAfterSeconds up to SQS's 15-minute ceiling), until
-JobMaxAgeSeconds; a job that timed out is checked for a late output until its presigned PUT has
-expired.
+each wait twice the last (from ReconcileAfterSeconds up to SQS's 15-minute ceiling), and once more
+exactly at JobMaxAgeSeconds, when it times out; a job that timed out is checked for a late output
+(the waits begun again) until its presigned PUT has expired.
 
 SQS delays a message by at most 900 seconds (`DelaySeconds`, "Amazon SQS message quotas"), so a
 check carries the instant it is due: one received early is sent again with the rest of its wait.
@@ -82,10 +82,19 @@ class CheckSchedule:
         exponent = min(attempt, 32)  # far past the ceiling already; keeps the power small
         return float(min(MAX_DELAY_SECONDS, self.first_after_seconds * 2 ** (exponent - 1)))
 
-    def next(self, check: Check, now: datetime | None = None) -> Check:
-        """The look after `check`, counted from now."""
+    def next(self, check: Check, submitted: datetime, now: datetime | None = None) -> Check:
+        """The look after `check`, counted from now: never later than the job's maximum age (the
+        job times out then, to the second), and after that (a timed-out job watched for a late
+        output) with the back-off begun again from the first wait."""
         moment = now or utc_now()
-        return Check(check.job_id, moment + timedelta(seconds=self.wait_after(check.attempt)), check.attempt + 1)
+        expires = submitted + timedelta(seconds=self.max_age_seconds)
+        if moment >= expires and check.due <= expires:
+            # The check that timed the job out: late-output looks start over from the first wait.
+            return Check(check.job_id, moment + timedelta(seconds=self.wait_after(1)), 1)
+        due = moment + timedelta(seconds=self.wait_after(check.attempt))
+        if moment < expires:
+            due = min(due, expires)
+        return Check(check.job_id, due, check.attempt + 1)
 
     def too_old(self, submitted: datetime, now: datetime | None = None) -> bool:
         return ((now or utc_now()) - submitted).total_seconds() >= self.max_age_seconds
