@@ -140,8 +140,9 @@ def completion_events(stack: LocalStack) -> int:
     return sum(int(value) for value in attributes.values())
 
 
-def run(jobs: int, sample: int, max_seconds: float) -> dict[str, Any]:
-    config = StackConfig(reconcile_interval_seconds=0, function_log_level="ERROR")
+def run(jobs: int, sample: int, max_seconds: float, concurrency: int | None = None) -> dict[str, Any]:
+    overrides = {"RecoveryMaximumConcurrency": str(concurrency)} if concurrency else {}
+    config = StackConfig(reconcile_interval_seconds=0, function_log_level="ERROR", parameter_overrides=overrides)
     with LocalStack(config) as stack:
         # Baseline first: one sweep run over a run's worth of jobs (no checks exist for them).
         baseline_ids = prepare(stack, "baseline", sample)
@@ -181,6 +182,7 @@ def run(jobs: int, sample: int, max_seconds: float) -> dict[str, Any]:
         per_run = sweep_run_seconds * SWEEP_JOBS_PER_RUN / sample
         return {
             "jobs": jobs,
+            "recovery_concurrency": concurrency,
             "statuses": statuses,
             "prepare_seconds": prepare_seconds,
             "checks_sent_seconds": sent_seconds,
@@ -202,16 +204,20 @@ def run(jobs: int, sample: int, max_seconds: float) -> dict[str, Any]:
 
 def main() -> int:
     spec = json.loads(sys.stdin.read())
-    result = run(spec["jobs"], spec.get("sample", SWEEP_JOBS_PER_RUN), spec.get("max_seconds", 1800.0))
+    result = run(
+        spec["jobs"], spec.get("sample", SWEEP_JOBS_PER_RUN), spec.get("max_seconds", 1800.0), spec.get("concurrency")
+    )
     sys.stdout.write("\n" + RESULT_PREFIX + json.dumps(result, default=str) + "\n")
     return 0
 
 
-def measure(jobs: int) -> dict[str, Any]:
+def measure(jobs: int, concurrency: int | None = None) -> dict[str, Any]:
+    """`concurrency`: RecoveryMaximumConcurrency for the run (None: the template's default)."""
     from benchmarks.services import run_child
     from benchmarks.suites import progress
 
-    result = run_child("benchmarks.recovery", {"jobs": jobs, "sample": min(SWEEP_JOBS_PER_RUN, jobs)}, timeout=3600)
+    spec = {"jobs": jobs, "sample": min(SWEEP_JOBS_PER_RUN, jobs), "concurrency": concurrency, "max_seconds": 1800}
+    result = run_child("benchmarks.recovery", spec, timeout=3600)
     result.pop("stderr")
     progress(
         f"recovery: {result['statuses']} in {result['recovery_seconds']:.0f} s; "
