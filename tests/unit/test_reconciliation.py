@@ -15,16 +15,17 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
+import boto3
 import httpx
 import pytest
 from PIL import Image
 
-from tests.conftest import INBOX_BUCKET, JOBS_TABLE, OUTPUT_BUCKET, RUNWARE_KEY, RUNWARE_URL
+from tests.conftest import INBOX_BUCKET, JOBS_TABLE, OUTPUT_BUCKET, REGION, RUNWARE_KEY, RUNWARE_URL
 from tests.job_records import move_job, seed_job, stored_record
 from upscaler.clock import iso
-from upscaler.job_record import JobStatus
+from upscaler.job_record import JobStatus, to_attribute_values
 from upscaler.jobs import JobStore
-from upscaler.open_jobs import OPEN_INDEX, OpenJobs
+from upscaler.open_jobs import OPEN_INDEX, OpenJobs, open_shard
 from upscaler.reconciliation import CHECK_GRACE_SECONDS, POLL_BATCH_SIZE, Reconciler
 from upscaler.results import ResultRecorder
 from upscaler.runware import RunwareClient
@@ -423,3 +424,40 @@ def test_reports_when_the_oldest_open_job_opened(store, reconciler):
     age = reconciler.run().oldest_open_age_seconds
 
     assert 30 * 60 <= age < 31 * 60
+
+
+def test_while_migrating_open_jobs_of_the_old_index_get_their_keys_and_checks(aws, runware):
+    from tests.conftest import create_jobs_table
+    from upscaler.recovery_checks import CheckQueue, CheckSchedule
+
+    create_jobs_table(aws.dynamodb, "migrating-jobs", with_status_index=True)
+    store = JobStore(aws.dynamodb, "migrating-jobs")
+    sqs = boto3.client("sqs", region_name=REGION)
+    queue_url = sqs.create_queue(QueueName="checks")["QueueUrl"]
+    created = datetime.now(UTC) - timedelta(minutes=20)
+    # As an earlier version wrote them: status and createdAt, no open-jobs keys.
+    old = {status: str(uuid.uuid4()) for status in ("CLAIMED", "SUBMITTED", "COMPLETED")}
+    for status, job_id in old.items():
+        item = {"jobId": job_id, "status": status, "createdAt": iso(created), "sourceBucket": "b", "sourceKey": "k"}
+        aws.dynamodb.put_item(TableName="migrating-jobs", Item=to_attribute_values(item))
+    reconciler = make_reconciler(
+        aws,
+        store,
+        runware,
+        legacy_index="jobsByStatus",
+        checks=CheckQueue(sqs, queue_url),
+        schedule=CheckSchedule(600, PASS_MAX_AGE),
+    )
+    reconciler.open_jobs = OpenJobs(aws.dynamodb, "migrating-jobs")
+
+    report = reconciler.run()
+
+    assert report.indexed_from_legacy == 2
+    for status in ("CLAIMED", "SUBMITTED"):
+        job = store.get(old[status])
+        assert (job.open_shard, job.open_since) == (open_shard(old[status]), iso(created)), status
+    assert store.get(old["COMPLETED"]).open_shard is None
+    assert {job.job_id for job in reconciler.open_jobs.oldest()} == {old["CLAIMED"], old["SUBMITTED"]}
+    [message] = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]  # due: no delay
+    assert json.loads(message["Body"])["jobId"] == old["SUBMITTED"]
+    assert reconciler.run().indexed_from_legacy == 0, "once indexed, never again"
