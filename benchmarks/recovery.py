@@ -8,10 +8,10 @@ In one local stack, with the safety-net schedule off so recovery is the only pat
 - `jobs` submitted jobs whose webhooks never came are prepared directly: their records (claimed and
   submitted by the job store's own transitions, in transactions of 100), a small JPEG at each
   staging key (what Runware's upload leaves), and a finished task per job in the Runware emulator
-  (so getResponse answers success). Then each job's first check is sent, due at once, as the submit
-  path would send it (SendMessageBatch, 10 to a request). Measured: from the first check sent until
-  every job is COMPLETED, through the real recover handler run by the stack's event source mapping
-  (the template's batch size, batching window and RecoveryMaximumConcurrency).
+  (so getResponse answers success), and each job's first check, due at once, sent as the submit
+  path sends it (SendMessageBatch, 10 to a request): the backlog a webhook outage leaves. Measured:
+  from the moment the recovery checks queue's event source mapping starts until every job is
+  COMPLETED, through the real recover handler (the template's batch size and batching window).
 - The baseline, the sweep as it was (a faithful copy of its loop, `sweep_run` below): the oldest
   ReconcileMaxJobs (200) SUBMITTED jobs per run, getResponse per 25, then each job settled one after
   another, once per ReconcileSchedule (5 minutes). It is measured on `sample` further jobs prepared
@@ -142,7 +142,9 @@ def completion_events(stack: LocalStack) -> int:
 
 def run(jobs: int, sample: int, max_seconds: float, concurrency: int | None = None) -> dict[str, Any]:
     overrides = {"RecoveryMaximumConcurrency": str(concurrency)} if concurrency else {}
-    config = StackConfig(reconcile_interval_seconds=0, function_log_level="ERROR", parameter_overrides=overrides)
+    config = StackConfig(
+        reconcile_interval_seconds=0, function_log_level="ERROR", parameter_overrides=overrides, recover_on_start=False
+    )
     with LocalStack(config) as stack:
         # Baseline first: one sweep run over a run's worth of jobs (no checks exist for them).
         baseline_ids = prepare(stack, "baseline", sample)
@@ -158,11 +160,13 @@ def run(jobs: int, sample: int, max_seconds: float, concurrency: int | None = No
         prepare_seconds = time.perf_counter() - prepare_started
         queue = CheckQueue(stack.client("sqs"), stack.resolver.resources["RecoveryQueue"]["QueueUrl"])
         now = utc_now()
-        started = time.perf_counter()
+        sending = time.perf_counter()
         refused = queue.send([Check(job_id, now, 1) for job_id in ids], now)
         if refused:
             raise RuntimeError(f"{len(refused)} checks refused")
-        sent_seconds = time.perf_counter() - started
+        sent_seconds = time.perf_counter() - sending
+        started = time.perf_counter()
+        stack.start_recovery()
         progress: list[tuple[float, int]] = []
         while True:
             done = completion_events(stack) - events_before

@@ -72,6 +72,8 @@ class StackConfig:
     redelivery_seconds: int = 1
     parameter_overrides: dict[str, str] = field(default_factory=dict)
     function_log_level: str = "WARNING"
+    # False: the recovery checks queue's mapping waits for start_recovery() (a backlog built first).
+    recover_on_start: bool = True
     seed: int | None = None
     aws_port: int = 0  # 0 picks a free port
 
@@ -121,6 +123,16 @@ class LocalStack:
             redelivery_seconds=self.config.redelivery_seconds,
         )
         self.ingestion.start()
+        if self.config.recover_on_start:
+            self.start_recovery()
+        if self.config.reconcile_interval_seconds > 0:
+            self._spawn(self._reconcile_loop, "reconcile")
+        return self
+
+    def start_recovery(self) -> None:
+        """Start the recovery checks queue's event source mapping (at start, unless the config says not)."""
+        if self.recovery is not None:
+            return
         self.recovery = EventSourceMapping(
             self._mapping_settings("RecoverFunction"),
             lambda: self.client("sqs"),
@@ -128,9 +140,6 @@ class LocalStack:
             redelivery_seconds=self.config.redelivery_seconds,
         )
         self.recovery.start()
-        if self.config.reconcile_interval_seconds > 0:
-            self._spawn(self._reconcile_loop, "reconcile")
-        return self
 
     def stop(self) -> None:
         self._stopping.set()
