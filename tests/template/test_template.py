@@ -574,6 +574,11 @@ def test_the_webhook_route_admits_what_submit_can_start_at_the_defaults(template
     assert template["Parameters"]["WebhookThrottlingBurstLimit"]["MaxValue"] <= ACCOUNT_BURST
 
 
+def test_recovery_can_settle_at_least_as_many_jobs_at_once_as_submit_starts_at_the_defaults(template):
+    parameters = {name: spec["Default"] for name, spec in template["Parameters"].items()}
+    assert parameters["RecoveryMaximumConcurrency"] >= parameters["SubmitMaximumConcurrency"]
+
+
 def test_the_throttle_formula_refuses_the_old_defaults():
     rate, burst = webhook_throttle_needed(5, 10)
     assert rate > 20 and burst > 50, "20 requests/s (burst 50) refused webhooks of jobs submit had started"
