@@ -30,7 +30,7 @@ def recovery_section(data: dict[str, Any]) -> list[str]:
         "the Runware emulator, and one recovery check per job sent as submit sends them, 10 per "
         "SendMessageBatch, due at once: the backlog a webhook outage leaves). From the moment the recovery "
         "checks queue's event source mapping started, the real recover handler consumed them through it "
-        "source mapping (batches of 25 as the template says, RecoveryMaximumConcurrency "
+        "(batches of 25 as the template says, RecoveryMaximumConcurrency "
         f"{data.get('recovery_concurrency') or 'at its default'}; {data['peak_concurrency']} invocations at once "
         "at the peak), "
         "with the safety-net schedule off. The sweep is a faithful copy of the previous reconcile loop "
