@@ -4,7 +4,7 @@ The sections run in this order: cold start (no services needed), then zero-copy,
 warm overhead against one local stack in this process, then throughput (a local stack per run,
 each in its own process), then the burst against a rate-limited Runware (both designs, each in its
 own process), then the capacity and cost model (this tree's design and the one before it, each in
-its own process).
+its own process), then recovery of lost webhooks beside the sweep it replaced (its own process).
 """
 
 from __future__ import annotations
@@ -21,7 +21,16 @@ from benchmarks import report, suites
 from benchmarks.services import Services
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("cold_start", "zero_copy", "billed_time", "warm_overhead", "throughput", "burst", "capacity")
+SECTIONS = (
+    "cold_start",
+    "zero_copy",
+    "billed_time",
+    "warm_overhead",
+    "throughput",
+    "burst",
+    "capacity",
+    "recovery",
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -63,6 +72,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="timed submit batches of 10 per design for the capacity model (5)",
     )
     parser.add_argument(
+        "--recovery-jobs", type=int, default=10_000, help="submitted jobs whose webhooks never came (10000)"
+    )
+    parser.add_argument(
+        "--recovery-concurrency",
+        type=int,
+        default=6,
+        help="RecoveryMaximumConcurrency for the recovery run, as an operator raises it for a backlog (6; "
+        "the template's default is 2)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="a smoke run: few repetitions, 20 objects (the report says so)"
     )
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
@@ -73,6 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.small_runs, args.large_runs, args.images = 1, 1, 2
         args.burst_objects = 200
         args.capacity_jobs, args.capacity_batches = 30, 2
+        args.recovery_jobs = 500
     return args
 
 
@@ -118,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         results["capacity"] = capacity.measure(
             args.capacity_jobs, args.capacity_dropped_webhooks, args.capacity_batches, progress=suites.progress
         )
+    if section("recovery", "8. recovery of lost webhooks"):
+        from benchmarks import recovery
+
+        results["recovery"] = recovery.measure(args.recovery_jobs, args.recovery_concurrency)
 
     results["duration_seconds"] = time.perf_counter() - started
     results["notes"] = report.findings(results)

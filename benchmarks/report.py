@@ -14,6 +14,7 @@ from typing import Any
 from benchmarks.burst_report import burst_goals, burst_section
 from benchmarks.capacity_report import capacity_goals, capacity_section
 from benchmarks.markdown import fmt, size, table
+from benchmarks.recovery_report import recovery_goals, recovery_section
 from benchmarks.warm_report import warm_goals, warm_section
 
 LAYER_REQUIREMENTS = Path(__file__).resolve().parent.parent / "layers" / "common" / "requirements.in"
@@ -391,6 +392,8 @@ def render(results: dict[str, Any]) -> str:
         rows += [list(row) for row in burst_goals(results["burst"])]
     if "capacity" in results:
         rows += [list(row) for row in capacity_goals(results["capacity"])]
+    if "recovery" in results:
+        rows += [list(row) for row in recovery_goals(results["recovery"])]
     lines += table(["Goal", "Measured", "Verdict"], rows)
     sections = [
         ("zero_copy", zero_copy_section),
@@ -400,6 +403,7 @@ def render(results: dict[str, Any]) -> str:
         ("throughput", throughput_section),
         ("burst", burst_section),
         ("capacity", capacity_section),
+        ("recovery", recovery_section),
     ]
     for key, section in sections:
         if key in results:

@@ -16,7 +16,9 @@
 - Runware: the emulator in local/runware_emulator/.
 - The HTTP API: a webhook gateway that turns HTTP requests into API Gateway HTTP API (v2) events for
   the real webhook handler.
-- The schedules: the real reconcile handler on a timer, and on a second, shorter one the resumer
+- Recovery: each submitted job's check waits in the recovery checks queue (its delay honoured by
+  moto) and the queue's event source mapping runs the real recover handler, as in AWS.
+- The schedules: the real reconcile handler (the safety net) on a timer, and on a second, shorter one the resumer
   of intake after a pause (the template's one-minute IntakeResumeSchedule). The ingestion mapping
   exists in moto's Lambda too, so a paused intake disables it and the resumer enables it again
   through the Lambda API, as in AWS (local/event_source_mapping.py).
@@ -83,6 +85,8 @@ class StackConfig:
     intake_pause_longest_wait_seconds: int = 4
     parameter_overrides: dict[str, str] = field(default_factory=dict)
     function_log_level: str = "WARNING"
+    # False: the recovery checks queue's mapping waits for start_recovery() (a backlog built first).
+    recover_on_start: bool = True
     seed: int | None = None
     aws_port: int = 0  # 0 picks a free port
 
@@ -105,6 +109,8 @@ class LocalStack:
         self.emulator: RunwareEmulator | None = None
         self.gateway: WebhookGateway | None = None
         self.ingestion: EventSourceMapping | None = None
+        # The recovery checks queue's mapping, for the real recover function (each job's own check).
+        self.recovery: EventSourceMapping | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -136,11 +142,25 @@ class LocalStack:
             delivering=MappingState(lambda: self.client("lambda"), self.names["ingest_mapping_uuid"]),
         )
         self.ingestion.start()
+        if self.config.recover_on_start:
+            self.start_recovery()
         if self.config.reconcile_interval_seconds > 0:
             self._spawn(self._reconcile_loop, "reconcile")
         if self.config.resume_intake_interval_seconds > 0:
             self._spawn(self._resume_intake_loop, "resume-intake")
         return self
+
+    def start_recovery(self) -> None:
+        """Start the recovery checks queue's event source mapping (at start, unless the config says not)."""
+        if self.recovery is not None:
+            return
+        self.recovery = EventSourceMapping(
+            self._mapping_settings("RecoverFunction"),
+            lambda: self.client("sqs"),
+            lambda event: self.functions["RecoverFunction"].invoke(event),
+            redelivery_seconds=self.config.redelivery_seconds,
+        )
+        self.recovery.start()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -148,6 +168,8 @@ class LocalStack:
             thread.join(timeout=5)
         if self.ingestion:
             self.ingestion.stop()
+        if self.recovery:
+            self.recovery.stop()
         if self.gateway:
             self.gateway.stop()
         if self.emulator:
@@ -367,16 +389,20 @@ class LocalStack:
         self.names["completion_events_url"] = url
 
     def _ingest_queue(self) -> tuple[str, dict[str, Any]]:
-        for event in self.functions_spec["SubmitFunction"].events.values():
+        return self._sqs_source("SubmitFunction")
+
+    def _sqs_source(self, function: str) -> tuple[str, dict[str, Any]]:
+        """The queue a function's SQS event reads (its logical id) and the event's properties."""
+        for event in self.functions_spec[function].events.values():
             if event.get("Type") == "SQS":
                 properties = self.resolver.resolve(event["Properties"])
                 for logical_id, resource in self.resolver.resources.items():
                     if resource.get("Arn") == properties["Queue"] and "QueueUrl" in resource:
                         return logical_id, properties
-        raise ValueError("SubmitFunction has no SQS event in template.yaml")
+        raise ValueError(f"{function} has no SQS event in template.yaml")
 
-    def _mapping_settings(self) -> MappingSettings:
-        logical_id, properties = self._ingest_queue()
+    def _mapping_settings(self, function: str = "SubmitFunction") -> MappingSettings:
+        logical_id, properties = self._sqs_source(function)
         queue = self.resolver.resources[logical_id]
         return MappingSettings(
             queue_url=queue["QueueUrl"],

@@ -49,6 +49,14 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     return document
 
 
+class _NoValue(str):
+    """AWS::NoValue: equal to "" where a value is read, and dropped from the list or mapping that holds it,
+    as CloudFormation removes the property or list item."""
+
+
+NO_VALUE: Any = _NoValue("")
+
+
 class UnresolvableValue(ValueError):
     """An intrinsic function or reference the local stack cannot evaluate."""
 
@@ -79,7 +87,7 @@ class TemplateResolver:
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
-            return [self.resolve(item) for item in value]
+            return [resolved for item in value if (resolved := self.resolve(item)) is not NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
@@ -87,7 +95,7 @@ class TemplateResolver:
             handler = self._functions.get(function)
             if handler is not None:
                 return handler(self, argument)
-        return {key: self.resolve(item) for key, item in value.items()}
+        return {key: resolved for key, item in value.items() if (resolved := self.resolve(item)) is not NO_VALUE}
 
     def _ref(self, name: str) -> str:
         pseudo = {
@@ -98,7 +106,7 @@ class TemplateResolver:
             "10ca1000-0000-4000-8000-000000000000",
             "AWS::Partition": "aws",
             "AWS::URLSuffix": "amazonaws.com",
-            "AWS::NoValue": "",
+            "AWS::NoValue": NO_VALUE,
         }
         if name in pseudo:
             return pseudo[name]

@@ -50,18 +50,31 @@ ENVIRONMENT = {
 }
 
 
-def create_jobs_table(dynamodb: Any, name: str = JOBS_TABLE) -> None:
-    """The jobs table as template.yaml declares it: key jobId, index jobsByStatus (status, createdAt)."""
-    dynamodb.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "jobId", "AttributeType": "S"},
+def create_jobs_table(dynamodb: Any, name: str = JOBS_TABLE, *, with_status_index: bool = False) -> None:
+    """The jobs table as template.yaml declares it: key jobId, the sparse openJobs index (openShard,
+    openSince; keys and status projected); with_status_index adds the jobsByStatus index of earlier
+    versions, as a stack migrating from it has (StatusIndexMigration=true)."""
+    attributes = [
+        {"AttributeName": "jobId", "AttributeType": "S"},
+        {"AttributeName": "openShard", "AttributeType": "N"},
+        {"AttributeName": "openSince", "AttributeType": "S"},
+    ]
+    indexes: list[dict[str, Any]] = [
+        {
+            "IndexName": "openJobs",
+            "KeySchema": [
+                {"AttributeName": "openShard", "KeyType": "HASH"},
+                {"AttributeName": "openSince", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["status"]},
+        }
+    ]
+    if with_status_index:
+        attributes += [
             {"AttributeName": "status", "AttributeType": "S"},
             {"AttributeName": "createdAt", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "jobId", "KeyType": "HASH"}],
-        GlobalSecondaryIndexes=[
+        ]
+        indexes.append(
             {
                 "IndexName": "jobsByStatus",
                 "KeySchema": [
@@ -70,7 +83,13 @@ def create_jobs_table(dynamodb: Any, name: str = JOBS_TABLE) -> None:
                 ],
                 "Projection": {"ProjectionType": "ALL"},
             }
-        ],
+        )
+    dynamodb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=attributes,
+        KeySchema=[{"AttributeName": "jobId", "KeyType": "HASH"}],
+        GlobalSecondaryIndexes=indexes,
     )
 
 

@@ -1,51 +1,38 @@
-"""Reading jobs for the commands: counts and newest jobs through the jobsByStatus index, never a scan."""
+"""Reading jobs for the commands: open jobs through the open-jobs index, the others by key, never a scan."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
 from upscale_cli.errors import UsageError
 from upscale_cli.target import Target
-from upscaler.job_record import JobStatus, job_id_for, record_from_item
-from upscaler.jobs import STATUS_INDEX, JobStore
+from upscaler.job_record import OPEN_STATUSES, JobStatus, job_id_for
+from upscaler.jobs import JobStore
+from upscaler.open_jobs import OpenJobs
 
 JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 STATUS_ORDER = [status.value for status in JobStatus]
 
 
 def count_by_status(target: Target) -> dict[str, int]:
-    """Items per status: a COUNT query per status on the index, following every page."""
-    dynamodb = target.client("dynamodb")
-    counts: dict[str, int] = {}
-    for status in JobStatus:
-        kwargs: dict[str, Any] = {
-            "TableName": target.jobs_table,
-            "IndexName": STATUS_INDEX,
-            "KeyConditionExpression": "#s = :s",
-            "ExpressionAttributeNames": {"#s": "status"},
-            "ExpressionAttributeValues": {":s": {"S": status.value}},
-            "Select": "COUNT",
-        }
-        total = 0
-        while True:
-            page = dynamodb.query(**kwargs)
-            total += int(page.get("Count", 0))
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        counts[status.value] = total
-    return counts
+    """Open jobs per status (CLAIMED, SUBMITTED), one query per shard of the open-jobs index. Ended
+    jobs are in no index (they are read by key): the completion events count them."""
+    counts = OpenJobs(target.client("dynamodb"), target.jobs_table).count_by_status()
+    return {status.value: counts.get(status, 0) for status in JobStatus if status in OPEN_STATUSES}
 
 
 def newest_jobs(target: Target, limit: int, statuses: list[str] | None = None) -> list[dict[str, Any]]:
-    """The `limit` most recently created jobs across the given statuses (default: all)."""
-    store = JobStore(target.client("dynamodb"), target.jobs_table)
-    jobs: list[dict[str, Any]] = []
-    for status in statuses or STATUS_ORDER:
-        jobs.extend(job.to_record() for job in store.find_by_status(JobStatus(status), newest_first=True, limit=limit))
-    jobs.sort(key=lambda job: job.get("createdAt", ""), reverse=True)
-    return jobs[:limit]
+    """The `limit` most recently opened jobs still open (of the given open statuses; default: all)."""
+    dynamodb = target.client("dynamodb")
+    wanted = {JobStatus(status) for status in statuses} if statuses else set(OPEN_STATUSES)
+    ids = [job.job_id for job in itertools.islice(
+        (job for job in OpenJobs(dynamodb, target.jobs_table).newest() if job.status in wanted), limit
+    )]  # fmt: skip
+    found = JobStore(dynamodb, target.jobs_table).get_many(ids)
+    jobs = [found[job_id].to_record() for job_id in ids if job_id in found]
+    return sorted(jobs, key=lambda job: job.get("createdAt", ""), reverse=True)
 
 
 def get_job(target: Target, job_id: str) -> dict[str, Any] | None:
@@ -69,8 +56,8 @@ def jobs_for_key(target: Target, key: str) -> list[dict[str, Any]]:
     """Every job of one inbox key, newest first.
 
     Through the job id derivation (one id per object version still in the bucket); when that finds
-    none (the object is gone, or the bucket was unversioned), a query per status filtered on sourceKey,
-    which reads the whole index.
+    none (the object is gone, or the bucket was unversioned), the open jobs of that key (an ended job
+    of a deleted object is found by its id, `s3-upscale job <id>`).
     """
     store = JobStore(target.client("dynamodb"), target.jobs_table)
     found: dict[str, dict[str, Any]] = {}
@@ -88,26 +75,9 @@ def jobs_for_key(target: Target, key: str) -> list[dict[str, Any]]:
         pass
     if found:
         return sorted(found.values(), key=lambda job: job.get("createdAt", ""), reverse=True)
-    dynamodb = target.client("dynamodb")
-    for status in STATUS_ORDER:
-        kwargs: dict[str, Any] = {
-            "TableName": target.jobs_table,
-            "IndexName": STATUS_INDEX,
-            "KeyConditionExpression": "#s = :s",
-            "FilterExpression": "sourceKey = :k AND sourceBucket = :b",
-            "ExpressionAttributeNames": {"#s": "status"},
-            "ExpressionAttributeValues": {
-                ":s": {"S": status},
-                ":k": {"S": key},
-                ":b": {"S": target.inbox_bucket},
-            },
-        }
-        while True:
-            page = dynamodb.query(**kwargs)
-            for item in page.get("Items", []):
-                job = record_from_item(item)
-                found.setdefault(job["jobId"], job)
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    # The object is gone or the bucket unversioned: the open jobs of that key, from the open-jobs index.
+    open_ids = [job.job_id for job in OpenJobs(target.client("dynamodb"), target.jobs_table).oldest()]
+    for job in store.get_many(open_ids).values():
+        if job.source_key == key and job.source_bucket == target.inbox_bucket:
+            found.setdefault(job.job_id, job.to_record())
     return sorted(found.values(), key=lambda job: job.get("createdAt", ""), reverse=True)

@@ -1,4 +1,4 @@
-"""`status`: jobs per status (COUNT queries on the jobsByStatus index) and the newest jobs."""
+"""`status`: open jobs per status (queries on the open-jobs index, never a scan) and the newest open jobs."""
 
 from __future__ import annotations
 
@@ -8,18 +8,20 @@ from upscale_cli.arguments import whole_number
 from upscale_cli.jobs_query import count_by_status, newest_jobs
 from upscale_cli.output import Output, cell, cost, plural, size
 from upscale_cli.target import Target
-from upscaler.job_record import JobStatus
+from upscaler.job_record import OPEN_STATUSES, JobStatus
 
 NEWEST_HEADERS = ["created", "source", "status", "input", "output", "cost", "seconds", "job"]
 
 
 def add_parser(commands: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser("status", parents=parents, help="counts by status and the newest jobs")
+    parser = commands.add_parser("status", parents=parents, help="open jobs by status and the newest of them")
     parser.add_argument(
         "--limit", type=whole_number(0), default=10, help="how many of the newest jobs to list (default 10)"
     )
     parser.add_argument(
-        "--status", choices=[status.value for status in JobStatus], help="list only the newest jobs in this status"
+        "--status",
+        choices=[status.value for status in JobStatus if status in OPEN_STATUSES],
+        help="list only the newest jobs in this status",
     )
     parser.add_argument(
         "--wide", action="store_true", help="on a terminal, print lines as long as they need (never cut ids or keys)"
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace, target: Target, out: Output) -> int:
     show_intake_pause(target, out)
     out.line(dead_letter_line(dead_letters))
     out.table(["status", "jobs"], [[status, str(count)] for status, count in counts.items()]
-              + [["total", str(sum(counts.values()))]], title="Jobs by status")  # fmt: skip
+              + [["total", str(sum(counts.values()))]], title="Open jobs by status")  # fmt: skip
     rows = [
         [
             cell(job.get("createdAt")),

@@ -1,5 +1,6 @@
-"""`watch`: live progress as jobs change, by polling the jobsByStatus index (queries, never a scan),
-or the completion events as they come, from a queue that a rule on the completion bus feeds."""
+"""`watch`: live progress as jobs change, by polling the open-jobs index (queries, never a scan) and
+reading by key the jobs that left it, or the completion events as they come, from a queue that a
+rule on the completion bus feeds."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from upscale_cli.output import Output, cell, cost, plural, size
 from upscale_cli.target import Target
 from upscale_cli.uploads import Upload, inbox_uploads, unfinished
 from upscaler.clock import iso, utc_now
-from upscaler.job_record import TERMINAL_STATUSES, JobStatus, record_from_item
-from upscaler.jobs import STATUS_INDEX
+from upscaler.job_record import TERMINAL_STATUSES, JobStatus
+from upscaler.jobs import JobStore
+from upscaler.open_jobs import OpenJobs
 
 IN_FLIGHT = (JobStatus.CLAIMED.value, JobStatus.SUBMITTED.value)
 UNTIL_IDLE_TIMEOUT = 900.0
@@ -57,30 +59,15 @@ def add_parser(commands: argparse._SubParsersAction, parents: list[argparse.Argu
     parser.set_defaults(run=run)
 
 
-def snapshot(target: Target, since: str) -> dict[str, dict[str, Any]]:
-    """Jobs created since `since`, every status: one paginated query per status."""
+def snapshot(target: Target, since: str, known: set[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Jobs opened since `since` that are open now (the open-jobs index), and the `known` jobs (read by
+    key, so a job seen open is followed to its end). A job that opened and ended between two polls
+    is not seen: `--events` shows every ending."""
     dynamodb = target.client("dynamodb")
-    jobs: dict[str, dict[str, Any]] = {}
-    for status in JobStatus:
-        kwargs: dict[str, Any] = {
-            "TableName": target.jobs_table,
-            "IndexName": STATUS_INDEX,
-            "KeyConditionExpression": "#s = :s AND createdAt >= :since",
-            "ExpressionAttributeNames": {"#s": "status"},
-            "ExpressionAttributeValues": {":s": {"S": status.value}, ":since": {"S": since}},
-        }
-        while True:
-            page = dynamodb.query(**kwargs)
-            for item in page.get("Items", []):
-                job = record_from_item(item)
-                # An item can show under two statuses while the index catches up; keep the later one.
-                known = jobs.get(job["jobId"])
-                if known is None or job.get("updatedAt", "") >= known.get("updatedAt", ""):
-                    jobs[job["jobId"]] = job
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    return jobs
+    opened = [job.job_id for job in OpenJobs(dynamodb, target.jobs_table).newest() if job.open_since >= since]
+    ids = list(dict.fromkeys([*opened, *(known or ())]))
+    found = JobStore(dynamodb, target.jobs_table).get_many(ids)
+    return {job_id: job.to_record() for job_id, job in found.items()}
 
 
 def describe(job: dict[str, Any]) -> str:
@@ -108,7 +95,7 @@ def run(args: argparse.Namespace, target: Target, out: Output) -> int:
     out.line(f"watching {target.description} (jobs created since {since}; Ctrl-C to stop)")
     try:
         while True:
-            jobs = snapshot(target, since)
+            jobs = snapshot(target, since, set(seen))
             for job_id, job in sorted(jobs.items(), key=lambda item: item[1].get("updatedAt", "")):
                 if seen.get(job_id) != job["status"]:
                     seen[job_id] = job["status"]

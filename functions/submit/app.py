@@ -6,8 +6,7 @@ the batch is handed back without spending receive counts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -17,35 +16,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from upscaler.ingestion import all_failed
 from upscaler.job_metrics import add_submit_metrics
+from upscaler.parallel import in_handler_trace
 from upscaler.source_events import as_queue_batch
 from upscaler.wiring import build_intake, build_submitter, deadline_for
-
-Value = TypeVar("Value")
 
 logger = Logger()
 tracer = Tracer(patch_modules=["botocore", "httpx"])  # the calls this function makes; patching all costs cold start
 metrics = Metrics()
-
-
-def in_handler_trace(work: Callable[[], Value]) -> Callable[[], Value]:
-    """`work` for a worker thread, under the trace entity current here (the handler's subsegment).
-
-    The X-Ray SDK keeps the current entity per thread; for a thread pool it advises passing the
-    entity to the worker (set_trace_entity), so the worker's AWS calls are recorded under it, and
-    clearing it when the work is done (clear_trace_entities), so none is left on the thread.
-    """
-    from aws_xray_sdk.core import xray_recorder
-
-    entity = xray_recorder.get_trace_entity()
-
-    def traced() -> Value:
-        xray_recorder.set_trace_entity(entity)
-        try:
-            return work()
-        finally:
-            xray_recorder.clear_trace_entities()
-
-    return traced
 
 
 # Sources are validated and claimed in worker threads; without tracing there is nothing to hand over.

@@ -47,12 +47,13 @@ def test_drop_and_read_results_with_the_aws_cli(stack: LocalStack, tmp_path: Pat
     assert item["status"]["S"] == "COMPLETED"
     assert item["targetMegapixels"]["N"] == "2"
 
-    completed = json.loads(
-        aws(stack, "dynamodb", "query", "--table-name", stack.names["jobs_table"], "--index-name", "jobsByStatus",
-            "--key-condition-expression", "#s = :s", "--expression-attribute-names", '{"#s": "status"}',
-            "--expression-attribute-values", '{":s": {"S": "COMPLETED"}}')
+    # Ended: no longer in the open-jobs index (item["openShard"] is gone with it).
+    assert "openShard" not in item and "openSince" not in item
+    still_open = json.loads(
+        aws(stack, "dynamodb", "query", "--table-name", stack.names["jobs_table"], "--index-name", "openJobs",
+            "--key-condition-expression", "openShard = :n", "--expression-attribute-values", '{":n": {"N": "0"}}')
     )["Items"]  # fmt: skip
-    assert job_id in {entry["jobId"]["S"] for entry in completed}
+    assert job_id not in {entry["jobId"]["S"] for entry in still_open}
 
     listing = aws(stack, "s3", "ls", f"s3://{stack.names['output_bucket']}/", "--recursive")
     output_key = item["outputKey"]["S"]

@@ -9,7 +9,7 @@ import json
 import os
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 import pytest
@@ -128,9 +128,9 @@ def test_forged_webhooks_are_refused_and_write_nothing(stack: LocalStack, monkey
     assert stack.emulator is not None
     prefix = "rel-forged/"
     # The genuine webhooks must be what finishes the jobs (they prove the forgeries poisoned nothing):
-    # the reconciler, which would find the finished tasks first, waits longer than the tasks take.
-    reconciler = stack.functions["ReconcileFunction"].module.reconciler
-    monkeypatch.setattr(reconciler, "reconcile_after_seconds", 120)
+    # the jobs' recovery checks, which would find the finished tasks first, come later than the tasks take.
+    submitter = stack.functions["SubmitFunction"].module.submitter
+    monkeypatch.setattr(submitter, "check_schedule", replace(submitter.check_schedule, first_after_seconds=120))
     # Slow tasks, so the jobs are still open (SUBMITTED) while the first round of forgeries arrives.
     stack.emulator.faults = FaultConfig(latency_seconds=8)
     started = time.monotonic()

@@ -145,9 +145,16 @@ def test_results_later_than_the_maximum_age_time_out_then_complete_from_their_ou
     timed_out = settle(stack, prefix, dropped)
     assert timed_out, timed_out.failure
     assert {job["status"] for job in jobs_by_key(stack, prefix).values()} <= {"TIMED_OUT", "COMPLETED"}
-    # Both results arrive after the timeout: one by webhook, one only as an object in the bucket.
+    # Both results arrive after the timeout: one by webhook, one only as an object in the bucket,
+    # which the silent job's next recovery check finds (ReconcileAfterSeconds after its timeout).
     assert stack.emulator.wait_idle(timeout=30)
-    stack.reconcile_now()
+    wait_on_stack(
+        stack,
+        lambda: {job["status"] for job in jobs_by_key(stack, prefix).values()} == {"COMPLETED"},
+        "the late outputs never completed their jobs",
+        progress=lambda: str({key: job["status"] for key, job in jobs_by_key(stack, prefix).items()}),
+        poll_seconds=0.2,
+    )
     row = check(stack, "results later than the job's maximum age", prefix, dropped, started=started)
     assert_invariant(row)
 

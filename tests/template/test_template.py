@@ -116,7 +116,7 @@ def translated(template: dict[str, Any]) -> dict[str, Any]:
     return translate(template)
 
 
-FUNCTIONS = ("SubmitFunction", "WebhookFunction", "ReconcileFunction")
+FUNCTIONS = ("SubmitFunction", "WebhookFunction", "ReconcileFunction", "RecoverFunction")
 
 CONTRACT_RESOURCES = {
     "InboxBucket": "AWS::S3::Bucket",
@@ -139,6 +139,7 @@ FUNCTION_SETTINGS = {
     "SubmitFunction": {"CodeUri": "functions/submit/", "Timeout": 60, "service": "upscale-submit"},
     "WebhookFunction": {"CodeUri": "functions/webhook/", "Timeout": 15, "service": "upscale-webhook"},
     "ReconcileFunction": {"CodeUri": "functions/reconcile/", "Timeout": 120, "service": "upscale-reconcile"},
+    "RecoverFunction": {"CodeUri": "functions/recover/", "Timeout": 60, "service": "upscale-recover"},
 }
 
 COMMON_ENVIRONMENT = {
@@ -170,15 +171,28 @@ FUNCTION_ENVIRONMENT = {
         "SUBMIT_PARALLELISM",
         "INGEST_QUEUE_URL",
         "DEAD_LETTER_QUEUE_URL",
+        "RECOVERY_QUEUE_URL",
+        "RECONCILE_AFTER_SECONDS",
+        "JOB_MAX_AGE_SECONDS",
     },
     "WebhookFunction": COMMON_ENVIRONMENT,
     "ReconcileFunction": COMMON_ENVIRONMENT
     | {
-        "RECONCILE_AFTER_SECONDS",
         "JOB_MAX_AGE_SECONDS",
         "RECONCILE_MAX_JOBS",
+        "RECOVERY_QUEUE_URL",
+        "LEGACY_STATUS_INDEX",
         "SUBMIT_FUNCTION_NAME",
         "INGEST_QUEUE_ARN",
+    },
+    "RecoverFunction": COMMON_ENVIRONMENT
+    | {
+        "RECOVERY_QUEUE_URL",
+        "RECONCILE_AFTER_SECONDS",
+        "JOB_MAX_AGE_SECONDS",
+        "PRESIGNED_URL_EXPIRY_SECONDS",
+        "WEBHOOK_URL",
+        "RUNWARE_RESULT_TTL_SECONDS",
     },
 }
 
@@ -236,19 +250,41 @@ GRANTED_ACTIONS = {
         "s3:ListBucket",
         "sts:AssumeRole",  # UrlSigningRole: a job sent again gets fresh presigned URLs
         "dynamodb:Query",
+        "dynamodb:BatchGetItem",
         "dynamodb:UpdateItem",
         "dynamodb:GetItem",
         "lambda:ListEventSourceMappings",
         "lambda:UpdateEventSourceMapping",
+        "sqs:SendMessage",
+        "secretsmanager:GetSecretValue",
+        "events:PutEvents",
+    },
+    "RecoverFunction": {
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:DeleteObject",
+        "s3:AbortMultipartUpload",  # a result copied from Runware's URL into staging/
+        "s3:ListBucket",
+        "sts:AssumeRole",  # UrlSigningRole: a job sent again gets fresh presigned URLs
+        "dynamodb:BatchGetItem",
+        "dynamodb:UpdateItem",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:SendMessage",
         "secretsmanager:GetSecretValue",
         "events:PutEvents",
     },
 }
 
 SECRET_READERS = {
-    "RunwareApiKeySecret": {"SubmitFunction", "ReconcileFunction"},
-    # The reconcile function sends a job again when its result was lost, with a webhook URL anew.
-    "WebhookTokenSecret": {"SubmitFunction", "WebhookFunction", "ReconcileFunction"},
+    "RunwareApiKeySecret": {"SubmitFunction", "ReconcileFunction", "RecoverFunction"},
+    # Reconcile and recover send a job again when its result was lost, with a webhook URL anew.
+    "WebhookTokenSecret": {"SubmitFunction", "WebhookFunction", "ReconcileFunction", "RecoverFunction"},
 }
 
 # Actions that cannot be limited to a resource; the only statements allowed Resource "*" (Service
@@ -548,6 +584,42 @@ def check_webhook_route(cfn: dict[str, Any]) -> None:
     assert "querystring" not in access_log_format.lower(), "access logs must not record the token"
 
 
+# The webhook route's throttle, from the submit capacity (docs/scale.md, "The webhook route"): a
+# batch of SubmitBatchSize jobs takes at least this long to submit, every job is answered by one
+# webhook, and the route keeps this factor to spare; ten rounds of batches may finish at once.
+SECONDS_PER_BATCH = 0.5
+WEBHOOK_SAFETY_FACTOR = 2
+WEBHOOK_BURST_ROUNDS = 10
+# API Gateway's account-level throttle per Region ("Amazon API Gateway quotas"): a route cannot exceed it.
+ACCOUNT_RATE, ACCOUNT_BURST = 10_000, 5_000
+
+
+def webhook_throttle_needed(concurrency: int, batch_size: int) -> tuple[float, int]:
+    rate = concurrency * batch_size / SECONDS_PER_BATCH * WEBHOOK_SAFETY_FACTOR
+    return rate, concurrency * batch_size * WEBHOOK_BURST_ROUNDS
+
+
+def test_the_webhook_route_admits_what_submit_can_start_at_the_defaults(template):
+    parameters = {name: spec["Default"] for name, spec in template["Parameters"].items()}
+    rate, burst = webhook_throttle_needed(parameters["SubmitMaximumConcurrency"], parameters["SubmitBatchSize"])
+    assert parameters["WebhookThrottlingRateLimit"] >= rate
+    assert parameters["WebhookThrottlingBurstLimit"] >= burst
+    assert parameters["WebhookThrottlingRateLimit"] <= ACCOUNT_RATE
+    assert parameters["WebhookThrottlingBurstLimit"] <= ACCOUNT_BURST
+    assert template["Parameters"]["WebhookThrottlingRateLimit"]["MaxValue"] <= ACCOUNT_RATE
+    assert template["Parameters"]["WebhookThrottlingBurstLimit"]["MaxValue"] <= ACCOUNT_BURST
+
+
+def test_recovery_can_settle_at_least_as_many_jobs_at_once_as_submit_starts_at_the_defaults(template):
+    parameters = {name: spec["Default"] for name, spec in template["Parameters"].items()}
+    assert parameters["RecoveryMaximumConcurrency"] >= parameters["SubmitMaximumConcurrency"]
+
+
+def test_the_throttle_formula_refuses_the_old_defaults():
+    rate, burst = webhook_throttle_needed(5, 10)
+    assert rate > 20 and burst > 50, "20 requests/s (burst 50) refused webhooks of jobs submit had started"
+
+
 def check_schedule(cfn: dict[str, Any]) -> None:
     rules = {
         k: r for k, r in resources_of_type(cfn, "AWS::Events::Rule").items() if "ScheduleExpression" in r["Properties"]
@@ -562,9 +634,15 @@ def check_schedule(cfn: dict[str, Any]) -> None:
     assert json.loads(resumer["Input"]) == {"run": "resume-intake"}, "the one-minute run resumes intake only"
 
 
+def _mapping_of(cfn: dict[str, Any], function: str) -> dict[str, Any]:
+    mappings = resources_of_type(cfn, "AWS::Lambda::EventSourceMapping").values()
+    [properties] = [m["Properties"] for m in mappings if m["Properties"]["FunctionName"] == {"Ref": function}]
+    return properties
+
+
 def check_event_source_mapping(cfn: dict[str, Any]) -> None:
-    [mapping] = resources_of_type(cfn, "AWS::Lambda::EventSourceMapping").values()
-    properties = mapping["Properties"]
+    assert len(resources_of_type(cfn, "AWS::Lambda::EventSourceMapping")) == 2, "ingestion and recovery checks"
+    properties = _mapping_of(cfn, "SubmitFunction")
     assert properties["FunctionName"] == {"Ref": "SubmitFunction"}
     assert properties["EventSourceArn"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
     assert properties.get("FunctionResponseTypes") == ["ReportBatchItemFailures"], "one bad record must fail alone"
@@ -588,9 +666,23 @@ def check_event_source_mapping(cfn: dict[str, Any]) -> None:
     assert [s["Resource"] for s in consume] == [{"Fn::GetAtt": ["IngestQueue", "Arn"]}]
     send = [s for s in statements if allows(s, "sqs:SendMessage")]
     # Copies back to the ingestion queue while intake waits; unreadable messages to the DLQ.
+    recovery_queue = {"Fn::GetAtt": ["RecoveryQueue", "Arn"]}
     assert [s["Resource"] for s in send] == [
-        [{"Fn::GetAtt": ["IngestQueue", "Arn"]}, {"Fn::GetAtt": ["SubmitDeadLetterQueue", "Arn"]}]
-    ], "submit sends only to its own queue and its dead-letter queue"
+        [{"Fn::GetAtt": ["IngestQueue", "Arn"]}, {"Fn::GetAtt": ["SubmitDeadLetterQueue", "Arn"]}],
+        recovery_queue,
+    ], "submit sends only to its own queue, its dead-letter queue, and recovery checks"
+
+    # Recovery checks: their own mapping, batches for one getResponse request each, partial failures.
+    recover = _mapping_of(cfn, "RecoverFunction")
+    assert recover["EventSourceArn"] == recovery_queue
+    assert recover.get("FunctionResponseTypes") == ["ReportBatchItemFailures"], "one job's fault fails alone"
+    assert recover["BatchSize"] > 10 and recover["MaximumBatchingWindowInSeconds"] >= 1, "SQS: >10 needs a window"
+    assert recover["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "RecoveryMaximumConcurrency"}}
+    checks = cfn["Resources"]["RecoveryQueue"]["Properties"]
+    assert checks["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["RecoveryDeadLetterQueue", "Arn"]}
+    window = recover["MaximumBatchingWindowInSeconds"]
+    assert checks["VisibilityTimeout"] >= 6 * lambda_function(cfn, "RecoverFunction")["Timeout"] + window
+    assert checks.get("SqsManagedSseEnabled") is True
 
 
 def check_intake_pause(cfn: dict[str, Any]) -> None:
@@ -645,7 +737,7 @@ def check_granted_actions(cfn: dict[str, Any]) -> None:
 
 
 def check_s3_scopes(cfn: dict[str, Any]) -> None:
-    for function in ("WebhookFunction", "ReconcileFunction"):
+    for function in ("WebhookFunction", "ReconcileFunction", "RecoverFunction"):
         for statement in function_statements(cfn, function):
             assert not mentions(statement, "InboxBucket"), f"{function} must not touch the inbox"
             assert not mentions(statement, "upscale-inbox"), f"{function} must not touch the inbox"
@@ -684,8 +776,19 @@ def check_s3_scopes(cfn: dict[str, Any]) -> None:
 
 def check_table_access(cfn: dict[str, Any]) -> None:
     table = {"Fn::GetAtt": ["JobsTable", "Arn"]}
-    index = {"Fn::Sub": "${JobsTable.Arn}/index/jobsByStatus"}
+    open_jobs = {"Fn::Sub": "${JobsTable.Arn}/index/openJobs"}
     pointers = {"Fn::GetAtt": ["PriorOutputsTable", "Arn"]}
+    # The old status index only while a deployment migrates from it.
+    index = {
+        "Fn::If": [
+            "KeepStatusIndex",
+            [open_jobs, {"Fn::Sub": "${JobsTable.Arn}/index/jobsByStatus"}],
+            open_jobs,
+        ]
+    }
+    assert not any(
+        allows(s, "dynamodb:Query") for f in FUNCTIONS if f != "ReconcileFunction" for s in function_statements(cfn, f)
+    ), "only the safety net reads an index; recovery reads jobs by key"
     for function in FUNCTIONS:
         for statement in function_statements(cfn, function):
             actions = as_list(statement["Action"])
@@ -797,15 +900,24 @@ def check_table(cfn: dict[str, Any]) -> None:
     table = cfn["Resources"]["JobsTable"]["Properties"]
     assert table["BillingMode"] == "PAY_PER_REQUEST"
     assert table["KeySchema"] == [{"AttributeName": "jobId", "KeyType": "HASH"}]
-    types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
-    assert types == {"jobId": "S", "status": "S", "createdAt": "S"}
-    [index] = table["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == "jobsByStatus"
+    plain = [a for a in table["AttributeDefinitions"] if "AttributeName" in a]
+    types = {a["AttributeName"]: a["AttributeType"] for a in plain}
+    assert types == {"jobId": "S", "openShard": "N", "openSince": "S"}
+    [index, legacy] = table["GlobalSecondaryIndexes"]
+    # Open jobs only (sparse), write-sharded, projecting what the safety net reads (upscaler.open_jobs).
+    assert index["IndexName"] == "openJobs"
     assert index["KeySchema"] == [
-        {"AttributeName": "status", "KeyType": "HASH"},
-        {"AttributeName": "createdAt", "KeyType": "RANGE"},
+        {"AttributeName": "openShard", "KeyType": "HASH"},
+        {"AttributeName": "openSince", "KeyType": "RANGE"},
     ]
-    assert index["Projection"] == {"ProjectionType": "ALL"}
+    assert index["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["status"]}
+    # The status index of earlier versions exists only while migrating, with its attribute definitions.
+    condition, kept, gone = legacy["Fn::If"]
+    assert condition == "KeepStatusIndex" and gone == {"Ref": "AWS::NoValue"}
+    assert kept["IndexName"] == "jobsByStatus"
+    conditional = [a["Fn::If"] for a in table["AttributeDefinitions"] if "Fn::If" in a]
+    assert {branch[1]["AttributeName"] for branch in conditional} == {"status", "createdAt"}
+    assert all(branch[0] == "KeepStatusIndex" and branch[2] == {"Ref": "AWS::NoValue"} for branch in conditional)
     assert table.get("TimeToLiveSpecification") == {"AttributeName": "expiresAt", "Enabled": True}
     assert table.get("PointInTimeRecoverySpecification") == {"PointInTimeRecoveryEnabled": True}
     assert table.get("SSESpecification", {}).get("SSEEnabled") is True
@@ -899,7 +1011,9 @@ def check_alarms(cfn: dict[str, Any]) -> None:
         found = [
             a
             for a in alarms
-            if a["Namespace"] == namespace and a["MetricName"] == metric and mentions(a["Dimensions"], dimension)
+            if a.get("Namespace") == namespace
+            and a.get("MetricName") == metric
+            and mentions(a["Dimensions"], dimension)
         ]
         assert found, f"no alarm on {namespace} {metric} {dimension}"
         alarm = found[0]
@@ -908,11 +1022,10 @@ def check_alarms(cfn: dict[str, Any]) -> None:
         return alarm
 
     watching("AWS/SQS", "ApproximateNumberOfMessagesVisible", "SubmitDeadLetterQueue")
-    backlog = [a for a in alarms if a["MetricName"] == "ApproximateAgeOfOldestMessage"]
+    backlog = [a for a in alarms if a.get("MetricName") == "ApproximateAgeOfOldestMessage"]
     assert backlog and mentions(backlog[0]["Dimensions"], "IngestQueue"), "an alarm on the ingestion backlog"
     for function in FUNCTIONS:
         watching("AWS/Lambda", "Errors", function)
-    watching("S3Upscale", "JobsTimedOut", "upscale-reconcile")
     for metric in ("InvocationsSentToDlq", "InvocationsFailedToBeSentToDlq"):
         assert watching("AWS/Events", metric, "ExistingBucketUploadRule")["Dimensions"] == [
             {"Name": "RuleName", "Value": {"Ref": "ExistingBucketUploadRule"}}
@@ -920,6 +1033,18 @@ def check_alarms(cfn: dict[str, Any]) -> None:
     paused = watching("S3Upscale", "IntakePaused", "upscale-reconcile")
     assert paused["Period"] == 60 and paused["Statistic"] == "Maximum", "in ALARM for every minute of a pause"
     assert (paused["EvaluationPeriods"], paused["DatapointsToAlarm"]) == (3, 1), "one late run does not flap it"
+    watching("AWS/SQS", "ApproximateNumberOfMessagesVisible", "RecoveryDeadLetterQueue")
+    # Timeouts come from recovery checks and from the safety net: one alarm on their sum.
+    found = [a for a in alarms if mentions(a.get("Metrics", []), "JobsTimedOut")]
+    assert len(found) == 1, "one alarm on jobs timed out"
+    [timed_out] = found
+    stats = [query["MetricStat"] for query in timed_out["Metrics"] if "MetricStat" in query]
+    services = {stat["Metric"]["Dimensions"][0]["Value"] for stat in stats}
+    assert services == {"upscale-recover", "upscale-reconcile"}
+    assert timed_out["ComparisonOperator"] == "GreaterThanThreshold" and timed_out["Threshold"] == 0
+    # The oldest open job: a metric of the safety net, whose absence means the net stopped.
+    [oldest] = [a for a in alarms if a.get("MetricName") == "OldestOpenJobAgeSeconds"]
+    assert oldest["Threshold"] == {"Ref": "JobMaxAgeSeconds"} and oldest["TreatMissingData"] == "breaching"
     topic = cfn["Resources"]["AlarmTopic"]
     assert topic["Condition"] == "HasAlarmEmail"
     [subscription] = resources_of_type(cfn, "AWS::SNS::Subscription").values()

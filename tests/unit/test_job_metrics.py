@@ -7,9 +7,16 @@ from collections.abc import Iterator
 import pytest
 from aws_lambda_powertools import Metrics
 
-from upscaler.job_metrics import add_reconcile_metrics, add_result_metrics, add_submit_metrics, add_webhook_metrics
+from upscaler.job_metrics import (
+    add_reconcile_metrics,
+    add_recovery_metrics,
+    add_result_metrics,
+    add_submit_metrics,
+    add_webhook_metrics,
+)
 from upscaler.job_record import Job
 from upscaler.reconciliation import ReconcileReport
+from upscaler.recovery import RecoveryReport
 from upscaler.results import Recorded
 from upscaler.submission import DUPLICATE, IGNORED, SubmitOutcome
 from upscaler.webhook import WebhookReply
@@ -86,11 +93,32 @@ def test_webhook_answers_by_class_then_malformed_reports_then_what_was_recorded(
     assert added(metrics) == {"WebhookAnswers2xx": 1, "WebhookAnswers4xx": 2, "MalformedReports": 2, "JobsCompleted": 1}
 
 
-def test_a_quiet_reconcile_run_adds_nothing(metrics):
+def test_a_quiet_safety_net_run_adds_only_the_oldest_open_job_age(metrics):
+    # Every run reports it, 0 when nothing is open: its alarm counts a missing value as the pass stopping.
     add_reconcile_metrics(metrics, ReconcileReport())
+    assert added(metrics) == {"OldestOpenJobAgeSeconds": 0}
+
+
+def test_a_safety_net_run_counts_the_jobs_it_examined_indexed_and_recorded(metrics):
+    report = ReconcileReport(
+        examined=3, recorded=[recorded("TIMED_OUT")], oldest_open_age_seconds=5400.0, indexed_from_legacy=2
+    )
+    add_reconcile_metrics(metrics, report)
+    assert added(metrics) == {
+        "StaleJobsExamined": 3,
+        "JobsIndexedFromLegacy": 2,
+        "OldestOpenJobAgeSeconds": 5400,
+        "JobsTimedOut": 1,
+    }
+
+
+def test_a_batch_of_checks_counts_the_jobs_polled_the_failures_and_what_it_recorded(metrics):
+    report = RecoveryReport(polled=25, recorded=[recorded("COMPLETED")], failed_message_ids=["m-1"])
+    add_recovery_metrics(metrics, report)
+    assert added(metrics)["RecoveryJobsPolled"] == 25
+    assert added(metrics)["RecoveryChecksFailed"] == 1 and added(metrics)["JobsCompleted"] == 1
+
+
+def test_a_batch_of_checks_not_yet_due_adds_nothing(metrics):
+    add_recovery_metrics(metrics, RecoveryReport(checks=10, not_due=10))
     assert added(metrics) == {}
-
-
-def test_a_reconcile_run_counts_the_jobs_it_examined_and_what_it_recorded(metrics):
-    add_reconcile_metrics(metrics, ReconcileReport(examined=3, recorded=[recorded("TIMED_OUT")]))
-    assert added(metrics) == {"StaleJobsExamined": 3, "JobsTimedOut": 1}

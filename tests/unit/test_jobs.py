@@ -4,7 +4,7 @@ lookups through the index."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -21,7 +21,6 @@ from upscaler.jobs import (
     REJECT,
     REJECT_CLAIMED,
     RESUBMIT,
-    STATUS_INDEX,
     SUBMIT,
     TIME_OUT,
     TRANSITIONS,
@@ -29,6 +28,7 @@ from upscaler.jobs import (
     TransitionRefused,
     completion_for,
 )
+from upscaler.open_jobs import open_shard
 
 # The state machine as the product promises it (which status may follow which, by which move),
 # written out here rather than read from the table, so that a change to the table must change this too.
@@ -108,6 +108,8 @@ def test_create_and_read_back(store):
         created_at="2026-05-14T09:30:00.123Z",
         updated_at="2026-05-14T09:30:00.123Z",
         expires_at=int(moment.timestamp()) + 30 * 86400,
+        open_shard=open_shard(job.job_id),
+        open_since="2026-05-14T09:30:00.123Z",
     )
     assert type(read.source_size) is int
     assert read.to_record()["sourceSize"] == 1234
@@ -233,84 +235,6 @@ def test_only_one_of_two_racing_moves_wins(store):
 def test_move_all_never_ends_jobs(store):
     with pytest.raises(ValueError, match="cannot end jobs"):
         store.move_all([("id", {})], COMPLETE)
-
-
-# --- finding jobs by status ---------------------------------------------------------------------
-
-
-def seed(store: JobStore, start: datetime, statuses: list[JobStatus]) -> list[str]:
-    ids = []
-    for minutes, status in enumerate(statuses):
-        record = {"jobId": str(uuid.uuid4()), "sourceBucket": "b", "sourceKey": f"inbox/{minutes}.jpg"}
-        ids.append(seed_job(store, record, status, now=start + timedelta(minutes=minutes)).job_id)
-    return ids
-
-
-def test_find_by_status_queries_the_index_oldest_first(aws):
-    recording = RecordingClient(aws.dynamodb)
-    store = JobStore(recording, JOBS_TABLE)
-    start = datetime(2026, 5, 14, 8, 0, tzinfo=UTC)
-    ids = seed(store, start, [JobStatus.SUBMITTED, JobStatus.COMPLETED, JobStatus.SUBMITTED, JobStatus.SUBMITTED])
-    recording.calls.clear()
-    found = list(store.find_by_status(JobStatus.SUBMITTED))
-    assert [job.job_id for job in found] == [ids[0], ids[2], ids[3]]
-    assert all(job.status == "SUBMITTED" for job in found)
-    assert recording.calls == ["query"]
-    assert "scan" not in recording.calls
-    newest = list(store.find_by_status(JobStatus.SUBMITTED, newest_first=True))
-    assert [job.job_id for job in newest] == [ids[3], ids[2], ids[0]]
-
-
-def test_find_by_status_uses_the_status_index(aws, monkeypatch):
-    store = JobStore(aws.dynamodb, JOBS_TABLE)
-    seen: list[dict[str, Any]] = []
-    original = aws.dynamodb.query
-
-    def query(**kwargs: Any) -> Any:
-        seen.append(kwargs)
-        return original(**kwargs)
-
-    monkeypatch.setattr(aws.dynamodb, "query", query)
-    list(store.find_by_status(JobStatus.SUBMITTED))
-    assert seen[0]["IndexName"] == STATUS_INDEX == "jobsByStatus"
-
-
-def test_find_by_status_created_before(store):
-    start = datetime(2026, 5, 14, 8, 0, tzinfo=UTC)
-    ids = seed(store, start, [JobStatus.SUBMITTED] * 5)
-    cutoff = start + timedelta(minutes=2)
-    found = [job.job_id for job in store.find_by_status(JobStatus.SUBMITTED, created_before=cutoff)]
-    assert found == ids[:2]  # strictly before the cutoff
-    assert list(store.find_by_status(JobStatus.SUBMITTED, created_before=start)) == []
-
-
-def test_find_by_status_limit_and_pagination(aws):
-    recording = RecordingClient(aws.dynamodb)
-    store = JobStore(recording, JOBS_TABLE)
-    start = datetime(2026, 5, 14, 8, 0, tzinfo=UTC)
-    ids = seed(store, start, [JobStatus.SUBMITTED] * 7)
-    recording.calls.clear()
-    assert [job.job_id for job in store.find_by_status(JobStatus.SUBMITTED, limit=3)] == ids[:3]
-    assert recording.calls == ["query"]
-    assert [job.job_id for job in store.find_by_status(JobStatus.SUBMITTED, limit=100)] == ids
-    assert "scan" not in recording.calls
-
-
-def test_find_by_status_follows_pages(aws, monkeypatch):
-    store = JobStore(aws.dynamodb, JOBS_TABLE)
-    start = datetime(2026, 5, 14, 8, 0, tzinfo=UTC)
-    ids = seed(store, start, [JobStatus.SUBMITTED] * 5)
-    original = aws.dynamodb.query
-    pages: list[int] = []
-
-    def two_at_a_time(**kwargs: Any) -> Any:
-        response = original(**{**kwargs, "Limit": 2})
-        pages.append(len(response["Items"]))
-        return response
-
-    monkeypatch.setattr(aws.dynamodb, "query", two_at_a_time)
-    assert [job.job_id for job in store.find_by_status(JobStatus.SUBMITTED)] == ids
-    assert len(pages) >= 3
 
 
 def test_a_job_is_sent_again_once_only(store):

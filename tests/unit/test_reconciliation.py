@@ -1,4 +1,8 @@
-"""Reconciler against moto and a Runware mocked at the HTTP level (getResponse answers)."""
+"""The safety-net pass against moto and a Runware mocked at the HTTP level (getResponse answers).
+
+The pass looks only at jobs open longer than the maximum age plus CHECK_GRACE_SECONDS (their check
+was lost); here the settle rules get a longer maximum age than the pass, so that a job the pass
+finds can still be "within its maximum age" for the rules and every rule is exercised."""
 
 from __future__ import annotations
 
@@ -11,24 +15,27 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
+import boto3
 import httpx
 import pytest
 from PIL import Image
 
-from tests.conftest import INBOX_BUCKET, JOBS_TABLE, OUTPUT_BUCKET, RUNWARE_KEY, RUNWARE_URL
+from tests.conftest import INBOX_BUCKET, JOBS_TABLE, OUTPUT_BUCKET, REGION, RUNWARE_KEY, RUNWARE_URL
 from tests.job_records import move_job, seed_job, stored_record
 from upscaler.clock import iso
-from upscaler.job_record import JobStatus
+from upscaler.job_record import JobStatus, to_attribute_values
 from upscaler.jobs import JobStore
-from upscaler.reconciliation import POLL_BATCH_SIZE, Reconciler
+from upscaler.open_jobs import OPEN_INDEX, OpenJobs, open_shard
+from upscaler.reconciliation import CHECK_GRACE_SECONDS, POLL_BATCH_SIZE, Reconciler
 from upscaler.results import ResultRecorder
 from upscaler.runware import RunwareClient
+from upscaler.settlement import Settler
 from upscaler.storage import ObjectStore
 
-RECONCILE_AFTER = 600
-MAX_AGE = 4 * 3600
-STALE = timedelta(minutes=20)  # past the reconcile threshold, well within the maximum age
-ANCIENT = timedelta(hours=5)  # past the maximum age
+PASS_MAX_AGE = 4 * 3600  # the safety net looks at jobs open longer than this plus the grace
+MAX_AGE = 6 * 3600  # the settle rules' maximum age
+STALE = timedelta(seconds=PASS_MAX_AGE + CHECK_GRACE_SECONDS + 600)  # a lost check, within MAX_AGE
+ANCIENT = timedelta(hours=7)  # past the maximum age
 
 
 class RecordingClient:
@@ -127,13 +134,15 @@ def make_reconciler(aws, store, runware, **limits) -> Reconciler:
         max_attempts=3,
         sleep=lambda seconds: None,
     )
+    settler = Settler(store, ResultRecorder(ObjectStore(aws.s3), store), max_age_seconds=MAX_AGE)
     return Reconciler(
         store,
-        ResultRecorder(ObjectStore(aws.s3), store),
+        OpenJobs(store._db, JOBS_TABLE),
+        settler,
         client,
-        reconcile_after_seconds=limits.get("reconcile_after_seconds", RECONCILE_AFTER),
-        max_age_seconds=limits.get("max_age_seconds", MAX_AGE),
+        max_age_seconds=limits.get("max_age_seconds", PASS_MAX_AGE),
         max_jobs=limits.get("max_jobs", 50),
+        **{name: limits[name] for name in ("checks", "schedule", "legacy_index") if name in limits},
     )
 
 
@@ -203,7 +212,7 @@ def test_completes_a_job_whose_webhook_was_lost(aws, store, runware, reconciler)
         "stillProcessing": 0,
         "outputNotReady": 0,
         "unreadable": 0,
-        "timedOutExamined": 0,
+        "indexedFromLegacy": 0,
         "nowCompleted": 1,
     }
 
@@ -278,8 +287,8 @@ def test_success_without_the_output_object_waits_then_times_out(store, runware, 
     assert report.output_not_ready == 2
 
 
-def test_jobs_younger_than_the_threshold_are_not_polled(store, runware, reconciler):
-    job_id = add_job(store, timedelta(minutes=2))
+def test_jobs_a_live_check_may_still_settle_are_not_polled(store, runware, reconciler):
+    job_id = add_job(store, timedelta(seconds=PASS_MAX_AGE + CHECK_GRACE_SECONDS - 120))
     before = store.get(job_id)
 
     report = reconciler.run()
@@ -319,16 +328,15 @@ def test_one_run_completes_fails_and_times_out_without_ever_scanning(aws, dynamo
         "stillProcessing": 1,
         "outputNotReady": 0,
         "unreadable": 0,
-        "timedOutExamined": 0,
+        "indexedFromLegacy": 0,
         "nowCompleted": 1,
         "nowFailed": 1,
         "nowTimedOut": 1,
     }
     assert "scan" not in dynamodb.operations
-    assert set(dynamodb.operations) <= {"query", "get_item", "update_item"}
-    assert [index for op, index in zip(dynamodb.operations, dynamodb.indexes, strict=True) if op == "query"] == [
-        "jobsByStatus"
-    ]
+    assert set(dynamodb.operations) <= {"query", "batch_get_item", "update_item", "get_item"}  # get: this test
+    queried = {index for op, index in zip(dynamodb.operations, dynamodb.indexes, strict=True) if op == "query"}
+    assert queried == {OPEN_INDEX}, "open jobs through the sparse index; terminal ones never"
     assert dynamodb.operations.count("update_item") == 3
 
 
@@ -387,3 +395,69 @@ def test_request_refused_for_our_key_fails_no_job(store, runware, reconciler):
 
         assert report.runware_unavailable is True, http_status
         assert [store.get(job_id) for job_id in job_ids] == before, http_status
+
+
+def test_stops_between_jobs_once_the_deadline_passes(store, runware, reconciler, monkeypatch):
+    job_ids = [add_job(store, ANCIENT + timedelta(minutes=n)) for n in range(3)]
+    now = [0.0]
+    monkeypatch.setattr("upscaler.reconciliation.time.monotonic", lambda: now[0])
+    settle = reconciler.settler.settle
+
+    def slow_settle(*args: Any, **kwargs: Any) -> Any:
+        now[0] += 100.0  # this job's settling outlasts the deadline
+        return settle(*args, **kwargs)
+
+    monkeypatch.setattr(reconciler.settler, "settle", slow_settle)
+
+    report = reconciler.run(deadline=50.0)
+
+    assert report.out_of_time is True
+    assert sorted(store.get(job_id).status for job_id in job_ids) == ["SUBMITTED", "SUBMITTED", "TIMED_OUT"]
+
+
+def test_reports_when_the_oldest_open_job_opened(store, reconciler):
+    assert reconciler.run().oldest_open_age_seconds is None
+    add_job(store, timedelta(minutes=30), JobStatus.CLAIMED)
+    add_job(store, timedelta(minutes=10))
+    add_job(store, timedelta(hours=9), JobStatus.COMPLETED)  # ended: not open, not counted
+
+    age = reconciler.run().oldest_open_age_seconds
+
+    assert 30 * 60 <= age < 31 * 60
+
+
+def test_while_migrating_open_jobs_of_the_old_index_get_their_keys_and_checks(aws, runware):
+    from tests.conftest import create_jobs_table
+    from upscaler.recovery_checks import CheckQueue, CheckSchedule
+
+    create_jobs_table(aws.dynamodb, "migrating-jobs", with_status_index=True)
+    store = JobStore(aws.dynamodb, "migrating-jobs")
+    sqs = boto3.client("sqs", region_name=REGION)
+    queue_url = sqs.create_queue(QueueName="checks")["QueueUrl"]
+    created = datetime.now(UTC) - timedelta(minutes=20)
+    # As an earlier version wrote them: status and createdAt, no open-jobs keys.
+    old = {status: str(uuid.uuid4()) for status in ("CLAIMED", "SUBMITTED", "COMPLETED")}
+    for status, job_id in old.items():
+        item = {"jobId": job_id, "status": status, "createdAt": iso(created), "sourceBucket": "b", "sourceKey": "k"}
+        aws.dynamodb.put_item(TableName="migrating-jobs", Item=to_attribute_values(item))
+    reconciler = make_reconciler(
+        aws,
+        store,
+        runware,
+        legacy_index="jobsByStatus",
+        checks=CheckQueue(sqs, queue_url),
+        schedule=CheckSchedule(600, PASS_MAX_AGE),
+    )
+    reconciler.open_jobs = OpenJobs(aws.dynamodb, "migrating-jobs")
+
+    report = reconciler.run()
+
+    assert report.indexed_from_legacy == 2
+    for status in ("CLAIMED", "SUBMITTED"):
+        job = store.get(old[status])
+        assert (job.open_shard, job.open_since) == (open_shard(old[status]), iso(created)), status
+    assert store.get(old["COMPLETED"]).open_shard is None
+    assert {job.job_id for job in reconciler.open_jobs.oldest()} == {old["CLAIMED"], old["SUBMITTED"]}
+    [message] = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]  # due: no delay
+    assert json.loads(message["Body"])["jobId"] == old["SUBMITTED"]
+    assert reconciler.run().indexed_from_legacy == 0, "once indexed, never again"

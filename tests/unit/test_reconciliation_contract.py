@@ -1,5 +1,6 @@
-"""The reconciler on every getResponse answer in the Runware contract, and on the account refusals:
-what each one does to a stale job, with and without its output in the bucket.
+"""The settle rules (through the safety-net pass) on every getResponse answer in the Runware contract,
+and on the account refusals: what each one does to a stale job, with and without its output in the
+bucket.
 
 A verified output always wins: whatever Runware answers (failed, not found, processing past the
 maximum age), a job whose output is there ends COMPLETED. An account refusal changes no job.
@@ -13,15 +14,12 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from tests.conftest import JOBS_TABLE, OUTPUT_BUCKET, RUNWARE_KEY, RUNWARE_URL
+from tests.conftest import JOBS_TABLE, OUTPUT_BUCKET
 from tests.contract.runware_contract import Fixture, by_name, of_kind
-from tests.unit.test_reconciliation import ANCIENT, MAX_AGE, RECONCILE_AFTER, STALE, add_job, png_bytes
+from tests.unit.test_reconciliation import ANCIENT, STALE, add_job, make_reconciler, png_bytes
 from upscaler.job_record import Job
 from upscaler.jobs import JobStore
 from upscaler.reconciliation import Reconciler, ReconcileReport
-from upscaler.results import ResultRecorder
-from upscaler.runware import RunwareClient
-from upscaler.storage import ObjectStore
 
 # The taskUUID the contract's fixtures use for the task they answer about.
 FIXTURE_TASK_UUID = "3f1c6a2e-8b4d-4c1e-9a7f-2d5b6c8e9f01"
@@ -57,17 +55,7 @@ def answering(fixture: Fixture, job_id: str) -> httpx.MockTransport:
 
 
 def reconciler_answered_by(aws, store: JobStore, transport: httpx.MockTransport) -> Reconciler:
-    client = RunwareClient(
-        RUNWARE_URL, lambda: RUNWARE_KEY, http=httpx.Client(transport=transport), max_attempts=1, sleep=lambda s: None
-    )
-    return Reconciler(
-        store,
-        ResultRecorder(ObjectStore(aws.s3), store),
-        client,
-        reconcile_after_seconds=RECONCILE_AFTER,
-        max_age_seconds=MAX_AGE,
-        max_jobs=10,
-    )
+    return make_reconciler(aws, store, transport.handle_request, max_jobs=10)
 
 
 def reconcile_once(aws, fixture: Fixture, *, age: timedelta, output: bool) -> tuple[Job, ReconcileReport]:

@@ -1,4 +1,6 @@
-"""`status` (upscale_cli/status.py): jobs per status and the newest jobs, as tables or JSON."""
+"""`status` (upscale_cli/status.py): open jobs per status and the newest open jobs, as tables or JSON.
+
+Ended jobs are in no index (they are read by key): they are neither counted nor listed."""
 
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ def seed() -> None:
     add_job(target, "inbox/old.png", "COMPLETED", START, **done)
     add_job(target, "inbox/bad.png", "FAILED", START + timedelta(minutes=1), errorCode="invalidImage")
     add_job(target, "inbox/new.png", "SUBMITTED", START + timedelta(minutes=2))
+    add_job(target, "inbox/wait.png", "CLAIMED", START + timedelta(minutes=3), waitingReason="Runware refused")
 
 
 def test_the_counts_and_the_newest_jobs_as_json(aws):
@@ -40,30 +43,28 @@ def test_the_counts_and_the_newest_jobs_as_json(aws):
     report = json.loads(text)
     assert code == 0
     assert report["stack"] == "stack test (moto)"
-    assert report["counts"] == {"CLAIMED": 0, "SUBMITTED": 1, "COMPLETED": 1, "FAILED": 1, "TIMED_OUT": 0,
-                                "REJECTED": 0}  # fmt: skip
-    assert report["total"] == 3
-    assert [job["sourceKey"] for job in report["newest"]] == ["inbox/new.png", "inbox/bad.png"]
+    assert report["counts"] == {"CLAIMED": 1, "SUBMITTED": 1}
+    assert report["total"] == 2
+    assert [job["sourceKey"] for job in report["newest"]] == ["inbox/wait.png", "inbox/new.png"]
 
 
 def test_the_tables_show_counts_a_total_and_the_newest_jobs_of_a_status(aws):
     seed()
-    code, text = run("--status", "COMPLETED")
+    code, text = run("--status", "SUBMITTED")
     lines = text.splitlines()
     assert code == 0
     assert lines[0] == "stack test (moto)"
-    assert "COMPLETED  1" in lines and "total      3" in lines
-    assert "Newest 1 COMPLETED jobs" in lines
-    row = next(line for line in lines if line.startswith("2024-03-01T12:00:00"))
-    assert row.split()[1:6] == ["inbox/old.png", "COMPLETED", "640x480", "1155x866", "$0.0050"]
-    failed = run("--status", "FAILED")[1]
-    assert "FAILED (invalidImage)" in failed
+    assert "SUBMITTED  1" in lines and "CLAIMED    1" in lines and "total      2" in lines
+    assert "Newest 1 SUBMITTED jobs" in lines
+    row = next(line for line in lines if line.startswith("2024-03-01T12:02:00"))
+    assert row.split()[1:3] == ["inbox/new.png", "SUBMITTED"]
+    assert "COMPLETED" not in text and "FAILED" not in text
 
 
 def test_a_limit_of_zero_lists_no_jobs(aws):
     seed()
     report = json.loads(run("--limit", "0", as_json=True)[1])
-    assert report["newest"] == [] and report["total"] == 3
+    assert report["newest"] == [] and report["total"] == 2
 
 
 def test_a_paused_intake_says_since_when_why_and_the_next_try(aws):
@@ -81,7 +82,7 @@ def test_a_paused_intake_says_since_when_why_and_the_next_try(aws):
         "intake paused since 2024-03-01T12:00:00.000Z: account refused, next try at 2024-03-01T12:01:00.000Z"
         " (1 failed attempt)"
     )
-    assert "total      3" in text, "the pause item is no job"
+    assert "total      2" in text, "the pause item is no job"
 
 
 class Terminal(io.StringIO):
@@ -101,7 +102,7 @@ def run_on(stream: io.StringIO, *argv: str, **names: str) -> str:
 
 
 def test_without_a_terminal_ids_and_keys_are_never_cut(aws):
-    job_id = add_job(moto_target(), LONG_KEY, "COMPLETED", START)
+    job_id = add_job(moto_target(), LONG_KEY, "SUBMITTED", START)
     text = run_on(io.StringIO())
     row = next(line for line in text.splitlines() if line.startswith("2024"))
     assert LONG_KEY in row and row.endswith(job_id)
@@ -109,7 +110,7 @@ def test_without_a_terminal_ids_and_keys_are_never_cut(aws):
 
 def test_on_a_narrow_terminal_ids_and_keys_wrap_whole_and_wide_prints_them_on_one_line(aws, monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")
-    job_id = add_job(moto_target(), LONG_KEY, "COMPLETED", START)
+    job_id = add_job(moto_target(), LONG_KEY, "SUBMITTED", START)
     narrow = run_on(Terminal())
     assert "…" not in narrow, "no id or key is shortened"
     last_column = "".join(line.split("│")[-2].strip() for line in narrow.splitlines() if line.count("│") > 2)

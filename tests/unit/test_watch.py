@@ -10,12 +10,14 @@ from decimal import Decimal
 import boto3
 
 from tests.conftest import INBOX_BUCKET, REGION
+from tests.job_records import move_job
 from tests.unit.cli_target import add_job, moto_target, run_command
 from upscale_cli import watch
 from upscale_cli.main import build_parser
 from upscale_cli.output import Output
 from upscale_cli.watch import describe, snapshot
 from upscaler.clock import iso, utc_now
+from upscaler.jobs import JobStore
 
 
 def run(*argv: str, as_json: bool = False, **names: str) -> tuple[int, str]:
@@ -24,14 +26,16 @@ def run(*argv: str, as_json: bool = False, **names: str) -> tuple[int, str]:
     return run_command(lambda: watch.run(args, moto_target(**names), Output(as_json=as_json, stream=stream)), stream)
 
 
-def test_a_snapshot_holds_the_jobs_created_since_in_every_status(aws):
+def test_a_snapshot_holds_the_open_jobs_opened_since_and_follows_known_ones_to_their_end(aws):
     target = moto_target()
     now = utc_now()
     recent = add_job(target, "inbox/recent.png", "COMPLETED", now - timedelta(minutes=5))
     claimed = add_job(target, "inbox/claimed.png", "CLAIMED", now - timedelta(minutes=1))
-    add_job(target, "inbox/old.png", "FAILED", now - timedelta(hours=2))
-    jobs = snapshot(target, iso(now - timedelta(minutes=10)))
-    assert {job_id: job["status"] for job_id, job in jobs.items()} == {recent: "COMPLETED", claimed: "CLAIMED"}
+    add_job(target, "inbox/old.png", "SUBMITTED", now - timedelta(hours=2))
+    since = iso(now - timedelta(minutes=10))
+    assert {job_id: job["status"] for job_id, job in snapshot(target, since).items()} == {claimed: "CLAIMED"}
+    followed = snapshot(target, since, {recent})  # seen open before, ended since: read by key
+    assert {job_id: job["status"] for job_id, job in followed.items()} == {recent: "COMPLETED", claimed: "CLAIMED"}
 
 
 def test_a_job_is_described_by_its_outcome():
@@ -44,16 +48,25 @@ def test_a_job_is_described_by_its_outcome():
     assert describe({"status": "SUBMITTED", "sourceKey": "inbox/c.png"}) == "SUBMITTED  inbox/c.png"
 
 
-def test_until_idle_ends_once_no_job_is_in_flight_with_a_summary(aws):
+def test_until_idle_follows_each_job_to_its_end_with_a_summary(aws, monkeypatch):
     target = moto_target()
-    add_job(target, "inbox/a.png", "COMPLETED", utc_now() - timedelta(minutes=2))
-    add_job(target, "inbox/b.png", "REJECTED", utc_now() - timedelta(minutes=1))
-    code, text = run("--until-idle", "--interval", "0.01")
+    a = add_job(target, "inbox/a.png", "SUBMITTED", utc_now() - timedelta(minutes=2))
+    b = add_job(target, "inbox/b.png", "CLAIMED", utc_now() - timedelta(minutes=1))
+    store = JobStore(target.client("dynamodb"), target.jobs_table)
+
+    def meanwhile(seconds: float) -> None:  # between two polls, both jobs end
+        if store.get(a).status == "SUBMITTED":
+            move_job(store, a, "COMPLETED")
+            move_job(store, b, "FAILED")
+
+    monkeypatch.setattr("upscale_cli.watch.time.sleep", meanwhile)
+    code, text = run("--until-idle", "--interval", "0")
     lines = text.splitlines()
     assert code == 0
     assert lines[0].startswith("watching stack test (moto) (jobs created since ")
-    assert [line.split()[1:3] for line in lines[1:3]] == [["COMPLETED", "inbox/a.png"], ["REJECTED", "inbox/b.png"]]
-    assert lines[-1] == "summary: 1 COMPLETED, 1 REJECTED"
+    assert [line.split()[1:3] for line in lines[1:3]] == [["SUBMITTED", "inbox/a.png"], ["CLAIMED", "inbox/b.png"]]
+    assert [line.split()[1:3] for line in lines[3:5]] == [["COMPLETED", "inbox/a.png"], ["FAILED", "inbox/b.png"]]
+    assert lines[-1] == "summary: 1 COMPLETED, 1 FAILED"
 
 
 def test_until_idle_with_a_job_still_in_flight_gives_up_at_the_timeout(aws):

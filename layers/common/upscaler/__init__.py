@@ -3,6 +3,7 @@
 Jobs
 - job_record: the job, one typed record per source object version, and its conversion to and from DynamoDB.
 - jobs: the job store, and the state machine as one table of transitions that every status write goes through.
+- open_jobs: the open-jobs index: sparse (open jobs only) and write-sharded, read one query per shard.
 - conditional_writes: many single conditional writes made at once, each with its own outcome.
 - clock: instants as the job record writes them (UTC, ISO 8601 with milliseconds).
 - completion_events: one EventBridge event per job that ends.
@@ -30,7 +31,10 @@ Runware
 Paths
 - submission: validated, claimed jobs sent in one request (the submit function).
 - webhook: Runware's result POST authenticated and recorded (the webhook function).
-- reconciliation: jobs whose webhook never came, settled from Runware and the bucket (the reconcile function).
+- reconciliation: the safety-net pass: open jobs whose recovery check was lost, found through the open-jobs index.
+- recovery_checks: one SQS check per submitted job, due when it should be looked at, and its back-off.
+- recovery: each job's check settled in batches, one getResponse per batch (the recover function).
+- settlement: settling one job from what getResponse said: the rules recovery and the safety net share.
 - results: recording a success, a failure or a timeout, for the webhook and reconciliation alike.
 - result_recovery: a paid result that never reached the bucket, copied from Runware's URL or sent again once.
 - parallel: per-item steps on a bounded thread pool, results in item order.

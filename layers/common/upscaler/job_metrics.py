@@ -13,6 +13,7 @@ from upscaler.results import Recorded
 
 if TYPE_CHECKING:
     from upscaler.reconciliation import ReconcileReport
+    from upscaler.recovery import RecoveryReport
     from upscaler.submission import SubmitOutcome
     from upscaler.webhook import WebhookReply
 
@@ -65,4 +66,19 @@ def add_reconcile_metrics(metrics: Metrics, report: ReconcileReport) -> None:
     (a custom metric bills for each hour in which it receives a value, a zero included)."""
     if report.examined:
         metrics.add_metric(name="StaleJobsExamined", unit=MetricUnit.Count, value=report.examined)
+    if report.indexed_from_legacy:
+        metrics.add_metric(name="JobsIndexedFromLegacy", unit=MetricUnit.Count, value=report.indexed_from_legacy)
+    # Published on every run, 0 when nothing is open: its alarm treats a missing value as breaching
+    # (the pass itself stopped running).
+    age = report.oldest_open_age_seconds or 0.0
+    metrics.add_metric(name="OldestOpenJobAgeSeconds", unit=MetricUnit.Seconds, value=age)
+    add_result_metrics(metrics, report.recorded)
+
+
+def add_recovery_metrics(metrics: Metrics, report: RecoveryReport) -> None:
+    """Checks received and jobs polled, then what was recorded; a batch of checks not yet due adds nothing."""
+    if report.polled:
+        metrics.add_metric(name="RecoveryJobsPolled", unit=MetricUnit.Count, value=report.polled)
+    if report.failed_message_ids:
+        metrics.add_metric(name="RecoveryChecksFailed", unit=MetricUnit.Count, value=len(report.failed_message_ids))
     add_result_metrics(metrics, report.recorded)

@@ -79,6 +79,9 @@ class Job:
     created_at: str | None = None
     updated_at: str | None = None
     expires_at: int | None = None  # the table's TTL attribute (epoch seconds)
+    # The open-jobs index's keys: present only while the job is open (upscaler.open_jobs).
+    open_shard: int | None = None
+    open_since: str | None = None
     submitted_at: str | None = None
     completed_at: str | None = None
     submit_request_ms: int | None = None

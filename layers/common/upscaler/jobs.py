@@ -12,6 +12,10 @@ directly for input that is never sent. A verified output completes a job that ha
 out, and one rejected after its claim (Runware may have accepted, and billed, it already). A
 SUBMITTED job whose result was lost on its way to the bucket is sent again once (SUBMITTED ->
 SUBMITTED, under a new task UUID).
+
+The open-jobs index (upscaler.open_jobs) follows the same rows: a transition into an open status
+from none (or from a terminal one) sets the job's index keys, and every transition into a terminal
+status removes them, in the same write. No other code writes them.
 """
 
 from __future__ import annotations
@@ -24,18 +28,21 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from upscaler.clock import iso, utc_now
+from upscaler.clock import iso, parse_iso, utc_now
 from upscaler.conditional_writes import ConditionalWrite, write_all
 from upscaler.job_record import (
+    OPEN_STATUSES,
     TERMINAL_STATUSES,
     Job,
     JobStatus,
     attribute_name,
     to_attribute_values,
 )
+from upscaler.open_jobs import INDEX_FIELDS, index_keys
 from upscaler.parallel import ThreadHandoff
 
-STATUS_INDEX = "jobsByStatus"
+# Most keys of one BatchGetItem request (DynamoDB's limit).
+BATCH_GET_KEYS = 100
 # What is kept of why a webhook body was unreadable.
 MAX_PROBLEM_CHARS = 300
 
@@ -54,6 +61,16 @@ class Transition:
     @property
     def creates(self) -> bool:
         return not self.before
+
+    @property
+    def opens(self) -> bool:
+        """Whether the job enters the open-jobs index by this move (it was not open before)."""
+        return self.after in OPEN_STATUSES and not self.before & OPEN_STATUSES
+
+    @property
+    def ends(self) -> bool:
+        """Whether the job leaves the open-jobs index by this move (its new status is terminal)."""
+        return self.after in TERMINAL_STATUSES
 
 
 def _row(name: str, before: set[JobStatus], after: JobStatus, also: str | None = None) -> Transition:
@@ -161,11 +178,13 @@ class JobStore:
     def _new(self, job: Job, transition: Transition, moment: datetime) -> Job:
         if not transition.creates:
             raise ValueError(f"{transition.name} moves an existing job; it cannot create one")
+        opened = index_keys(job.job_id, moment) if transition.opens else dict.fromkeys(INDEX_FIELDS)
         return job.but(
             status=transition.after,
             created_at=iso(moment),
             updated_at=iso(moment),
             expires_at=int(moment.timestamp()) + self.retention_days * 86400,
+            **opened,
         )
 
     def _create_request(self, job: Job) -> dict[str, Any]:
@@ -238,7 +257,10 @@ class JobStore:
         """The UpdateItem of one transition: its condition, as the table says."""
         if transition.creates:
             raise ValueError(f"{transition.name} creates a job; use create()")
-        values = {attribute_name(name): value for name, value in (changes or {}).items() if value is not None}
+        changes = {**(changes or {}), **(index_keys(job_id, moment) if transition.opens else {})}
+        if transition.ends:
+            remove = (*remove, *(name for name in INDEX_FIELDS if name not in remove))
+        values = {attribute_name(name): value for name, value in changes.items() if value is not None}
         values.update({attribute_name("status"): transition.after.value, attribute_name("updated_at"): iso(moment)})
         names: dict[str, str] = {}
         placeholders: dict[str, Any] = {}
@@ -304,42 +326,67 @@ class JobStore:
             raise
         return True
 
-    def find_by_status(
-        self,
-        status: JobStatus,
-        *,
-        created_before: datetime | None = None,
-        created_after: datetime | None = None,
-        newest_first: bool = False,
-        limit: int | None = None,
-    ) -> Iterator[Job]:
-        """Jobs in one status through the status index (a query, never a scan), oldest first."""
-        if created_before is not None and created_after is not None:
-            raise ValueError("give created_before or created_after, not both")
+    def get_many(self, job_ids: Sequence[str]) -> dict[str, Job]:
+        """The jobs that exist among `job_ids`, by key (strongly consistent), in one request per
+        BATCH_GET_KEYS; keys DynamoDB leaves unprocessed are asked again."""
+        found: dict[str, Job] = {}
+        unique = list(dict.fromkeys(job_ids))
+        for start in range(0, len(unique), BATCH_GET_KEYS):
+            wanted: dict[str, Any] = {
+                self.table_name: {"Keys": [_key(job_id) for job_id in unique[start : start + BATCH_GET_KEYS]],
+                                  "ConsistentRead": True}
+            }  # fmt: skip
+            while wanted:
+                response = self._db.batch_get_item(RequestItems=wanted)
+                for item in response.get("Responses", {}).get(self.table_name, []):
+                    job = Job.from_item(item)
+                    found[job.job_id] = job
+                wanted = response.get("UnprocessedKeys") or {}
+        return found
+
+    def index_open_job(self, job: Job) -> bool:
+        """Give an open job written before the open-jobs index existed its index keys (opened when it
+        was created); False when it has them already or is no longer open. Migration only: every
+        job written since gets them from its transitions."""
+        opened = parse_iso(str(job.created_at)) if job.created_at else utc_now()
+        keys = index_keys(job.job_id, opened)
+        statuses = sorted(status.value for status in OPEN_STATUSES)
+        names = {f"#k{index}": attribute_name(name) for index, name in enumerate(keys)}
+        names["#status"] = attribute_name("status")
+        values = {f":k{index}": value for index, value in enumerate(keys.values())}
+        values.update({f":open{index}": status for index, status in enumerate(statuses)})
+        try:
+            self._db.update_item(
+                TableName=self.table_name,
+                Key=_key(job.job_id),
+                UpdateExpression="SET " + ", ".join(f"#k{index} = :k{index}" for index in range(len(keys))),
+                ConditionExpression=(
+                    f"attribute_exists(jobId) AND attribute_not_exists(#k0) AND #status IN "
+                    f"({', '.join(f':open{index}' for index in range(len(statuses)))})"
+                ),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_attribute_values(values),
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def in_legacy_index(self, index_name: str, status: JobStatus) -> Iterator[Job]:
+        """Jobs of one status in the status index of earlier versions (status, createdAt; projection
+        ALL), oldest first: read only while a deployment migrates to the open-jobs index."""
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
-            "IndexName": STATUS_INDEX,
+            "IndexName": index_name,
             "KeyConditionExpression": "#status = :status",
-            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeNames": {"#status": attribute_name("status")},
             "ExpressionAttributeValues": {":status": {"S": status.value}},
-            "ScanIndexForward": not newest_first,
         }
-        if created_before is not None:
-            kwargs["KeyConditionExpression"] += " AND createdAt < :before"
-            kwargs["ExpressionAttributeValues"][":before"] = {"S": iso(created_before)}
-        if created_after is not None:
-            kwargs["KeyConditionExpression"] += " AND createdAt > :after"
-            kwargs["ExpressionAttributeValues"][":after"] = {"S": iso(created_after)}
-        returned = 0
         while True:
-            if limit is not None:
-                kwargs["Limit"] = max(1, limit - returned)
             response = self._db.query(**kwargs)
             for item in response.get("Items", []):
                 yield Job.from_item(item)
-                returned += 1
-                if limit is not None and returned >= limit:
-                    return
             if "LastEvaluatedKey" not in response:
                 return
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]

@@ -66,3 +66,25 @@ def _attempt(step: Callable[[Item], Value], item: Item) -> StepResult[Value]:
         return StepResult(value=step(item))
     except Exception as error:  # this item's own failure; the caller decides what it means
         return StepResult(error=error)
+
+
+def in_handler_trace(work: Callable[[], Value]) -> Callable[[], Value]:
+    """A ThreadHandoff for Lambda handlers traced with X-Ray: `work` for a worker thread, under the
+    trace entity current here (the handler's subsegment).
+
+    The X-Ray SDK keeps the current entity per thread; for a thread pool it advises passing the
+    entity to the worker (set_trace_entity), so the worker's AWS calls are recorded under it, and
+    clearing it when the work is done (clear_trace_entities), so none is left on the thread.
+    """
+    from aws_xray_sdk.core import xray_recorder
+
+    entity = xray_recorder.get_trace_entity()
+
+    def traced() -> Value:
+        xray_recorder.set_trace_entity(entity)
+        try:
+            return work()
+        finally:
+            xray_recorder.clear_trace_entities()
+
+    return traced

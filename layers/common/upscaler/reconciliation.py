@@ -1,30 +1,38 @@
-"""Reconciliation: finish jobs whose webhook never came, by asking Runware and the bucket.
+"""The safety-net pass (the scheduled reconcile function): open jobs that no check can still reach.
 
-Stale SUBMITTED jobs are found through the status index (a query, never a scan), polled with
-getResponse in batches, and recorded through the same ResultRecorder as the webhook. How long
-getResponse remembers a finished task is not documented, so a task it cannot find is looked for in
-the bucket: a verified output completes the job. A job still unresolved past the maximum age
-becomes TIMED_OUT, unless its output is there. Each run does a bounded amount of work, and an item
-that cannot be read is counted on its own job without holding back the others.
+Every submitted job has its own check (upscaler.recovery); a check ends the job by its maximum
+age plus one check interval at most. A job still SUBMITTED well past that (its check message was
+lost: dead-lettered, or never sent) is found here through the open-jobs index (a query per shard,
+never a scan), polled with getResponse in batches, and settled by the same rules as a check
+(upscaler.settlement). The deadline is checked before each job, so a run never overruns its timeout.
+
+Each run also reports when the oldest open job opened (the OldestOpenJobAgeSeconds metric and its
+alarm) and, while a deployment migrates from the status index of earlier versions, gives the open
+jobs that index holds their open-jobs keys, and each submitted one a check.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from upscaler.clock import parse_iso, utc_now
-from upscaler.job_record import Job, JobStatus
+from upscaler.job_record import OPEN_STATUSES, Job, JobStatus
 from upscaler.jobs import JobStore
-from upscaler.results import OutputNotReady, Recorded, ResultRecorder
+from upscaler.open_jobs import OpenJob, OpenJobs
+from upscaler.recovery_checks import MAX_DELAY_SECONDS, CheckQueue, CheckSchedule
+from upscaler.results import Recorded
 from upscaler.runware import RunwareClient, RunwareUnavailable
-from upscaler.runware_answers import Failed, PollOutcome, Succeeded
+from upscaler.settlement import UNREADABLE_ITEM_ERRORS, Settler
 
 POLL_BATCH_SIZE = 25
-# What a hostile or malformed item can raise while being read; anything else is a real fault.
-UNREADABLE_ITEM_ERRORS = (ValueError, TypeError, KeyError, AttributeError, ArithmeticError, RecursionError)
+# A live check ends its job at most one check interval past the maximum age; a job still open two
+# intervals past it has lost its check.
+CHECK_GRACE_SECONDS = 2 * MAX_DELAY_SECONDS
 
 
 @dataclass
@@ -35,7 +43,9 @@ class ReconcileReport:
     output_not_ready: int = 0
     runware_unavailable: bool = False
     unreadable: int = 0
-    timed_out_examined: int = 0
+    out_of_time: bool = False
+    oldest_open_age_seconds: float | None = None
+    indexed_from_legacy: int = 0
 
     def counts(self) -> dict[str, int]:
         by_status = Counter(item.status for item in self.recorded if item.changed)
@@ -44,7 +54,7 @@ class ReconcileReport:
             "stillProcessing": self.still_processing,
             "outputNotReady": self.output_not_ready,
             "unreadable": self.unreadable,
-            "timedOutExamined": self.timed_out_examined,
+            "indexedFromLegacy": self.indexed_from_legacy,
             **{f"now{status.title().replace('_', '')}": count for status, count in by_status.items()},
         }
 
@@ -53,100 +63,93 @@ class Reconciler:
     def __init__(
         self,
         jobs: JobStore,
-        recorder: ResultRecorder,
+        open_jobs: OpenJobs,
+        settler: Settler,
         runware: RunwareClient,
         *,
-        reconcile_after_seconds: int,
         max_age_seconds: int,
         max_jobs: int,
-        late_output_window_seconds: int = 0,
+        checks: CheckQueue | None = None,
+        schedule: CheckSchedule | None = None,
+        legacy_index: str = "",
     ) -> None:
         self.jobs = jobs
-        # How long after a job's creation Runware can still upload its result (the presigned PUT's
-        # lifetime): timed-out jobs that young are looked for in the bucket on every run.
-        self.late_output_window_seconds = late_output_window_seconds
-        self.recorder = recorder
+        self.open_jobs = open_jobs
+        self.settler = settler
         self.runware = runware
-        self.reconcile_after_seconds = reconcile_after_seconds
         self.max_age_seconds = max_age_seconds
         self.max_jobs = max_jobs
+        self.checks = checks
+        self.schedule = schedule
+        # The status index of earlier versions, while it still exists (migration); empty otherwise.
+        self.legacy_index = legacy_index
 
     def run(self, *, deadline: float | None = None) -> ReconcileReport:
         report = ReconcileReport()
-        cutoff = utc_now() - timedelta(seconds=self.reconcile_after_seconds)
-        stale = list(self.jobs.find_by_status(JobStatus.SUBMITTED, created_before=cutoff, limit=self.max_jobs))
-        report.examined = len(stale)
-        for start in range(0, len(stale), POLL_BATCH_SIZE):
-            if deadline is not None and time.monotonic() >= deadline:
+        oldest = self.open_jobs.oldest_open_since()
+        if oldest is not None:
+            report.oldest_open_age_seconds = max(0.0, (utc_now() - parse_iso(oldest)).total_seconds())
+        if self.legacy_index:
+            self._index_legacy_jobs(report, deadline)
+        cutoff = utc_now() - timedelta(seconds=self.max_age_seconds + CHECK_GRACE_SECONDS)
+        candidates = self.open_jobs.oldest(opened_before=cutoff, status=JobStatus.SUBMITTED)
+        for batch in _batches(itertools.islice(candidates, self.max_jobs), POLL_BATCH_SIZE):
+            if _past(deadline):
+                report.out_of_time = True
                 break
-            batch = stale[start : start + POLL_BATCH_SIZE]
+            found = self.jobs.get_many([job.job_id for job in batch])
+            jobs = [job for job in found.values() if job.status is JobStatus.SUBMITTED]
+            report.examined += len(jobs)
+            if not jobs:
+                continue
             try:
                 # A job sent again awaits its second task (job.task_uuid), not the first.
-                response = self.runware.get_responses([job.task_uuid for job in batch], deadline=deadline)
+                answer = self.runware.get_responses([job.task_uuid for job in jobs], deadline=deadline)
             except RunwareUnavailable:
                 report.runware_unavailable = True
                 break
-            if response.account is not None:
-                # Runware refused the request itself (key, balance, permission): that says nothing
-                # about the tasks, and recording it as each job's failure would end jobs that may complete.
+            if answer.account is not None:
+                # Runware refused the request itself: that says nothing about the tasks.
                 report.runware_unavailable = True
                 break
-            report.unreadable += response.malformed
-            for job in batch:
+            report.unreadable += answer.malformed
+            for job in jobs:
+                if _past(deadline):  # per job: one slow settle cannot carry the run past its timeout
+                    report.out_of_time = True
+                    return report
                 try:
-                    self._settle(job, response.outcome(job.task_uuid), report)
+                    settled = self.settler.settle(job, answer.outcome(job.task_uuid))
                 except UNREADABLE_ITEM_ERRORS as problem:
-                    self._count_unreadable(job, problem, report)
-        self._complete_late_outputs(report, deadline)
+                    report.unreadable += 1
+                    self.settler.count_unreadable(job, problem)
+                    continue
+                if settled.recorded is not None:
+                    report.recorded.append(settled.recorded)
+                report.output_not_ready += int(settled.output_not_ready)
+                report.still_processing += int(settled.still_open)
         return report
 
-    def _complete_late_outputs(self, report: ReconcileReport, deadline: float | None) -> None:
-        """A task can finish after its job timed out, and its webhook can be lost: its output, still
-        uploadable while the presigned PUT lives, completes the job (no Runware call needed)."""
-        window = self.max_age_seconds + self.late_output_window_seconds
-        if self.late_output_window_seconds <= 0:
-            return
-        since = utc_now() - timedelta(seconds=window)
-        just_timed_out = {item.job_id for item in report.recorded}  # looked for a moment ago
-        for job in self.jobs.find_by_status(JobStatus.TIMED_OUT, created_after=since, limit=self.max_jobs):
-            if deadline is not None and time.monotonic() >= deadline:
-                return
-            if job.job_id in just_timed_out:
-                continue
-            report.timed_out_examined += 1
-            found = self.recorder.record_output_if_present(job, via="reconcile")
-            if found is not None:
-                report.recorded.append(found)
+    def _index_legacy_jobs(self, report: ReconcileReport, deadline: float | None) -> None:
+        """Open jobs written before the open-jobs index existed: give them its keys, and each
+        submitted one a check (the old sweep that looked at them is gone)."""
+        due: list[Job] = []
+        for status in sorted(OPEN_STATUSES):
+            for job in self.jobs.in_legacy_index(self.legacy_index, status):
+                if _past(deadline):
+                    break
+                if job.open_shard is None and self.jobs.index_open_job(job):
+                    report.indexed_from_legacy += 1
+                    if job.status is JobStatus.SUBMITTED:
+                        due.append(job)
+        if due and self.checks is not None and self.schedule is not None:
+            schedule = self.schedule
+            self.checks.send_all([schedule.first(job.job_id, parse_iso(str(job.created_at))) for job in due])
 
-    def _settle(self, job: Job, outcome: PollOutcome | None, report: ReconcileReport) -> None:
-        try:
-            match outcome:
-                case Failed() if outcome.not_found:
-                    # Runware no longer knows the task: the bucket may still hold its (paid) output.
-                    found = self.recorder.record_output_if_present(job, via="reconcile")
-                    if found is not None:
-                        report.recorded.append(found)
-                        return
-                case Failed(error=error):
-                    report.recorded.append(self.recorder.record_failure(job, error, via="reconcile"))
-                    return
-                case Succeeded(result=result):
-                    report.recorded.append(self.recorder.record_success(job, result, via="reconcile"))
-                    return
-                case _:
-                    pass  # not done yet, or not mentioned: Runware will say later
-        except OutputNotReady:
-            report.output_not_ready += 1
-        if self._too_old(job):
-            # record_timeout completes the job instead when its output is in the bucket.
-            report.recorded.append(self.recorder.record_timeout(job, self.max_age_seconds))
-        else:
-            report.still_processing += 1
 
-    def _count_unreadable(self, job: Job, problem: Exception, report: ReconcileReport) -> None:
-        report.unreadable += 1
-        self.jobs.count_malformed_reports(job.job_id, 1, f"getResponse item: {type(problem).__name__}: {problem}")
+def _batches(items: Iterator[OpenJob], size: int) -> Iterator[list[OpenJob]]:
+    while batch := list(itertools.islice(items, size)):
+        yield batch
 
-    def _too_old(self, job: Job) -> bool:
-        started = parse_iso(str(job.submitted_at or job.created_at))
-        return (utc_now() - started).total_seconds() >= self.max_age_seconds
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline

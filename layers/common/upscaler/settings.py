@@ -28,6 +28,7 @@ class Settings:
             "INTAKE_PAUSE_FIRST_WAIT_SECONDS",
             "INTAKE_PAUSE_LONGEST_WAIT_SECONDS",
             "SECRET_CACHE_SECONDS",
+            "RECOVERY_PARALLELISM",
         }
     )
 
@@ -78,6 +79,12 @@ class Settings:
     intake_pause_longest_wait_seconds: int = 1800
     # How long a container keeps a secret it read (a new Runware key is used within this time).
     secret_cache_seconds: int = 300
+    # The queue of per-job recovery checks (upscaler.recovery_checks); empty: none are sent.
+    recovery_queue_url: str = ""
+    # Most jobs of one recovery batch settled at once.
+    recovery_parallelism: int = 10
+    # The status index of earlier versions, while a deployment migrates from it; empty: gone.
+    legacy_status_index: str = ""
 
     @property
     def runware_request_spacing_seconds(self) -> float:
@@ -246,6 +253,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("INTAKE_PAUSE_FIRST_WAIT_SECONDS", "intake_pause_first_wait_seconds", _positive, 60, "then doubling"),
     Variable("INTAKE_PAUSE_LONGEST_WAIT_SECONDS", "intake_pause_longest_wait_seconds", _positive, 1800),
     Variable("SECRET_CACHE_SECONDS", "secret_cache_seconds", _integer, 300, "how long a container keeps a secret"),
+    Variable("RECOVERY_QUEUE_URL", "recovery_queue_url", _text, "", "per-job checks; empty: none are sent"),
+    Variable("RECOVERY_PARALLELISM", "recovery_parallelism", _positive, 10, "jobs one recovery batch settles at once"),
+    Variable("LEGACY_STATUS_INDEX", "legacy_status_index", _text, "", "read while migrating; empty: gone"),
 )
 
 

@@ -45,6 +45,7 @@ from upscaler.models import InvalidOption, UpscaleOptions, UpscaleTask
 from upscaler.outputs import output_key_for, staging_key_for
 from upscaler.parallel import StepResult, ThreadHandoff, run_each
 from upscaler.prior_outputs import PriorOutput, PriorOutputs
+from upscaler.recovery_checks import CheckQueue, CheckSchedule
 from upscaler.runware import RunwareClient
 from upscaler.runware_answers import Accepted, AlreadySubmitted, Failed, TaskError
 from upscaler.settings import Settings
@@ -122,6 +123,8 @@ class Submitter:
         *,
         handoff: ThreadHandoff | None = None,
         prior_outputs: PriorOutputs | None = None,
+        checks: CheckQueue | None = None,
+        check_schedule: CheckSchedule | None = None,
     ) -> None:
         self.settings = settings
         # Outputs that already stand for a claimed job: no Runware task for it (upscaler.prior_outputs).
@@ -132,6 +135,9 @@ class Submitter:
         self._webhook_key = webhook_key
         # Gives worker threads the invocation's trace context (see upscaler.parallel).
         self.handoff = handoff
+        # Each submitted job's recovery check (upscaler.recovery_checks); None: no checks are sent.
+        self.checks = checks
+        self.check_schedule = check_schedule
         # The key is read once and cached by the reader: threads wait for that one read, not make their own.
         self._webhook_key_lock = threading.Lock()
 
@@ -411,6 +417,7 @@ class Submitter:
                     # Accepted now, or a re-submission that Runware answers with conflictTaskUUID: it holds
                     # the task already and will run (and bill) it, so the job goes on as SUBMITTED.
                     accepted.append(job)
+        self._schedule_checks(accepted)
         results = dict(zip((job.job_id for job in accepted), self._mark_submitted(accepted, request_ms), strict=True))
         # Failing ends a job, and its completion event needs the job as written: one write each.
         ended = self._each([partial(self._mark_failed, job, error) for job, error in failed], _call)
@@ -420,6 +427,15 @@ class Submitter:
             unanswered,
             response.status_code,
         )
+
+    def _schedule_checks(self, accepted: list[Job]) -> None:
+        """Each accepted job's recovery check, sent before the job is SUBMITTED: a check that cannot be
+        sent fails the invocation while the jobs are still CLAIMED, and the retry (which Runware answers
+        as a re-submission) sends it again. A check that finds its job still CLAIMED looks again later."""
+        if self.checks is None or self.check_schedule is None or not accepted:
+            return
+        now = utc_now()
+        self.checks.send_all([self.check_schedule.first(job.job_id, now) for job in accepted], now)
 
     def _wait_for_account(self, jobs: list[Job], error: TaskError, status_code: int) -> None:
         reason = f"Runware refused the account (HTTP {status_code} {error.code}): {error.message}"[:1000]

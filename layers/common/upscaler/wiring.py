@@ -30,8 +30,11 @@ if TYPE_CHECKING:
     from upscaler.parallel import ThreadHandoff
     from upscaler.prior_outputs import OutputPointers
     from upscaler.reconciliation import Reconciler
+    from upscaler.recovery import Recoverer
+    from upscaler.recovery_checks import CheckQueue, CheckSchedule
     from upscaler.result_recovery import ResultRecovery
     from upscaler.runware import RunwareClient
+    from upscaler.settlement import Settler
     from upscaler.submission import Submitter
     from upscaler.webhook import WebhookReceiver
 
@@ -159,6 +162,37 @@ def _runware_client(settings: Settings) -> RunwareClient:
     )
 
 
+def _check_queue(settings: Settings) -> CheckQueue | None:
+    """Where each submitted job's recovery check goes; None when the stack has no recovery queue."""
+    if not settings.recovery_queue_url:
+        return None
+    from upscaler.recovery_checks import CheckQueue
+
+    sqs = boto3.client("sqs", region_name=aws_region(), config=Config(retries={"mode": "standard"}))
+    return CheckQueue(sqs, settings.recovery_queue_url)
+
+
+def _check_schedule(settings: Settings) -> CheckSchedule:
+    from upscaler.recovery_checks import CheckSchedule
+
+    return CheckSchedule(
+        first_after_seconds=settings.reconcile_after_seconds,
+        max_age_seconds=settings.job_max_age_seconds,
+        late_output_window_seconds=settings.presigned_url_expiry_seconds,
+    )
+
+
+def _settler(settings: Settings, jobs: JobStore, runware: RunwareClient | None = None) -> Settler:
+    """How a job is settled from Runware's answer; with `runware`, a job whose result is gone may be
+    sent again (see _result_recovery)."""
+    from upscaler.results import ResultRecorder
+    from upscaler.settlement import Settler
+
+    objects = _object_store(settings)
+    recorder = ResultRecorder(objects, jobs, settings.staging_prefix, _result_recovery(settings, objects, runware))
+    return Settler(jobs, recorder, max_age_seconds=settings.job_max_age_seconds)
+
+
 def build_submitter(settings: Settings | None = None, *, handoff: ThreadHandoff | None = None) -> Submitter:
     """`handoff` gives the submitter's worker threads the handler's trace context."""
     from upscaler.prior_outputs import PriorOutputs
@@ -177,6 +211,8 @@ def build_submitter(settings: Settings | None = None, *, handoff: ThreadHandoff 
         partial(read_secret, settings.webhook_token_secret, settings.secret_cache_seconds),
         handoff=handoff,
         prior_outputs=PriorOutputs(objects, jobs, pointers),
+        checks=_check_queue(settings),
+        check_schedule=_check_schedule(settings),
     )
 
 
@@ -195,21 +231,43 @@ def build_webhook_receiver(settings: Settings | None = None) -> WebhookReceiver:
 
 
 def build_reconciler(settings: Settings | None = None) -> Reconciler:
+    from upscaler.open_jobs import OpenJobs
     from upscaler.reconciliation import Reconciler
-    from upscaler.results import ResultRecorder
 
     settings = settings or get_settings()
     jobs, _ = _jobs_and_pointers(settings)
-    objects = _object_store(settings)
     runware = _runware_client(settings)
     return Reconciler(
         jobs,
-        ResultRecorder(objects, jobs, settings.staging_prefix, _result_recovery(settings, objects, runware)),
+        OpenJobs(_dynamodb_client(), settings.jobs_table),
+        _settler(settings, jobs, runware),
         runware,
-        reconcile_after_seconds=settings.reconcile_after_seconds,
         max_age_seconds=settings.job_max_age_seconds,
         max_jobs=settings.reconcile_max_jobs,
-        late_output_window_seconds=settings.presigned_url_expiry_seconds,
+        checks=_check_queue(settings),
+        schedule=_check_schedule(settings),
+        legacy_index=settings.legacy_status_index,
+    )
+
+
+def build_recoverer(settings: Settings | None = None, *, handoff: ThreadHandoff | None = None) -> Recoverer:
+    """`handoff` gives the recoverer's worker threads the handler's trace context."""
+    from upscaler.recovery import Recoverer
+
+    settings = settings or get_settings()
+    checks = _check_queue(settings)
+    if checks is None:
+        raise ConfigurationError("RECOVERY_QUEUE_URL must name the recovery checks queue")
+    jobs, _ = _jobs_and_pointers(settings, handoff)
+    runware = _runware_client(settings)
+    return Recoverer(
+        jobs,
+        _settler(settings, jobs, runware),
+        runware,
+        checks,
+        _check_schedule(settings),
+        parallelism=settings.recovery_parallelism,
+        handoff=handoff,
     )
 
 
