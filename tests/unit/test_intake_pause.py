@@ -25,6 +25,7 @@ from upscaler.intake_pause import (
     PauseStore,
     describe,
 )
+from upscaler.open_jobs import OPEN_INDEX, OPEN_SHARDS
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
@@ -64,15 +65,15 @@ def test_a_first_failure_opens_a_pause_the_item_of_which_is_in_no_index(aws, sto
     assert (pause.attempts, pause.since, pause.next_probe_at) == (1, NOW, NOW + timedelta(seconds=60))
     assert store.read() == pause
     item = aws.dynamodb.get_item(TableName=JOBS_TABLE, Key={"jobId": {"S": PAUSE_ITEM_KEY}})["Item"]
-    assert "status" not in item and "createdAt" not in item, "no attribute of the jobsByStatus index"
-    found = aws.dynamodb.query(
-        TableName=JOBS_TABLE,
-        IndexName="jobsByStatus",
-        KeyConditionExpression="#s = :s",
-        ExpressionAttributeNames={"#s": "status"},
-        ExpressionAttributeValues={":s": {"S": "CLAIMED"}},
-    )["Items"]
-    assert found == []
+    assert "openShard" not in item and "openSince" not in item, "no attribute of the open-jobs index"
+    for shard in range(OPEN_SHARDS):
+        found = aws.dynamodb.query(
+            TableName=JOBS_TABLE,
+            IndexName=OPEN_INDEX,
+            KeyConditionExpression="openShard = :n",
+            ExpressionAttributeValues={":n": {"N": str(shard)}},
+        )["Items"]
+        assert found == []
 
 
 def test_a_failed_probe_waits_twice_as_long_and_keeps_since(store):
