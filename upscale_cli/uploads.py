@@ -14,7 +14,7 @@ from typing import Any
 
 from upscale_cli.target import Target
 from upscaler.clock import parse_iso
-from upscaler.job_record import TERMINAL_STATUSES
+from upscaler.job_record import TERMINAL_STATUSES, job_id_for
 
 CLOCK_SLACK = timedelta(seconds=1)
 
@@ -23,6 +23,13 @@ CLOCK_SLACK = timedelta(seconds=1)
 class Upload:
     key: str
     modified: datetime
+    version_id: str | None = None  # None (or "null") in a bucket without versioning
+
+    def job_id(self, bucket: str) -> str | None:
+        """The id of this upload's own job, found by key (an ended job is in no index)."""
+        if not self.version_id or self.version_id == "null":
+            return None
+        return job_id_for(bucket, self.key, self.version_id)
 
 
 def inbox_uploads(target: Target, since: datetime, keys: list[str] | None = None) -> list[Upload]:
@@ -33,22 +40,23 @@ def inbox_uploads(target: Target, since: datetime, keys: list[str] | None = None
         for key in keys:
             head = _head(s3, target.inbox_bucket, key)
             if head is not None:
-                uploads.append(Upload(key, head))
+                uploads.append(Upload(key, head["LastModified"], head.get("VersionId")))
         return uploads
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=target.inbox_bucket, Prefix=target.inbox_prefix):
-        for item in page.get("Contents", []):
-            if item["Key"].endswith("/") and not item.get("Size"):
+    pages = s3.get_paginator("list_object_versions").paginate(Bucket=target.inbox_bucket, Prefix=target.inbox_prefix)
+    for page in pages:
+        for item in page.get("Versions", []):
+            if not item.get("IsLatest") or (item["Key"].endswith("/") and not item.get("Size")):
                 continue
             if item["LastModified"] >= since:
-                uploads.append(Upload(item["Key"], item["LastModified"]))
+                uploads.append(Upload(item["Key"], item["LastModified"], item.get("VersionId")))
     return uploads
 
 
-def _head(s3: Any, bucket: str, key: str) -> datetime | None:
+def _head(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
     from botocore.exceptions import ClientError
 
     try:
-        return s3.head_object(Bucket=bucket, Key=key)["LastModified"]  # type: ignore[no-any-return]
+        return s3.head_object(Bucket=bucket, Key=key)  # type: ignore[no-any-return]
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
             return None

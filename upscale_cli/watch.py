@@ -107,7 +107,15 @@ def run(args: argparse.Namespace, target: Target, out: Output) -> int:
             done = sum(1 for status in seen.values() if status in TERMINAL_STATUSES)
             if args.until_idle:
                 # Listed after the jobs were read: an upload whose job appears meanwhile still counts.
-                waiting = unfinished(inbox_uploads(target, since_moment, keys or None), jobs)
+                uploads = inbox_uploads(target, since_moment, keys or None)
+                waiting = unfinished(uploads, jobs)
+                if waiting:
+                    # A job that opened and ended between two polls was never in the open-jobs index
+                    # when read (a REJECTED one never is): it is found by its key.
+                    jobs.update(_own_jobs(target, waiting))
+                    for job_id, job in jobs.items():
+                        seen.setdefault(job_id, job["status"])
+                    waiting = unfinished(uploads, jobs)
                 missing = [key for key in keys if key not in {job.get("sourceKey") for job in jobs.values()}]
             progress.update(done, len(seen) + _without_job(waiting, jobs), in_flight)
             if args.until_idle and in_flight == 0 and not waiting and not missing and len(seen) >= args.min_jobs:
@@ -131,6 +139,12 @@ def run(args: argparse.Namespace, target: Target, out: Output) -> int:
         progress.finish()
         _summary(out, seen)
         raise
+
+
+def _own_jobs(target: Target, uploads: list[Upload]) -> dict[str, dict[str, Any]]:
+    ids = [job_id for job_id in (upload.job_id(target.inbox_bucket) for upload in uploads) if job_id]
+    found = JobStore(target.client("dynamodb"), target.jobs_table).get_many(ids) if ids else {}
+    return {job_id: job.to_record() for job_id, job in found.items()}
 
 
 def _without_job(waiting: list[Upload], jobs: dict[str, dict[str, Any]]) -> int:

@@ -60,7 +60,7 @@ def test_until_idle_follows_each_job_to_its_end_with_a_summary(aws, monkeypatch)
             move_job(store, b, "FAILED")
 
     monkeypatch.setattr("upscale_cli.watch.time.sleep", meanwhile)
-    code, text = run("--until-idle", "--interval", "0")
+    code, text = run("--until-idle", "--interval", "0.01")
     lines = text.splitlines()
     assert code == 0
     assert lines[0].startswith("watching stack test (moto) (jobs created since ")
