@@ -687,8 +687,8 @@ def check_event_source_mapping(cfn: dict[str, Any]) -> None:
 
 def check_intake_pause(cfn: dict[str, Any]) -> None:
     """Switching the ingestion mapping names the one mapping; pause-item statements touch only that item."""
-    mapping = [name for name, r in resources_of_type(cfn, "AWS::Lambda::EventSourceMapping").items()]
-    assert mapping == ["SubmitFunctionIngestQueue"]
+    mappings = set(resources_of_type(cfn, "AWS::Lambda::EventSourceMapping"))
+    assert mappings == {"SubmitFunctionIngestQueue", "RecoverFunctionRecoveryQueue"}
     for function in ("SubmitFunction", "ReconcileFunction"):
         statements = function_statements(cfn, function)
         [switch] = [s for s in statements if allows(s, "lambda:UpdateEventSourceMapping")]

@@ -49,8 +49,9 @@ def test_by_key_to_a_file_name_and_several_as_json(aws, tmp_path):
 
 
 def test_a_job_without_output_or_no_job_is_exit_1_and_nothing_is_written(aws, tmp_path):
-    add_job(moto_target(), "inbox/bad.png", "FAILED", START, errorCode="invalidImage")
-    code, text = run("bad.png", "--to", str(tmp_path))
+    # An ended job is found by its id (or by the key of an object still in the inbox).
+    job_id = add_job(moto_target(), "inbox/bad.png", "FAILED", START, errorCode="invalidImage")
+    code, text = run(job_id, "--to", str(tmp_path))
     assert code == 1 and "is FAILED (invalidImage): no output to download" in text
     code, text = run("never.png", "--to", str(tmp_path))
     assert (code, text) == (1, "no job for never.png in stack test (moto)\n")

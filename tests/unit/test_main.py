@@ -65,9 +65,9 @@ def test_no_stack_named_is_a_one_line_error(monkeypatch, capsys):
 
 def test_a_command_runs_against_the_named_stack_and_returns_its_exit_status(aws, capsys):
     deploy_stack("my-stack", STACK_OUTPUTS)
-    add_job(moto_target(), "inbox/a.png", "COMPLETED", datetime(2024, 3, 1, tzinfo=UTC))
+    add_job(moto_target(), "inbox/a.png", "SUBMITTED", datetime(2024, 3, 1, tzinfo=UTC))
     assert main(["--stack", "my-stack", "--region", REGION, "--json", "status", "--limit", "1"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["stack"] == f"stack my-stack ({REGION})"
-    assert (report["total"], report["counts"]["COMPLETED"]) == (1, 1)
+    assert (report["total"], report["counts"]["SUBMITTED"]) == (1, 1)
     assert main(["--stack", "my-stack", "--region", REGION, "job", "never-uploaded.png"]) == 1

@@ -146,7 +146,7 @@ def test_the_reconcile_function_may_send_a_job_again_and_the_webhook_function_ma
 
     settings = Settings.from_environment()
     assert settings.webhook_url  # the reconcile function is given the webhook URL
-    reconcile_recovery = build_reconciler(settings).recorder.recovery
+    reconcile_recovery = build_reconciler(settings).settler.recorder.recovery
     webhook_recovery = build_webhook_receiver(settings).recorder.recovery
     assert reconcile_recovery is not None and reconcile_recovery.resender is not None
     assert webhook_recovery is not None and webhook_recovery.resender is None
