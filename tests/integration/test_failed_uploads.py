@@ -34,11 +34,12 @@ from tests.integration.test_presigned_urls import _pipeline_client
 from upscaler.job_record import Job, JobStatus
 from upscaler.jobs import JobStore
 from upscaler.models import UpscaleOptions
-from upscaler.reconciliation import Reconciler
+from upscaler.open_jobs import OpenJobs
 from upscaler.result_recovery import ResultRecovery, RunwareResender, second_task_uuid
 from upscaler.results import ResultRecorder
 from upscaler.runware import RunwareClient
 from upscaler.settings import Settings
+from upscaler.settlement import Settler
 from upscaler.source_events import SourceObject
 from upscaler.storage import ObjectStore
 from upscaler.submission import Submitter
@@ -97,13 +98,34 @@ class WebhookEndpoint:
 
 
 @dataclass
+class PollNow:
+    """What a job's recovery check does when it is due (upscaler.recovery), for every open submitted
+    job at once: getResponse for its task, then the shared settlement rules, with the recovery that
+    may send a job again."""
+
+    jobs: JobStore
+    open_jobs: OpenJobs
+    settler: Settler
+    runware: RunwareClient
+
+    def run(self) -> None:
+        found = self.jobs.get_many([job.job_id for job in self.open_jobs.oldest(status=JobStatus.SUBMITTED)])
+        submitted = [job for job in found.values() if job.status is JobStatus.SUBMITTED]
+        if not submitted:
+            return
+        answer = self.runware.get_responses([job.task_uuid for job in submitted])
+        for job in submitted:
+            self.settler.settle(job, answer.outcome(job.task_uuid))
+
+
+@dataclass
 class Pipeline:
     s3: Any
     jobs: JobStore
     emulator: RunwareEmulator
     webhooks: WebhookEndpoint
     submitter: Submitter
-    reconciler: Reconciler
+    reconciler: PollNow
 
     def submit(self, key: str) -> str:
         data = io.BytesIO()
@@ -197,13 +219,11 @@ def _wire(s3: Any, jobs: JobStore, emulator: RunwareEmulator, webhooks: WebhookE
     webhooks.receiver = WebhookReceiver(
         jobs, ResultRecorder(objects, jobs, recovery=webhook_recovery), lambda: WEBHOOK_KEY
     )
-    reconciler = Reconciler(
+    reconciler = PollNow(
         jobs,
-        ResultRecorder(objects, jobs, recovery=reconcile_recovery),
+        OpenJobs(jobs._db, TABLE),
+        Settler(jobs, ResultRecorder(objects, jobs, recovery=reconcile_recovery), max_age_seconds=3600),
         runware,
-        reconcile_after_seconds=0,
-        max_age_seconds=3600,
-        max_jobs=50,
     )
     return Pipeline(s3, jobs, emulator, webhooks, submitter, reconciler)
 
