@@ -157,7 +157,9 @@ def test_backfill_twice_creates_no_second_job(stack: LocalStack) -> None:
         return backfill(
             s3,
             sqs,
+            aws(stack, "dynamodb"),
             bucket=bucket,
+            jobs_table=stack.names["jobs_table"],
             prefix=stack.names["inbox_prefix"] + prefix,
             queue_url=stack.names["ingest_queue_url"],
             dry_run=dry_run,
@@ -175,7 +177,7 @@ def test_backfill_twice_creates_no_second_job(stack: LocalStack) -> None:
 
     started = time.monotonic()
     second = run(dry_run=False)
-    assert second.enqueued == len(dropped)
+    assert (second.enqueued, second.have_jobs) == (0, len(dropped)), "objects with jobs are not sent again"
     settled = settle(stack, prefix, dropped)
     again = check(stack, "backfill run a second time", prefix, dropped, started=started, settled=settled)
     assert_invariant(again)
@@ -216,7 +218,9 @@ def test_one_completion_event_per_ending_with_duplicated_deliveries_and_late_web
         backfill(
             aws(stack, "s3"),
             aws(stack, "sqs"),
+            aws(stack, "dynamodb"),
             bucket=stack.names["inbox_bucket"],
+            jobs_table=stack.names["jobs_table"],
             prefix=key_prefix,
             queue_url=stack.names["ingest_queue_url"],
             dry_run=False,

@@ -29,13 +29,16 @@ SMALL = {"target-megapixels": "1"}
 
 
 def refuse_s3_under(stack: LocalStack, key_prefix: str) -> Callable[[], None]:
-    """The submit function's S3 client refuses every call about keys under the prefix (as a missing
-    permission on that folder would); returns the fix."""
+    """The submit function's S3 client fails every call about keys under the prefix with an internal
+    error (a fault that keeps coming back; a refusal such as AccessDenied is REJECTED at once); returns
+    the fix."""
     client = stack.functions["SubmitFunction"].module.submitter.objects._s3
 
     def refuse(params: dict[str, Any], **_: Any) -> None:
         if str(params.get("Key", "")).startswith(key_prefix):
-            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetObject")
+            raise ClientError(
+                {"Error": {"Code": "InternalError", "Message": "We encountered an internal error."}}, "GetObject"
+            )
 
     client.meta.events.register("before-parameter-build.s3", refuse)
     return lambda: client.meta.events.unregister("before-parameter-build.s3", refuse)
