@@ -32,9 +32,10 @@ EXISTING_BUCKET = "my-existing-photos"
 RESULT_PREFIX = "EXISTING-BUCKET-RESULT "
 
 
-def main() -> int:
+def existing_bucket_config(seed: int) -> StackConfig:
+    """A local stack watching an existing bucket (EventBridge rule -> ingestion queue)."""
     os.environ["RUNWARE_MAX_ATTEMPTS"] = "3"
-    config = StackConfig(
+    return StackConfig(
         emulator_workers=EMULATOR_WORKERS,
         reconcile_interval_seconds=1.0,
         parameter_overrides={
@@ -42,8 +43,12 @@ def main() -> int:
             "ReconcileAfterSeconds": str(RECONCILE_AFTER_SECONDS),
             "JobMaxAgeSeconds": str(JOB_MAX_AGE_SECONDS),
         },
-        seed=20240612,
+        seed=seed,
     )
+
+
+def main() -> int:
+    config = existing_bucket_config(seed=20240612)
     with LocalStack(config) as stack:
         shapes: list[str] = []
         lock = threading.Lock()

@@ -5,17 +5,14 @@ after the fix upscales them. Prints one JSON line: the report row and what was o
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import asdict
 from typing import Any
 
-from local.stack import LocalStack, StackConfig
+from local.stack import LocalStack
+from tests.reliability.existing_bucket import existing_bucket_config
 from tests.reliability.harness import (
-    EMULATOR_WORKERS,
-    JOB_MAX_AGE_SECONDS,
-    RECONCILE_AFTER_SECONDS,
     Drop,
     check,
     drop_all,
@@ -25,23 +22,12 @@ from tests.reliability.harness import (
 from tests.stack_waits import wait_on_stack
 from upscale_cli.redrive import redrive, wait_for_task
 
-EXISTING_BUCKET = "my-existing-photos"
 RESULT_PREFIX = "UPLOAD-EVENT-DEAD-LETTERS-RESULT "
 RULE_LOGICAL_ID = "ExistingBucketUploadRule"
 
 
 def main() -> int:
-    os.environ["RUNWARE_MAX_ATTEMPTS"] = "3"
-    config = StackConfig(
-        emulator_workers=EMULATOR_WORKERS,
-        reconcile_interval_seconds=1.0,
-        parameter_overrides={
-            "ExistingBucketName": EXISTING_BUCKET,
-            "ReconcileAfterSeconds": str(RECONCILE_AFTER_SECONDS),
-            "JobMaxAgeSeconds": str(JOB_MAX_AGE_SECONDS),
-        },
-        seed=20240613,
-    )
+    config = existing_bucket_config(seed=20240613)
     with LocalStack(config) as stack:
         events, sqs = stack.client("events"), stack.client("sqs")
         rule = stack.resolver.resources[RULE_LOGICAL_ID]["Ref"]
