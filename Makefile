@@ -65,7 +65,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 ## validate: sam validate --lint, cfn-lint, checkov and sam build (tools in their own venv)
-validate:
+validate: $(STAMP)
 	bash scripts/validate
 
 ## bench: benchmarks against baselines, report in benchmarks/results/latest.md

@@ -213,3 +213,74 @@ def resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str,
         for logical_id, resource in template.get("Resources", {}).items()
         if resource.get("Type") == resource_type
     }
+
+
+# ---- the environment a deployed function gets ----------------------------------------------------
+
+_PLACEHOLDER_SERVICES = {
+    "AWS::SQS::Queue": "sqs",
+    "AWS::Serverless::Function": "lambda",
+    "AWS::Lambda::Function": "lambda",
+    "AWS::IAM::Role": "iam",
+    "AWS::DynamoDB::Table": "dynamodb",
+    "AWS::S3::Bucket": "s3",
+    "AWS::SecretsManager::Secret": "secretsmanager",
+    "AWS::Events::EventBus": "events",
+    "AWS::SNS::Topic": "sns",
+}
+
+
+def placeholder_resources(
+    template: dict[str, Any], region: str = "us-east-1", account_id: str = "123456789012"
+) -> dict[str, dict[str, str]]:
+    """A Ref and an Arn for every resource, shaped as CloudFormation returns them for its type, so
+    that a function's environment resolves as it would in a deployed stack (with made-up names)."""
+    resources: dict[str, dict[str, str]] = {}
+    for logical_id, resource in template.get("Resources", {}).items():
+        resource_type = resource.get("Type", "")
+        service = _PLACEHOLDER_SERVICES.get(resource_type, "cloudformation")
+        name = logical_id.lower() if service == "s3" else logical_id
+        ref, arn = name, f"arn:aws:{service}:{region}:{account_id}:{name}"
+        if service == "sqs":
+            ref = f"https://sqs.{region}.amazonaws.com/{account_id}/{name}"
+        elif service == "lambda":
+            arn = f"arn:aws:lambda:{region}:{account_id}:function:{name}"
+        elif service == "iam":
+            arn = f"arn:aws:iam::{account_id}:role/{name}"
+        elif service == "dynamodb":
+            arn = f"arn:aws:dynamodb:{region}:{account_id}:table/{name}"
+        elif service == "s3":
+            arn = f"arn:aws:s3:::{name}"
+        elif service == "secretsmanager":
+            ref = arn = f"arn:aws:secretsmanager:{region}:{account_id}:secret:{name}-AbCdEf"
+        resources[logical_id] = {"Ref": ref, "Arn": arn}
+    return resources
+
+
+def deployed_environment(template: dict[str, Any], function: str, region: str = "us-east-1") -> dict[str, str]:
+    """The environment `function` runs with when the template deploys with its defaults: the
+    variables the template sets, and those Lambda's runtime adds (region, placeholder credentials)."""
+    resolver = TemplateResolver(
+        template, stack_name="check", region=region, resources=placeholder_resources(template, region)
+    )
+    environment = resolver.resolve(function_specs(template)[function].environment)
+    return {
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_ACCESS_KEY_ID": "placeholder",
+        "AWS_SECRET_ACCESS_KEY": "placeholder",
+        "AWS_SESSION_TOKEN": "placeholder",
+        "AWS_LAMBDA_FUNCTION_NAME": function,
+        **{key: str(value) for key, value in environment.items()},
+    }
+
+
+if __name__ == "__main__":
+    # python -m local.template environment FUNCTION: KEY=VALUE lines, one per variable, for importing
+    # a built handler as Lambda would (scripts/validate)
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "environment":
+        sys.exit("usage: python -m local.template environment FUNCTION_LOGICAL_ID")
+    for key, value in deployed_environment(load_template(), sys.argv[2]).items():
+        print(f"{key}={value}")
