@@ -85,7 +85,7 @@ def test_requests_are_recorded_in_order(emulator, client, photo):
 @pytest.mark.parametrize(
     ("field_path", "value"),
     [
-        ("taskUUID", str(uuid.uuid1())),
+        ("taskUUID", "6ba7b810-9dad-11d1-80b4-00c04fd430c8"),  # a version-1 UUID
         ("taskUUID", "not-a-uuid"),
         ("taskUUID", MISSING),
         ("model", "runware:100@1"),
@@ -225,7 +225,7 @@ def test_target_megapixels_is_optional_as_the_model_page_marks_it(emulator, clie
         (data_uri(b"definitely not an image"), "decodable"),
         ("!!! not base64 !!!", "base64"),
         ("ftp://127.0.0.1/photo.png", "scheme"),
-        (str(uuid.uuid4()), "unknown image UUID"),
+        ("3f2b6c1e-8a4d-4e0f-9b7a-2c5d8e1f0a3b", "unknown image UUID"),
     ],
 )
 def test_an_unusable_input_fails_the_task_as_an_invalid_image_parameter(emulator, client, peer, image, hint):
