@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo up screenshots test test-unit test-integration soak lint format validate bench clean lock
+.PHONY: demo up screenshots test soak lint format validate bench clean lock
 
 UV := $(BIN)/uv
 LOCK_FLAGS := --quiet --generate-hashes
@@ -43,12 +43,14 @@ screenshots: $(STAMP)
 # of its own; their tests mostly wait on their stacks, so two share two cores well (their
 # conftest.py files start the longest test first and keep a module with a costly module-scoped
 # fixture on one worker). STACK_TEST_WORKERS=0 runs a suite in one process.
+# The unit and template tests use the CPU: one process per core (UNIT_TEST_WORKERS=0: one process).
 STACK_TEST_WORKERS ?= 2
 STACK_TEST_OPTIONS := -n $(STACK_TEST_WORKERS) --dist loadgroup
+UNIT_TEST_WORKERS ?= auto
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest tests/unit tests/template
+	$(BIN)/python -m pytest tests/unit tests/template -n $(UNIT_TEST_WORKERS)
 	$(BIN)/python -m pytest tests/integration $(STACK_TEST_OPTIONS)
 	$(BIN)/python -m pytest tests/reliability $(STACK_TEST_OPTIONS)
 
