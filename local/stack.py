@@ -41,6 +41,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from local.custom_resources import create_all, custom_resources, service_function
 from local.event_source_mapping import EventSourceMapping, MappingSettings, MappingState, register_mapping
 from local.lambda_runtime import LocalFunction, ensure_layer_on_path
 from local.runware_emulator import FaultConfig, RunwareEmulator
@@ -115,6 +116,14 @@ class LocalStack:
     # ---- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> LocalStack:
+        """Start every part; a part that fails to start (a refused custom resource) stops those started."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> LocalStack:
         self._start_moto()
         self._create_resources()
         self.emulator = RunwareEmulator(
@@ -449,8 +458,13 @@ class LocalStack:
         os.environ.update(environment)
         self.environment = environment
         self._reset_container_caches()
-        for logical_id, spec in self.functions_spec.items():
-            self.functions[logical_id] = LocalFunction(spec, f"{self.resolver.stack_name}-{logical_id}")
+        # The functions that answer custom resources first: what they refuse, nothing else is given.
+        for logical_id in {service_function(resource) for resource in custom_resources(self.template).values()}:
+            self._load_function(logical_id)
+        self._create_custom_resources()
+        for logical_id in self.functions_spec:
+            if logical_id not in self.functions:
+                self._load_function(logical_id)
         self.names.update(
             output_bucket=environment["OUTPUT_BUCKET"],
             output_prefix=environment.get("OUTPUT_PREFIX", ""),
@@ -458,6 +472,26 @@ class LocalStack:
             ingest_queue_url=self.resolver.resources[self._ingest_queue()[0]]["QueueUrl"],
             dlq_url=self._dead_letter_queue_url(),
             webhook_url=environment.get("WEBHOOK_URL", ""),
+        )
+
+    def _load_function(self, logical_id: str) -> None:
+        self.functions[logical_id] = LocalFunction(
+            self.functions_spec[logical_id], f"{self.resolver.stack_name}-{logical_id}"
+        )
+
+    def _create_custom_resources(self) -> None:
+        """Each custom resource's Create, answered by its function (CustomResourceFailed stops the start)."""
+        if not custom_resources(self.template):
+            return
+        s3 = self.client("s3")
+        answers_bucket = f"{self.resolver.stack_name}-cloudformation-answers"
+        s3.create_bucket(Bucket=answers_bucket)
+        create_all(
+            self.template,
+            self.resolver,
+            lambda logical_id, event: self.functions[logical_id].invoke(event),
+            s3,
+            answers_bucket,
         )
 
     def _local_value(self, value: str) -> str:
