@@ -50,6 +50,13 @@ def test_each_folder_gets_its_preset_and_metadata_still_overrides(stack: LocalSt
     assert jobs[keys["presets-web/thumbs/icon.jpg"]]["outputQuality"] == 70  # the longer prefix's preset
 
 
+def test_an_image_its_preset_cannot_enlarge_is_rejected_and_the_record_names_the_preset(stack: LocalStack) -> None:
+    key = drop(stack, "presets-web/large.jpg", image_bytes(2000, 1500))  # 3 MP; the preset asks for 2
+    job = wait_for_jobs(stack, [key])[key]
+    assert (job["status"], job["errorCode"], job["preset"]) == ("REJECTED", "alreadyAtTarget", "presets-web/")
+    assert "above the target of 2 MP" in job["errorMessage"]
+
+
 def test_an_object_outside_every_preset_gets_the_defaults_and_no_preset(stack: LocalStack) -> None:
     key = drop(stack, "presets-none/photo.jpg", image_bytes(480, 320))
     job = wait_for_jobs(stack, [key])[key]

@@ -9,7 +9,7 @@ claims or rejects the job from this; a backfill's estimate counts and prices wit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from upscaler.image_header import ImageHeader, MetadataTooLarge, UnreadableImage
@@ -58,7 +58,10 @@ class SourceInspector:
             return Rejection("metadataTooLarge", f"{error}")
         except UnreadableImage as error:
             return Rejection("notAnImage", f"{error}")
-        return content_problem(header, options) or self._accepted(source, job_id, info, header, options, preset)
+        problem = content_problem(header, options)
+        if problem is not None:  # the record says which preset asked for what the image cannot give
+            return replace(problem, known={**problem.known, "preset": preset}) if preset else problem
+        return self._accepted(source, job_id, info, header, options, preset)
 
     def _accepted(
         self,
