@@ -1,11 +1,13 @@
 """Command line for what only the embedded local stack has.
 
 up       run the stack in the foreground and print how to use it with the AWS CLI
-         (--fault outage|401|402 starts it with that Runware fault in force)
+         (--fault outage|401|402 starts it with that Runware fault in force; --presets FILE
+         with those folder presets, a bad document refused at start)
 demo     start the stack, upscale the sample images, download results to ./out/, print a table
 fault    set (outage, 401, 402) or clear a Runware fault on the running stack
 
-Exit statuses: 0 done, 1 the demo's results are not as expected, 2 usage, 3 no local stack is
+Exit statuses: 0 done, 1 the demo's results are not as expected, 2 usage (and a custom resource of
+the template that refuses the parameters, such as bad presets), 3 no local stack is
 running (fault), 5 its emulator does not answer (fault), 7 a local stack is already running or its
 port is taken (up), 130 interrupted.
 
