@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -44,7 +45,6 @@ class BackfillReport:
     enqueued: int = 0
     skipped_folders: int = 0  # zero-byte keys ending in '/', which consoles create as folders: ignored
     estimate: BackfillEstimate | None = None  # a dry run's, when given the stack's settings
-    new_sources: list[SourceObject] = field(default_factory=list, repr=False)  # what the estimate looks at
 
     @property
     def ignored(self) -> int:
@@ -53,6 +53,10 @@ class BackfillReport:
 
 class BackfillFailed(RuntimeError):
     """SQS refused some messages twice."""
+
+
+# A page of new sources added to a dry run's estimate (upscale_cli.backfill_estimate.estimate).
+Estimating = Callable[[list[SourceObject]], object]
 
 
 def backfill(
@@ -70,9 +74,10 @@ def backfill(
     """Enqueue (or, in a dry run, count) the objects under the prefix that have no job; a dry run with
     the stack's settings also estimates what the new ones would cost."""
     report = BackfillReport(bucket=bucket, prefix=prefix, dry_run=dry_run)
+    estimating: Estimating | None = None
     if dry_run and settings is not None:
         report.estimate = BackfillEstimate()
-    objects = ObjectStore(s3)
+        estimating = partial(estimate, settings, ObjectStore(s3), into=report.estimate)
     candidates: list[dict[str, Any]] = []
     for version in current_versions(s3, bucket, prefix):
         report.objects += 1
@@ -82,17 +87,24 @@ def backfill(
             continue
         candidates.append(version)
         if len(candidates) == GET_BATCH:
-            _handle(report, sqs, dynamodb, candidates, queue_url=queue_url, jobs_table=jobs_table)
+            _handle(
+                report, sqs, dynamodb, candidates, queue_url=queue_url, jobs_table=jobs_table, estimating=estimating
+            )
             candidates = []
     if candidates:
-        _handle(report, sqs, dynamodb, candidates, queue_url=queue_url, jobs_table=jobs_table)
-    if report.estimate is not None and settings is not None:
-        estimate(settings, objects, report.new_sources, into=report.estimate)
+        _handle(report, sqs, dynamodb, candidates, queue_url=queue_url, jobs_table=jobs_table, estimating=estimating)
     return report
 
 
 def _handle(
-    report: BackfillReport, sqs: Any, dynamodb: Any, versions: list[dict[str, Any]], *, queue_url: str, jobs_table: str
+    report: BackfillReport,
+    sqs: Any,
+    dynamodb: Any,
+    versions: list[dict[str, Any]],
+    *,
+    queue_url: str,
+    jobs_table: str,
+    estimating: Estimating | None,
 ) -> None:
     named = [source_of(report.bucket, version) for version in versions]
     existing = existing_jobs(dynamodb, jobs_table, [source.job_id for source in named])
@@ -106,8 +118,8 @@ def _handle(
         report.have_jobs_by_status[status] = report.have_jobs_by_status.get(status, 0) + 1
     report.new += len(new)
     if report.dry_run:
-        if report.estimate is not None:
-            report.new_sources.extend(source for source, _ in new)
+        if estimating is not None:
+            estimating([source for source, _ in new])
         return
     versions_to_send = [version for _, version in new]
     for start in range(0, len(versions_to_send), SQS_BATCH):

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace, target: Target, out: Output) -> int:
 
 
 def as_json(report: BackfillReport) -> dict[str, Any]:
-    fields = {name: value for name, value in asdict(report).items() if name not in ("estimate", "new_sources")}
+    fields = {name: value for name, value in asdict(report).items() if name != "estimate"}
     if report.estimate is not None:
         fields["estimate"] = report.estimate.as_json()
     return {**fields, "ignored": report.ignored}
