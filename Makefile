@@ -27,11 +27,11 @@ lock: $(STAMP)
 
 ## demo: start the local stack, upscale the sample images, print the results table
 demo: $(STAMP)
-	$(BIN)/python -m local demo
+	$(BIN)/python -m local demo $(if $(PRESETS),--presets $(PRESETS))
 
-## up: run the local stack in the foreground (FAULT=outage|401|402 starts it with that Runware fault)
+## up: run the local stack in the foreground (FAULT=outage|401|402 starts it with that Runware fault; PRESETS=file.json its folder presets)
 up: $(STAMP)
-	$(BIN)/python -m local up $(if $(FAULT),--fault $(FAULT))
+	$(BIN)/python -m local up $(if $(FAULT),--fault $(FAULT)) $(if $(PRESETS),--presets $(PRESETS))
 
 ## screenshots: the pictures in README.md (docs/images/*.png), taken of the local stack by headless Chromium
 screenshots: $(STAMP)

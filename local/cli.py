@@ -1,11 +1,13 @@
 """Command line for what only the embedded local stack has.
 
 up       run the stack in the foreground and print how to use it with the AWS CLI
-         (--fault outage|401|402 starts it with that Runware fault in force)
+         (--fault outage|401|402 starts it with that Runware fault in force; --presets FILE
+         with those folder presets, a bad document refused at start)
 demo     start the stack, upscale the sample images, download results to ./out/, print a table
 fault    set (outage, 401, 402) or clear a Runware fault on the running stack
 
-Exit statuses: 0 done, 1 the demo's results are not as expected, 2 usage, 3 no local stack is
+Exit statuses: 0 done, 1 the demo's results are not as expected, 2 usage (and a custom resource of
+the template that refuses the parameters, such as bad presets), 3 no local stack is
 running (fault), 5 its emulator does not answer (fault), 7 a local stack is already running or its
 port is taken (up), 130 interrupted.
 
@@ -16,6 +18,7 @@ set-key) is `s3-upscale --local ...`, the same command as for a deployed stack.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import signal
 import socket
@@ -29,6 +32,7 @@ from local.fault_presets import FAULT_PRESETS
 from upscaler.job_record import TERMINAL_STATUSES
 
 EXIT_NOT_DONE = 1
+EXIT_USAGE = 2
 EXIT_NO_STACK = 3
 EXIT_UNREACHABLE = 5
 EXIT_ALREADY_RUNNING = 7
@@ -75,13 +79,19 @@ def _add_fault_options(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="a template parameter for the local stack, e.g. ExistingBucketName=my-photos (repeatable)",
     )
+    parser.add_argument(
+        "--presets",
+        type=Path,
+        metavar="FILE",
+        help="folder presets: a JSON file, the UploadPresets parameter (docs/presets.md); a bad one stops the start",
+    )
     group = parser.add_argument_group("Runware emulator faults")
     group.add_argument("--latency", type=float, default=0.0, help="seconds of processing per task")
     group.add_argument("--drop-webhooks", type=float, default=0.0, help="share of webhooks never sent (0..1)")
     group.add_argument("--fail-tasks", type=float, default=0.0, help="share of tasks that fail (0..1)")
 
 
-def _stack_config(args: argparse.Namespace, **overrides: Any) -> Any:
+def _stack_config(args: argparse.Namespace, default_parameters: dict[str, str] | None = None, **overrides: Any) -> Any:
     from local.fault_presets import with_preset
     from local.runware_emulator import FaultConfig
     from local.stack import StackConfig
@@ -92,6 +102,9 @@ def _stack_config(args: argparse.Namespace, **overrides: Any) -> Any:
     if getattr(args, "fault", None):
         faults = with_preset(faults, args.fault)
     parameters = dict(item.split("=", 1) for item in args.parameter)
+    if args.presets is not None:
+        parameters["UploadPresets"] = args.presets.read_text(encoding="utf-8")
+    parameters = {**(default_parameters or {}), **parameters}
     return StackConfig(faults=faults, parameter_overrides=parameters, **overrides)
 
 
@@ -161,6 +174,7 @@ def port_taken(port: int) -> bool:
 
 
 def run_up(args: argparse.Namespace) -> int:
+    from local.custom_resources import CustomResourceFailed
     from local.stack import LocalStack
     from local.state_file import stack_state, state_file_path, write_state
 
@@ -179,6 +193,10 @@ def run_up(args: argparse.Namespace) -> int:
 
     try:
         stack = LocalStack(_stack_config(args, aws_port=args.aws_port, function_log_level="INFO")).start()
+    except CustomResourceFailed as refused:
+        state_file_path().unlink(missing_ok=True)  # this process's claim
+        print(f"python -m local up: the stack would not deploy: {refused}", file=sys.stderr)
+        return EXIT_USAGE
     except BaseException:
         state_file_path().unlink(missing_ok=True)  # this process's claim
         raise
@@ -245,14 +263,25 @@ def run_fault(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    from local.custom_resources import CustomResourceFailed
+    from local.samples import DEMO_PRESETS
+
+    print("Starting the local stack (moto AWS, Runware emulator, webhook gateway) on 127.0.0.1 ...")
+    print("Note: the Runware emulator resizes with classical resampling; it is not the AI model.\n")
+    try:
+        return _demo(args, _stack_config(args, {"UploadPresets": json.dumps(DEMO_PRESETS)}))
+    except CustomResourceFailed as refused:
+        print(f"python -m local demo: the stack would not deploy: {refused}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _demo(args: argparse.Namespace, config: Any) -> int:
     from local.demo_page import DemoEntry, write_demo_page
     from local.samples import samples
     from local.stack import LocalStack
 
-    print("Starting the local stack (moto AWS, Runware emulator, webhook gateway) on 127.0.0.1 ...")
-    print("Note: the Runware emulator resizes with classical resampling; it is not the AI model.\n")
     started = time.monotonic()
-    with LocalStack(_stack_config(args)) as stack:
+    with LocalStack(config) as stack:
         s3 = stack.client("s3")
         inbox_bucket, prefix = stack.names["inbox_bucket"], stack.names["inbox_prefix"]
         drops = samples()

@@ -1,7 +1,7 @@
 """Sample images the demo drops into the inbox: two real photographs and a few made here.
 
 Varied on purpose: photographs (CC0, in `local/sample_photos/` with their sources and licences in
-its LICENSE.md), a PNG with transparency (kept as PNG by an override), a tiny WEBP, a key with
+its LICENSE.md), a PNG with transparency (kept as PNG by the graphics/ folder preset), a tiny WEBP, a key with
 spaces, '+' and unicode, and inputs that must be refused with a clear reason.
 """
 
@@ -14,6 +14,9 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 PHOTOS = Path(__file__).resolve().parent / "sample_photos"
+
+# The demo stack's folder presets (the UploadPresets parameter): what is dropped in graphics/ stays a PNG.
+DEMO_PRESETS = {"graphics/": {"target-megapixels": 2, "output-format": "PNG"}}
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,7 @@ def samples() -> list[Sample]:
         Sample(
             "graphics/logo.png",
             _encode(logo_with_alpha(), "PNG"),
-            {"target-megapixels": "2", "output-format": "PNG"},
-            note="PNG with alpha, kept PNG",
+            note="PNG with alpha, kept PNG by the graphics/ preset",
             detail_focus=(0.3, 0.3),
         ),
         Sample(

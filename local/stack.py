@@ -33,7 +33,8 @@ import secrets
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +42,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from local.custom_resources import create_all, custom_resources, service_function
 from local.event_source_mapping import EventSourceMapping, MappingSettings, MappingState, register_mapping
 from local.lambda_runtime import LocalFunction, ensure_layer_on_path
 from local.runware_emulator import FaultConfig, RunwareEmulator
@@ -115,6 +117,14 @@ class LocalStack:
     # ---- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> LocalStack:
+        """Start every part; a part that fails to start (a refused custom resource) stops those started."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> LocalStack:
         self._start_moto()
         self._create_resources()
         self.emulator = RunwareEmulator(
@@ -430,27 +440,19 @@ class LocalStack:
         warnings.filterwarnings("ignore", message="No application metrics to publish")
         self.resolver.parameter_overrides.setdefault("RunwareApiUrl", self.emulator.url)
         environment: dict[str, str] = {}
-        for spec in self.functions_spec.values():
-            for name, value in spec.environment.items():
-                environment.setdefault(name, self._local_value(str(self.resolver.resolve(value))))
+        for logical_id in self.functions_spec:
+            for name, value in self._own_environment(logical_id).items():
+                environment.setdefault(name, value)
         # All functions share this process, so they share one environment: the union of theirs.
-        environment.update(
-            {
-                "POWERTOOLS_SERVICE_NAME": "upscale-local",
-                "POWERTOOLS_LOG_LEVEL": self.config.function_log_level,
-                "POWERTOOLS_METRICS_DISABLED": "true",
-                "POWERTOOLS_TRACE_DISABLED": "true",
-                "INTAKE_PAUSE_FIRST_WAIT_SECONDS": str(self.config.intake_pause_first_wait_seconds),
-                "INTAKE_PAUSE_LONGEST_WAIT_SECONDS": str(self.config.intake_pause_longest_wait_seconds),
-                # A key stored with `s3-upscale --local set-key` is used within seconds, not minutes.
-                "SECRET_CACHE_SECONDS": LOCAL_SECRET_CACHE_SECONDS,
-            }
-        )
+        environment.update(self._local_environment())
+        # Custom resources first, each answered by its function with that function's own environment,
+        # as in AWS: what a check refuses reaches no function.
+        self._create_custom_resources(environment)
         os.environ.update(environment)
         self.environment = environment
         self._reset_container_caches()
-        for logical_id, spec in self.functions_spec.items():
-            self.functions[logical_id] = LocalFunction(spec, f"{self.resolver.stack_name}-{logical_id}")
+        for logical_id in self.functions_spec:
+            self._load_function(logical_id)
         self.names.update(
             output_bucket=environment["OUTPUT_BUCKET"],
             output_prefix=environment.get("OUTPUT_PREFIX", ""),
@@ -458,6 +460,53 @@ class LocalStack:
             ingest_queue_url=self.resolver.resources[self._ingest_queue()[0]]["QueueUrl"],
             dlq_url=self._dead_letter_queue_url(),
             webhook_url=environment.get("WEBHOOK_URL", ""),
+        )
+
+    def _load_function(self, logical_id: str) -> None:
+        self.functions[logical_id] = LocalFunction(
+            self.functions_spec[logical_id], f"{self.resolver.stack_name}-{logical_id}"
+        )
+
+    def _own_environment(self, logical_id: str) -> dict[str, str]:
+        spec = self.functions_spec[logical_id]
+        return {name: self._local_value(str(self.resolver.resolve(value))) for name, value in spec.environment.items()}
+
+    def _local_environment(self) -> dict[str, str]:
+        """What every function gets locally beyond the template's environment."""
+        return {
+            "POWERTOOLS_SERVICE_NAME": "upscale-local",
+            "POWERTOOLS_LOG_LEVEL": self.config.function_log_level,
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "INTAKE_PAUSE_FIRST_WAIT_SECONDS": str(self.config.intake_pause_first_wait_seconds),
+            "INTAKE_PAUSE_LONGEST_WAIT_SECONDS": str(self.config.intake_pause_longest_wait_seconds),
+            # A key stored with `s3-upscale --local set-key` is used within seconds, not minutes.
+            "SECRET_CACHE_SECONDS": LOCAL_SECRET_CACHE_SECONDS,
+        }
+
+    def _create_custom_resources(self, stack_environment: dict[str, str]) -> None:
+        """Each custom resource's Create, answered by its function loaded with its own environment only
+        (CustomResourceFailed stops the start); the functions are loaded again for the running stack."""
+        declared = custom_resources(self.template)
+        if not declared:
+            return
+        s3 = self.client("s3")
+        answers_bucket = f"{self.resolver.stack_name}-cloudformation-answers"
+        s3.create_bucket(Bucket=answers_bucket)
+        answering: dict[str, LocalFunction] = {}
+        for logical_id in {service_function(resource) for resource in declared.values()}:
+            own = {**self._own_environment(logical_id), **self._local_environment()}
+            with _only_for_loading(own, others=stack_environment.keys() - own.keys()):
+                self._reset_container_caches()
+                answering[logical_id] = LocalFunction(
+                    self.functions_spec[logical_id], f"{self.resolver.stack_name}-{logical_id}"
+                )
+        create_all(
+            self.template,
+            self.resolver,
+            lambda logical_id, event: answering[logical_id].invoke(event),
+            s3,
+            answers_bucket,
         )
 
     def _local_value(self, value: str) -> str:
@@ -587,6 +636,24 @@ class LocalStack:
             if done >= expected or time.monotonic() >= deadline:
                 return
             time.sleep(poll)
+
+
+@contextmanager
+def _only_for_loading(environment: dict[str, str], others: Iterable[str]) -> Iterator[None]:
+    """os.environ holding `environment` and none of `others` (another function's variables) for a while."""
+    touched = {*environment, *others}
+    saved = {name: os.environ.get(name) for name in touched}
+    for name in others:
+        os.environ.pop(name, None)
+    os.environ.update(environment)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _rule_target(target: dict[str, Any]) -> dict[str, Any]:

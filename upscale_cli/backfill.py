@@ -4,7 +4,9 @@ Each current object version without a job yet becomes one message on the ingesti
 as an S3 notification (eventName `ObjectCreated:Backfill`), so it takes the same path as an upload:
 the job id derives from bucket, key and version. Objects that already have a job (the id the
 message would make is in the jobs table) are counted, not sent, so running the backfill again
-sends nothing; folder placeholders are ignored, as the submit function ignores them. In a bucket
+sends nothing; folder placeholders are ignored, as the submit function ignores them. A dry run
+with the stack's settings also says what the new objects would cost (upscale_cli.backfill_estimate).
+In a bucket
 without versioning the identity is the ETag, so an object first seen through its upload event may
 be processed once more by a backfill.
 """
@@ -13,14 +15,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from urllib.parse import quote_plus
 
+from upscale_cli.backfill_estimate import BackfillEstimate, estimate
 from upscaler.job_record import job_id_for
-from upscaler.source_events import source_objects
+from upscaler.settings import Settings
+from upscaler.source_events import SourceObject, source_objects
+from upscaler.storage import ObjectStore
 
 SQS_BATCH = 10  # SendMessageBatch takes at most 10 entries
 GET_BATCH = 100  # BatchGetItem reads at most 100 items per request
@@ -35,8 +41,10 @@ class BackfillReport:
     bytes: int = 0
     new: int = 0  # without a job: what the backfill sends (or, in a dry run, would send)
     have_jobs: int = 0  # a job exists for this version already: not sent
+    have_jobs_by_status: dict[str, int] = field(default_factory=dict)
     enqueued: int = 0
     skipped_folders: int = 0  # zero-byte keys ending in '/', which consoles create as folders: ignored
+    estimate: BackfillEstimate | None = None  # a dry run's, when given the stack's settings
 
     @property
     def ignored(self) -> int:
@@ -47,10 +55,29 @@ class BackfillFailed(RuntimeError):
     """SQS refused some messages twice."""
 
 
+# A page of new sources added to a dry run's estimate (upscale_cli.backfill_estimate.estimate).
+Estimating = Callable[[list[SourceObject]], object]
+
+
 def backfill(
-    s3: Any, sqs: Any, dynamodb: Any, *, bucket: str, prefix: str, queue_url: str, jobs_table: str, dry_run: bool
+    s3: Any,
+    sqs: Any,
+    dynamodb: Any,
+    *,
+    bucket: str,
+    prefix: str,
+    queue_url: str,
+    jobs_table: str,
+    dry_run: bool,
+    settings: Settings | None = None,
 ) -> BackfillReport:
+    """Enqueue (or, in a dry run, count) the objects under the prefix that have no job; a dry run with
+    the stack's settings also estimates what the new ones would cost."""
     report = BackfillReport(bucket=bucket, prefix=prefix, dry_run=dry_run)
+    estimating: Estimating | None = None
+    if dry_run and settings is not None:
+        report.estimate = BackfillEstimate()
+        estimating = partial(estimate, settings, ObjectStore(s3), into=report.estimate)
     candidates: list[dict[str, Any]] = []
     for version in current_versions(s3, bucket, prefix):
         report.objects += 1
@@ -60,42 +87,74 @@ def backfill(
             continue
         candidates.append(version)
         if len(candidates) == GET_BATCH:
-            _handle(report, sqs, dynamodb, candidates, queue_url=queue_url, jobs_table=jobs_table)
+            _handle(
+                report, sqs, dynamodb, candidates, queue_url=queue_url, jobs_table=jobs_table, estimating=estimating
+            )
             candidates = []
     if candidates:
-        _handle(report, sqs, dynamodb, candidates, queue_url=queue_url, jobs_table=jobs_table)
+        _handle(report, sqs, dynamodb, candidates, queue_url=queue_url, jobs_table=jobs_table, estimating=estimating)
     return report
 
 
 def _handle(
-    report: BackfillReport, sqs: Any, dynamodb: Any, versions: list[dict[str, Any]], *, queue_url: str, jobs_table: str
+    report: BackfillReport,
+    sqs: Any,
+    dynamodb: Any,
+    versions: list[dict[str, Any]],
+    *,
+    queue_url: str,
+    jobs_table: str,
+    estimating: Estimating | None,
 ) -> None:
-    ids = {job_id_of(report.bucket, version): version for version in versions}
-    existing = existing_job_ids(dynamodb, jobs_table, list(ids))
-    new = [version for job_id, version in ids.items() if job_id not in existing]
+    named = [source_of(report.bucket, version) for version in versions]
+    existing = existing_jobs(dynamodb, jobs_table, [source.job_id for source in named])
+    new = [
+        (source.source, version)
+        for source, version in zip(named, versions, strict=True)
+        if source.job_id not in existing
+    ]
     report.have_jobs += len(versions) - len(new)
+    for status in existing.values():
+        report.have_jobs_by_status[status] = report.have_jobs_by_status.get(status, 0) + 1
     report.new += len(new)
     if report.dry_run:
+        if estimating is not None:
+            estimating([source for source, _ in new])
         return
-    for start in range(0, len(new), SQS_BATCH):
-        report.enqueued += _send(sqs, queue_url, report.bucket, new[start : start + SQS_BATCH])
+    versions_to_send = [version for _, version in new]
+    for start in range(0, len(versions_to_send), SQS_BATCH):
+        report.enqueued += _send(sqs, queue_url, report.bucket, versions_to_send[start : start + SQS_BATCH])
 
 
-def job_id_of(bucket: str, version: dict[str, Any]) -> str:
-    """The job id the backfill's message for this version makes (the submit function's derivation)."""
+@dataclass(frozen=True)
+class BackfillSource:
+    """An object version as the backfill's message names it, and the job id that message makes."""
+
+    job_id: str
+    source: SourceObject
+
+
+def source_of(bucket: str, version: dict[str, Any]) -> BackfillSource:
+    """The source the backfill's message for this version names (the submit function's reading of it)."""
     [source] = source_objects(notification_for(bucket, version))
-    return job_id_for(*source.identity)
+    return BackfillSource(job_id_for(*source.identity), source)
 
 
-def existing_job_ids(dynamodb: Any, table: str, job_ids: list[str]) -> set[str]:
-    """Which of these job ids have an item (BatchGetItem, at most 100 keys, unprocessed keys asked again)."""
-    found: set[str] = set()
+def existing_jobs(dynamodb: Any, table: str, job_ids: list[str]) -> dict[str, str]:
+    """Which of these job ids have an item, and its status (BatchGetItem, at most 100 keys, unprocessed
+    keys asked again)."""
+    found: dict[str, str] = {}
     request: dict[str, Any] = {
-        table: {"Keys": [{"jobId": {"S": job_id}} for job_id in job_ids], "ProjectionExpression": "jobId"}
+        table: {
+            "Keys": [{"jobId": {"S": job_id}} for job_id in job_ids],
+            "ProjectionExpression": "jobId, #status",
+            "ExpressionAttributeNames": {"#status": "status"},
+        }
     }
     while request.get(table, {}).get("Keys"):
         response = dynamodb.batch_get_item(RequestItems=request)
-        found.update(item["jobId"]["S"] for item in response.get("Responses", {}).get(table, []))
+        for item in response.get("Responses", {}).get(table, []):
+            found[item["jobId"]["S"]] = item.get("status", {}).get("S", "UNKNOWN")
         request = response.get("UnprocessedKeys") or {}
         if request:
             time.sleep(0.2)  # DynamoDB returns unprocessed keys when throttled: ask again after a pause

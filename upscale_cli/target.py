@@ -44,6 +44,8 @@ class Target:
     ingest_queue_arn: str = ""
     completion_events_queue_url: str = ""  # locally, a rule routes the completion events to this queue
     submit_function: str = ""
+    # The submit function's environment, when known without asking Lambda (the local stack's).
+    submit_environment: dict[str, str] | None = None
     region: str | None = None
     endpoint_url: str | None = None
     local: bool = False
@@ -142,6 +144,7 @@ def local_target_from_state(state: dict[str, Any]) -> Target:
         ingest_queue_url=state.get("ingest_queue_url", ""),
         completion_events_queue_url=state.get("completion_events_url", ""),
         submit_function=state.get("submit_function", ""),
+        submit_environment=environment or None,
         region=LOCAL_REGION,
         endpoint_url=state["aws_endpoint"],
         local=True,

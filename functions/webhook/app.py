@@ -1,4 +1,8 @@
-"""WebhookFunction: Runware's result POST (through the HTTP API) is verified and recorded."""
+"""WebhookFunction: Runware's result POST (through the HTTP API) is verified and recorded.
+
+It also answers the stack's deploy-time check of the upload presets, a CloudFormation custom
+resource (upscaler.deploy_checks): CloudFormation invokes it directly; no HTTP request has that shape.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from upscaler.deploy_checks import answer_check, is_check_request
 from upscaler.job_metrics import add_webhook_metrics
 from upscaler.wiring import build_webhook_receiver
 
@@ -39,4 +44,8 @@ def _raw_body(body: str | None, is_base64: bool) -> bytes:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if is_check_request(event):
+        answer = answer_check(event)
+        logger.info("deploy check answered", extra={"status": answer["Status"], "reason": answer.get("Reason")})
+        return answer
     return app.resolve(event, context)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import os
 import warnings
 from collections.abc import Iterator
@@ -30,6 +31,13 @@ JOB_MAX_AGE_SECONDS = 20
 RUNWARE_MAX_ATTEMPTS = "3"
 
 
+# The session stack's folder presets (tests/integration/test_presets.py); no other test drops under them.
+INTEGRATION_PRESETS = {
+    "presets-print/": {"target-megapixels": 8, "output-format": "PNG"},
+    "presets-web/": {"target-megapixels": 2, "output-format": "WEBP", "output-quality": 80},
+    "presets-web/thumbs/": {"target-megapixels": 1, "output-format": "JPG", "output-quality": 70},
+    "estimate/large/": {"target-megapixels": 6},
+}
 NO_METRICS_WARNING = "No application metrics to publish"
 # Run in several processes (make test: pytest-xdist, --dist loadgroup), the longest test starts first
 # so the others fill the workers around it, and a module whose module-scoped fixture starts
@@ -62,6 +70,7 @@ def stack() -> Iterator[LocalStack]:
         parameter_overrides={
             "ReconcileAfterSeconds": str(RECONCILE_AFTER_SECONDS),
             "JobMaxAgeSeconds": str(JOB_MAX_AGE_SECONDS),
+            "UploadPresets": json.dumps(INTEGRATION_PRESETS),
         },
         seed=1234,
     )

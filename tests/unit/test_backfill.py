@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import INBOX_BUCKET, JOBS_TABLE, REGION
 from tests.unit.cli_target import add_job, moto_target
-from upscale_cli.backfill import backfill, job_id_of, notification_for
+from upscale_cli.backfill import backfill, notification_for, source_of
 from upscaler.job_record import job_id_for
 from upscaler.source_events import source_objects
 
@@ -56,6 +56,7 @@ def test_objects_that_already_have_a_job_are_counted_not_sent(aws, queue):
 
     dry = run_backfill(aws, sqs, url, dry_run=True)
     assert (dry.objects, dry.new, dry.have_jobs, dry.ignored, dry.enqueued) == (3, 1, 1, 1, 0)
+    assert dry.have_jobs_by_status == {"COMPLETED": 1}
     real = run_backfill(aws, sqs, url, dry_run=False)
     assert (real.new, real.have_jobs, real.enqueued) == (1, 1, 1)
     assert [s.key for body in drain(sqs, url) for s in source_objects(body)] == ["inbox/new.jpg"]
@@ -63,7 +64,7 @@ def test_objects_that_already_have_a_job_are_counted_not_sent(aws, queue):
 
 def test_the_job_id_of_a_version_is_the_one_its_message_makes():
     version = {"Key": "inbox/a b.jpg", "VersionId": "v7", "ETag": '"e"', "Size": 3}
-    assert job_id_of("bucket", version) == job_id_for("bucket", "inbox/a b.jpg", "v7")
+    assert source_of("bucket", version).job_id == job_id_for("bucket", "inbox/a b.jpg", "v7")
 
 
 def test_each_current_version_is_one_message_that_names_it(aws, queue):

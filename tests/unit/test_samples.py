@@ -4,20 +4,22 @@
 from __future__ import annotations
 
 import io
+import json
+from dataclasses import replace
 from urllib.parse import quote_plus
 
 from PIL import Image
 
-from local.samples import PHOTOS, logo_with_alpha, photo, samples
+from local.samples import DEMO_PRESETS, PHOTOS, logo_with_alpha, photo, samples
 from tests.unit.queue_events import queued
 from tests.unit.test_submission import (  # noqa: F401 (fixtures used by name)
     make_submitter,
     runware,
     sleeps,
     submit,
-    submitter,
     upload,
 )
+from upscaler.presets import parse_presets
 
 EXPECTED_CODES = {
     "docs/notes.jpg": "notAnImage",
@@ -56,7 +58,10 @@ def test_names_are_unique_and_every_sample_says_why_it_is_there():
     assert all(sample.note for sample in samples())
 
 
-def test_each_sample_is_submitted_or_rejected_as_it_expects(aws, submitter, runware):
+def test_each_sample_is_submitted_or_rejected_as_it_expects(aws, make_submitter, runware):
+    # With the demo stack's presets, as `python -m local demo` starts it.
+    presets = parse_presets(json.dumps(DEMO_PRESETS), inbox_prefix=aws.settings.inbox_prefix)
+    submitter = make_submitter(replace(aws.settings, presets=presets))
     uploads = {sample.name: sample for sample in samples()}
     records = [upload(aws, f"inbox/{sample.name}", sample.body, sample.metadata) for sample in uploads.values()]
     assert records[3]["s3"]["object"]["key"] == "inbox/" + quote_plus("My Photos/été + plus ☃.jpg", safe="/")
@@ -70,6 +75,8 @@ def test_each_sample_is_submitted_or_rejected_as_it_expects(aws, submitter, runw
             assert (outcome.status, outcome.code) == (sample.expected_status, EXPECTED_CODES[name]), (name, outcome)
     sent = {task["taskUUID"]: task for task in runware.tasks}
     logo = sent[outcomes["graphics/logo.png"].job_id]
+    assert not uploads["graphics/logo.png"].metadata  # its options come from its folder's preset alone
     assert (logo["targetMegapixels"], logo["outputFormat"]) == (2, "PNG")
+    assert submitter.jobs.get(logo["taskUUID"]).preset == "graphics/"
     icon = sent[outcomes["tiny/icon.webp"].job_id]
     assert (icon["targetMegapixels"], icon["outputFormat"], icon["settings"]["enhanceDetails"]) == (1, "WEBP", True)

@@ -16,12 +16,15 @@ Sources and outputs
 - storage: S3 access: object metadata, header bytes, presigned URLs, copies.
 - image_header: format, dimensions, orientation and animation from an image's first bytes.
 - source_rules: what makes a readable source unusable (the reasons of REJECTED jobs).
+- source_inspection: a source looked at as submit looks at it: the job fields it makes, or why it is refused.
+- presets: folder presets: options by the prefix an object is dropped under, between defaults and metadata.
 - output_geometry: the output's sides before anything is sent.
 - outputs: the output's life: staging key, verification of the uploaded bytes, publication.
 - prior_outputs: no second bill for the same content: a claimed job completed from an output that exists already.
 
 Runware
 - models: what a job asks Runware for (options, the upscale task), with the documented ranges.
+- pricing: what a task costs by the model page's price tiers, for estimates before anything is sent.
 - runware: the HTTP client: retries, deadline, pacing.
 - request_pacing: how far apart one container sends its requests, learnt from 429s.
 - runware_answers: every Runware answer (acknowledgement, getResponse, webhook body) read into typed outcomes.
@@ -41,5 +44,6 @@ Paths
 
 Configuration
 - settings: configuration from the environment, by a table of variable -> parser.
+- deploy_checks: settings refused at deploy: a CloudFormation custom resource answered with the library's verdict.
 - wiring: each function's parts built from settings, once per container.
 """

@@ -71,6 +71,7 @@ class Job:
     realism: bool | None = None
     output_format: str | None = None
     output_quality: int | None = None
+    preset: str | None = None  # the folder preset whose options applied (upscaler.presets), by its prefix
     output_bucket: str | None = None
     output_key: str | None = None
     output_content_type: str | None = None

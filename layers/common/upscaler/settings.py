@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any, ClassVar, Final
 
 from upscaler.models import InvalidOption, UpscaleOptions, parse_bool
+from upscaler.presets import NO_PRESETS, Presets, PresetsError, parse_presets
 
 # A container keeps its share of a configured Runware rate with a tenth to spare.
 RATE_HEADROOM = 1.1
@@ -45,6 +46,8 @@ class Settings:
     staging_prefix: str = "staging/"
     webhook_url: str = ""
     defaults: UpscaleOptions = field(default_factory=UpscaleOptions)
+    # Options by the folder an object is dropped in (upscaler.presets), between defaults and metadata.
+    presets: Presets = NO_PRESETS
     max_input_bytes: int = 50 * 1024 * 1024
     # At most what one signing session covers (storage.MAX_SIGNED_URL_SECONDS): longer is cut to it.
     presigned_url_expiry_seconds: int = 2700
@@ -100,6 +103,10 @@ class Settings:
             return False
         return key.startswith(self.inbox_prefix)
 
+    def options_for(self, key: str, metadata: Mapping[str, str]) -> tuple[UpscaleOptions, str | None]:
+        """An inbox object's options (defaults, its folder's preset, its metadata) and its preset's name."""
+        return self.presets.options_for(key, self.inbox_prefix, self.defaults, metadata)
+
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Settings from the environment as VARIABLES says, with every problem found in one error."""
@@ -126,6 +133,8 @@ class Settings:
                     values[variable.field] = value
             except ValueError as error:
                 problems.append(f"{variable.name}={raw!r}: {error}")
+        if not problems:
+            problems.extend(f"{PRESETS_VARIABLE}: {why}" for why in values["presets"].misplaced(values["inbox_prefix"]))
         if len(problems) == 1:
             raise ConfigurationError(f"environment variable {problems[0]}")
         if problems:
@@ -205,6 +214,13 @@ def _format(raw: str) -> str:
     return raw.strip().upper().replace("JPEG", "JPG")
 
 
+def _presets(raw: str) -> Presets:
+    try:
+        return parse_presets(raw)
+    except PresetsError as error:
+        raise ValueError(str(error)) from None
+
+
 def _checked_option(option: str, value: Any) -> Any:
     """The value, if UpscaleOptions accepts it for that option (the ranges are the model's)."""
     try:
@@ -214,6 +230,9 @@ def _checked_option(option: str, value: Any) -> Any:
         raise ValueError(f"invalid default upscale option: {error.name} {reason}") from None
     return value
 
+
+# The presets document (the template's UploadPresets parameter): read after the inbox prefix it is below.
+PRESETS_VARIABLE = "UPSCALE_PRESETS"
 
 # Every environment variable the library reads. The defaults are those of Settings and UpscaleOptions.
 VARIABLES: tuple[Variable, ...] = (
@@ -232,6 +251,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("DEFAULT_REALISM", "defaults.realism", _flag, False),
     Variable("DEFAULT_OUTPUT_FORMAT", "defaults.output_format", _format, "JPG", "blank: refused", keep_blank=True),
     Variable("DEFAULT_OUTPUT_QUALITY", "defaults.output_quality", _integer, 95),
+    Variable(PRESETS_VARIABLE, "presets", _presets, NO_PRESETS, "JSON: prefix -> options (upscaler.presets)"),
     Variable("MAX_INPUT_BYTES", "max_input_bytes", _integer, 50 * 1024 * 1024, "larger sources are refused"),
     Variable("PRESIGNED_URL_EXPIRY_SECONDS", "presigned_url_expiry_seconds", _integer, 2700),
     Variable("RUNWARE_RESULT_TTL_SECONDS", "runware_result_ttl_seconds", _integer, 3600),

@@ -29,7 +29,6 @@ from functools import partial
 from typing import Any
 
 from upscaler.clock import iso, utc_now
-from upscaler.image_header import ImageHeader, MetadataTooLarge, UnreadableImage
 from upscaler.job_record import Job, JobStatus, job_id_for
 from upscaler.jobs import (
     CLAIM,
@@ -41,8 +40,8 @@ from upscaler.jobs import (
     JobStore,
     TransitionRefused,
 )
-from upscaler.models import InvalidOption, UpscaleOptions, UpscaleTask
-from upscaler.outputs import output_key_for, staging_key_for
+from upscaler.models import UpscaleOptions, UpscaleTask
+from upscaler.outputs import staging_key_for
 from upscaler.parallel import StepResult, ThreadHandoff, run_each
 from upscaler.prior_outputs import PriorOutput, PriorOutputs
 from upscaler.recovery_checks import CheckQueue, CheckSchedule
@@ -50,8 +49,9 @@ from upscaler.runware import RunwareClient
 from upscaler.runware_answers import Accepted, AlreadySubmitted, Failed, TaskError
 from upscaler.settings import Settings
 from upscaler.source_events import SourceObject
-from upscaler.source_rules import Rejection, content_problem, input_fields, replaced_by, unreadable_source
-from upscaler.storage import ObjectDeleted, ObjectInfo, ObjectMissing, ObjectStore, SourceUnreadable
+from upscaler.source_inspection import SourceInspector
+from upscaler.source_rules import Rejection
+from upscaler.storage import ObjectInfo, ObjectStore
 from upscaler.tokens import webhook_url_for
 
 
@@ -237,7 +237,7 @@ class Submitter:
             source_size=source.size,
             event_time=source.event_time or None,
         )
-        inspected = self._inspect(source, job_id)
+        inspected = SourceInspector(self.settings, self.objects).inspect(source, job_id)
         if isinstance(inspected, Rejection):
             return job.but(**inspected.known, error_code=inspected.code, error_message=inspected.message), inspected
         return job.but(**inspected), None
@@ -296,66 +296,6 @@ class Submitter:
         except TransitionRefused as refused:
             return SubmitOutcome(claimed.job_id, claimed.source_key, _status_of(refused))
         return SubmitOutcome(claimed.job_id, claimed.source_key, JobStatus.REJECTED, rejection.code, rejection.message)
-
-    def _inspect(self, source: SourceObject, job_id: str) -> Rejection | dict[str, Any]:
-        """Check the object's current state without downloading it; the fields to store, or why it is refused."""
-        try:
-            current = self.objects.read_current(source.bucket, source.key, event_version_id=source.version_id)
-        except ObjectDeleted:
-            return Rejection(
-                "sourceDeleted",
-                "the object was deleted (its current version is a delete marker) before it could be processed",
-            )
-        except ObjectMissing:
-            return Rejection("sourceMissing", "the object no longer exists, so there is nothing to upscale")
-        except SourceUnreadable as refused:  # no retry can read it: refused now, never dead-lettered
-            return unreadable_source(refused)
-        info = current.info
-        replaced = replaced_by(source, info)
-        if replaced:
-            return Rejection("sourceReplaced", replaced)
-        if info.size == 0:
-            return Rejection("emptyObject", "the object is empty (0 bytes)")
-        limit = self.settings.max_input_bytes
-        if info.size > limit:
-            return Rejection("objectTooLarge", f"the object is {info.size} bytes; the limit is {limit} bytes")
-        try:
-            options = self.settings.defaults.with_overrides(info.metadata)
-        except InvalidOption as error:
-            return Rejection("invalidOverride", f"invalid metadata override x-amz-meta-{error}")
-        try:
-            header = self.objects.read_header(info, current.header_bytes)
-        except MetadataTooLarge as error:
-            return Rejection("metadataTooLarge", f"{error}")
-        except UnreadableImage as error:
-            return Rejection("notAnImage", f"{error}")
-        return content_problem(header, options) or self._accepted(source, job_id, info, header, options)
-
-    def _accepted(
-        self, source: SourceObject, job_id: str, info: ObjectInfo, header: ImageHeader, options: UpscaleOptions
-    ) -> dict[str, Any]:
-        """The Job fields of a source accepted for upscaling."""
-        return {
-            "source_version_id": info.version_id,
-            "source_etag": info.etag,
-            "source_size": info.size,
-            "source_content_type": info.content_type or header.content_type,
-            **input_fields(header),
-            "target_megapixels": options.target_megapixels,
-            "enhance_details": options.enhance_details,
-            "realism": options.realism,
-            "output_format": options.output_format,
-            "output_quality": options.output_quality,
-            "output_bucket": self.settings.output_bucket,
-            "output_key": output_key_for(
-                source.key,
-                job_id,
-                options.output_extension,
-                inbox_prefix=self.settings.inbox_prefix,
-                output_prefix=self.settings.output_prefix,
-            ),
-            "output_content_type": options.output_content_type,
-        }
 
     def task_for(self, job: Job, task_uuid: str) -> UpscaleTask:
         """The job's task under another taskUUID, with fresh URLs: a job sent again (result_recovery)."""
