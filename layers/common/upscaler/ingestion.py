@@ -86,9 +86,9 @@ def submit_batch(submitter: Submitter, event: Mapping[str, Any], *, deadline: fl
     for source, reason in report.retry:
         for message_id in owners[source.identity]:
             result.failed[message_id] = reason
-    waiting = {message_id for source in report.over_limit for message_id in owners[source.identity]}
+    waiting = dict.fromkeys(message_id for source in report.over_limit for message_id in owners[source.identity])
     # A message with a source to retry is received again anyway; its sources beyond the limit with it.
-    result.over_limit = [message_id for message_id in dict.fromkeys(waiting) if message_id not in result.failed]
+    result.over_limit = [message_id for message_id in waiting if message_id not in result.failed]
     return result
 
 
