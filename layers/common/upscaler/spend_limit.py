@@ -74,7 +74,9 @@ def price_of(target_megapixels: int | None) -> int:
 
 
 def dollars(microdollars: int) -> Decimal:
-    return (Decimal(microdollars) / MICRODOLLARS_PER_DOLLAR).quantize(Decimal("0.000001")).normalize()
+    """Micro-dollars as dollars, without trailing zeros (10, 0.5, 0.005)."""
+    value = Decimal(microdollars) / MICRODOLLARS_PER_DOLLAR
+    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
 
 
 def to_microdollars(amount: Decimal) -> int:
