@@ -12,6 +12,8 @@ Two kinds of message never spend receives (Intake):
   pauses (upscaler.intake_pause) and every readable message is handed back: a copy is sent to the
   ingestion queue (receive count 0, held back until the next probe) and the original is reported
   processed. Batches that arrive while intake is paused are handed back without calling Runware.
+  The messages of sources beyond the day's spend limit (upscaler.spend_limit) are handed back the
+  same way, and intake pauses until the next UTC day or a higher limit.
 A copy is sent before its original is reported processed, so a crash in between leaves two
 deliveries of one upload, never none; the job's claim makes them one job.
 """

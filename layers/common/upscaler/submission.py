@@ -10,7 +10,9 @@ SUBMITTED. A refusal of the account (key, balance, permission) fails no job: the
 and the invocation fails so it is retried or dead-lettered. Folder markers and foreign sources
 make no job. A claimed job whose output exists already (the same content and options upscaled
 before, or its own output after its record expired) is completed from it instead of sent
-(upscaler.prior_outputs).
+(upscaler.prior_outputs). The tasks to send are first reserved on the day's spend counter
+(upscaler.spend_limit): only those granted are sent, the rest stay CLAIMED and are reported as over
+the limit, and what Runware did not take is given back.
 
 Each source's validation (one ranged S3 GET) is independent of the others': they run at once, at
 most SUBMIT_PARALLELISM of them. The claims, and the moves to SUBMITTED after the request, are
