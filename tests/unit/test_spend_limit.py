@@ -1,4 +1,4 @@
-"""The daily spend limit (upscaler.spend_limit): the sharded day counter, exact under concurrent
+"""The daily spend limit (upscaler.spend_limit): the day counter, exact under concurrent
 reservations, the give-backs, the resume condition, and the submitter that reserves before it sends.
 
 Concurrency runs against in-process moto with the local stack's atomic table requests installed
@@ -65,9 +65,9 @@ def test_the_price_of_an_image_is_the_model_pages_tier_as_the_emulator_charges_i
 
 
 @pytest.mark.parametrize("total", [1, 7, 10, 20, 37, 1000, 100_003])
-def test_the_shards_allowances_add_up_to_the_limit(total):
+def test_split_into_shards_the_allowances_add_up_to_the_limit(total):
     limit = DailyLimit(images=total, microdollars=total * 5_000)
-    shares = [limit.allowance(shard) for shard in range(SPEND_SHARDS)]
+    shares = [limit.allowance(shard, 10) for shard in range(10)]
     assert sum(images for images, _ in shares) == total
     assert sum(micro for _, micro in shares) == total * 5_000
     assert DailyLimit().allowance(0) == (None, None), "0 is no limit"
@@ -85,7 +85,7 @@ def test_a_batch_is_granted_the_prefix_that_fits_and_the_rest_waits(aws):
 
 def test_a_dollar_limit_grants_by_each_images_tier(aws):
     spend = counter(aws, DailyLimit(microdollars=to_microdollars(Decimal("0.10"))))
-    # 8 MP images at $0.01: ten fit in $0.10, whatever shard holds what.
+    # 8 MP images at $0.01: ten fit in $0.10.
     assert spend.reserve([10_000] * 15, NOON).granted == 10
     assert spend.reserve([5_000], NOON).granted == 0
     assert spent(aws) == (10, 100_000)
@@ -114,6 +114,14 @@ def test_a_raised_limit_grants_more_at_once_and_a_lowered_one_grants_nothing(aws
     assert counter(aws, DailyLimit(images=15)).reserve([5_000] * 10, NOON).granted == 5
     assert counter(aws, DailyLimit(images=4)).reserve([5_000], NOON).granted == 0
     assert spent(aws) == (15, 75_000)
+
+
+def test_a_limit_set_mid_day_counts_what_was_sent_before_it(aws):
+    for _ in range(23):  # counted, with no limit, batch by batch
+        counter(aws, DailyLimit()).reserve([5_000], NOON)
+    assert counter(aws, DailyLimit(images=30)).reserve([5_000] * 10, NOON).granted == 7
+    assert counter(aws, DailyLimit(images=30)).reserve([5_000], NOON).granted == 0
+    assert spent(aws) == (30, 150_000)
 
 
 def test_without_a_limit_every_task_is_counted_and_nothing_is_refused(aws):
@@ -163,7 +171,7 @@ def test_concurrent_reservations_never_pass_the_limit_and_the_count_is_what_was_
         assert len(granted) == limit.images, "the image limit is used to the last image, never passed"
     else:
         assert sum(granted) <= limit.microdollars
-        # Stops short by less than one dearest image per shard (the dollars left spread over shards).
+        # Stops short by less than one dearest image (a batch is granted a prefix of its tasks).
         assert sum(granted) > limit.microdollars - SPEND_SHARDS * 10_000
 
 

@@ -9,25 +9,28 @@ reserves them again). A task sent again that Runware answers with conflictTaskUU
 reservation, so a task is never left uncounted; the one case counted twice is an invocation that
 stopped between Runware's answer and its own record (its retry reserves again): never under the limit.
 
-The counter: SPEND_SHARDS items per day in the jobs table, under keys no job id can take
-("#spend-limit#<day>#<shard>"; job ids are UUIDs), without a status so no index or job query finds
-them, each with a TTL. One item for the day would take every batch's write: at the scale work's
-1,000 jobs/s with batches of one that is 1,000 writes a second, the most one partition takes
-(DynamoDB: 1,000 write units per second per partition, "Service, account, and table quotas"), and
-the conditional checks that fail near the limit cost write units too. Spread over SPEND_SHARDS keys a
-shard takes a tenth.
+The counter: one item per UTC day in the jobs table, under a key no job id can take
+("#spend-limit#<day>#0"; job ids are UUIDs), without a status so no index or job query finds it,
+with a TTL. A reservation is one conditional ADD whose condition says the day's count stays within
+the limit the function reads now; DynamoDB checks and applies it as one step, so the count never
+passes the limit, whatever the concurrency. A refused condition returns the count
+(ReturnValuesOnConditionCheckFailure) and the batch asks once more for what is left. An image limit
+is used to the last image; a dollar limit stops short by less than one image's price.
 
-Exact with shards: the limit is split into SPEND_SHARDS allowances that add up to it (the first
-limit % SPEND_SHARDS shards one unit more). A shard grants tasks only by a conditional ADD whose
-condition says its count stays within its own allowance, so no shard ever exceeds its allowance and
-the sum of the shards never exceeds the limit, whatever the concurrency. A reservation starts at a
-random shard and takes what each shard still allows, shard after shard (a failed condition returns
-the shard's count: ReturnValuesOnConditionCheckFailure), until its tasks are granted or every shard
-was asked. The image limit is used to the last image; a dollar limit may stop short of the limit
-by less than one image's price per shard, when the dollars left are spread over shards.
+Why one item: it takes one write per batch (two near the limit, one more for a give-back). At the
+scale work's 1,000 jobs/s with SubmitBatchSize 10 that is about 100 writes a second, a tenth of what
+one partition serves (DynamoDB: 1,000 write units per second per partition, "Service, account, and
+table quotas"). The counter can be split into shards (SpendCounter(shards=N): the limit split into N
+allowances that add up to it, each shard granting within its own), which is exact only while the
+limit stays what it was all day: counts made without a limit, or under a higher one, are spread
+unevenly, and the shards' slack then adds up to more than the limit has left. A limit that can be
+set, raised or lowered mid-day therefore stays on one item (SPEND_SHARDS = 1); with SubmitBatchSize 1
+at 1,000 jobs/s that item would reach the partition's ceiling (docs/spend-limit.md).
 
-The allowances are computed from the limit the function reads now: a stack update that raises the
-limit raises every shard's allowance at once; one that lowers it grants nothing more today.
+The limit is the one the function reads now: a stack update that raises it lets more through at
+once; one that lowers it grants nothing more today once the count is at the new figure. With no
+limit the counter still counts (status shows the day's images and spend, and a limit set mid-day
+counts what was sent before it).
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ logger = logging.getLogger(__name__)
 PRICE_TIERS: tuple[tuple[int, int], ...] = ((4, 5_000), (8, 10_000))
 MICRODOLLARS_PER_DOLLAR = 1_000_000
 SPEND_ITEM_PREFIX = "#spend-limit#"
-SPEND_SHARDS = 10
+SPEND_SHARDS = 1  # one item: exact whatever the limit did today (see above)
 # Conditional writes one shard is asked before the reservation moves on to the next.
 TRIES_PER_SHARD = 4
 # Counter items outlive their day by this much (status and logs may look back), then expire.
