@@ -59,8 +59,10 @@ PRICE_TIERS: tuple[tuple[int, int], ...] = ((4, 5_000), (8, 10_000))
 MICRODOLLARS_PER_DOLLAR = 1_000_000
 SPEND_ITEM_PREFIX = "#spend-limit#"
 SPEND_SHARDS = 1  # one item: exact whatever the limit did today (see above)
-# Conditional writes one shard is asked before the reservation moves on to the next.
-TRIES_PER_SHARD = 4
+# Conditional writes one shard is asked before the reservation moves on. Each refusal means another
+# batch's write went through first, and the next ask is for what is left after it: many refusals in a
+# row need that many other batches in the same moment.
+TRIES_PER_SHARD = 25
 # Counter items outlive their day by this much (status and logs may look back), then expire.
 COUNTER_RETENTION_DAYS = 8
 EVENT_SOURCE = "s3-upscale"  # the completion events' source (upscaler.completion_events)
@@ -169,7 +171,7 @@ class Reservation:
 
 
 class SpendCounter:
-    """The day's counter shards in the jobs table; reservations are conditional ADDs."""
+    """The day's counter item(s) in the jobs table; reservations are conditional ADDs."""
 
     def __init__(
         self,
