@@ -439,6 +439,19 @@ class LocalStack:
         # Metrics are not published locally, so Powertools' "nothing to publish" warning is noise.
         warnings.filterwarnings("ignore", message="No application metrics to publish")
         self.resolver.parameter_overrides.setdefault("RunwareApiUrl", self.emulator.url)
+        environment = self._load_functions()
+        self.names.update(
+            output_bucket=environment["OUTPUT_BUCKET"],
+            output_prefix=environment.get("OUTPUT_PREFIX", ""),
+            jobs_table=environment["JOBS_TABLE"],
+            ingest_queue_url=self.resolver.resources[self._ingest_queue()[0]]["QueueUrl"],
+            dlq_url=self._dead_letter_queue_url(),
+            webhook_url=environment.get("WEBHOOK_URL", ""),
+        )
+
+    def _load_functions(self) -> dict[str, str]:
+        """The functions' environment from the template and its parameters, and a new container of
+        each function that reads it (as Lambda starts new ones after a configuration change)."""
         environment: dict[str, str] = {}
         for logical_id in self.functions_spec:
             for name, value in self._own_environment(logical_id).items():
@@ -453,14 +466,16 @@ class LocalStack:
         self._reset_container_caches()
         for logical_id in self.functions_spec:
             self._load_function(logical_id)
-        self.names.update(
-            output_bucket=environment["OUTPUT_BUCKET"],
-            output_prefix=environment.get("OUTPUT_PREFIX", ""),
-            jobs_table=environment["JOBS_TABLE"],
-            ingest_queue_url=self.resolver.resources[self._ingest_queue()[0]]["QueueUrl"],
-            dlq_url=self._dead_letter_queue_url(),
-            webhook_url=environment.get("WEBHOOK_URL", ""),
-        )
+        return environment
+
+    def update_parameters(self, overrides: dict[str, str]) -> None:
+        """What `sam deploy --parameter-overrides` does to the functions: their environment is resolved
+        again with these parameters and the next invocations run in new containers that read it. Only
+        parameters that reach the functions' environment take effect (resources are not changed)."""
+        self.resolver.parameter_overrides.update(overrides)
+        self._load_functions()
+        if self.gateway is not None:
+            self.gateway.route("POST", self._http_api_path(), self.functions["WebhookFunction"])
 
     def _load_function(self, logical_id: str) -> None:
         self.functions[logical_id] = LocalFunction(

@@ -1,14 +1,19 @@
-"""`status`: open jobs per status (queries on the open-jobs index, never a scan) and the newest open jobs."""
+"""`status`: open jobs per status (queries on the open-jobs index, never a scan), the newest open jobs,
+and today's images and spend against the daily limit (the day's counter items, read by key)."""
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
 
 from upscale_cli.arguments import whole_number
 from upscale_cli.jobs_query import count_by_status, newest_jobs
 from upscale_cli.output import Output, cell, cost, plural, size
 from upscale_cli.target import Target
 from upscaler.job_record import OPEN_STATUSES, JobStatus
+
+if TYPE_CHECKING:
+    from upscaler.spend_limit import Spend
 
 NEWEST_HEADERS = ["created", "source", "status", "input", "output", "cost", "seconds", "job"]
 
@@ -34,13 +39,15 @@ def run(args: argparse.Namespace, target: Target, out: Output) -> int:
     statuses = [args.status] if args.status else None
     newest = newest_jobs(target, args.limit, statuses) if args.limit > 0 else []
     dead_letters = dead_letter_depth(target)
+    spend = spend_today(target)
     if out.as_json:
         out.json({"stack": target.description, "counts": counts, "total": sum(counts.values()), "newest": newest,
-                  "deadLetters": dead_letters})  # fmt: skip
+                  "deadLetters": dead_letters, "spendToday": spend_json(spend)})  # fmt: skip
         return 0
     out.line(target.description)
     show_intake_pause(target, out)
     out.line(dead_letter_line(dead_letters))
+    out.line(spend_line(spend))
     out.table(["status", "jobs"], [[status, str(count)] for status, count in counts.items()]
               + [["total", str(sum(counts.values()))]], title="Open jobs by status")  # fmt: skip
     rows = [
@@ -68,6 +75,34 @@ def show_intake_pause(target: Target, out: Output) -> None:
     pause = read_pause(target.client("dynamodb"), target.jobs_table)
     if pause is not None:
         out.line(describe(pause))
+
+
+def spend_today(target: Target) -> Spend:
+    """Today's (UTC) images and spend as the day's counter holds them (docs/spend-limit.md)."""
+    from upscaler.clock import utc_now
+    from upscaler.spend_limit import day_of, read_spend
+
+    return read_spend(target.client("dynamodb"), target.jobs_table, day_of(utc_now()))
+
+
+def spend_line(spend: Spend) -> str:
+    from upscaler.spend_limit import describe_spend
+
+    return describe_spend(spend, spend.limit)
+
+
+def spend_json(spend: Spend) -> dict[str, Any]:
+    from upscaler.spend_limit import dollars
+
+    limit = spend.limit
+    return {
+        "images": spend.images,
+        "usd": float(dollars(spend.microdollars)),
+        # As the last image sent today saw it; 0 is no limit of that kind, None: nothing sent today.
+        "limitImages": limit.images if limit else None,
+        "limitUsd": float(dollars(limit.microdollars)) if limit else None,
+        "limitReached": spend.reached(limit) if limit and limit.active else False,
+    }
 
 
 def dead_letter_depth(target: Target) -> int | None:

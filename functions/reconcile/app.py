@@ -1,7 +1,8 @@
 """ReconcileFunction (scheduled): jobs whose webhook never came are finished by polling Runware.
 
 Every run also resumes intake after a pause once its wait is over (upscaler.intake_pause) and
-reports IntakePaused (1, every minute while paused); the one-minute schedule does only that.
+reports IntakePaused (1, every minute while paused; SpendLimitReached too while the pause is the
+daily spend limit's); the one-minute schedule does only that.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from upscaler.intake_pause import ResumeReport
+from upscaler.intake_pause import PauseReason, ResumeReport
 from upscaler.job_metrics import add_reconcile_metrics
 from upscaler.wiring import build_intake_resumer, build_reconciler, deadline_for
 
@@ -52,5 +53,8 @@ def resume_intake() -> ResumeReport:
         # Only while paused: a metric published as 0 every minute would bill as a custom metric for
         # nothing; the alarm treats the missing data as not breaching.
         metrics.add_metric(name="IntakePaused", unit=MetricUnit.Count, value=1)
+        if resumed.pause is not None and resumed.pause.reason is PauseReason.SPEND_LIMIT_REACHED:
+            # The SpendLimitReached alarm's metric: the day's limit holds intake back.
+            metrics.add_metric(name="SpendLimitReached", unit=MetricUnit.Count, value=1)
         logger.info("intake paused", extra=resumed.as_log())
     return resumed

@@ -171,7 +171,8 @@ def _jobs(state: dict[str, Any]) -> list[dict[str, Any]]:
     dynamodb = _client(state, "dynamodb")
     items: list[dict[str, Any]] = []
     for page in dynamodb.get_paginator("scan").paginate(TableName=state["jobs_table"]):
-        items.extend(page["Items"])
+        # Items without a status are not jobs (the day's spend counter, the intake pause).
+        items.extend(item for item in page["Items"] if "status" in item)
     return items
 
 

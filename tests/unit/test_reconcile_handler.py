@@ -285,6 +285,33 @@ def test_the_resume_schedule_reports_a_pause_and_enables_the_mapping_once_the_wa
     assert due["mappingEnabled"] is True and mapping_state(mapping) == "Enabled"
 
 
+def test_a_pause_for_the_spend_limit_publishes_the_alarms_metric_and_resumes_once_the_limit_is_raised(
+    aws, handler, runware, capsys
+):
+    from tests.conftest import SUBMIT_FUNCTION
+    from tests.unit.queue_events import mapping_state, register_ingest_mapping
+    from upscaler.intake_pause import BackOff, PauseReason, PauseStore
+    from upscaler.spend_limit import DailyLimit
+
+    mapping = register_ingest_mapping(SUBMIT_FUNCTION)
+    boto3.client("lambda").update_event_source_mapping(UUID=mapping, Enabled=False)  # as submit left it
+    pauses = PauseStore(aws.dynamodb, JOBS_TABLE, BackOff(60, 1800))
+    # The handler's environment sets no limit: one of 20 images was in force when intake paused, so
+    # the limit read now (none) is higher.
+    pauses.open_pause(
+        PauseReason.SPEND_LIMIT_REACHED,
+        "20 images a day reached",
+        None,
+        datetime.now(UTC),
+        resume_state=DailyLimit(images=20).as_text(),
+    )
+    capsys.readouterr()
+    report = handler.lambda_handler(RESUME_EVENT, LambdaContext())
+    assert report["pauseReason"] == "daily spend limit reached"
+    assert emitted_metrics(capsys.readouterr().out) == {"IntakePaused": 1.0, "SpendLimitReached": 1.0}
+    assert report["mappingEnabled"] is True and mapping_state(mapping) == "Enabled", "the limit was lifted"
+
+
 def test_without_a_pause_the_resume_schedule_publishes_nothing(aws, handler, runware, capsys):
     capsys.readouterr()
     with pytest.warns(UserWarning, match="No application metrics to publish"):

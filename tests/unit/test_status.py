@@ -134,3 +134,22 @@ def test_the_dead_letter_queue_depth_is_shown(aws):
     sqs.purge_queue(QueueUrl=dlq)
     assert run_on(io.StringIO(), dlq_url=dlq).splitlines()[1] == "dead-letter queue: empty"
     assert run_on(io.StringIO()).splitlines()[1].startswith("dead-letter queue: this stack names none")
+
+
+def test_todays_images_and_spend_are_shown_against_the_limit(aws):
+    from upscaler.clock import utc_now
+    from upscaler.spend_limit import DailyLimit, SpendCounter
+
+    seed()
+    assert "spend today (UTC): 0 images, $0 (limit: not known until an image is sent today)" in run()[1]
+    target = moto_target()
+    limit = DailyLimit(images=20, microdollars=100_000)
+    granted = SpendCounter(target.client("dynamodb"), target.jobs_table, limit).reserve([5_000] * 25, utc_now())
+    assert granted.granted == 20
+    text = run()[1]
+    assert (
+        "spend today (UTC): 20 images, $0.1 of 20 images and $0.1 a day"
+        " (reached: intake waits for the next UTC day or a higher limit)"
+    ) in text
+    report = json.loads(run(as_json=True)[1])["spendToday"]
+    assert report == {"images": 20, "usd": 0.1, "limitImages": 20, "limitUsd": 0.1, "limitReached": True}

@@ -13,6 +13,7 @@ Sources and outputs
 - source_events: source objects from S3 notifications and EventBridge events.
 - ingestion: a batch from the ingestion queue -> one submission, and the messages to deliver again.
 - intake_pause: intake that waits while Runware is unavailable or refuses the account, and resumes by itself.
+- spend_limit: the daily spend limit: the day's counter, reservations before sending, the price per image by tier.
 - storage: S3 access: object metadata, header bytes, presigned URLs, copies.
 - image_header: format, dimensions, orientation and animation from an image's first bytes.
 - source_rules: what makes a readable source unusable (the reasons of REJECTED jobs).

@@ -12,6 +12,8 @@ Two kinds of message never spend receives (Intake):
   pauses (upscaler.intake_pause) and every readable message is handed back: a copy is sent to the
   ingestion queue (receive count 0, held back until the next probe) and the original is reported
   processed. Batches that arrive while intake is paused are handed back without calling Runware.
+  The messages of sources beyond the day's spend limit (upscaler.spend_limit) are handed back the
+  same way, and intake pauses until the next UTC day or a higher limit.
 A copy is sent before its original is reported processed, so a crash in between leaves two
 deliveries of one upload, never none; the job's claim makes them one job.
 """
@@ -27,6 +29,7 @@ from upscaler.intake_pause import Gate, IntakeBreaker, PauseReason
 from upscaler.source_events import SourceObject, queue_messages
 
 if TYPE_CHECKING:
+    from upscaler.spend_limit import SpendLimit
     from upscaler.submission import SubmitOutcome, Submitter
 
 logger = logging.getLogger(__name__)
@@ -47,6 +50,7 @@ class BatchResult:
     failed: dict[str, str] = field(default_factory=dict)  # message id -> why it is delivered again
     handed_back: list[str] = field(default_factory=list)  # message ids sent back as fresh copies
     dead_lettered: dict[str, str] = field(default_factory=dict)  # message id -> why it can never be read
+    over_limit: list[str] = field(default_factory=list)  # message ids beyond the day's spend limit: they wait
     gate: Gate | None = None  # the intake pause as this batch ended (None: no breaker)
 
     def check_record(self, message_id: str) -> None:
@@ -84,6 +88,9 @@ def submit_batch(submitter: Submitter, event: Mapping[str, Any], *, deadline: fl
     for source, reason in report.retry:
         for message_id in owners[source.identity]:
             result.failed[message_id] = reason
+    waiting = dict.fromkeys(message_id for source in report.over_limit for message_id in owners[source.identity])
+    # A message with a source to retry is received again anyway; its sources beyond the limit with it.
+    result.over_limit = [message_id for message_id in waiting if message_id not in result.failed]
     return result
 
 
@@ -128,11 +135,20 @@ class Intake:
     """The submit function's whole batch: dead letters for unreadable messages, the intake pause
     before and after the submission, and the hand-back of messages while intake waits."""
 
-    def __init__(self, submitter: Submitter, breaker: IntakeBreaker, copies: QueueCopies, queues: IntakeQueues) -> None:
+    def __init__(
+        self,
+        submitter: Submitter,
+        breaker: IntakeBreaker,
+        copies: QueueCopies,
+        queues: IntakeQueues,
+        spend_limit: SpendLimit | None = None,
+    ) -> None:
         self.submitter = submitter
         self.breaker = breaker
         self.copies = copies
         self.queues = queues
+        # What intake pauses for when the day's limit is reached (None: no limit, no pause for it).
+        self.spend_limit = spend_limit
 
     def take(self, event: Mapping[str, Any], *, function_name: str, deadline: float | None = None) -> BatchResult:
         from upscaler.runware import RunwareUnavailable
@@ -165,10 +181,39 @@ class Intake:
             self._hand_back(readable, gate, result)
             return result
         result.outcomes, result.failed = submitted.outcomes, {**result.failed, **submitted.failed}
+        if submitted.over_limit:
+            waiting = [record for record in readable if str(record.get("messageId", "")) in submitted.over_limit]
+            result.gate = self._pause_for_limit(gate, waiting, function_name)
+            self._hand_back(waiting, result.gate, result)
+            return result
         if gate.probe and any(outcome.status in ANSWERED_BY_RUNWARE for outcome in submitted.outcomes):
             self.breaker.close(gate)
             result.gate = Gate(None, gate.now)
         return result
+
+    def _pause_for_limit(self, gate: Gate, waiting: list[Mapping[str, Any]], function_name: str) -> Gate:
+        """The day's limit is reached: intake waits (the next UTC day, or a higher limit)."""
+        limit = self.spend_limit
+        if limit is None:  # a counter without a pause: wait as for an outage, on the back-off
+            return self.breaker.trip(
+                gate,
+                PauseReason.SPEND_LIMIT_REACHED,
+                "daily spend limit reached",
+                function_name=function_name,
+                queue_arn=str(waiting[0].get("eventSourceARN", "")),
+            )
+        return self.breaker.trip(
+            gate,
+            PauseReason.SPEND_LIMIT_REACHED,
+            f"{limit.limit.describe()} reached",
+            function_name=function_name,
+            queue_arn=str(waiting[0].get("eventSourceARN", "")),
+            # Not Runware: the resumer looks every minute whether the limit was raised, so copies
+            # come back after the shortest wait, not one that doubles.
+            wait_seconds=self.breaker.store.backoff.first_seconds,
+            resume_state=limit.limit.as_text(),
+            on_start=limit.reached,
+        )
 
     def _dead_letter(self, records: list[Mapping[str, Any]], result: BatchResult) -> None:
         if not records:

@@ -17,9 +17,13 @@ the dead-letter queue. Instead, intake stops without spending receives, and star
 
 Reasons and resume conditions: PauseReason is the closed set of why intake can wait; each reason
 has its ResumeCondition in RESUME_CONDITIONS, which says when the resumer may let a probe through.
-Both Runware reasons resume on the back-off's clock (BackOffElapsed). A new reason (a spend limit,
-say, that resumes when a new day starts) adds a member to PauseReason and its condition to
-RESUME_CONDITIONS; the store, the mapping switch, the hand-back and the resumer stay as they are.
+Both Runware reasons resume on the back-off's clock (BackOffElapsed). The daily spend limit
+(upscaler.spend_limit) resumes when a new UTC day starts (NewUtcDay), or, with the condition the
+wiring gives in its place (spend_limit.LimitLiftedOrNewDay), as soon as the limit the functions
+read now is higher than the one the pause item kept (resume_state). Its wait between checks stays
+the first back-off wait: what it waits for is not Runware, so nothing is gained by doubling it.
+A new reason adds a member to PauseReason and its condition to RESUME_CONDITIONS; the store, the
+mapping switch, the hand-back and the resumer stay as they are.
 
 The pause item: one item in the jobs table under PAUSE_ITEM_KEY, a key no job id can take (job ids
 are UUIDs). It has no status attribute, so it is in no index and no job query finds it. Every write
@@ -30,9 +34,9 @@ failed probe, and a probe that succeeds never erases a pause that another batch 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -57,6 +61,7 @@ class PauseReason(StrEnum):
 
     RUNWARE_UNAVAILABLE = "Runware unavailable"  # 5xx, timeouts, connection errors after the retries
     ACCOUNT_REFUSED = "account refused"  # HTTP 401/402/403: the key, the balance or the permission
+    SPEND_LIMIT_REACHED = "daily spend limit reached"  # upscaler.spend_limit: nothing more today
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,8 @@ class IntakePause:
     attempts: int
     next_probe_at: datetime
     detail: str = ""
+    # What the reason's resume condition compares with (the spend limit in force when intake paused).
+    resume_state: str = ""
 
     def seconds_until_probe(self, now: datetime) -> float:
         return max(0.0, (self.next_probe_at - now).total_seconds())
@@ -98,9 +105,17 @@ class BackOffElapsed:
         return now >= pause.next_probe_at
 
 
+class NewUtcDay:
+    """A new UTC day began since intake paused."""
+
+    def holds(self, pause: IntakePause, now: datetime) -> bool:
+        return now.astimezone(UTC).date() > pause.since.astimezone(UTC).date()
+
+
 RESUME_CONDITIONS: Mapping[PauseReason, ResumeCondition] = {
     PauseReason.RUNWARE_UNAVAILABLE: BackOffElapsed(),
     PauseReason.ACCOUNT_REFUSED: BackOffElapsed(),
+    PauseReason.SPEND_LIMIT_REACHED: NewUtcDay(),
 }
 
 
@@ -119,14 +134,30 @@ class PauseStore:
     def open(self, reason: PauseReason, detail: str, seen: IntakePause | None, now: datetime) -> IntakePause:
         """Record a failed attempt: a new pause when none was seen, else one attempt more than `seen`.
         When another writer got there first, the pause it wrote is returned (one failure counts once)."""
+        return self.open_pause(reason, detail, seen, now)[0]
+
+    def open_pause(
+        self,
+        reason: PauseReason,
+        detail: str,
+        seen: IntakePause | None,
+        now: datetime,
+        *,
+        wait_seconds: int | None = None,
+        resume_state: str = "",
+    ) -> tuple[IntakePause, bool]:
+        """As open(), with a wait of its own (None: the back-off's), and whether this writer's pause
+        was the one recorded."""
         now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as the item keeps it (milliseconds)
         attempts = 1 if seen is None else seen.attempts + 1
+        wait = self.backoff.wait_after(attempts) if wait_seconds is None else wait_seconds
         pause = IntakePause(
             reason=reason,
-            since=now if seen is None else seen.since,
+            since=seen.since if seen is not None and not _starts_anew(seen.reason, reason) else now,
             attempts=attempts,
-            next_probe_at=now + timedelta(seconds=self.backoff.wait_after(attempts)),
+            next_probe_at=now + timedelta(seconds=wait),
             detail=detail[:1000],
+            resume_state=resume_state,
         )
         if seen is None:
             condition, values = "attribute_not_exists(jobId)", {}
@@ -144,9 +175,9 @@ class PauseStore:
                 raise
             current = self.read()
             if current is None:  # cleared meanwhile by a probe that succeeded: this failure starts anew
-                return self.open(reason, detail, None, now)
-            return current
-        return pause
+                return self.open_pause(reason, detail, None, now, wait_seconds=wait_seconds, resume_state=resume_state)
+            return current, False
+        return pause, True
 
     def clear(self, seen: IntakePause) -> bool:
         """Remove the pause after a probe succeeded, unless another batch renewed it meanwhile."""
@@ -220,6 +251,7 @@ class Gate:
 
     pause: IntakePause | None
     now: datetime
+    conditions: Mapping[PauseReason, ResumeCondition] = field(default_factory=lambda: RESUME_CONDITIONS)
 
     @property
     def closed(self) -> bool:
@@ -228,7 +260,7 @@ class Gate:
     @property
     def probe(self) -> bool:
         """The pause's wait is over: this batch tests whether Runware takes work again."""
-        return self.pause is not None and RESUME_CONDITIONS[self.pause.reason].holds(self.pause, self.now)
+        return self.pause is not None and self.conditions[self.pause.reason].holds(self.pause, self.now)
 
     @property
     def open(self) -> bool:
@@ -244,25 +276,49 @@ class Gate:
 class IntakeBreaker:
     """The submit function's side: ask before a batch, trip on a whole-batch failure, close on success."""
 
-    def __init__(self, store: PauseStore, mapping_for: Any) -> None:
+    def __init__(
+        self,
+        store: PauseStore,
+        mapping_for: Any,
+        conditions: Mapping[PauseReason, ResumeCondition] = RESUME_CONDITIONS,
+    ) -> None:
         self.store = store
         # function name, queue ARN -> IngestMapping (the batch's records name the queue)
         self._mapping_for = mapping_for
+        self.conditions = conditions
 
     def gate(self, now: datetime | None = None) -> Gate:
-        return Gate(self.store.read(), now or utc_now())
+        return Gate(self.store.read(), now or utc_now(), self.conditions)
 
-    def trip(self, gate: Gate, reason: PauseReason, detail: str, *, function_name: str, queue_arn: str) -> Gate:
-        """Record the failure and stop the mapping; the gate the copies are handed back under."""
+    def trip(
+        self,
+        gate: Gate,
+        reason: PauseReason,
+        detail: str,
+        *,
+        function_name: str,
+        queue_arn: str,
+        wait_seconds: int | None = None,
+        resume_state: str = "",
+        on_start: Callable[[IntakePause], None] | None = None,
+    ) -> Gate:
+        """Record the failure and stop the mapping; the gate the copies are handed back under.
+        `on_start` is told of a pause for `reason` that this call started (not one renewed, nor one
+        another batch recorded first)."""
         now = utc_now()
-        pause = self.store.open(reason, detail, gate.pause, now)
+        pause, written = self.store.open_pause(
+            reason, detail, gate.pause, now, wait_seconds=wait_seconds, resume_state=resume_state
+        )
+        started = gate.pause is None or gate.pause.reason is not reason
+        if written and started and on_start is not None:
+            on_start(pause)
         try:
             state = self._mapping_for(function_name, queue_arn).switch(False)
             logger.warning("intake paused: %s; mapping %s", reason, state.state)
         except Exception:
             # The pause item still holds batches back (they are handed back without calling Runware).
             logger.exception("intake paused (%s), but the event source mapping could not be disabled", reason)
-        return Gate(pause, now)
+        return Gate(pause, now, self.conditions)
 
     def close(self, gate: Gate) -> bool:
         """The probe reached Runware and was answered: intake is open again."""
@@ -304,9 +360,15 @@ class ResumeReport:
 class IntakeResumer:
     """The scheduled side: re-enables the mapping once a pause's resume condition holds (half-open)."""
 
-    def __init__(self, store: PauseStore, mapping: IngestMapping) -> None:
+    def __init__(
+        self,
+        store: PauseStore,
+        mapping: IngestMapping,
+        conditions: Mapping[PauseReason, ResumeCondition] = RESUME_CONDITIONS,
+    ) -> None:
         self.store = store
         self.mapping = mapping
+        self.conditions = conditions
 
     def run(self, now: datetime | None = None) -> ResumeReport:
         now = now or utc_now()
@@ -315,7 +377,7 @@ class IntakeResumer:
             # No pause: a disabled mapping is an operator's choice, left alone.
             return ResumeReport(None)
         state = self.mapping.current()
-        if state.delivering or not RESUME_CONDITIONS[pause.reason].holds(pause, now):
+        if state.delivering or not self.conditions[pause.reason].holds(pause, now):
             return ResumeReport(pause, state.state)
         if state.state not in MAPPING_OFF_STATES:  # Creating, Updating: Lambda refuses a change now
             return ResumeReport(pause, state.state)
@@ -326,8 +388,19 @@ class IntakeResumer:
         return ResumeReport(pause, switched.state, enabled=True)
 
 
+def _starts_anew(before: PauseReason, after: PauseReason) -> bool:
+    """A pause that turns into or out of the spend limit counts from now: its day is what matters."""
+    return before is not after and PauseReason.SPEND_LIMIT_REACHED in (before, after)
+
+
 def describe(pause: IntakePause) -> str:
     """One line for operators: intake paused since ... : <reason>, next try at ..."""
+    if pause.reason is PauseReason.SPEND_LIMIT_REACHED:
+        tomorrow = datetime.combine(pause.since.astimezone(UTC).date() + timedelta(days=1), datetime.min.time(), UTC)
+        return (
+            f"intake paused since {iso(pause.since)}: {pause.reason}; resumes at {iso(tomorrow)}"
+            " or as soon as the limit is raised"
+        )
     return (
         f"intake paused since {iso(pause.since)}: {pause.reason}, next try at {iso(pause.next_probe_at)}"
         f" ({pause.attempts} failed attempt{'s' if pause.attempts != 1 else ''})"
@@ -352,6 +425,7 @@ def _item_of(pause: IntakePause, now: datetime) -> dict[str, Any]:
         "nextProbeAt": {"S": iso(pause.next_probe_at)},
         "pauseDetail": {"S": pause.detail or "-"},
         "updatedAt": {"S": iso(now)},
+        **({"resumeState": {"S": pause.resume_state}} if pause.resume_state else {}),
     }
 
 
@@ -367,6 +441,7 @@ def _pause_from(item: Mapping[str, Any]) -> IntakePause:
         attempts=int(item["probeAttempts"]["N"]),
         next_probe_at=parse_iso(item["nextProbeAt"]["S"]),
         detail=str(item.get("pauseDetail", {}).get("S", "")),
+        resume_state=str(item.get("resumeState", {}).get("S", "")),
     )
 
 

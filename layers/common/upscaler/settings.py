@@ -6,6 +6,7 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from functools import cache
 from typing import Any, ClassVar, Final
 
@@ -88,6 +89,9 @@ class Settings:
     recovery_parallelism: int = 10
     # The status index of earlier versions, while a deployment migrates from it; empty: gone.
     legacy_status_index: str = ""
+    # The daily spend limit (upscaler.spend_limit): images, and US dollars, per UTC day; 0: no limit.
+    spend_limit_images_per_day: int = 0
+    spend_limit_usd_per_day: Decimal = Decimal(0)
 
     @property
     def runware_request_spacing_seconds(self) -> float:
@@ -210,6 +214,23 @@ def _flag(raw: str) -> bool:
         raise ValueError("expected true or false (or yes/no, on/off, 1/0)") from None
 
 
+def _whole(raw: str) -> int:
+    value = _integer(raw)
+    if value < 0:
+        raise ValueError("expected an integer of at least 0")
+    return value
+
+
+def _usd(raw: str) -> Decimal:
+    try:
+        value = Decimal(raw.strip())
+    except InvalidOperation:
+        raise ValueError("expected an amount in US dollars, such as 25 or 2.50") from None
+    if not value.is_finite() or value < 0:
+        raise ValueError("expected an amount in US dollars of at least 0")
+    return value
+
+
 def _format(raw: str) -> str:
     return raw.strip().upper().replace("JPEG", "JPG")
 
@@ -276,6 +297,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("RECOVERY_QUEUE_URL", "recovery_queue_url", _text, "", "per-job checks; empty: none are sent"),
     Variable("RECOVERY_PARALLELISM", "recovery_parallelism", _positive, 10, "jobs one recovery batch settles at once"),
     Variable("LEGACY_STATUS_INDEX", "legacy_status_index", _text, "", "read while migrating; empty: gone"),
+    Variable("SPEND_LIMIT_IMAGES_PER_DAY", "spend_limit_images_per_day", _whole, 0, "0: no image limit"),
+    Variable("SPEND_LIMIT_USD_PER_DAY", "spend_limit_usd_per_day", _usd, Decimal(0), "0: no dollar limit"),
 )
 
 

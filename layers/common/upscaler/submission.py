@@ -10,7 +10,9 @@ SUBMITTED. A refusal of the account (key, balance, permission) fails no job: the
 and the invocation fails so it is retried or dead-lettered. Folder markers and foreign sources
 make no job. A claimed job whose output exists already (the same content and options upscaled
 before, or its own output after its record expired) is completed from it instead of sent
-(upscaler.prior_outputs).
+(upscaler.prior_outputs). The tasks to send are first reserved on the day's spend counter
+(upscaler.spend_limit): only those granted are sent, the rest stay CLAIMED and are reported as over
+the limit, and what Runware did not take is given back.
 
 Each source's validation (one ranged S3 GET) is independent of the others': they run at once, at
 most SUBMIT_PARALLELISM of them. The claims, and the moves to SUBMITTED after the request, are
@@ -21,6 +23,7 @@ outcome. Outcomes are reported in source order.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -51,8 +54,11 @@ from upscaler.settings import Settings
 from upscaler.source_events import SourceObject
 from upscaler.source_inspection import SourceInspector
 from upscaler.source_rules import Rejection
+from upscaler.spend_limit import Reservation, SpendCounter, price_of
 from upscaler.storage import ObjectInfo, ObjectStore
 from upscaler.tokens import webhook_url_for
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,8 @@ class AccountRefused(Exception):
 class SubmitReport:
     outcomes: list[SubmitOutcome] = field(default_factory=list)
     retry: list[tuple[SourceObject, str]] = field(default_factory=list)  # to deliver again, and why
+    # Claimed, but beyond the day's spend limit: not sent; they wait (upscaler.spend_limit).
+    over_limit: list[SourceObject] = field(default_factory=list)
 
 
 class TasksNotAcknowledged(Exception):
@@ -110,6 +118,7 @@ class _Sent:
     results: list[tuple[str, StepResult[SubmitOutcome]]]  # job id, its transition's outcome or error
     unanswered: list[str]
     status_code: int
+    refused: list[str] = field(default_factory=list)  # tasks Runware refused (Failed): not billed
 
 
 class Submitter:
@@ -125,8 +134,11 @@ class Submitter:
         prior_outputs: PriorOutputs | None = None,
         checks: CheckQueue | None = None,
         check_schedule: CheckSchedule | None = None,
+        spend: SpendCounter | None = None,
     ) -> None:
         self.settings = settings
+        # The day's spend counter: tasks are reserved on it before they are sent; None: no counting.
+        self.spend = spend
         # Outputs that already stand for a claimed job: no Runware task for it (upscaler.prior_outputs).
         self.prior_outputs = prior_outputs
         self.objects = objects
@@ -160,8 +172,8 @@ class Submitter:
                 report.outcomes.append(outcome)
         if pending and self.prior_outputs is not None:
             pending = self._complete_from_prior_outputs(self.prior_outputs, pending, by_job, report)
-        if pending:
-            sent = self._send(pending, deadline)
+        sent = self._send_within_limit(pending, deadline, by_job, report) if pending else None
+        if sent is not None:
             for job_id, result in sent.results:
                 if result.error is not None:  # its transition's write failed: the job is still CLAIMED
                     report.retry.append((by_job[job_id], _reason(result.error)))
@@ -366,7 +378,38 @@ class Submitter:
             [(task.task_uuid, results[task.task_uuid]) for _, task in pending if task.task_uuid in results],
             unanswered,
             response.status_code,
+            [job.job_id for job, _ in failed],
         )
+
+    def _send_within_limit(
+        self, pending: list[Claimed], deadline: float | None, by_job: dict[str, SourceObject], report: SubmitReport
+    ) -> _Sent | None:
+        """Reserve the tasks on the day's counter, send those granted, and give back what Runware did
+        not take: the tasks it refused or left unanswered, or all of them when the request failed
+        (their jobs stay CLAIMED and are reserved again when sent again). None: nothing was granted."""
+        if self.spend is None:
+            return self._send(pending, deadline)
+        reservation = self.spend.reserve([price_of(job.target_megapixels) for job, _ in pending])
+        granted = pending[: reservation.granted]
+        report.over_limit.extend(by_job[task.task_uuid] for _, task in pending[reservation.granted :])
+        if not granted:
+            return None
+        try:
+            sent = self._send(granted, deadline)
+        except BaseException:
+            self._give_back(reservation, range(len(granted)))
+            raise
+        not_taken = set(sent.refused) | set(sent.unanswered)
+        self._give_back(reservation, [index for index, (_, task) in enumerate(granted) if task.task_uuid in not_taken])
+        return sent
+
+    def _give_back(self, reservation: Reservation, indexes: Sequence[int]) -> None:
+        if self.spend is None or not indexes:
+            return
+        try:
+            self.spend.give_back(reservation, indexes)
+        except Exception:  # the count stays higher than what was sent: never above the limit
+            logger.exception("spend limit: %d reserved task(s) not given back", len(indexes))
 
     def _schedule_checks(self, accepted: list[Job]) -> None:
         """Each accepted job's recovery check, sent before the job is SUBMITTED: a check that cannot be

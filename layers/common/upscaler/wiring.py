@@ -7,7 +7,7 @@ read on first use and cached.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cache, partial
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from upscaler.completion_events import CompletionEventPublisher
     from upscaler.ingestion import Intake
-    from upscaler.intake_pause import IntakeResumer, PauseStore
+    from upscaler.intake_pause import IntakeResumer, PauseReason, PauseStore, ResumeCondition
     from upscaler.job_record import Job
     from upscaler.parallel import ThreadHandoff
     from upscaler.prior_outputs import OutputPointers
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from upscaler.result_recovery import ResultRecovery
     from upscaler.runware import RunwareClient
     from upscaler.settlement import Settler
+    from upscaler.spend_limit import DailyLimit, SpendCounter, SpendLimit
     from upscaler.submission import Submitter
     from upscaler.webhook import WebhookReceiver
 
@@ -213,7 +214,45 @@ def build_submitter(settings: Settings | None = None, *, handoff: ThreadHandoff 
         prior_outputs=PriorOutputs(objects, jobs, pointers),
         checks=_check_queue(settings),
         check_schedule=_check_schedule(settings),
+        spend=_spend_counter(settings),
     )
+
+
+def daily_limit(settings: Settings) -> DailyLimit:
+    """The spend limit the function's environment sets now (a stack update changes it)."""
+    from upscaler.spend_limit import DailyLimit, to_microdollars
+
+    return DailyLimit(settings.spend_limit_images_per_day, to_microdollars(settings.spend_limit_usd_per_day))
+
+
+def _spend_counter(settings: Settings) -> SpendCounter:
+    """The day's counter (the submitter reserves on it; intake reads it when the limit is reached)."""
+    from upscaler.spend_limit import SpendCounter
+
+    return SpendCounter(_dynamodb_client(), settings.jobs_table, daily_limit(settings))
+
+
+def _spend_limit(settings: Settings, counter: SpendCounter | None) -> SpendLimit | None:
+    from upscaler.spend_limit import LimitReachedEvents, SpendLimit
+
+    if counter is None:
+        return None
+    events = None
+    if settings.completion_event_bus:
+
+        def events_client() -> Any:
+            return boto3.client("events", region_name=aws_region(), config=Config(retries={"mode": "standard"}))
+
+        events = LimitReachedEvents(events_client, settings.completion_event_bus)
+    return SpendLimit(counter, events)
+
+
+def _resume_conditions(settings: Settings) -> Mapping[PauseReason, ResumeCondition]:
+    """The pause reasons' resume conditions; the spend limit's reads the limit set now."""
+    from upscaler.intake_pause import RESUME_CONDITIONS, PauseReason
+    from upscaler.spend_limit import LimitLiftedOrNewDay
+
+    return {**RESUME_CONDITIONS, PauseReason.SPEND_LIMIT_REACHED: LimitLiftedOrNewDay(daily_limit(settings))}
 
 
 def build_webhook_receiver(settings: Settings | None = None) -> WebhookReceiver:
@@ -294,9 +333,10 @@ def build_intake(submitter: Submitter, settings: Settings | None = None) -> Inta
     sqs = boto3.client("sqs", region_name=aws_region(), config=Config(retries={"mode": "standard"}))
     return Intake(
         submitter,
-        IntakeBreaker(_pause_store(settings), partial(IngestMapping, lambda_client)),
+        IntakeBreaker(_pause_store(settings), partial(IngestMapping, lambda_client), _resume_conditions(settings)),
         QueueCopies(sqs),
         IntakeQueues(settings.ingest_queue_url, settings.dead_letter_queue_url),
+        _spend_limit(settings, submitter.spend),
     )
 
 
@@ -308,4 +348,4 @@ def build_intake_resumer(settings: Settings | None = None) -> IntakeResumer:
     if not settings.submit_function_name or not settings.ingest_queue_arn:
         raise ConfigurationError("SUBMIT_FUNCTION_NAME and INGEST_QUEUE_ARN must name the submit function's mapping")
     mapping = IngestMapping(_lambda_client(), settings.submit_function_name, settings.ingest_queue_arn)
-    return IntakeResumer(_pause_store(settings), mapping)
+    return IntakeResumer(_pause_store(settings), mapping, _resume_conditions(settings))
