@@ -48,14 +48,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from upscaler.clock import iso, utc_now
 from upscaler.intake_pause import IntakePause
+from upscaler.pricing import PRICE_TIERS, tier_for
 
 logger = logging.getLogger(__name__)
 
-# Runware's price per image by the output's tier, from the model page of prunaai:p-image@upscale
-# (https://runware.ai/models/prunaai-p-image-upscale, pricing; docs/costs.md): $0.005 for 1-4 MP,
-# $0.01 for 5-8 MP, per image, not per megapixel. In micro-dollars, so sums are exact integers.
-# (highest megapixels of the tier, micro-dollars per image)
-PRICE_TIERS: tuple[tuple[int, int], ...] = ((4, 5_000), (8, 10_000))
+# Prices are counted in micro-dollars, so sums are exact integers (the tiers: upscaler.pricing).
 MICRODOLLARS_PER_DOLLAR = 1_000_000
 SPEND_ITEM_PREFIX = "#spend-limit#"
 SPEND_SHARDS = 1  # one item: exact whatever the limit did today (see above)
@@ -70,12 +67,10 @@ LIMIT_REACHED_DETAIL_TYPE = "Upscale Spend Limit Reached"
 
 
 def price_of(target_megapixels: int | None) -> int:
-    """Micro-dollars Runware charges for one output at this target (no target: the dearest tier)."""
-    if target_megapixels is not None:
-        for highest, price in PRICE_TIERS:
-            if target_megapixels <= highest:
-                return price
-    return PRICE_TIERS[-1][1]
+    """Micro-dollars Runware charges for one output at this target, by the model page's price tiers
+    (upscaler.pricing); no target: the dearest tier."""
+    tier = PRICE_TIERS[-1] if target_megapixels is None else tier_for(target_megapixels)
+    return int(tier.usd_per_image * MICRODOLLARS_PER_DOLLAR)
 
 
 def dollars(microdollars: int) -> Decimal:
@@ -147,7 +142,7 @@ class Spend:
 
     def reached(self, limit: DailyLimit) -> bool:
         """Whether not even one more image of the cheapest tier fits."""
-        cheapest = PRICE_TIERS[0][1]
+        cheapest = int(PRICE_TIERS[0].usd_per_image * MICRODOLLARS_PER_DOLLAR)
         return (limit.images > 0 and self.images >= limit.images) or (
             limit.microdollars > 0 and self.microdollars + cheapest > limit.microdollars
         )
