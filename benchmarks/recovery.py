@@ -38,6 +38,7 @@ from benchmarks.probe import RESULT_PREFIX
 from local.runware_emulator.images import RenderedImage
 from local.runware_emulator.tasks import TaskRecord
 from local.stack import LOCAL_RUNWARE_KEY, LocalStack, StackConfig
+from local.template import load_template
 from upscaler.clock import iso, utc_now
 from upscaler.job_record import Job, JobStatus, job_id_for
 from upscaler.jobs import CLAIM, SUBMIT, JobStore
@@ -132,6 +133,10 @@ def sweep_run(stack: LocalStack, max_jobs: int) -> int:
     return settled
 
 
+def _template_concurrency() -> int:
+    return int(load_template()["Parameters"]["RecoveryMaximumConcurrency"]["Default"])
+
+
 def completion_events(stack: LocalStack) -> int:
     attributes = stack.client("sqs").get_queue_attributes(
         QueueUrl=stack.names["completion_events_url"],
@@ -140,10 +145,18 @@ def completion_events(stack: LocalStack) -> int:
     return sum(int(value) for value in attributes.values())
 
 
-def run(jobs: int, sample: int, max_seconds: float, concurrency: int | None = None) -> dict[str, Any]:
+def run(
+    jobs: int, sample: int, max_seconds: float, concurrency: int | None = None, processes: bool = True
+) -> dict[str, Any]:
+    """`processes`: each concurrent recover invocation in a process of its own, as Lambda runs them in
+    separate environments (False: in threads of this process, sharing one interpreter lock)."""
     overrides = {"RecoveryMaximumConcurrency": str(concurrency)} if concurrency else {}
     config = StackConfig(
-        reconcile_interval_seconds=0, function_log_level="ERROR", parameter_overrides=overrides, recover_on_start=False
+        reconcile_interval_seconds=0,
+        function_log_level="ERROR",
+        parameter_overrides=overrides,
+        recover_on_start=False,
+        recover_processes=(concurrency or _template_concurrency()) if processes else 0,
     )
     with LocalStack(config) as stack:
         # Baseline first: one sweep run over a run's worth of jobs (no checks exist for them).
@@ -187,6 +200,7 @@ def run(jobs: int, sample: int, max_seconds: float, concurrency: int | None = No
         return {
             "jobs": jobs,
             "recovery_concurrency": concurrency,
+            "recover_processes": config.recover_processes,
             "statuses": statuses,
             "prepare_seconds": prepare_seconds,
             "checks_sent_seconds": sent_seconds,
@@ -209,7 +223,11 @@ def run(jobs: int, sample: int, max_seconds: float, concurrency: int | None = No
 def main() -> int:
     spec = json.loads(sys.stdin.read())
     result = run(
-        spec["jobs"], spec.get("sample", SWEEP_JOBS_PER_RUN), spec.get("max_seconds", 1800.0), spec.get("concurrency")
+        spec["jobs"],
+        spec.get("sample", SWEEP_JOBS_PER_RUN),
+        spec.get("max_seconds", 1800.0),
+        spec.get("concurrency"),
+        spec.get("processes", True),
     )
     sys.stdout.write("\n" + RESULT_PREFIX + json.dumps(result, default=str) + "\n")
     return 0
