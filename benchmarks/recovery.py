@@ -11,7 +11,9 @@ In one local stack, with the safety-net schedule off so recovery is the only pat
   (so getResponse answers success), and each job's first check, due at once, sent as the submit
   path sends it (SendMessageBatch, 10 to a request): the backlog a webhook outage leaves. Measured:
   from the moment the recovery checks queue's event source mapping starts until every job is
-  COMPLETED, through the real recover handler (the template's batch size and batching window).
+  COMPLETED, through the real recover handler (the template's batch size and batching window), each
+  of the invocations that may run at once in a process of its own, as Lambda runs them in separate
+  environments (local.function_processes; in threads of the stack's process on request).
 - The baseline, the sweep as it was (a faithful copy of its loop, `sweep_run` below): the oldest
   ReconcileMaxJobs (200) SUBMITTED jobs per run, getResponse per 25, then each job settled one after
   another, once per ReconcileSchedule (5 minutes). It is measured on `sample` further jobs prepared
@@ -233,12 +235,19 @@ def main() -> int:
     return 0
 
 
-def measure(jobs: int, concurrency: int | None = None) -> dict[str, Any]:
-    """`concurrency`: RecoveryMaximumConcurrency for the run (None: the template's default)."""
+def measure(jobs: int, concurrency: int | None = None, *, processes: bool = True) -> dict[str, Any]:
+    """`concurrency`: RecoveryMaximumConcurrency for the run (None: the template's default);
+    `processes`: each concurrent recover invocation in a process of its own (False: threads)."""
     from benchmarks.services import run_child
     from benchmarks.suites import progress
 
-    spec = {"jobs": jobs, "sample": min(SWEEP_JOBS_PER_RUN, jobs), "concurrency": concurrency, "max_seconds": 1800}
+    spec = {
+        "jobs": jobs,
+        "sample": min(SWEEP_JOBS_PER_RUN, jobs),
+        "concurrency": concurrency,
+        "max_seconds": 1800,
+        "processes": processes,
+    }
     result = run_child("benchmarks.recovery", spec, timeout=3600)
     result.pop("stderr")
     progress(
