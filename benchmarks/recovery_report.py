@@ -23,7 +23,7 @@ def recovery_goals(data: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 def recovery_section(data: dict[str, Any]) -> list[str]:
     lines = [
-        "## 7. Recovery of lost webhooks: per-job checks beside the sweep",
+        "## 8. Recovery of lost webhooks: per-job checks beside the sweep",
         "",
         f"{data['jobs']} submitted jobs whose webhooks never came, prepared directly in a local stack (records "
         "written by the job store's transitions, a small JPEG at each staging key, a finished task per job in "
