@@ -43,10 +43,13 @@ RUNWARE_ANSWER_SECONDS = 1.0
 # later than that, and recovery would then count work that AWS (after 600 s) never does. After 60 s,
 # the jobs recovered are those whose webhook was dropped. A parameter a tree does not have is ignored.
 RECOVERY_OVERRIDES = {"ReconcileAfterSeconds": "60"}
+# Priced as "PUT, COPY, POST, LIST requests" (Amazon S3 pricing): LIST with the writes.
 S3_PUT_CLASS = {
     "PutObject",
     "CopyObject",
     "PostObject",
+    "ListObjectsV2",
+    "ListObjects",
     "CreateMultipartUpload",
     "UploadPart",
     "CompleteMultipartUpload",
@@ -360,7 +363,7 @@ def model(run: dict[str, Any], template: dict[str, Any], submit_batch_ms: float,
     )
     lines.append(
         (
-            "S3 PUT/COPY requests",
+            "S3 PUT/COPY/LIST requests",
             1000 * s3["classes"].get("PUT", 0) * per_job * figures.S3_PUT_PRICE.value,
             f"{s3['classes'].get('PUT', 0) * per_job:.2f}/job",
         )
