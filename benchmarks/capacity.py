@@ -26,7 +26,7 @@ from benchmarks import capacity_figures as figures
 from benchmarks.dynamodb_billing import IndexDefinition, indexes_of, item_size, read_units, write_cost, write_units
 from benchmarks.probe import RESULT_PREFIX
 from benchmarks.services import ROOT
-from local.template import load_template
+from local.template import TemplateResolver, load_template
 
 # The design before the open-jobs index, the recovery queue and single conditional writes: the
 # last commit with the jobsByStatus index (status, createdAt; projection ALL), the 5-minute
@@ -43,10 +43,13 @@ RUNWARE_ANSWER_SECONDS = 1.0
 # later than that, and recovery would then count work that AWS (after 600 s) never does. After 60 s,
 # the jobs recovered are those whose webhook was dropped. A parameter a tree does not have is ignored.
 RECOVERY_OVERRIDES = {"ReconcileAfterSeconds": "60"}
+# Priced as "PUT, COPY, POST, LIST requests" (Amazon S3 pricing): LIST with the writes.
 S3_PUT_CLASS = {
     "PutObject",
     "CopyObject",
     "PostObject",
+    "ListObjectsV2",
+    "ListObjects",
     "CreateMultipartUpload",
     "UploadPart",
     "CompleteMultipartUpload",
@@ -136,12 +139,18 @@ def parameter(template: dict[str, Any], name: str, default: float = 0.0) -> floa
 
 
 def table_indexes(template: dict[str, Any]) -> dict[str, list[IndexDefinition]]:
-    """Logical id of each table -> its global secondary indexes, as the template declares them."""
-    return {
-        logical_id: indexes_of(resource.get("Properties", {}))
-        for logical_id, resource in template.get("Resources", {}).items()
-        if resource.get("Type") == "AWS::DynamoDB::Table"
-    }
+    """Logical id of each table -> its global secondary indexes, as the template deploys them with its
+    parameters' defaults (an index kept only under a condition, such as the status index during a
+    migration, is there only when the condition holds)."""
+    resolver = TemplateResolver(template)
+    tables = {}
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource.get("Type") != "AWS::DynamoDB::Table":
+            continue
+        properties = dict(resource.get("Properties", {}))
+        properties["GlobalSecondaryIndexes"] = resolver.resolve(properties.get("GlobalSecondaryIndexes") or [])
+        tables[logical_id] = indexes_of(properties)
+    return tables
 
 
 def indexes_for(table_name: str, tables: dict[str, list[IndexDefinition]]) -> list[IndexDefinition]:
@@ -354,7 +363,7 @@ def model(run: dict[str, Any], template: dict[str, Any], submit_batch_ms: float,
     )
     lines.append(
         (
-            "S3 PUT/COPY requests",
+            "S3 PUT/COPY/LIST requests",
             1000 * s3["classes"].get("PUT", 0) * per_job * figures.S3_PUT_PRICE.value,
             f"{s3['classes'].get('PUT', 0) * per_job:.2f}/job",
         )

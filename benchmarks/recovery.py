@@ -11,7 +11,9 @@ In one local stack, with the safety-net schedule off so recovery is the only pat
   (so getResponse answers success), and each job's first check, due at once, sent as the submit
   path sends it (SendMessageBatch, 10 to a request): the backlog a webhook outage leaves. Measured:
   from the moment the recovery checks queue's event source mapping starts until every job is
-  COMPLETED, through the real recover handler (the template's batch size and batching window).
+  COMPLETED, through the real recover handler (the template's batch size and batching window), each
+  of the invocations that may run at once in a process of its own, as Lambda runs them in separate
+  environments (local.function_processes; in threads of the stack's process on request).
 - The baseline, the sweep as it was (a faithful copy of its loop, `sweep_run` below): the oldest
   ReconcileMaxJobs (200) SUBMITTED jobs per run, getResponse per 25, then each job settled one after
   another, once per ReconcileSchedule (5 minutes). It is measured on `sample` further jobs prepared
@@ -38,6 +40,7 @@ from benchmarks.probe import RESULT_PREFIX
 from local.runware_emulator.images import RenderedImage
 from local.runware_emulator.tasks import TaskRecord
 from local.stack import LOCAL_RUNWARE_KEY, LocalStack, StackConfig
+from local.template import load_template
 from upscaler.clock import iso, utc_now
 from upscaler.job_record import Job, JobStatus, job_id_for
 from upscaler.jobs import CLAIM, SUBMIT, JobStore
@@ -132,6 +135,10 @@ def sweep_run(stack: LocalStack, max_jobs: int) -> int:
     return settled
 
 
+def _template_concurrency() -> int:
+    return int(load_template()["Parameters"]["RecoveryMaximumConcurrency"]["Default"])
+
+
 def completion_events(stack: LocalStack) -> int:
     attributes = stack.client("sqs").get_queue_attributes(
         QueueUrl=stack.names["completion_events_url"],
@@ -140,10 +147,18 @@ def completion_events(stack: LocalStack) -> int:
     return sum(int(value) for value in attributes.values())
 
 
-def run(jobs: int, sample: int, max_seconds: float, concurrency: int | None = None) -> dict[str, Any]:
+def run(
+    jobs: int, sample: int, max_seconds: float, concurrency: int | None = None, processes: bool = True
+) -> dict[str, Any]:
+    """`processes`: each concurrent recover invocation in a process of its own, as Lambda runs them in
+    separate environments (False: in threads of this process, sharing one interpreter lock)."""
     overrides = {"RecoveryMaximumConcurrency": str(concurrency)} if concurrency else {}
     config = StackConfig(
-        reconcile_interval_seconds=0, function_log_level="ERROR", parameter_overrides=overrides, recover_on_start=False
+        reconcile_interval_seconds=0,
+        function_log_level="ERROR",
+        parameter_overrides=overrides,
+        recover_on_start=False,
+        recover_processes=(concurrency or _template_concurrency()) if processes else 0,
     )
     with LocalStack(config) as stack:
         # Baseline first: one sweep run over a run's worth of jobs (no checks exist for them).
@@ -187,6 +202,7 @@ def run(jobs: int, sample: int, max_seconds: float, concurrency: int | None = No
         return {
             "jobs": jobs,
             "recovery_concurrency": concurrency,
+            "recover_processes": config.recover_processes,
             "statuses": statuses,
             "prepare_seconds": prepare_seconds,
             "checks_sent_seconds": sent_seconds,
@@ -209,18 +225,29 @@ def run(jobs: int, sample: int, max_seconds: float, concurrency: int | None = No
 def main() -> int:
     spec = json.loads(sys.stdin.read())
     result = run(
-        spec["jobs"], spec.get("sample", SWEEP_JOBS_PER_RUN), spec.get("max_seconds", 1800.0), spec.get("concurrency")
+        spec["jobs"],
+        spec.get("sample", SWEEP_JOBS_PER_RUN),
+        spec.get("max_seconds", 1800.0),
+        spec.get("concurrency"),
+        spec.get("processes", True),
     )
     sys.stdout.write("\n" + RESULT_PREFIX + json.dumps(result, default=str) + "\n")
     return 0
 
 
-def measure(jobs: int, concurrency: int | None = None) -> dict[str, Any]:
-    """`concurrency`: RecoveryMaximumConcurrency for the run (None: the template's default)."""
+def measure(jobs: int, concurrency: int | None = None, *, processes: bool = True) -> dict[str, Any]:
+    """`concurrency`: RecoveryMaximumConcurrency for the run (None: the template's default);
+    `processes`: each concurrent recover invocation in a process of its own (False: threads)."""
     from benchmarks.services import run_child
     from benchmarks.suites import progress
 
-    spec = {"jobs": jobs, "sample": min(SWEEP_JOBS_PER_RUN, jobs), "concurrency": concurrency, "max_seconds": 1800}
+    spec = {
+        "jobs": jobs,
+        "sample": min(SWEEP_JOBS_PER_RUN, jobs),
+        "concurrency": concurrency,
+        "max_seconds": 1800,
+        "processes": processes,
+    }
     result = run_child("benchmarks.recovery", spec, timeout=3600)
     result.pop("stderr")
     progress(

@@ -23,7 +23,7 @@ def recovery_goals(data: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 def recovery_section(data: dict[str, Any]) -> list[str]:
     lines = [
-        "## 7. Recovery of lost webhooks: per-job checks beside the sweep",
+        "## 8. Recovery of lost webhooks: per-job checks beside the sweep",
         "",
         f"{data['jobs']} submitted jobs whose webhooks never came, prepared directly in a local stack (records "
         "written by the job store's transitions, a small JPEG at each staging key, a finished task per job in "
@@ -63,9 +63,16 @@ def recovery_section(data: dict[str, Any]) -> list[str]:
         f"Preparing the jobs took {data['prepare_seconds']:.0f} s and sending their checks "
         f"{data['checks_sent_seconds']:.0f} s (submit sends each with its job, spread over the submissions); "
         "neither is counted. Completion is counted from the completion events each job sends when it ends. "
-        "Every AWS call goes to moto in the same process as the functions (one interpreter lock, on a "
-        "machine shared with other work): the sweep's own work ran at "
-        f"{data['sweep_sample'] / data['sweep_run_seconds']:.1f} jobs per second one job after another, so "
+        + (
+            f"Each of the {data['recover_processes']} recover invocations that may run at once ran in a process "
+            "of its own (as Lambda runs concurrent invocations in separate environments), loading the handler "
+            "once; moto, the Runware emulator and the event source mapping's pollers share the stack's process. "
+            if data.get("recover_processes")
+            else "The recover invocations ran in threads of the stack's process, with moto and the emulator (one "
+            "interpreter lock). "
+        )
+        + "On this machine (shared with other work) the sweep's own work ran at "
+        f"{data['sweep_sample'] / data['sweep_run_seconds']:.1f} jobs per second one job after another: "
         "the local stack, not the design, bounds the checks' rate here.",
         "",
     ]

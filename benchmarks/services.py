@@ -73,6 +73,9 @@ class Services:
             StackConfig(
                 faults=faults or FaultConfig(),
                 reconcile_interval_seconds=0,
+                # No recovery checks either: a probe's jobs are settled by its webhooks alone, and a check
+                # coming due during a slow run would end jobs a measurement expects still SUBMITTED.
+                recover_on_start=False,
                 function_log_level="ERROR",
                 seed=seed,
             )

@@ -33,7 +33,7 @@ import secrets
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +44,7 @@ from botocore.config import Config
 
 from local.custom_resources import create_all, custom_resources, service_function
 from local.event_source_mapping import EventSourceMapping, MappingSettings, MappingState, register_mapping
+from local.function_processes import FunctionProcesses
 from local.lambda_runtime import LocalFunction, ensure_layer_on_path
 from local.runware_emulator import FaultConfig, RunwareEmulator
 from local.template import (
@@ -89,6 +90,9 @@ class StackConfig:
     function_log_level: str = "WARNING"
     # False: the recovery checks queue's mapping waits for start_recovery() (a backlog built first).
     recover_on_start: bool = True
+    # More than 0: the recover function's invocations run in that many processes of their own
+    # (local.function_processes), as Lambda runs concurrent invocations in separate environments.
+    recover_processes: int = 0
     seed: int | None = None
     aws_port: int = 0  # 0 picks a free port
 
@@ -113,6 +117,7 @@ class LocalStack:
         self.ingestion: EventSourceMapping | None = None
         # The recovery checks queue's mapping, for the real recover function (each job's own check).
         self.recovery: EventSourceMapping | None = None
+        self.recover_processes: FunctionProcesses | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -164,10 +169,17 @@ class LocalStack:
         """Start the recovery checks queue's event source mapping (at start, unless the config says not)."""
         if self.recovery is not None:
             return
+        invoke: Callable[[dict[str, Any]], Any] = lambda event: self.functions["RecoverFunction"].invoke(event)  # noqa: E731
+        if self.config.recover_processes > 0:
+            function = self.functions["RecoverFunction"]
+            self.recover_processes = FunctionProcesses(
+                function.spec, function.name, self.config.recover_processes, self.environment
+            )
+            invoke = self.recover_processes.invoke
         self.recovery = EventSourceMapping(
             self._mapping_settings("RecoverFunction"),
             lambda: self.client("sqs"),
-            lambda event: self.functions["RecoverFunction"].invoke(event),
+            invoke,
             redelivery_seconds=self.config.redelivery_seconds,
         )
         self.recovery.start()
@@ -180,6 +192,8 @@ class LocalStack:
             self.ingestion.stop()
         if self.recovery:
             self.recovery.stop()
+        if self.recover_processes:
+            self.recover_processes.stop()
         if self.gateway:
             self.gateway.stop()
         if self.emulator:

@@ -70,3 +70,18 @@ def test_scaled_parameters_let_the_target_through_with_headroom():
         "Runware requests (RunwareRequestsPerSecond)",
     ):
         assert rows[name]["ceiling"] >= 1000
+
+
+def test_the_model_reads_the_indexes_the_template_deploys_with_its_defaults() -> None:
+    from benchmarks.capacity import table_indexes
+    from local.template import load_template
+
+    template = load_template()
+    indexes = table_indexes(template)
+    assert [index.name for index in indexes["JobsTable"]] == ["openJobs"], "the status index only while migrating"
+    migrating = {**template, "Parameters": {**template["Parameters"]}}
+    migrating["Parameters"]["StatusIndexMigration"] = {
+        **template["Parameters"]["StatusIndexMigration"],
+        "Default": "true",
+    }
+    assert [index.name for index in table_indexes(migrating)["JobsTable"]] == ["openJobs", "jobsByStatus"]

@@ -152,3 +152,58 @@ def test_a_refused_event_is_sent_again_and_never_raises(caplog):
     CompletionEventPublisher(lambda: down, "default", sleep=lambda _: None)(job)
     assert down.calls == 3
     assert "completion event not sent" in caplog.text
+
+
+class RecordingEvents:
+    """EventBridge refusing, once, the entries of the jobs named in `refuse_once` (per-entry failures)."""
+
+    def __init__(self, refuse_once: set[str]) -> None:
+        self.refuse_once = set(refuse_once)
+        self.requests: list[list[str]] = []
+
+    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        ids = [json.loads(entry["Detail"])["jobId"] for entry in Entries]
+        self.requests.append(ids)
+        answers = []
+        for job_id in ids:
+            if job_id in self.refuse_once:
+                self.refuse_once.discard(job_id)
+                answers.append({"ErrorCode": "InternalFailure", "ErrorMessage": "try again"})
+            else:
+                answers.append({"EventId": f"e-{job_id}"})
+        return {"FailedEntryCount": sum("ErrorCode" in a for a in answers), "Entries": answers}
+
+
+def test_events_held_together_go_ten_to_a_request_from_every_thread_and_only_refused_ones_again():
+    from upscaler.completion_events import sent_together
+    from upscaler.parallel import run_each
+
+    jobs = [
+        Job.from_record({"jobId": f"j{n:02}", "status": "COMPLETED", "sourceBucket": "b", "sourceKey": f"k{n}"})
+        for n in range(23)
+    ]
+    events = RecordingEvents(refuse_once={"j03", "j17"})
+    publish = CompletionEventPublisher(lambda: events, "default", sleep=lambda _: None)
+    with sent_together():
+        run_each(jobs, publish, parallelism=5)  # worker threads, as a recovery batch settles its jobs
+        assert events.requests == [], "nothing is sent before the block ends"
+    sent = [job_id for request in events.requests for job_id in request]
+    assert sorted(set(sent)) == sorted(job.job_id for job in jobs)
+    assert all(len(request) <= 10 for request in events.requests)
+    assert len(events.requests) == 3 + 2, "23 events in 3 requests, and one retry for each refused entry's request"
+    assert sorted(job_id for job_id in sent if sent.count(job_id) > 1) == ["j03", "j03", "j17", "j17"]
+
+    publish(jobs[0])  # outside the block: sent at once, alone
+    assert events.requests[-1] == ["j00"]
+
+
+def test_held_events_are_sent_when_the_block_raises():
+    from upscaler.completion_events import sent_together
+
+    job = Job.from_record({"jobId": "j", "status": "COMPLETED", "sourceBucket": "b", "sourceKey": "k"})
+    events = RecordingEvents(refuse_once=set())
+    publish = CompletionEventPublisher(lambda: events, "default", sleep=lambda _: None)
+    with pytest.raises(RuntimeError), sent_together():
+        publish(job)
+        raise RuntimeError("the batch died after the write")
+    assert events.requests == [["j"]]

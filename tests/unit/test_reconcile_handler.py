@@ -189,6 +189,8 @@ def test_scheduled_run_completes_fails_and_times_out_without_scanning(
         "outputNotReady": 0,
         "unreadable": 0,
         "indexedFromLegacy": 0,
+        "stagedExamined": 0,
+        "stagedLeftoversRemoved": 0,
         "nowCompleted": 1,
         "nowFailed": 1,
         "nowTimedOut": 1,
@@ -221,6 +223,8 @@ def test_scheduled_run_with_nothing_stale_polls_nothing_and_publishes_the_oldest
         "outputNotReady": 0,
         "unreadable": 0,
         "indexedFromLegacy": 0,
+        "stagedExamined": 0,
+        "stagedLeftoversRemoved": 0,
     }
     assert runware.authorization == set()
     # Only the age of the oldest open job, published on every run (its alarm treats silence as a fault).
@@ -242,6 +246,8 @@ def test_runware_down_leaves_every_job_as_it_was(handler, store, runware):
         "outputNotReady": 0,
         "unreadable": 0,
         "indexedFromLegacy": 0,
+        "stagedExamined": 0,
+        "stagedLeftoversRemoved": 0,
     }
     assert runware.authorization == {f"Bearer {RUNWARE_KEY}"}  # it was asked, and kept refusing
 

@@ -142,7 +142,7 @@ def make_reconciler(aws, store, runware, **limits) -> Reconciler:
         client,
         max_age_seconds=limits.get("max_age_seconds", PASS_MAX_AGE),
         max_jobs=limits.get("max_jobs", 50),
-        **{name: limits[name] for name in ("checks", "schedule", "legacy_index") if name in limits},
+        **{name: limits[name] for name in ("checks", "schedule", "legacy_index", "late_outputs") if name in limits},
     )
 
 
@@ -213,6 +213,8 @@ def test_completes_a_job_whose_webhook_was_lost(aws, store, runware, reconciler)
         "outputNotReady": 0,
         "unreadable": 0,
         "indexedFromLegacy": 0,
+        "stagedExamined": 0,
+        "stagedLeftoversRemoved": 0,
         "nowCompleted": 1,
     }
 
@@ -329,6 +331,8 @@ def test_one_run_completes_fails_and_times_out_without_ever_scanning(aws, dynamo
         "outputNotReady": 0,
         "unreadable": 0,
         "indexedFromLegacy": 0,
+        "stagedExamined": 0,
+        "stagedLeftoversRemoved": 0,
         "nowCompleted": 1,
         "nowFailed": 1,
         "nowTimedOut": 1,

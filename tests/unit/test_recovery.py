@@ -285,3 +285,23 @@ def test_a_check_killed_half_way_loses_nothing_and_completes_nothing_twice(aws, 
     assert store.get(job_id).status == "COMPLETED"
     assert len(sent) == 1, "one completion (and one completion event), whatever the number of tries"
     assert stored_record(store, job_id)["resultReports"] == 1
+
+
+def test_the_completion_events_of_a_batch_go_ten_to_a_put_events_request(aws, store, runware, sqs, queue_url):
+    from tests.unit.test_completion_events import RecordingEvents
+    from upscaler.completion_events import CompletionEventPublisher
+
+    job_ids = [add_job(store, DUE) for _ in range(23)]
+    for job_id in job_ids:
+        runware.succeed(job_id)
+        put_output(aws, store, job_id)
+    events = RecordingEvents(refuse_once=set())
+    store.on_terminal = CompletionEventPublisher(lambda: events, "default", sleep=lambda _: None)
+    recoverer = make_recoverer(aws, store, runware, sqs, queue_url)
+
+    report = recoverer.run(due_checks(*job_ids))
+
+    assert report.failed_message_ids == []
+    assert all(store.get(job_id).status == "COMPLETED" for job_id in job_ids)
+    assert sorted(job_id for request in events.requests for job_id in request) == sorted(job_ids)
+    assert [len(request) for request in events.requests] == [10, 10, 3]

@@ -36,6 +36,7 @@ Paths
 - submission: validated, claimed jobs sent in one request (the submit function).
 - webhook: Runware's result POST authenticated and recorded (the webhook function).
 - reconciliation: the safety-net pass: open jobs whose recovery check was lost, found through the open-jobs index.
+- late_outputs: the safety net's look at the staging prefix: paid outputs of jobs that ended without them.
 - recovery_checks: one SQS check per submitted job, due when it should be looked at, and its back-off.
 - recovery: each job's check settled in batches, one getResponse per batch (the recover function).
 - settlement: settling one job from what getResponse said: the rules recovery and the safety net share.

@@ -13,7 +13,7 @@ import posixpath
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from upscaler.image_header import ImageHeader, UnreadableImage
+from upscaler.image_header import HeaderBytes, ImageHeader, UnreadableImage
 from upscaler.job_record import Job
 from upscaler.models import OUTPUT_EXTENSIONS, PIXELS_PER_MEGAPIXEL
 from upscaler.storage import ObjectInfo, ObjectMissing, ObjectStore
@@ -102,11 +102,14 @@ class OutputPublisher:
         """
         bucket = str(job.output_bucket)
         for key, published in ((self.staging_key(job), False), (str(job.output_key), True)):
+            # One ranged GET gives the object's size (Content-Range), ETag, type and metadata with its
+            # first bytes, which hold the header of any image the pipeline accepts: no HEAD is needed
+            # (GetObject response headers, https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html).
             try:
-                info = self.objects.head(bucket, key)
+                current = self.objects.read_current(bucket, key)
             except ObjectMissing:
                 continue
-            return VerifiedOutput(info, self._check(job, info), published)
+            return VerifiedOutput(current.info, self._check(job, current.info, current.header_bytes), published)
         return None
 
     def publish(self, job: Job, output: VerifiedOutput) -> PublishedOutput:
@@ -133,9 +136,9 @@ class OutputPublisher:
         """Remove the staged copy once the job is final; a lifecycle rule is the backstop."""
         self.objects.delete(str(job.output_bucket), self.staging_key(job))
 
-    def _check(self, job: Job, info: ObjectInfo) -> ImageHeader:
+    def _check(self, job: Job, info: ObjectInfo, held: HeaderBytes | None = None) -> ImageHeader:
         try:
-            header = self.objects.read_header(info)
+            header = self.objects.read_header(info, held)
         except UnreadableImage as error:
             raise OutputInvalid("outputUnreadable", f"the uploaded output is not a readable image: {error}") from None
         if not header.supported:

@@ -12,6 +12,7 @@ entity, from one invocation into the next).
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -57,7 +58,9 @@ def run_each(
         return [_attempt(step, item) for item in items]
     with ThreadPoolExecutor(max_workers=min(parallelism, len(items)), thread_name_prefix="step") as pool:
         works = [partial(_attempt, step, item) for item in items]
-        futures = [pool.submit(handoff(work) if handoff else work) for work in works]
+        # Each step sees the caller's context variables (a copy each: one context cannot be entered
+        # by two threads at once), as it would in the calling thread.
+        futures = [pool.submit(contextvars.copy_context().run, handoff(work) if handoff else work) for work in works]
         return [future.result() for future in futures]
 
 

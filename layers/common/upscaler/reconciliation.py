@@ -6,6 +6,9 @@ lost: dead-lettered, or never sent) is found here through the open-jobs index (a
 never a scan), polled with getResponse in batches, and settled by the same rules as a check
 (upscaler.settlement). The deadline is checked before each job, so a run never overruns its timeout.
 
+Each run then looks at the staging prefix for outputs of jobs that ended without them (timed out
+or failed, their checks lost: upscaler.late_outputs), since no index leads to an ended job.
+
 Each run also reports when the oldest open job opened (the OldestOpenJobAgeSeconds metric and its
 alarm) and, while a deployment migrates from the status index of earlier versions, gives the open
 jobs that index holds their open-jobs keys, and each submitted one a check.
@@ -23,6 +26,7 @@ from datetime import timedelta
 from upscaler.clock import parse_iso, utc_now
 from upscaler.job_record import OPEN_STATUSES, Job, JobStatus
 from upscaler.jobs import JobStore
+from upscaler.late_outputs import LateOutputs
 from upscaler.open_jobs import OpenJob, OpenJobs
 from upscaler.recovery_checks import MAX_DELAY_SECONDS, CheckQueue, CheckSchedule
 from upscaler.results import Recorded
@@ -46,6 +50,8 @@ class ReconcileReport:
     out_of_time: bool = False
     oldest_open_age_seconds: float | None = None
     indexed_from_legacy: int = 0
+    staged_examined: int = 0  # staged outputs old enough to be looked at (upscaler.late_outputs)
+    staged_leftovers_removed: int = 0
 
     def counts(self) -> dict[str, int]:
         by_status = Counter(item.status for item in self.recorded if item.changed)
@@ -55,6 +61,8 @@ class ReconcileReport:
             "outputNotReady": self.output_not_ready,
             "unreadable": self.unreadable,
             "indexedFromLegacy": self.indexed_from_legacy,
+            "stagedExamined": self.staged_examined,
+            "stagedLeftoversRemoved": self.staged_leftovers_removed,
             **{f"now{status.title().replace('_', '')}": count for status, count in by_status.items()},
         }
 
@@ -72,6 +80,7 @@ class Reconciler:
         checks: CheckQueue | None = None,
         schedule: CheckSchedule | None = None,
         legacy_index: str = "",
+        late_outputs: LateOutputs | None = None,
     ) -> None:
         self.jobs = jobs
         self.open_jobs = open_jobs
@@ -83,6 +92,8 @@ class Reconciler:
         self.schedule = schedule
         # The status index of earlier versions, while it still exists (migration); empty otherwise.
         self.legacy_index = legacy_index
+        # The staged outputs of ended jobs whose checks were lost (None: not looked for).
+        self.late_outputs = late_outputs
 
     def run(self, *, deadline: float | None = None) -> ReconcileReport:
         report = ReconcileReport()
@@ -91,6 +102,16 @@ class Reconciler:
             report.oldest_open_age_seconds = max(0.0, (utc_now() - parse_iso(oldest)).total_seconds())
         if self.legacy_index:
             self._index_legacy_jobs(report, deadline)
+        self._settle_open_jobs(report, deadline)
+        if self.late_outputs is not None and not report.out_of_time and not _past(deadline):
+            late = self.late_outputs.run(deadline=deadline)
+            report.staged_examined = late.staged
+            report.recorded.extend(late.recorded)
+            report.staged_leftovers_removed = late.leftovers_removed
+            report.out_of_time = late.out_of_time
+        return report
+
+    def _settle_open_jobs(self, report: ReconcileReport, deadline: float | None) -> None:
         cutoff = utc_now() - timedelta(seconds=self.max_age_seconds + CHECK_GRACE_SECONDS)
         candidates = self.open_jobs.oldest(opened_before=cutoff, status=JobStatus.SUBMITTED)
         for batch in _batches(itertools.islice(candidates, self.max_jobs), POLL_BATCH_SIZE):
@@ -116,7 +137,7 @@ class Reconciler:
             for job in jobs:
                 if _past(deadline):  # per job: one slow settle cannot carry the run past its timeout
                     report.out_of_time = True
-                    return report
+                    return
                 try:
                     settled = self.settler.settle(job, answer.outcome(job.task_uuid))
                 except UNREADABLE_ITEM_ERRORS as problem:
@@ -127,7 +148,6 @@ class Reconciler:
                     report.recorded.append(settled.recorded)
                 report.output_not_ready += int(settled.output_not_ready)
                 report.still_processing += int(settled.still_open)
-        return report
 
     def _index_legacy_jobs(self, report: ReconcileReport, deadline: float | None) -> None:
         """Open jobs written before the open-jobs index existed: give them its keys, and each

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from upscaler.clock import utc_now
+from upscaler.completion_events import sent_together
 from upscaler.job_record import Job, JobStatus
 from upscaler.jobs import JobStore
 from upscaler.parallel import StepResult, ThreadHandoff, run_each
@@ -126,7 +127,9 @@ class Recoverer:
         again: list[tuple[Check, list[str]]] = [(pending.check, pending.message_ids) for pending in later]
         report.not_due = len(later)
         if due:
-            again += self._work(due, now, deadline, report)
+            # The completion events of the jobs this batch ends go out 10 to a PutEvents request.
+            with sent_together():
+                again += self._work(due, now, deadline, report)
         refused = set(self.checks.send([check for check, _ in again])) if again else set()
         report.rescheduled += sum(1 for check, _ in again if check.job_id not in refused)
         for check, message_ids in again:

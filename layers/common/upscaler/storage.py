@@ -17,8 +17,9 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -78,6 +79,14 @@ class CurrentObject:
 
     info: ObjectInfo
     header_bytes: HeaderBytes
+
+
+@dataclass(frozen=True)
+class StagedObject:
+    """One key of a listing, and when its current version was written."""
+
+    key: str
+    last_modified: datetime
 
 
 class ObjectMissing(Exception):
@@ -481,6 +490,29 @@ class ObjectStore:
 
     def delete(self, bucket: str, key: str) -> None:
         self._s3.delete_object(Bucket=bucket, Key=key)
+
+    def list_from(self, bucket: str, prefix: str, *, start_after: str) -> Iterator[StagedObject]:
+        """The keys under `prefix` after `start_after`, then those up to it: every key once, from a
+        point of the caller's choosing (ListObjectsV2 returns keys in UTF-8 binary order, up to 1,000
+        to a request: https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html)."""
+        for first, last in ((start_after, None), (None, start_after)):
+            for item in self._list(bucket, prefix, first):
+                if last is not None and item.key > last:
+                    return
+                yield item
+
+    def _list(self, bucket: str, prefix: str, start_after: str | None) -> Iterator[StagedObject]:
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+        if start_after:
+            kwargs["StartAfter"] = start_after
+        while True:
+            response = self._s3.list_objects_v2(**kwargs)
+            for entry in response.get("Contents") or []:
+                yield StagedObject(str(entry["Key"]), entry["LastModified"])
+            token = response.get("NextContinuationToken")
+            if not response.get("IsTruncated") or not token:
+                return
+            kwargs["ContinuationToken"] = token
 
 
 def _total_size(response: dict[str, Any]) -> int:

@@ -270,22 +270,34 @@ def build_webhook_receiver(settings: Settings | None = None) -> WebhookReceiver:
 
 
 def build_reconciler(settings: Settings | None = None) -> Reconciler:
+    from upscaler.late_outputs import LateOutputs
     from upscaler.open_jobs import OpenJobs
-    from upscaler.reconciliation import Reconciler
+    from upscaler.reconciliation import CHECK_GRACE_SECONDS, Reconciler
 
     settings = settings or get_settings()
     jobs, _ = _jobs_and_pointers(settings)
     runware = _runware_client(settings)
+    settler = _settler(settings, jobs, runware)
+    late_outputs = LateOutputs(
+        settler.recorder.outputs.objects,
+        jobs,
+        settler,
+        bucket=settings.output_bucket,
+        staging_prefix=settings.staging_prefix,
+        max_objects=settings.reconcile_max_jobs,
+        min_age_seconds=CHECK_GRACE_SECONDS,
+    )
     return Reconciler(
         jobs,
         OpenJobs(_dynamodb_client(), settings.jobs_table),
-        _settler(settings, jobs, runware),
+        settler,
         runware,
         max_age_seconds=settings.job_max_age_seconds,
         max_jobs=settings.reconcile_max_jobs,
         checks=_check_queue(settings),
         schedule=_check_schedule(settings),
         legacy_index=settings.legacy_status_index,
+        late_outputs=late_outputs,
     )
 
 
