@@ -1030,9 +1030,10 @@ def check_alarms(cfn: dict[str, Any]) -> None:
         assert watching("AWS/Events", metric, "ExistingBucketUploadRule")["Dimensions"] == [
             {"Name": "RuleName", "Value": {"Ref": "ExistingBucketUploadRule"}}
         ]
-    paused = watching("S3Upscale", "IntakePaused", "upscale-reconcile")
-    assert paused["Period"] == 60 and paused["Statistic"] == "Maximum", "in ALARM for every minute of a pause"
-    assert (paused["EvaluationPeriods"], paused["DatapointsToAlarm"]) == (3, 1), "one late run does not flap it"
+    for metric in ("IntakePaused", "SpendLimitReached"):  # published by the resume schedule every minute
+        paused = watching("S3Upscale", metric, "upscale-reconcile")
+        assert paused["Period"] == 60 and paused["Statistic"] == "Maximum", "in ALARM for every minute of a pause"
+        assert (paused["EvaluationPeriods"], paused["DatapointsToAlarm"]) == (3, 1), "one late run does not flap it"
     watching("AWS/SQS", "ApproximateNumberOfMessagesVisible", "RecoveryDeadLetterQueue")
     # Timeouts come from recovery checks and from the safety net: one alarm on their sum.
     found = [a for a in alarms if mentions(a.get("Metrics", []), "JobsTimedOut")]
