@@ -40,10 +40,10 @@ screenshots: $(STAMP)
 ## test: lint, then every test; the stack-based suites run in their own processes, since the
 ## unit tests' in-process AWS mocks must never share a process with a running local stack
 # Each stack-based suite runs in STACK_TEST_WORKERS processes (pytest-xdist), each with a local stack
-# of its own; their tests mostly wait on their stacks, so three share two cores well (on two cores:
-# integration 4 min 10 s with three, 5 min 37 s with two; reliability 5 min 51 s, 7 min 46 s) (their
-# conftest.py files start the longest test first and keep a module with a costly module-scoped
-# fixture on one worker). STACK_TEST_WORKERS=0 runs a suite in one process.
+# of its own. Their tests mostly wait on their stacks, so three share two cores well: on two cores,
+# integration takes 4 min 10 s with three and 5 min 37 s with two, reliability 5 min 51 s and 7 min 46 s.
+# Their conftest.py files start the longest test first and keep a module with a costly module-scoped
+# fixture on one worker. STACK_TEST_WORKERS=0 runs a suite in one process.
 # The unit and template tests use the CPU: one process per core (UNIT_TEST_WORKERS=0: one process).
 STACK_TEST_WORKERS ?= 3
 STACK_TEST_OPTIONS := -n $(STACK_TEST_WORKERS) --dist loadgroup
