@@ -186,11 +186,18 @@ def _integer(raw: str) -> int:
         raise ValueError("expected an integer") from None
 
 
-def _positive(raw: str) -> int:
-    value = _integer(raw)
-    if value < 1:
-        raise ValueError("expected an integer of at least 1")
-    return value
+def _integer_of_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = _integer(raw)
+        if value < minimum:
+            raise ValueError(f"expected an integer of at least {minimum}")
+        return value
+
+    return parse
+
+
+_positive = _integer_of_at_least(1)
+_whole = _integer_of_at_least(0)
 
 
 def _at_least_one(raw: str) -> int:
@@ -212,13 +219,6 @@ def _flag(raw: str) -> bool:
         return parse_bool("flag", raw)
     except ValueError:
         raise ValueError("expected true or false (or yes/no, on/off, 1/0)") from None
-
-
-def _whole(raw: str) -> int:
-    value = _integer(raw)
-    if value < 0:
-        raise ValueError("expected an integer of at least 0")
-    return value
 
 
 def _usd(raw: str) -> Decimal:
