@@ -116,13 +116,21 @@ class EventSourceMapping:
                 if remaining <= 0:
                     break
                 wait = min(20, math.ceil(remaining))
-            response = sqs.receive_message(
-                QueueUrl=settings.queue_url,
-                MaxNumberOfMessages=min(SQS_RECEIVE_MAX, settings.batch_size - len(batch)),
-                WaitTimeSeconds=wait,
-                AttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            )
+            try:
+                response = sqs.receive_message(
+                    QueueUrl=settings.queue_url,
+                    MaxNumberOfMessages=min(SQS_RECEIVE_MAX, settings.batch_size - len(batch)),
+                    WaitTimeSeconds=wait,
+                    AttributeNames=["All"],
+                    MessageAttributeNames=["All"],
+                )
+            except Exception:
+                if not batch:
+                    raise
+                # What was received is invisible now: deliver it rather than leave it to the queue's
+                # visibility timeout of minutes.
+                logger.exception("receiving more for a batch of %d failed; delivering what it has", len(batch))
+                break
             messages = response.get("Messages", [])
             if not messages:
                 if window_ends is None:
@@ -146,20 +154,20 @@ class EventSourceMapping:
             failed = self._failed_ids(batch)
             with self._lock:
                 self.messages_failed += len(failed)
-            done = [m for m in batch if m["MessageId"] not in failed]
-            again = [m for m in batch if m["MessageId"] in failed]
-            for start in range(0, len(done), SQS_RECEIVE_MAX):
-                entries = [
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                    for i, m in enumerate(done[start : start + SQS_RECEIVE_MAX])
-                ]
-                sqs.delete_message_batch(QueueUrl=self.settings.queue_url, Entries=entries)
-            for start in range(0, len(again), SQS_RECEIVE_MAX):
-                entries = [
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": self.redelivery_seconds}
-                    for i, m in enumerate(again[start : start + SQS_RECEIVE_MAX])
-                ]
-                sqs.change_message_visibility_batch(QueueUrl=self.settings.queue_url, Entries=entries)
+            self._settle(
+                sqs,
+                "delete_message_batch",
+                [{"ReceiptHandle": m["ReceiptHandle"]} for m in batch if m["MessageId"] not in failed],
+            )
+            self._settle(
+                sqs,
+                "change_message_visibility_batch",
+                [
+                    {"ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": self.redelivery_seconds}
+                    for m in batch
+                    if m["MessageId"] in failed
+                ],
+            )
         except Exception:
             # The runner failed, not the function: the batch reappears after its visibility timeout.
             logger.exception("handling a batch of %d failed; it will be received again", len(batch))
@@ -167,6 +175,36 @@ class EventSourceMapping:
             with self._lock:
                 self.in_flight -= len(batch)
                 self._running -= 1
+
+    def _settle(self, sqs: Any, operation: str, entries: list[dict[str, Any]]) -> None:
+        """Delete or make visible again, 10 entries to a request, trying again what failed on the
+        service's side: a batch left alone would wait out the queue's visibility timeout of minutes."""
+        for start in range(0, len(entries), SQS_RECEIVE_MAX):
+            pending = {str(i): entry for i, entry in enumerate(entries[start : start + SQS_RECEIVE_MAX])}
+            for attempt in range(SETTLE_ATTEMPTS):
+                try:
+                    response = getattr(sqs, operation)(
+                        QueueUrl=self.settings.queue_url,
+                        Entries=[{"Id": key, **entry} for key, entry in pending.items()],
+                    )
+                except Exception as error:
+                    logger.warning("%s of %d entries failed (try %d): %s", operation, len(pending), attempt + 1, error)
+                else:
+                    for failure in response.get("Failed", []):
+                        if failure.get("SenderFault"):
+                            logger.warning("%s refused an entry: %s", operation, failure.get("Message"))
+                    pending = {
+                        failure["Id"]: pending[failure["Id"]]
+                        for failure in response.get("Failed", [])
+                        if not failure.get("SenderFault") and failure.get("Id") in pending
+                    }
+                if not pending:
+                    break
+                time.sleep(SETTLE_BACKOFF_SECONDS * 2**attempt)
+            else:
+                logger.error(
+                    "%s gave up on %d entries: they return after the visibility timeout", operation, len(pending)
+                )
 
     def _failed_ids(self, batch: list[dict[str, Any]]) -> set[str]:
         ids = {message["MessageId"] for message in batch}
@@ -190,6 +228,8 @@ class EventSourceMapping:
 
 
 PAUSED_POLL_SECONDS = 0.2
+SETTLE_ATTEMPTS = 6
+SETTLE_BACKOFF_SECONDS = 0.2
 
 
 class MappingState:

@@ -157,6 +157,63 @@ def test_a_response_naming_an_unknown_message_keeps_the_whole_batch(sqs, ingest)
     assert left(sqs, ingest[0]) == ["a", "b"]
 
 
+class FailingCalls:
+    """An SQS client whose chosen operations raise on their chosen calls (1 is the first)."""
+
+    def __init__(self, sqs: Any, **failing: set[int]) -> None:
+        self._sqs = sqs
+        self._failing = failing
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, operation: str) -> Any:
+        call = getattr(self._sqs, operation)
+        if operation not in self._failing:
+            return call
+
+        def maybe_failing(**kwargs: Any) -> Any:
+            self.calls[operation] = self.calls.get(operation, 0) + 1
+            if self.calls[operation] in self._failing[operation]:
+                raise ConnectionError(f"{operation} lost its connection")
+            return call(**kwargs)
+
+        return maybe_failing
+
+
+def test_a_receive_that_fails_while_a_batch_fills_still_delivers_what_was_received(sqs, ingest):
+    function = Function(fails())
+    send(sqs, ingest[0], "a")
+    flaky = FailingCalls(sqs, receive_message={2})  # the window's second receive
+    esm = EventSourceMapping(
+        MappingSettings(ingest[0], ingest[1], 10, 0.3, 1, True, REGION), lambda: flaky, function, redelivery_seconds=1
+    )
+    running(esm, lambda: esm.invocations >= 1 and esm.in_flight == 0, timeout=3)
+    assert function.bodies() == [["a"]]
+    assert left(sqs, ingest[0]) == []
+
+
+def test_a_delete_that_fails_is_tried_again(sqs, ingest):
+    function = Function(fails())
+    send(sqs, ingest[0], "a", "b")
+    flaky = FailingCalls(sqs, delete_message_batch={1, 2})
+    esm = EventSourceMapping(
+        MappingSettings(ingest[0], ingest[1], 10, 0.3, 1, True, REGION), lambda: flaky, function, redelivery_seconds=1
+    )
+    running(esm, lambda: esm.invocations >= 1 and esm.in_flight == 0)
+    assert flaky.calls["delete_message_batch"] == 3
+    assert left(sqs, ingest[0]) == []
+
+
+def test_a_failed_message_made_visible_again_after_a_lost_request_returns_quickly(sqs, ingest):
+    function = Function(fails("a"))
+    send(sqs, ingest[0], "a")
+    flaky = FailingCalls(sqs, change_message_visibility_batch={1})
+    esm = EventSourceMapping(
+        MappingSettings(ingest[0], ingest[1], 10, 0.3, 1, True, REGION), lambda: flaky, function, redelivery_seconds=1
+    )
+    running(esm, lambda: esm.invocations >= 2)  # received again long before the queue's 60 s
+    assert function.bodies()[:2] == [["a"], ["a"]]
+
+
 def test_without_report_batch_item_failures_a_returned_list_is_ignored(sqs, ingest):
     send(sqs, ingest[0], "a", "b")
     esm = mapping(sqs, ingest, Function(fails("b")), report=False)

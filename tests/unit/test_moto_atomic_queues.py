@@ -1,5 +1,5 @@
-"""Deletes and sends on one moto queue from many threads at once: no deleted message comes back,
-no sent message is lost (as in SQS)."""
+"""Deletes, sends and receives on one moto queue from many threads at once: no deleted message comes
+back, no sent message is lost, no message goes to two receivers (as in SQS)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from moto.sqs.exceptions import ReceiptHandleIsInvalid
-from moto.sqs.models import Message, Queue
+from moto.sqs.models import Message, Queue, SQSBackend
 
-from local.moto_atomic_queues import _holding_the_message_lock
+from local.moto_atomic_queues import _holding_the_message_lock, _holding_the_named_queues_lock
 
 THREADS = 8
 MESSAGES_PER_THREAD = 150
@@ -60,3 +60,55 @@ def test_the_race_is_real_without_the_lock():
     # moto's own delete, many times over: at least once a delete is undone or a send dropped.
     outcomes = [race(Queue.delete_message) for _ in range(5)]
     assert any(back or lost for back, lost in outcomes), outcomes
+
+
+RECEIVERS = 8
+QUEUED = 600
+
+
+def receive_race(receive: Callable[..., list[Message]]) -> tuple[int, int, int]:
+    """Threads receive one queue dry at once; (messages received more than once, receipt handles
+    given out that the queue then refuses, receives that raised)."""
+    from local.moto_speedups import install_moto_speedups
+
+    install_moto_speedups()  # the stack's retention check (moto's own is quadratic in the queue's length)
+    backend = SQSBackend("us-east-1", "123456789012")
+    backend.create_queue("race", VisibilityTimeout="660")
+    for n in range(QUEUED):
+        backend.send_message("race", f"m{n}")
+    received: list[tuple[str, str]] = []
+    errors = [0]
+    lock = threading.Lock()
+    start = threading.Barrier(RECEIVERS)
+
+    def work() -> None:
+        start.wait()
+        while True:
+            try:
+                batch = receive(backend, "race", 10, 0, 660)
+            except RuntimeError:  # moto's own receive, changing a set another receive is reading
+                with lock:
+                    errors[0] += 1
+                continue
+            if not batch:
+                return
+            with lock:
+                received.extend((message.id, message.receipt_handle) for message in batch)
+
+    threads = [threading.Thread(target=work) for _ in range(RECEIVERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    twice = len(received) - len({message_id for message_id, _ in received})
+    refused = 0
+    for _, receipt_handle in received:
+        try:
+            backend.change_message_visibility("race", receipt_handle, 0)
+        except ReceiptHandleIsInvalid:
+            refused += 1
+    return twice, refused, errors[0]
+
+
+def test_with_the_lock_each_message_goes_to_one_receiver_whose_receipt_handle_works():
+    assert receive_race(_holding_the_named_queues_lock(SQSBackend.receive_message)) == (0, 0, 0)
