@@ -196,6 +196,21 @@ def test_copy_replaces_type_and_metadata_and_delete_removes_the_source(aws):
         store.head(OUTPUT_BUCKET, "staging/j")
 
 
+def test_copy_takes_the_version_that_was_read_when_the_key_changed_since(aws):
+    aws.s3.put_bucket_versioning(Bucket=OUTPUT_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    aws.s3.put_object(Bucket=OUTPUT_BUCKET, Key="staging/j", Body=b"verified bytes")
+    store = ObjectStore(aws.s3)
+    verified = store.read_current(OUTPUT_BUCKET, "staging/j").info
+    aws.s3.put_object(Bucket=OUTPUT_BUCKET, Key="staging/j", Body=b"written later")
+    sent: list[dict] = []
+    aws.s3.meta.events.register("before-call.s3.CopyObject", lambda params, **_: sent.append(params["headers"]))
+    store.copy(verified, "upscaled/a.png", "image/png", {})
+    body = aws.s3.get_object(Bucket=OUTPUT_BUCKET, Key="upscaled/a.png")["Body"].read()
+    assert body == b"verified bytes"
+    # S3 refuses the copy (412) if the bytes at the key are no longer those verified.
+    assert sent[0]["x-amz-copy-source-if-match"] == f'"{verified.etag}"'
+
+
 # --- sources S3 will not let anyone read: archived, SSE-C, a KMS key, access denied -------------
 
 KMS_KEY = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"

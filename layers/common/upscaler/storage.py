@@ -477,11 +477,20 @@ class ObjectStore:
         return {"PartNumber": number, "ETag": response["ETag"]}
 
     def copy(self, source: ObjectInfo, key: str, content_type: str, metadata: dict[str, str]) -> str:
-        """Server-side copy within the bucket with a new Content-Type and metadata; returns the new ETag."""
+        """Server-side copy within the bucket with a new Content-Type and metadata; returns the new ETag.
+
+        The copy is of the bytes that were read: of `source`'s version where the bucket keeps versions,
+        and only while the key still has `source`'s ETag (x-amz-copy-source-if-match; S3 answers 412
+        PreconditionFailed otherwise, https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html).
+        A 412 raises, as any failed copy does, so the caller reads and verifies the object again."""
+        copy_source = {"Bucket": source.bucket, "Key": source.key}
+        if source.version_id and source.version_id != "null":
+            copy_source["VersionId"] = source.version_id
         response = self._s3.copy_object(
             Bucket=source.bucket,
             Key=key,
-            CopySource={"Bucket": source.bucket, "Key": source.key},
+            CopySource=copy_source,
+            CopySourceIfMatch=f'"{source.etag}"',
             ContentType=content_type,
             Metadata=metadata,
             MetadataDirective="REPLACE",
