@@ -210,6 +210,7 @@ GRANTED_ACTIONS = {
         "sts:AssumeRole",  # UrlSigningRole: the presigned URLs are signed by its sessions
         "s3:PutObject",  # only the output prefix: the server-side copy of a prior output to a new job's key
         "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",  # only the prior outputs table: a batch's pointers in one read
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
         "secretsmanager:GetSecretValue",
@@ -794,7 +795,8 @@ def check_table_access(cfn: dict[str, Any]) -> None:
             actions = as_list(statement["Action"])
             if statement["Resource"] == pointers:
                 # Every function keeps the pointer to a completed job's output; only submit reads it.
-                allowed = {"dynamodb:UpdateItem"} | ({"dynamodb:GetItem"} if function == "SubmitFunction" else set())
+                reads = {"dynamodb:BatchGetItem"} if function == "SubmitFunction" else set()
+                allowed = {"dynamodb:UpdateItem"} | reads
                 assert set(actions) <= allowed, f"{function}: {actions} on the prior outputs table"
                 continue
             if any(action.startswith("dynamodb:") for action in actions):

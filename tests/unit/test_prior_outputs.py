@@ -416,6 +416,63 @@ def test_a_batch_reuses_what_it_can_and_sends_the_rest_in_one_request(pipeline):
     }
 
 
+def pointer_reads(pipeline: Pipeline) -> list[str]:
+    """The DynamoDB operations the submit function makes on the pointers table, as sent."""
+    reads: list[str] = []
+    client = pipeline.submitter.prior_outputs.pointers._db
+
+    def seen(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if POINTERS_TABLE in json.dumps(params.get("body", b"").decode() if params.get("body") else ""):
+            reads.append(model.name)
+
+    client.meta.events.register("before-call.dynamodb", seen)
+    return reads
+
+
+def test_a_batch_reads_its_pointers_in_one_request(pipeline):
+    first_job(pipeline)
+    copied = copy_in_place(pipeline.aws, KEY, SMALL)
+    fresh = [upload(pipeline.aws, f"inbox/holiday/new-{index}.jpg", jpeg(800, 600, index), SMALL) for index in range(4)]
+    reads = pointer_reads(pipeline)
+
+    outcomes = pipeline.deliver(copied, *fresh)
+
+    assert sorted(str(outcome.status) for outcome in outcomes) == ["COMPLETED"] + ["SUBMITTED"] * 4
+    assert [name for name in reads if name != "UpdateItem"] == ["BatchGetItem"]
+
+
+class LeavesKeysUnprocessed:
+    """A DynamoDB client whose first BatchGetItem answers nothing and leaves every key unprocessed,
+    as DynamoDB may when a request exceeds what it reads at once (API_BatchGetItem)."""
+
+    def __init__(self, client: Any, times: int = 1) -> None:
+        self._client = client
+        self.times = times
+        self.requests = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        self.requests += 1
+        if self.requests <= self.times:
+            return {"Responses": {}, "UnprocessedKeys": RequestItems}
+        return self._client.batch_get_item(RequestItems=RequestItems)
+
+
+@pytest.mark.parametrize(("unprocessed", "reused"), [(1, True), (10, False)], ids=["asked again", "given up"])
+def test_keys_left_unprocessed_are_asked_again_and_then_the_job_is_sent(pipeline, unprocessed, reused):
+    first_job(pipeline)
+    pointers = pipeline.submitter.prior_outputs.pointers
+    pointers._db = LeavesKeysUnprocessed(pointers._db, times=unprocessed)
+    copied = copy_in_place(pipeline.aws, KEY, SMALL)
+
+    [outcome] = pipeline.deliver(copied)
+
+    assert (outcome.status == JobStatus.COMPLETED) is reused
+    assert len(pipeline.runware.tasks) == (1 if reused else 2)
+
+
 def test_a_repeat_delivery_of_a_reused_version_changes_nothing(pipeline):
     first_job(pipeline)
     copied = copy_in_place(pipeline.aws, KEY, SMALL)

@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -58,6 +60,9 @@ logger = logging.getLogger(__name__)
 
 REUSED_VIA = "priorOutput"  # the job's resultVia when its output was reused
 
+BATCH_GET_KEYS = 100  # BatchGetItem reads at most 100 items a request
+UNPROCESSED_ATTEMPTS = 4
+UNPROCESSED_BACKOFF_SECONDS = 0.05
 # How far the clocks that stamp uploads and job records may disagree.
 CLOCK_SKEW_SECONDS = 3600
 
@@ -146,28 +151,50 @@ class OutputPointers:
     def find(self, job: Job) -> PriorOutput | None:
         """The output the pointer for this job's content and options names, as recorded (unverified)."""
         reuse_key = reuse_key_for(job)
-        if reuse_key is None:
-            return None
-        # Eventually consistent (half a read unit): a pointer written a moment ago may be missed,
-        # which costs one Runware task, never a wrong output.
-        item = self._db.get_item(TableName=self.table_name, Key={"reuseKey": {"S": reuse_key}}).get("Item")
-        if not item:
-            return None
-        record = {name: _deserializer.deserialize(value) for name, value in item.items()}
-        try:
-            return PriorOutput(
-                job_id=str(record["jobId"]),
-                bucket=str(record["outputBucket"]),
-                key=str(record["outputKey"]),
-                etag=str(record["outputETag"]),
-                size=int(record["outputSize"]),
-                content_type=str(record.get("outputContentType", "")),
-                output_format=str(record.get("outputFormat", "")),
-                width=_whole(record.get("outputWidth")),
-                height=_whole(record.get("outputHeight")),
-            )
-        except (KeyError, TypeError, ValueError):
-            return None  # an item that does not name a whole output is no pointer
+        return self.find_all([job]).get(reuse_key) if reuse_key else None
+
+    def find_all(self, jobs: Sequence[Job]) -> dict[str, PriorOutput]:
+        """The outputs the pointers for these jobs name, by reuse key, read together: one
+        BatchGetItem per 100 keys, keys DynamoDB leaves unprocessed asked again (BatchGetItem,
+        https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html)."""
+        keys = list(dict.fromkeys(key for key in map(reuse_key_for, jobs) if key))
+        found: dict[str, PriorOutput] = {}
+        for start in range(0, len(keys), BATCH_GET_KEYS):
+            # Eventually consistent (half a read unit): a pointer written a moment ago may be missed,
+            # which costs one Runware task, never a wrong output.
+            wanted: dict[str, Any] = {
+                self.table_name: {"Keys": [{"reuseKey": {"S": key}} for key in keys[start : start + BATCH_GET_KEYS]]}
+            }
+            for attempt in range(UNPROCESSED_ATTEMPTS):
+                response = self._db.batch_get_item(RequestItems=wanted)
+                for item in response.get("Responses", {}).get(self.table_name, []):
+                    record = {name: _deserializer.deserialize(value) for name, value in item.items()}
+                    prior = _pointer(record)
+                    if prior is not None:
+                        found[str(record["reuseKey"])] = prior
+                wanted = response.get("UnprocessedKeys") or {}
+                if not wanted:
+                    break
+                time.sleep(UNPROCESSED_BACKOFF_SECONDS * 2**attempt)
+            # Keys still unprocessed find nothing: those jobs are sent, as after a failed look-up.
+        return found
+
+
+def _pointer(record: dict[str, Any]) -> PriorOutput | None:
+    try:
+        return PriorOutput(
+            job_id=str(record["jobId"]),
+            bucket=str(record["outputBucket"]),
+            key=str(record["outputKey"]),
+            etag=str(record["outputETag"]),
+            size=int(record["outputSize"]),
+            content_type=str(record.get("outputContentType", "")),
+            output_format=str(record.get("outputFormat", "")),
+            width=_whole(record.get("outputWidth")),
+            height=_whole(record.get("outputHeight")),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None  # an item that does not name a whole output is no pointer
 
 
 def _whole(value: Any) -> int | None:
@@ -182,10 +209,25 @@ class PriorOutputs:
         self.jobs = jobs
         self.pointers = pointers
 
-    def find(self, job: Job) -> PriorOutput | None:
-        """The verified output that stands for this claimed job, or None: send it to Runware."""
+    def pointers_for(self, jobs: Sequence[Job]) -> dict[str, PriorOutput]:
+        """The pointers recorded for these jobs' content and options, read together, by reuse key
+        (unverified); none when the read fails: the jobs are sent."""
+        if self.pointers is None or not jobs:
+            return {}
         try:
-            return self._pointed_output(job) or self._own_output(job)
+            return self.pointers.find_all(jobs)
+        except (BotoCoreError, ClientError) as error:
+            logger.warning(
+                "prior output look-up failed; the jobs are sent",
+                extra={"jobs": len(jobs), "reason": f"{type(error).__name__}: {error}"},
+            )
+            return {}
+
+    def find(self, job: Job, pointers: Mapping[str, PriorOutput] | None = None) -> PriorOutput | None:
+        """The verified output that stands for this claimed job, or None: send it to Runware.
+        `pointers` are those `pointers_for` read for a batch; without them this job's is read."""
+        try:
+            return self._pointed_output(job, pointers) or self._own_output(job)
         except (BotoCoreError, ClientError) as error:
             logger.warning(
                 "prior output look-up failed; the job is sent",
@@ -219,9 +261,13 @@ class PriorOutputs:
         }
         return self.jobs.move(job.job_id, COMPLETE, changes, remove=("waiting_reason",), now=now)
 
-    def _pointed_output(self, job: Job) -> PriorOutput | None:
+    def _pointed_output(self, job: Job, pointers: Mapping[str, PriorOutput] | None) -> PriorOutput | None:
         """The output the pointer names: an earlier job's, or this job's own (its record was removed)."""
-        prior = self.pointers.find(job) if self.pointers is not None else None
+        if pointers is None:
+            prior = self.pointers.find(job) if self.pointers is not None else None
+        else:
+            reuse_key = reuse_key_for(job)
+            prior = pointers.get(reuse_key) if reuse_key else None
         if prior is None or prior.bucket != job.output_bucket:
             return None
         if prior.output_format not in OUTPUT_FORMAT_OF.values():

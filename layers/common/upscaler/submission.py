@@ -194,7 +194,8 @@ class Submitter:
         behind for another output."""
         # A job read back from the table carries its status; one claimed just now does not.
         fresh = [claimed for claimed in pending if claimed[0].status is None]
-        found = self._each([job for job, _ in fresh], prior_outputs.find)
+        pointers = prior_outputs.pointers_for([job for job, _ in fresh])  # one read for the batch
+        found = self._each([job for job, _ in fresh], partial(_find_prior, prior_outputs, pointers))
         reused: dict[str, PriorOutput] = {}
         for (job, _), result in zip(fresh, found, strict=True):
             if result.error is None and result.value is not None:  # a failed look-up sends the job
@@ -476,6 +477,10 @@ class Submitter:
 def _status_of(refused: TransitionRefused) -> str:
     """What a refused write says of its job: the status it is in, or DUPLICATE when it is unknown."""
     return str(refused.current.status) if refused.current and refused.current.status else DUPLICATE
+
+
+def _find_prior(prior_outputs: PriorOutputs, pointers: dict[str, PriorOutput], job: Job) -> PriorOutput | None:
+    return prior_outputs.find(job, pointers)
 
 
 def _complete_from(prior_outputs: PriorOutputs, job: Job, prior: PriorOutput) -> SubmitOutcome:
