@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import capacity_figures as figures
+from benchmarks.capacity_limits import TARGET_JOBS_PER_SECOND
+from benchmarks.capacity_recorder import OUTSIDE_HANDLERS
 from benchmarks.dynamodb_billing import IndexDefinition, indexes_of, item_size, read_units, write_cost, write_units
 from benchmarks.probe import RESULT_PREFIX
 from benchmarks.services import ROOT
@@ -55,6 +57,12 @@ S3_PUT_CLASS = {
     "CompleteMultipartUpload",
 }
 S3_FREE = {"DeleteObject", "DeleteObjects", "AbortMultipartUpload"}
+# A month of scheduled runs: 730 hours, the month AWS's pricing pages compute their examples with.
+HOURS_PER_MONTH = 730
+# Requests made outside any handler whose service is not billed per request: the stand-ins of
+# Lambda's queue pollers read their mapping's state (lambda:GetEventSourceMapping) to know whether
+# to deliver; in AWS, Lambda's own pollers know it without a request on the account.
+UNBILLED_OUTSIDE_HANDLERS = ("lambda:",)
 
 
 # ---- running --------------------------------------------------------------------------------------
@@ -116,8 +124,13 @@ def measure(jobs: int, drop_webhook_rate: float, batches: int, progress: Any = p
             progress(f"capacity: {name}: {len(batch_run['samples'])} submit batches of {batch_run['batch_size']}")
             template = load_template(tree / "template.yaml")
             batches = batch_model(batch_run, template)
+            per_image, scheduled = split_run(run, template)
             designs[name] = {
-                "model": model(run, template, batches["billed_ms"]["median"], batches["batch_size"]),
+                "model": model(per_image, template, batches["billed_ms"]["median"], batches["batch_size"]),
+                "scheduled": [
+                    fixed_cost(schedule, template, batches["billed_ms"]["median"], batches["batch_size"])
+                    for schedule in scheduled
+                ],
                 "batches": batches,
                 "statuses": run["statuses"],
             }
@@ -183,6 +196,166 @@ def memory_gb(template: dict[str, Any], logical_id: str) -> float:
     globals_ = template.get("Globals", {}).get("Function", {})
     properties = template.get("Resources", {}).get(logical_id, {}).get("Properties", {})
     return float(properties.get("MemorySize", globals_.get("MemorySize", 128))) / 1024
+
+
+# ---- what caused each request: an image, or a schedule -------------------------------------------------
+
+
+def rate_seconds(expression: str) -> float | None:
+    """The interval of an EventBridge `rate(value unit)` expression in seconds; None for cron(...)."""
+    text = expression.strip()
+    if not (text.startswith("rate(") and text.endswith(")")):
+        return None
+    value, unit = text[len("rate(") : -1].split()
+    seconds = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400, "days": 86400}[unit]
+    return float(value) * seconds
+
+
+def schedules(template: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(function, trigger) -> each Schedule event of the template, at its parameters' defaults. The
+    trigger is how capacity_recorder.trigger_of names the event EventBridge sends for it: the
+    Scheduled Event without Input, or the constant Input itself."""
+    found = {}
+    resolver = TemplateResolver(template)
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        for event_name, event in (resource.get("Properties", {}).get("Events") or {}).items():
+            if event.get("Type") != "Schedule":
+                continue
+            properties = event.get("Properties", {})
+            expression = str(resolver.resolve(properties.get("Schedule")))
+            given = properties.get("Input")
+            trigger = "schedule" if given is None else "input:" + json.dumps(json.loads(given), sort_keys=True)
+            found[(logical_id, trigger)] = {
+                "function": logical_id,
+                "event": event_name,
+                "expression": expression,
+                "interval_seconds": rate_seconds(expression),
+            }
+    return found
+
+
+def _busy(run: dict[str, Any], number: str) -> bool:
+    """Whether an invocation did any job's work: a DynamoDB write, a call to Runware, an S3 PUT or
+    COPY, or a completion event. A scheduled run that did none of these only looked."""
+    if any(str(write["invocation"]) == number for write in run["writes"]):
+        return True
+    if any(str(r["invocation"]) == number and r["kind"] == "runware" for r in run["http"]):
+        return True
+    if any(str(c["invocation"]) == number and c["operation"] in ("PutObject", "CopyObject") for c in run["s3"]):
+        return True
+    return any(str(event["invocation"]) == number for event in run["events"])
+
+
+def subset(run: dict[str, Any], numbers: set[str], *, jobs: int, uploads: int) -> dict[str, Any]:
+    """The part of a run that the invocations `numbers` made ("0": outside any handler)."""
+
+    def mine(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [record for record in records if str(record["invocation"]) in numbers]
+
+    calls: Counter[str] = Counter()
+    by_function: dict[str, Counter[str]] = {}
+    for number in numbers:
+        made = {
+            call: count
+            for call, count in run["calls_by_invocation"].get(number, {}).items()
+            if number != str(OUTSIDE_HANDLERS) or not call.startswith(UNBILLED_OUTSIDE_HANDLERS)
+        }
+        calls.update(made)
+        function = run["invocations"].get(number, {}).get("function", "(not in a handler's thread)")
+        by_function.setdefault(function, Counter()).update(made)
+    log_bytes = sum(run["log_by_invocation"].get(number, [0, 0])[0] for number in numbers)
+    log_lines = sum(run["log_by_invocation"].get(number, [0, 0])[1] for number in numbers)
+    return {
+        **run,
+        "jobs": jobs,
+        "uploads": uploads,
+        "calls": dict(calls),
+        "calls_by_function": {name: dict(made) for name, made in by_function.items()},
+        "writes": mine(run["writes"]),
+        "reads": mine(run["reads"]),
+        "s3": mine(run["s3"]),
+        "sqs": mine(run["sqs"]),
+        "http": mine(run["http"]),
+        "events": mine(run["events"]),
+        "events_entries": sum(event["entries"] for event in mine(run["events"])),
+        "invocations_ms": {
+            function: kept
+            for function, samples in run["invocations_ms"].items()
+            if (kept := [sample for sample in samples if str(sample["invocation"]) in numbers])
+        },
+        "log_bytes": log_bytes,
+        "log_lines": log_lines,
+    }
+
+
+def split_run(run: dict[str, Any], template: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The run's per-image part, and each schedule's quiet runs.
+
+    Per image: every invocation an image caused (an SQS batch, a webhook, a recovery check), what the
+    stack's stand-ins did outside handlers (queue pollers' receives and deletes; S3's and Runware's
+    requests), and every scheduled run that did a job's work (`_busy`: in the design without
+    recovery checks, the sweep finishes the jobs whose webhook was lost). A scheduled run that only
+    looked costs the same whatever the volume: its schedule's fixed cost, not the images'.
+    """
+    found = schedules(template)
+    per_image = {str(OUTSIDE_HANDLERS)}
+    quiet: dict[tuple[str, str], set[str]] = {key: set() for key in found}
+    busy: Counter[tuple[str, str]] = Counter()
+    for number, invocation in run["invocations"].items():
+        key = (invocation["function"], invocation["trigger"])
+        if key not in found:
+            per_image.add(number)
+        elif _busy(run, number):
+            per_image.add(number)
+            busy[key] += 1
+        else:
+            quiet[key].add(number)
+    scheduled = []
+    for key, schedule in found.items():
+        numbers = quiet[key]
+        scheduled.append(
+            {
+                **schedule,
+                "quiet_runs": len(numbers),
+                "busy_runs": busy[key],
+                "run": subset(run, numbers, jobs=len(numbers), uploads=0) if numbers else None,
+            }
+        )
+    return subset(run, per_image, jobs=run["jobs"], uploads=run["uploads"]), scheduled
+
+
+def fixed_cost(
+    schedule: dict[str, Any], template: dict[str, Any], submit_batch_ms: float, batch_size: int
+) -> dict[str, Any]:
+    """What one quiet run of a schedule costs, by line, and a month of them at the template's default
+    rate; the volume at which that month adds a cent per 1,000 images."""
+    result = {key: value for key, value in schedule.items() if key != "run"}
+    if schedule["run"] is None:
+        return {**result, "per_run": None, "per_month": None, "images_per_month_for_a_cent": None}
+    # Each run is a trace of its own: one run a minute or less never gets past the reservoir of the
+    # default sampling rule (the first request each second is traced).
+    per_run = model(schedule["run"], template, submit_batch_ms, batch_size, traces_per_invocation=1.0)
+    runs_per_month = HOURS_PER_MONTH * 3600 / schedule["interval_seconds"] if schedule["interval_seconds"] else None
+    usd_per_run = per_run["aws_per_1000"] / 1000
+    per_month = usd_per_run * runs_per_month if runs_per_month else None
+    return {
+        **result,
+        "runs_per_month": runs_per_month,
+        "per_run": {
+            "usd": usd_per_run,
+            "lines": [
+                (line, usd / 1000, counted.replace("/job", "/run")) for line, usd, counted in per_run["cost_lines"]
+            ],
+            "calls": per_run["calls_per_job"],
+            "log_bytes": per_run["log_bytes_per_job"],
+            "read_units": per_run["dynamodb"]["read_units_per_job"],
+        },
+        "per_month": per_month,
+        # A cent per 1,000 images is $0.00001 per image: the monthly volume over which the month's runs spread to that.
+        "images_per_month_for_a_cent": per_month / (0.01 / 1000) if per_month else None,
+    }
 
 
 # ---- the model of one run ---------------------------------------------------------------------------
@@ -291,8 +464,30 @@ def function_times(
     return functions
 
 
-def model(run: dict[str, Any], template: dict[str, Any], submit_batch_ms: float, batch_size: int) -> dict[str, Any]:
-    """What one run costs per job and per 1,000 images, and what it uses of each limit."""
+def traces_per_image(functions: dict[str, dict[str, Any]], jobs: int, rate: float = TARGET_JOBS_PER_SECOND) -> float:
+    """X-Ray traces per image at `rate` images per second under the default sampling rule: per
+    function, the first invocation each second and 5 % of the others, so a function invoked k
+    times per image records 1 + 0.05 (k rate - 1) traces a second (at least one invocation a second)."""
+    traced = 0.0
+    for function in functions.values():
+        per_second = function["invocations"] / jobs * rate
+        if per_second > 0:
+            traced += min(per_second, 1.0) + figures.TRACE_SAMPLING_RATE.value * max(0.0, per_second - 1.0)
+    return traced / rate
+
+
+def model(
+    run: dict[str, Any],
+    template: dict[str, Any],
+    submit_batch_ms: float,
+    batch_size: int,
+    *,
+    traces_per_invocation: float | None = None,
+) -> dict[str, Any]:
+    """What one run costs per job and per 1,000 images, and what it uses of each limit.
+
+    X-Ray: at TARGET_JOBS_PER_SECOND under the default sampling rule (`traces_per_image`), or
+    `traces_per_invocation` when given (a schedule's runs: each one traced)."""
     jobs = run["jobs"]
     per_job = 1 / jobs
     tables = table_indexes(template)
@@ -405,10 +600,16 @@ def model(run: dict[str, Any], template: dict[str, Any], submit_batch_ms: float,
             f"{log_bytes * per_job:,.0f} bytes/job",
         )
     )
-    traces = invocations * figures.TRACE_SAMPLING_RATE.value
+    traces = (
+        invocations * traces_per_invocation
+        if traces_per_invocation is not None
+        else jobs * traces_per_image(functions, jobs)
+    )
     lines.append(
         (
-            "X-Ray traces (default sampling)",
+            "X-Ray traces (default sampling)"
+            if traces_per_invocation is not None
+            else f"X-Ray traces (default sampling, at {TARGET_JOBS_PER_SECOND:,.0f} images/s)",
             1000 * traces * per_job * figures.TRACE_PRICE.value,
             f"{traces * per_job:.3f} traces/job",
         )
@@ -446,6 +647,9 @@ def model(run: dict[str, Any], template: dict[str, Any], submit_batch_ms: float,
             for logical_id, consumer in queue_consumers(template).items()
         },
         "log_bytes_per_job": log_bytes * per_job,
+        "traces_per_image_by_rate": {
+            str(rate): traces_per_image(functions, jobs, rate) for rate in (1.0, 10.0, TARGET_JOBS_PER_SECOND)
+        },
         "cost_lines": lines,
         "aws_per_1000": aws_total,
         "runware_per_1000": 1000 * runware_price.value,
