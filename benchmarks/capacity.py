@@ -224,13 +224,20 @@ def schedules(template: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]
             if event.get("Type") != "Schedule":
                 continue
             properties = event.get("Properties", {})
-            expression = str(resolver.resolve(properties.get("Schedule")))
+            given_schedule = properties.get("Schedule")
+            expression = str(resolver.resolve(given_schedule))
+            origin = (
+                f"parameter {given_schedule['Ref']}'s default"
+                if isinstance(given_schedule, dict) and "Ref" in given_schedule
+                else "set in template.yaml"
+            )
             given = properties.get("Input")
             trigger = "schedule" if given is None else "input:" + json.dumps(json.loads(given), sort_keys=True)
             found[(logical_id, trigger)] = {
                 "function": logical_id,
                 "event": event_name,
                 "expression": expression,
+                "origin": origin,
                 "interval_seconds": rate_seconds(expression),
             }
     return found
@@ -287,6 +294,7 @@ def subset(run: dict[str, Any], numbers: set[str], *, jobs: int, uploads: int) -
         },
         "log_bytes": log_bytes,
         "log_lines": log_lines,
+        "log_by_invocation": {n: counted for n, counted in run["log_by_invocation"].items() if n in numbers},
     }
 
 
@@ -462,6 +470,22 @@ def function_times(
             "calls_per_invocation": {name: n / max(1, count) for name, n in sorted(calls.items())},
         }
     return functions
+
+
+def log_sources(run: dict[str, Any], functions: dict[str, dict[str, Any]], webhook_requests: int) -> Counter[str]:
+    """CloudWatch Logs bytes by where they come from: each function's own lines (and EMF metrics),
+    Lambda's START/END/REPORT lines, and the webhook route's access log."""
+    sources: Counter[str] = Counter()
+    overhead = figures.LOG_EVENT_OVERHEAD_BYTES.value
+    for number, (printed, lines) in run.get("log_by_invocation", {}).items():
+        function = run.get("invocations", {}).get(number, {}).get("function", "(outside handlers)")
+        sources[f"{function}: its lines and metrics"] += printed + lines * overhead
+    invocations = sum(function["invocations"] for function in functions.values())
+    sources["Lambda: START, END and REPORT lines"] += invocations * (
+        figures.PLATFORM_LOG_BYTES_PER_INVOCATION.value + 3 * overhead
+    )
+    sources["HTTP API: access log lines"] += webhook_requests * (figures.ACCESS_LOG_BYTES.value + overhead)
+    return sources
 
 
 def traces_per_image(functions: dict[str, dict[str, Any]], jobs: int, rate: float = TARGET_JOBS_PER_SECOND) -> float:
@@ -647,6 +671,9 @@ def model(
             for logical_id, consumer in queue_consumers(template).items()
         },
         "log_bytes_per_job": log_bytes * per_job,
+        "log_bytes_by_source_per_job": {
+            source: count * per_job for source, count in log_sources(run, functions, webhook_requests).items()
+        },
         "traces_per_image_by_rate": {
             str(rate): traces_per_image(functions, jobs, rate) for rate in (1.0, 10.0, TARGET_JOBS_PER_SECOND)
         },

@@ -135,7 +135,8 @@ def scheduled_section(designs: dict[str, dict[str, Any]]) -> list[str]:
             rows.append(
                 [
                     name,
-                    f"{schedule['function']} {schedule['event']}: {schedule['expression']}",
+                    f"{schedule['function']} {schedule['event']}: {schedule['expression']} "
+                    f"({schedule.get('origin', 'template')})",
                     f"{schedule['runs_per_month']:,.0f}" if schedule.get("runs_per_month") else "not a rate",
                     f"{schedule['quiet_runs']} / {schedule['busy_runs']}",
                     f"{per_run['usd']:.7f}" if per_run else "none measured",
@@ -278,6 +279,17 @@ def capacity_section(capacity: dict[str, Any]) -> list[str]:
             f"costs ${copy:.4f}: without it, ${total - copy:.4f}."
         )
     lines.append("")
+    sources: list[str] = []
+    for name in names:
+        sources += [k for k in designs[name]["model"].get("log_bytes_by_source_per_job", {}) if k not in sources]
+    lines += table(
+        ["CloudWatch Logs bytes per image, by source", *names],
+        [
+            [source]
+            + [f"{designs[n]['model'].get('log_bytes_by_source_per_job', {}).get(source, 0):,.0f}" for n in names]
+            for source in sources
+        ],
+    )
     lines += scheduled_section(designs)
     header = ["Function"]
     for name in names:

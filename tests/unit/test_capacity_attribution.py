@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.capacity import fixed_cost, rate_seconds, split_run, traces_per_image
+from benchmarks.capacity import fixed_cost, model, rate_seconds, split_run, traces_per_image
 from benchmarks.capacity_recorder import CURRENT_INVOCATION, LineCounter, Recorder, Timed, trigger_of
 
 RESUME_INPUT = '{"run": "resume-intake"}'
@@ -193,3 +193,13 @@ def test_traces_per_image_under_the_default_rule():
     assert traces_per_image(functions, jobs=100, rate=1000) == pytest.approx(expected)
     # One image a second: submit runs 0.1 times a second, every run the first of its second.
     assert traces_per_image(functions, jobs=100, rate=1) == pytest.approx(0.1 + 1.0)
+
+
+def test_log_bytes_per_image_by_source_add_up_and_leave_the_quiet_runs_out():
+    per_image, _ = split_run(recorded_run(), TEMPLATE)
+    data = model(per_image, TEMPLATE, submit_batch_ms=500.0, batch_size=10)
+    sources = data["log_bytes_by_source_per_job"]
+    assert sum(sources.values()) == pytest.approx(data["log_bytes_per_job"])
+    # The quiet sweeps' 200 bytes are the schedule's; the sweep that finished a job printed 400 in 3 lines.
+    assert sources["ReconcileFunction: its lines and metrics"] == pytest.approx((400 + 3 * 26) / 2)
+    assert sources["HTTP API: access log lines"] > 0
