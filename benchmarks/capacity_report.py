@@ -148,7 +148,10 @@ def scheduled_section(designs: dict[str, dict[str, Any]]) -> list[str]:
                 ]
             )
         if design.get("scheduled"):
-            rows.append([name, "**all schedules**", "", "", "", "", f"**{fixed_per_month(design):.2f}**", ""])
+            total = fixed_per_month(design)
+            rows.append(
+                [name, "**all schedules**", "", "", "", "", f"**{total:.2f}**", f"**{total / (0.01 / 1000):,.0f}**"]
+            )
     lines += table(header, rows)
     return lines
 
