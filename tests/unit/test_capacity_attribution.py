@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from benchmarks.capacity import fixed_cost, model, rate_seconds, split_run, traces_per_image
+from benchmarks.capacity_attribution import rate_seconds, split_run
+from benchmarks.capacity_model import fixed_cost, model, traces_per_image
 from benchmarks.capacity_recorder import CURRENT_INVOCATION, LineCounter, Recorder, Timed, trigger_of
 
 RESUME_INPUT = '{"run": "resume-intake"}'
