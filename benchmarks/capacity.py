@@ -4,15 +4,15 @@ For each design, benchmarks/capacity_run.py runs N jobs through the local stack 
 own (the baseline with PYTHONPATH at a copy of BASELINE_COMMIT) and records every request. Here the
 requests become (1) what AWS bills per 1,000 images, by line, from list prices, and (2) the ceiling
 in jobs per second that each limit allows, with default parameters and with parameters scaled for
-a target rate; the lowest ceiling binds. DynamoDB units are computed from the items' real sizes and
-the indexes of that tree's template.yaml (benchmarks.dynamodb_billing), since moto does not bill.
+a target rate; the lowest ceiling binds. Each run is split into what images caused and what its
+schedules cost whatever the volume (benchmarks.capacity_attribution), and priced by
+benchmarks.capacity_model.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import math
 import statistics
 import subprocess
 import sys
@@ -23,10 +23,21 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import capacity_figures as figures
-from benchmarks.dynamodb_billing import IndexDefinition, indexes_of, item_size, read_units, write_cost, write_units
+from benchmarks.capacity_attribution import split_run
+from benchmarks.capacity_model import (
+    AWS_ROUND_TRIP_SECONDS,
+    fixed_cost,
+    indexes_for,
+    memory_gb,
+    model,
+    table_indexes,
+)
+from benchmarks.dynamodb_billing import item_size, write_cost, write_units
 from benchmarks.probe import RESULT_PREFIX
 from benchmarks.services import ROOT
-from local.template import TemplateResolver, load_template
+from local.template import load_template
+
+__all__ = ["measure", "table_indexes"]  # table_indexes: the model's reading of a template, for its tests
 
 # The design before the open-jobs index, the recovery queue and single conditional writes: the
 # last commit with the jobsByStatus index (status, createdAt; projection ALL), the 5-minute
@@ -34,27 +45,10 @@ from local.template import TemplateResolver, load_template
 BASELINE_COMMIT = "a6b0f43"
 
 RUN_SCRIPT = Path(__file__).resolve().parent / "capacity_run.py"
-# Round trips added to each AWS call for the durations in AWS (as benchmarks.suites, AWS's
-# documented typical latencies); Runware's answer to a submission is not documented: assumed 1 s.
-AWS_ROUND_TRIP_SECONDS = {"s3": 0.020, "dynamodb": 0.005}
-OTHER_ROUND_TRIP_SECONDS = 0.010
-RUNWARE_ANSWER_SECONDS = 1.0
 # The local stack looks for jobs without a webhook after 20 s; a loaded machine delivers some webhooks
 # later than that, and recovery would then count work that AWS (after 600 s) never does. After 60 s,
 # the jobs recovered are those whose webhook was dropped. A parameter a tree does not have is ignored.
 RECOVERY_OVERRIDES = {"ReconcileAfterSeconds": "60"}
-# Priced as "PUT, COPY, POST, LIST requests" (Amazon S3 pricing): LIST with the writes.
-S3_PUT_CLASS = {
-    "PutObject",
-    "CopyObject",
-    "PostObject",
-    "ListObjectsV2",
-    "ListObjects",
-    "CreateMultipartUpload",
-    "UploadPart",
-    "CompleteMultipartUpload",
-}
-S3_FREE = {"DeleteObject", "DeleteObjects", "AbortMultipartUpload"}
 
 
 # ---- running --------------------------------------------------------------------------------------
@@ -116,8 +110,13 @@ def measure(jobs: int, drop_webhook_rate: float, batches: int, progress: Any = p
             progress(f"capacity: {name}: {len(batch_run['samples'])} submit batches of {batch_run['batch_size']}")
             template = load_template(tree / "template.yaml")
             batches = batch_model(batch_run, template)
+            per_image, scheduled = split_run(run, template)
             designs[name] = {
-                "model": model(run, template, batches["billed_ms"]["median"], batches["batch_size"]),
+                "model": model(per_image, template, batches["billed_ms"]["median"], batches["batch_size"]),
+                "scheduled": [
+                    fixed_cost(schedule, template, batches["billed_ms"]["median"], batches["batch_size"])
+                    for schedule in scheduled
+                ],
                 "batches": batches,
                 "statuses": run["statuses"],
             }
@@ -127,340 +126,6 @@ def measure(jobs: int, drop_webhook_rate: float, batches: int, progress: Any = p
         "baseline_commit": BASELINE_COMMIT,
         "baseline_available": len(designs) == 2,
         "designs": designs,
-    }
-
-
-# ---- the template ----------------------------------------------------------------------------------
-
-
-def parameter(template: dict[str, Any], name: str, default: float = 0.0) -> float:
-    spec = template.get("Parameters", {}).get(name)
-    return float(spec["Default"]) if spec and "Default" in spec else default
-
-
-def table_indexes(template: dict[str, Any]) -> dict[str, list[IndexDefinition]]:
-    """Logical id of each table -> its global secondary indexes, as the template deploys them with its
-    parameters' defaults (an index kept only under a condition, such as the status index during a
-    migration, is there only when the condition holds)."""
-    resolver = TemplateResolver(template)
-    tables = {}
-    for logical_id, resource in template.get("Resources", {}).items():
-        if resource.get("Type") != "AWS::DynamoDB::Table":
-            continue
-        properties = dict(resource.get("Properties", {}))
-        properties["GlobalSecondaryIndexes"] = resolver.resolve(properties.get("GlobalSecondaryIndexes") or [])
-        tables[logical_id] = indexes_of(properties)
-    return tables
-
-
-def indexes_for(table_name: str, tables: dict[str, list[IndexDefinition]]) -> list[IndexDefinition]:
-    """The indexes of a table by its physical name (the local stack ends it with the logical id)."""
-    for logical_id, indexes in tables.items():
-        if table_name.endswith(logical_id) or table_name == logical_id:
-            return indexes
-    return []
-
-
-def queue_consumers(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Functions fed by an SQS event source mapping whose MaximumConcurrency is set: the parameter
-    that sets it (None for a literal) and its value with the template's defaults."""
-    consumers = {}
-    for logical_id, resource in template.get("Resources", {}).items():
-        if resource.get("Type") != "AWS::Serverless::Function":
-            continue
-        for event in (resource.get("Properties", {}).get("Events") or {}).values():
-            if event.get("Type") != "SQS":
-                continue
-            maximum = event.get("Properties", {}).get("ScalingConfig", {}).get("MaximumConcurrency")
-            if isinstance(maximum, dict) and "Ref" in maximum:
-                consumers[logical_id] = {"parameter": maximum["Ref"], "value": parameter(template, maximum["Ref"])}
-            elif isinstance(maximum, int | float):
-                consumers[logical_id] = {"parameter": None, "value": float(maximum)}
-    return consumers
-
-
-def memory_gb(template: dict[str, Any], logical_id: str) -> float:
-    globals_ = template.get("Globals", {}).get("Function", {})
-    properties = template.get("Resources", {}).get(logical_id, {}).get("Properties", {})
-    return float(properties.get("MemorySize", globals_.get("MemorySize", 128))) / 1024
-
-
-# ---- the model of one run ---------------------------------------------------------------------------
-
-
-def dynamodb_units(run: dict[str, Any], tables: dict[str, list[IndexDefinition]]) -> dict[str, Any]:
-    table_writes: Counter[str] = Counter()
-    index_writes: Counter[str] = Counter()
-    partition_writes: Counter[tuple[str, str]] = Counter()
-    for write in run["writes"]:
-        for item in write["items"]:
-            cost = write_cost(
-                item["before"],
-                item["after"],
-                indexes_for(item["table"], tables),
-                transactional=write["transactional"],
-                condition_failed=item["failed"],
-            )
-            table_writes["table"] += cost.table_units
-            for index_write in cost.index:
-                index_writes[index_write.index] += index_write.units
-                partition_writes[(index_write.index, index_write.partition)] += index_write.units
-    reads: Counter[str] = Counter()
-    partition_reads: Counter[tuple[str, str]] = Counter()
-    for read in run["reads"]:
-        units = read_units(sum(item_size(item) for item in read["items"]), consistent=read["consistent"])
-        where = read["index"] or "table"
-        reads[where] += units
-        if read["index"] and read["items"]:
-            definition = next((i for i in indexes_for(read["table"] or "", tables) if i.name == read["index"]), None)
-            if definition is not None:
-                for partition in {definition.partition(item) for item in read["items"]}:
-                    partition_reads[(read["index"], partition)] += units
-    return {
-        "write_units": {"table": table_writes["table"], **dict(index_writes)},
-        "read_units": dict(reads),
-        "partition_writes": {f"{index} = {value}": units for (index, value), units in partition_writes.items()},
-        "partition_reads": {f"{index} = {value}": units for (index, value), units in partition_reads.items()},
-    }
-
-
-def s3_requests(run: dict[str, Any]) -> dict[str, Any]:
-    """Requests by price class and, for the request-rate limits, by class and bucket/prefix."""
-    classes: Counter[str] = Counter()
-    prefixes: Counter[str] = Counter()
-    calls = [(call["operation"], call["bucket"], call["key"]) for call in run["s3"]]
-    for request in run["http"]:
-        if request["kind"] == "s3":
-            operation = {"GET": "GetObject", "PUT": "PutObject", "HEAD": "HeadObject"}.get(request["method"], "Other")
-            calls.append((f"{operation} (Runware, presigned)", request["bucket"], request["key"]))
-    by_operation: Counter[str] = Counter()
-    for operation, bucket, key in calls:
-        by_operation[operation] += 1
-        name = operation.split(" ")[0]
-        kind = "PUT" if name in S3_PUT_CLASS else "DELETE" if name in S3_FREE else "GET"
-        classes[kind] += 1
-        rate_class = "GET" if kind == "GET" else "PUT"  # DELETE counts against the 3,500 per prefix
-        prefix = f"{bucket}/{(key or '').split('/')[0]}/"
-        prefixes[f"{rate_class} {prefix}"] += 1
-    return {"classes": dict(classes), "prefixes": dict(prefixes), "operations": dict(by_operation)}
-
-
-def aws_seconds(calls: dict[str, int]) -> float:
-    """The network time the calls of one invocation add in AWS, made one after another (an upper bound)."""
-    total = 0.0
-    for call, count in calls.items():
-        service = call.split(":")[0]
-        total += count * AWS_ROUND_TRIP_SECONDS.get(service, OTHER_ROUND_TRIP_SECONDS)
-    return total
-
-
-def function_times(
-    run: dict[str, Any], template: dict[str, Any], submit_batch_ms: float, batch_size: int
-) -> dict[str, dict[str, Any]]:
-    """Each function's invocations and its billed time in AWS.
-
-    Here every function shares one process with moto and the Runware emulator's image work, so wall
-    times are inflated by the machine, not the function. The time in AWS is therefore modelled: the
-    submit function's from its own measurement (`submit_batch_ms`: a full batch, AWS's round trips
-    added, on a quiet stack) scaled to the batches of this run, plus Runware's answer; the others'
-    as the CPU time of their invocation here plus a round trip per AWS call they made (one after
-    another: an upper bound).
-    """
-    functions = {}
-    jobs = run["jobs"]
-    for logical_id, samples in run["invocations_ms"].items():
-        count = len(samples)
-        calls = run.get("calls_by_function", {}).get(logical_id, {})
-        if logical_id == "SubmitFunction":
-            per_invocation = submit_batch_ms * (jobs / max(1, count)) / batch_size + 1000 * RUNWARE_ANSWER_SECONDS
-        else:
-            cpu = sum(sample["cpu_ms"] for sample in samples) / max(1, count)
-            per_invocation = cpu + 1000 * aws_seconds({name: n / max(1, count) for name, n in calls.items()})
-        billed = count * math.ceil(per_invocation)
-        gb = memory_gb(template, logical_id)
-        functions[logical_id] = {
-            "invocations": count,
-            "billed_ms": billed,
-            "ms_in_aws": per_invocation,
-            "memory_gb": gb,
-            "gb_seconds": billed / 1000 * gb,
-            "loopback_wall_median_ms": statistics.median(s["wall_ms"] for s in samples) if samples else 0.0,
-            "loopback_cpu_median_ms": statistics.median(s["cpu_ms"] for s in samples) if samples else 0.0,
-            "calls_per_invocation": {name: n / max(1, count) for name, n in sorted(calls.items())},
-        }
-    return functions
-
-
-def model(run: dict[str, Any], template: dict[str, Any], submit_batch_ms: float, batch_size: int) -> dict[str, Any]:
-    """What one run costs per job and per 1,000 images, and what it uses of each limit."""
-    jobs = run["jobs"]
-    per_job = 1 / jobs
-    tables = table_indexes(template)
-    dynamodb = dynamodb_units(run, tables)
-    s3 = s3_requests(run)
-    calls: Counter[str] = Counter(run["calls"])
-    http: Counter[str] = Counter(request["kind"] for request in run["http"])
-    runware_tasks: Counter[str] = Counter(task for r in run["http"] if r["kind"] == "runware" for task in r["tasks"])
-    functions = function_times(run, template, submit_batch_ms, batch_size)
-    invocations = sum(f["invocations"] for f in functions.values())
-
-    sqs_requests = Counter[str]()
-    for request in run["sqs"]:
-        if request["operation"] == "ReceiveMessage":
-            sqs_requests["ReceiveMessage (with messages)" if request["received"] else "ReceiveMessage (empty)"] += 1
-        else:
-            sqs_requests[request["operation"]] += 1
-    # S3 sends one message per upload to the ingestion queue (inside moto here, so not a client call).
-    sqs_requests["SendMessage (S3 event notification)"] += run["uploads"]
-    billed_sqs = sum(count for name, count in sqs_requests.items() if name != "ReceiveMessage (empty)")
-
-    webhook_requests = http["webhook"]
-    log_bytes = (
-        run["log_bytes"]
-        + run["log_lines"] * figures.LOG_EVENT_OVERHEAD_BYTES.value
-        + invocations * (figures.PLATFORM_LOG_BYTES_PER_INVOCATION.value + 3 * figures.LOG_EVENT_OVERHEAD_BYTES.value)
-        + webhook_requests * (figures.ACCESS_LOG_BYTES.value + figures.LOG_EVENT_OVERHEAD_BYTES.value)
-    )
-    target_megapixels = int(parameter(template, "TargetMegapixels", 4))
-    runware_price = figures.runware_price_per_image(target_megapixels)
-
-    write_total = sum(dynamodb["write_units"].values())
-    read_total = sum(dynamodb["read_units"].values())
-    lines: list[tuple[str, float, str]] = []  # (line, USD per 1,000 images, what was counted)
-    for where, units in dynamodb["write_units"].items():
-        name = "DynamoDB writes, table" if where == "table" else f"DynamoDB writes, index {where}"
-        lines.append(
-            (name, 1000 * units * per_job * figures.WRITE_REQUEST_UNIT_PRICE.value, f"{units * per_job:.2f} WRU/job")
-        )
-    lines.append(
-        (
-            "DynamoDB reads",
-            1000 * read_total * per_job * figures.READ_REQUEST_UNIT_PRICE.value,
-            f"{read_total * per_job:.2f} RRU/job",
-        )
-    )
-    for logical_id, function in sorted(functions.items()):
-        lines.append(
-            (
-                f"Lambda {logical_id} (GB-s)",
-                1000 * function["gb_seconds"] * per_job * figures.GB_SECOND_PRICE_ARM.value,
-                f"{function['billed_ms'] * per_job:.1f} billed ms/job at {function['memory_gb'] * 1024:.0f} MB",
-            )
-        )
-    lines.append(
-        (
-            "Lambda requests",
-            1000 * invocations * per_job * figures.LAMBDA_REQUEST_PRICE.value,
-            f"{invocations * per_job:.2f} invocations/job",
-        )
-    )
-    lines.append(
-        (
-            "SQS requests",
-            1000 * billed_sqs * per_job * figures.SQS_REQUEST_PRICE.value,
-            f"{billed_sqs * per_job:.2f} requests/job",
-        )
-    )
-    lines.append(
-        (
-            "S3 PUT/COPY/LIST requests",
-            1000 * s3["classes"].get("PUT", 0) * per_job * figures.S3_PUT_PRICE.value,
-            f"{s3['classes'].get('PUT', 0) * per_job:.2f}/job",
-        )
-    )
-    lines.append(
-        (
-            "S3 GET/HEAD requests",
-            1000 * s3["classes"].get("GET", 0) * per_job * figures.S3_GET_PRICE.value,
-            f"{s3['classes'].get('GET', 0) * per_job:.2f}/job",
-        )
-    )
-    lines.append(("S3 DELETE requests (free)", 0.0, f"{s3['classes'].get('DELETE', 0) * per_job:.2f}/job"))
-    lines.append(
-        (
-            "HTTP API requests",
-            1000 * webhook_requests * per_job * figures.HTTP_API_REQUEST_PRICE.value,
-            f"{webhook_requests * per_job:.2f}/job",
-        )
-    )
-    lines.append(
-        (
-            "EventBridge events",
-            1000 * run["events_entries"] * per_job * figures.EVENT_PRICE.value,
-            f"{run['events_entries'] * per_job:.2f} entries/job",
-        )
-    )
-    secret_calls = calls["secretsmanager:GetSecretValue"]
-    lines.append(
-        (
-            "Secrets Manager API calls",
-            1000 * secret_calls * per_job * figures.SECRETS_CALL_PRICE.value,
-            f"{secret_calls * per_job:.3f}/job",
-        )
-    )
-    lines.append(
-        (
-            "CloudWatch Logs ingestion",
-            1000 * log_bytes * per_job * figures.LOG_INGESTION_PRICE.value,
-            f"{log_bytes * per_job:,.0f} bytes/job",
-        )
-    )
-    traces = invocations * figures.TRACE_SAMPLING_RATE.value
-    lines.append(
-        (
-            "X-Ray traces (default sampling)",
-            1000 * traces * per_job * figures.TRACE_PRICE.value,
-            f"{traces * per_job:.3f} traces/job",
-        )
-    )
-    aws_total = sum(cost for _, cost, _ in lines)
-
-    # Concurrency needed per job per second (Little's law): the seconds each job keeps a function busy.
-    concurrency_seconds = sum(f["billed_ms"] for f in functions.values()) / 1000 * per_job
-    return {
-        "jobs": jobs,
-        "wall_seconds": run["wall_seconds"],
-        "statuses": run["statuses"],
-        "calls_per_job": {name: count * per_job for name, count in sorted(calls.items())},
-        "errors": run["errors"],
-        "http_per_job": {kind: count * per_job for kind, count in sorted(http.items())},
-        "runware_tasks_per_job": {task: count * per_job for task, count in sorted(runware_tasks.items())},
-        "sqs_per_job": {name: count * per_job for name, count in sorted(sqs_requests.items())},
-        "s3_per_job": {name: count * per_job for name, count in sorted(s3["operations"].items())},
-        "s3_prefix_per_job": {name: count * per_job for name, count in s3["prefixes"].items()},
-        "dynamodb": {
-            "write_units_per_job": {where: units * per_job for where, units in dynamodb["write_units"].items()},
-            "read_units_per_job": {where: units * per_job for where, units in dynamodb["read_units"].items()},
-            "partition_writes_per_job": {k: v * per_job for k, v in dynamodb["partition_writes"].items()},
-            "partition_reads_per_job": {k: v * per_job for k, v in dynamodb["partition_reads"].items()},
-            "write_total_per_job": write_total * per_job,
-        },
-        "functions": functions,
-        "concurrency_seconds_per_job": concurrency_seconds,
-        # Each queue-fed function's busy seconds per job: its MaximumConcurrency over this is its ceiling.
-        "consumers": {
-            logical_id: {
-                **consumer,
-                "concurrency_seconds_per_job": functions.get(logical_id, {}).get("billed_ms", 0) / 1000 * per_job,
-            }
-            for logical_id, consumer in queue_consumers(template).items()
-        },
-        "log_bytes_per_job": log_bytes * per_job,
-        "cost_lines": lines,
-        "aws_per_1000": aws_total,
-        "runware_per_1000": 1000 * runware_price.value,
-        "target_megapixels": target_megapixels,
-        "parameters": {
-            name: parameter(template, name)
-            for name in (
-                *(c["parameter"] for c in queue_consumers(template).values() if c["parameter"]),
-                "SubmitReservedConcurrency",
-                "WebhookThrottlingRateLimit",
-                "WebhookThrottlingBurstLimit",
-                "RunwareRequestsPerSecond",
-                "SubmitBatchSize",
-            )
-        },
     }
 
 

@@ -6,6 +6,7 @@ nothing from the measured tree or from `benchmarks`, only the standard library, 
 
 from __future__ import annotations
 
+import contextvars
 import io
 import json
 import threading
@@ -14,6 +15,12 @@ from collections import Counter, defaultdict
 from typing import Any
 
 DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"}
+# Requests and log lines made outside any handler's invocation (the stack's stand-ins for Lambda's
+# queue pollers, for instance) are recorded under this invocation number.
+OUTSIDE_HANDLERS = 0
+# The invocation whose code is running: a context variable, so that the worker threads a handler
+# starts with the context copied (upscaler.parallel.run_each does) are counted as its own.
+CURRENT_INVOCATION: contextvars.ContextVar[int] = contextvars.ContextVar("capacity_invocation", default=0)
 
 
 class LineCounter(io.TextIOBase):
@@ -22,15 +29,25 @@ class LineCounter(io.TextIOBase):
     def __init__(self) -> None:
         self.bytes = 0
         self.lines = 0
+        self.by_invocation: dict[int, list[int]] = defaultdict(lambda: [0, 0])  # number -> [bytes, lines]
         self._lock = threading.Lock()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.bytes = self.lines = 0
+            self.by_invocation.clear()
 
     def writable(self) -> bool:
         return True
 
     def write(self, text: str) -> int:
+        size, lines = len(text.encode("utf-8")), text.count("\n")
         with self._lock:
-            self.bytes += len(text.encode("utf-8"))
-            self.lines += text.count("\n")
+            self.bytes += size
+            self.lines += lines
+            counted = self.by_invocation[CURRENT_INVOCATION.get()]
+            counted[0] += size
+            counted[1] += lines
         return len(text)
 
 
@@ -46,13 +63,16 @@ class Recorder:
         # alone; writes of different items go on at once, as they would in DynamoDB.
         self._item_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
-        self.current = threading.local()  # .function: the handler running in this thread, if any
         self.reset()
 
     def reset(self) -> None:
         with self._lock:
             self.calls: Counter[str] = Counter()
             self.calls_by_function: dict[str, Counter[str]] = defaultdict(Counter)
+            self.calls_by_invocation: dict[int, Counter[str]] = defaultdict(Counter)
+            # Number -> the function and what invoked it (upscaler-independent: see trigger_of).
+            self.invocations: dict[int, dict[str, str]] = {}
+            self.events: list[dict[str, Any]] = []
             self.errors: Counter[str] = Counter()
             self.writes: list[dict[str, Any]] = []
             self.reads: list[dict[str, Any]] = []
@@ -60,6 +80,17 @@ class Recorder:
             self.sqs: list[dict[str, Any]] = []
             self.events_entries = 0
             self.http: list[dict[str, Any]] = []
+
+    def begin(self, function: str, trigger: str) -> int:
+        """A new invocation's number, recorded with its function and trigger."""
+        with self._lock:
+            number = len(self.invocations) + 1
+            self.invocations[number] = {"function": function, "trigger": trigger}
+        return number
+
+    def function_of(self, invocation: int) -> str:
+        found = self.invocations.get(invocation)
+        return found["function"] if found else "(not in a handler's thread)"
 
     # ---- botocore ---------------------------------------------------------------------------------
 
@@ -127,26 +158,37 @@ class Recorder:
         service, operation = model.service_model.service_name, model.name
         params = context.get("capacity_params", {})
         error = parsed.get("Error", {}).get("Code") if isinstance(parsed.get("Error"), dict) else None
+        invocation = CURRENT_INVOCATION.get()
         try:
             with self._lock:
                 self.calls[f"{service}:{operation}"] += 1
-                function = getattr(self.current, "function", None) or "(not in a handler's thread)"
-                self.calls_by_function[function][f"{service}:{operation}"] += 1
+                self.calls_by_function[self.function_of(invocation)][f"{service}:{operation}"] += 1
+                self.calls_by_invocation[invocation][f"{service}:{operation}"] += 1
                 if error:
                     self.errors[f"{service}:{operation}:{error}"] += 1
             if service == "dynamodb":
-                self._dynamodb(operation, params, parsed, model, context, error)
+                self._dynamodb(operation, params, parsed, model, context, error, invocation)
             elif service == "s3":
                 with self._lock:
-                    self.s3.append({"operation": operation, "bucket": params.get("Bucket"), "key": params.get("Key")})
+                    self.s3.append(
+                        {
+                            "operation": operation,
+                            "bucket": params.get("Bucket"),
+                            "key": params.get("Key"),
+                            "invocation": invocation,
+                        }
+                    )
             elif service == "sqs":
                 received = len(parsed.get("Messages", [])) if operation == "ReceiveMessage" else None
                 entries = len(params.get("Entries", [])) if "Entries" in params else None
                 with self._lock:
-                    self.sqs.append({"operation": operation, "received": received, "entries": entries})
+                    self.sqs.append(
+                        {"operation": operation, "received": received, "entries": entries, "invocation": invocation}
+                    )
             elif service == "events" and operation == "PutEvents":
                 with self._lock:
                     self.events_entries += len(params.get("Entries", []))
+                    self.events.append({"entries": len(params.get("Entries", [])), "invocation": invocation})
         finally:
             for lock in context.pop("capacity_locked", []):
                 lock.release()
@@ -159,6 +201,7 @@ class Recorder:
         model: Any,
         context: dict[str, Any],
         error: str | None,
+        invocation: int,
     ) -> None:
         if operation in DYNAMODB_WRITES:
             if "capacity_before" not in context:
@@ -188,6 +231,7 @@ class Recorder:
                         "transactional": operation == "TransactWriteItems",
                         "error": error,
                         "items": items,
+                        "invocation": invocation,
                     }
                 )
             return
@@ -206,6 +250,7 @@ class Recorder:
                     "index": params.get("IndexName"),
                     "consistent": bool(params.get("ConsistentRead")),
                     "items": found,
+                    "invocation": invocation,
                 }
             )
 
@@ -263,6 +308,7 @@ class Recorder:
                             "url": str(request.url),
                             "status": status,
                             "tasks": _task_types(body),
+                            "invocation": CURRENT_INVOCATION.get(),
                         }
                     )
 
@@ -286,9 +332,28 @@ def _task_types(body: bytes) -> list[str]:
     return [str(task.get("taskType")) for task in tasks if isinstance(task, dict)]
 
 
+def trigger_of(event: Any) -> str:
+    """What invoked a handler, from its event's shape: "sqs" (an event source mapping's batch), "http"
+    (the webhook route), "schedule" (an EventBridge schedule without Input: its Scheduled Event) or
+    "input:" and the event itself (a schedule's constant Input is the whole event); the model
+    matches the last two against the template's Schedule events."""
+    if not isinstance(event, dict):
+        return "other"
+    records = event.get("Records")
+    if isinstance(records, list):
+        sources = {str(record.get("eventSource", "")) for record in records if isinstance(record, dict)}
+        return "sqs" if sources <= {"aws:sqs"} else "records"
+    if "requestContext" in event or "routeKey" in event:
+        return "http"
+    if event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event":
+        return "schedule"
+    return "input:" + json.dumps(event, sort_keys=True)
+
+
 class Timed:
     """A handler whose invocations are timed: wall clock (as Lambda bills it) and the CPU time of
-    the invoking thread; the recorder attributes the calls made in that thread to the function."""
+    the invoking thread; the recorder attributes every request and log line made while it runs (in
+    its thread, or in worker threads started with its context) to this invocation."""
 
     def __init__(self, handler: Any, name: str, recorder: Recorder, samples: list[dict[str, float]]) -> None:
         self.handler = handler
@@ -297,11 +362,12 @@ class Timed:
         self.samples = samples
 
     def __call__(self, event: Any, context: Any) -> Any:
-        self.recorder.current.function = self.name
+        invocation = self.recorder.begin(self.name, trigger_of(event))
+        token = CURRENT_INVOCATION.set(invocation)
         started, cpu_started = time.perf_counter(), time.thread_time()
         try:
             return self.handler(event, context)
         finally:
             wall, cpu = time.perf_counter() - started, time.thread_time() - cpu_started
-            self.recorder.current.function = None
-            self.samples.append({"wall_ms": wall * 1000, "cpu_ms": cpu * 1000})
+            CURRENT_INVOCATION.reset(token)
+            self.samples.append({"wall_ms": wall * 1000, "cpu_ms": cpu * 1000, "invocation": invocation})

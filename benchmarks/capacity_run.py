@@ -95,7 +95,7 @@ def run_jobs(spec: dict[str, Any]) -> dict[str, Any]:
             function.handler = Timed(function.handler, logical_id, recorder, durations[logical_id])
         os.environ["POWERTOOLS_METRICS_DISABLED"] = "false"  # metrics are log lines (EMF) in AWS
         recorder.reset()
-        counter.bytes = counter.lines = 0
+        counter.reset()
         bucket, prefix = stack.names["inbox_bucket"], stack.names["inbox_prefix"]
         started = time.perf_counter()
         with ThreadPoolExecutor(4) as uploads:  # a burst: the queue fills batches as in one
@@ -133,6 +133,12 @@ def run_jobs(spec: dict[str, Any]) -> dict[str, Any]:
         "wall_seconds": wall,
         "calls": dict(recorder.calls),
         "calls_by_function": {name: dict(calls) for name, calls in recorder.calls_by_function.items()},
+        # Every invocation by number (its function and trigger), with its requests and log output;
+        # number 0 (OUTSIDE_HANDLERS) holds what the stack's stand-ins did outside any handler.
+        "invocations": {str(number): found for number, found in recorder.invocations.items()},
+        "calls_by_invocation": {str(number): dict(calls) for number, calls in recorder.calls_by_invocation.items()},
+        "log_by_invocation": {str(number): counted for number, counted in counter.by_invocation.items()},
+        "events": recorder.events,
         "errors": dict(recorder.errors),
         "writes": recorder.writes,
         "reads": recorder.reads,
@@ -170,6 +176,7 @@ def _http_kind(request: dict[str, Any], endpoints: dict[str, str]) -> dict[str, 
         "bucket": bucket,
         "key": key,
         "path": parts.path,
+        "invocation": request["invocation"],
     }
 
 

@@ -30,7 +30,10 @@ def receive_result() -> Response:
     event = app.current_event
     query = event.query_string_parameters or {}
     reply = receiver.receive(query.get("job"), query.get("token"), _raw_body(event.body, event.is_base64_encoded))
-    logger.info("webhook answered", extra={"jobId": query.get("job"), "statusCode": reply.status_code})
+    # At INFO, a job's one line is the submit function's. An accepted report is in the job record, the
+    # completion event, the metrics and the API's access log: its line is DEBUG. A refused one stays INFO.
+    log = logger.debug if reply.status_code < 300 else logger.info
+    log("webhook answered", extra={"jobId": query.get("job"), "statusCode": reply.status_code})
     add_webhook_metrics(metrics, reply)
     return Response(reply.status_code, "application/json", json.dumps(reply.body))
 

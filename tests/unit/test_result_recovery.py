@@ -286,7 +286,9 @@ def test_a_success_with_nothing_staged_completes_from_its_result_url(aws, store)
     result = TaskResult(JOB_ID, "2af4c8a9-5865-46b2-a4e3-b011d3dcd03e", IMAGE_URL, None)
     recorded = recorder.record_success(job, result, via="webhook")
     assert recorded.status == "COMPLETED"
-    assert stored_record(store, JOB_ID)["imageURL"] == IMAGE_URL
+    record = stored_record(store, JOB_ID)
+    assert record["recoveredFrom"] == "imageURL"
+    assert "imageURL" not in record  # the URL is spent once the output is in the bucket
 
 
 def test_upload_failed_without_a_url_sends_the_job_again_once(aws, store):

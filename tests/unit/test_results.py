@@ -81,7 +81,8 @@ def submitted_job(jobs: JobStore, **fields) -> dict:
         jobs,
         job["jobId"],
         JobStatus.SUBMITTED,
-        {"submittedAt": iso(SUBMITTED), "submitRequestMs": 240},
+        # As the submitter writes it (upscaler.submission).
+        {"submittedAt": iso(SUBMITTED), "submitRequestMs": 240, "stagingKey": f"staging/{job['jobId']}"},
         increment="submitAttempts",
         now=SUBMITTED,
     )
@@ -142,7 +143,8 @@ def test_success_records_every_output_fact_and_the_three_durations(aws, store, r
     assert recorded.job.to_record() == record
     assert record["status"] == "COMPLETED"
     assert record["imageUUID"] == RESULT.image_uuid
-    assert record["imageURL"] == RESULT.image_url
+    # Spent once the output is in the bucket: Runware's temporary URL and the staging key.
+    assert "imageURL" not in record and "stagingKey" not in record
     assert record["cost"] == Decimal("0.0052")
     assert record["outputSize"] == len(data)
     assert record["outputFormat"] == "PNG"

@@ -47,6 +47,11 @@ from upscaler.storage import ObjectStore
 __all__ = ["OutputNotReady", "Recorded", "ResultRecorder"]
 
 _ERROR_FIELDS = ("error_code", "error_message", "error_parameter", "waiting_reason")
+# Spent once a verified output is in the bucket: Runware's result URL (temporary, kept for its task's
+# ttl) and the staging key (the staged copy is removed on completion; its key follows from the job
+# id). Without them a completed item stays under 1 KB, one write unit instead of two, for source
+# keys of up to about 40 characters (docs/capacity.md).
+_SPENT_AT_COMPLETION = ("image_url", "staging_key")
 
 
 @dataclass(frozen=True)
@@ -197,7 +202,6 @@ class ResultRecorder:
         now = utc_now()
         changes = {
             "image_uuid": result.image_uuid if result else None,
-            "image_url": result.image_url if result else None,
             "cost": result.cost if result else None,
             "output_key": published.key,
             "output_size": published.size,
@@ -215,7 +219,9 @@ class ResultRecorder:
             "overridden_error_message": overridden.message if overridden else None,
             **_durations(job, now),
         }
-        recorded = self._move(job, completion_for(job) or COMPLETE, changes, now, remove=_ERROR_FIELDS)
+        recorded = self._move(
+            job, completion_for(job) or COMPLETE, changes, now, remove=(*_ERROR_FIELDS, *_SPENT_AT_COMPLETION)
+        )
         if recorded.status == JobStatus.COMPLETED and not output.published:
             self.outputs.discard_staged(job)
         return recorded
