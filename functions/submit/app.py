@@ -6,6 +6,7 @@ the batch is handed back without spending receive counts.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -16,11 +17,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from upscaler.ingestion import all_failed
 from upscaler.job_metrics import add_submit_metrics
+from upscaler.job_record import JobStatus
 from upscaler.parallel import in_handler_trace
 from upscaler.source_events import as_queue_batch
 from upscaler.wiring import build_intake, build_submitter, deadline_for
 
 logger = Logger()
+QUIET_STATUSES = frozenset({JobStatus.SUBMITTED, JobStatus.COMPLETED})
 tracer = Tracer(patch_modules=["botocore", "httpx"])  # the calls this function makes; patching all costs cold start
 metrics = Metrics()
 
@@ -45,8 +48,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         metrics.add_metric(name="SubmitBatchesFailed", unit=MetricUnit.Count, value=1)
         batch = all_failed(event, f"{type(error).__name__}: {error}")
     for outcome in batch.outcomes:
-        # Not asdict(outcome) as extra: its "message" key would collide with LogRecord.message.
-        logger.info(
+        # A source sent or completed as asked is in its job record; a line each is DEBUG (CloudWatch
+        # Logs bills every byte), what went otherwise is INFO. Not asdict(outcome) as extra: its
+        # "message" key would collide with LogRecord.message.
+        log = logger.debug if outcome.status in QUIET_STATUSES else logger.info
+        log(
             "source processed",
             extra={
                 "jobId": outcome.job_id,
@@ -56,6 +62,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                 "errorMessage": outcome.message,
             },
         )
+    if batch.outcomes:
+        logger.info("batch processed", extra={"sources": dict(Counter(str(o.status) for o in batch.outcomes))})
     for message_id, reason in batch.failed.items():
         logger.warning("message not submitted", extra={"messageId": message_id, "reason": reason})
     for message_id, reason in batch.dead_lettered.items():

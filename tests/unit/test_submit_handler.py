@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import io
 import json
+import logging
 import random
 import uuid
 from dataclasses import dataclass, field
@@ -247,6 +248,23 @@ def test_a_batch_of_ten_uploads_is_one_runware_request(aws, submit_app, runware,
     assert len(json.loads(request.content)) == 10
     assert all(job_of(submit_app, n["Records"][0]).status == "SUBMITTED" for n in notifications)
     assert metrics_emitted(capsys.readouterr().out) == {"JobsSubmitted": 10.0}
+
+
+def test_a_batch_sent_as_asked_logs_one_line_and_a_refused_source_one_of_its_own(aws, submit_app, runware, caplog):
+    notifications = uploads(aws, 3)
+    aws.s3.put_object(Bucket=INBOX_BUCKET, Key="inbox/batch/notes.jpg", Body=b"not an image")
+    [bad] = uploads(aws, 1, prefix="inbox/batch/bad-")
+    bad["Records"][0]["s3"]["object"].update(key="inbox/batch/notes.jpg", size=12, eTag="x")
+    bad["Records"][0]["s3"]["object"]["versionId"] = aws.s3.head_object(
+        Bucket=INBOX_BUCKET, Key="inbox/batch/notes.jpg"
+    )["VersionId"]
+    caplog.set_level(logging.INFO)
+    invoke(submit_app, sqs_batch(*notifications, bad))
+    lines = [record for record in caplog.records if record.levelno >= logging.INFO]
+    processed = [(line.levelname, line.sourceKey) for line in lines if line.getMessage() == "source processed"]
+    assert processed == [("INFO", "inbox/batch/notes.jpg")]
+    [summary] = [line for line in lines if line.getMessage() == "batch processed"]
+    assert summary.sources == {"SUBMITTED": 3, "REJECTED": 1}
 
 
 def test_eventbridge_object_created_events_submit_like_notifications(aws, submit_app, runware):
