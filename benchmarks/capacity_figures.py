@@ -89,6 +89,17 @@ PLATFORM_LOG_BYTES_PER_INVOCATION = Figure(
 SQS_PRICING = "https://aws.amazon.com/sqs/pricing/"
 SQS_STANDARD = "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/standard-queues.html"
 
+# ReceiveMessage returns at most 10 messages; the batch actions take at most 10 entries.
+SQS_BATCH_LIMIT = Figure(
+    10,
+    "messages per ReceiveMessage or entries per batch request",
+    "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ReceiveMessage.html",
+    NOT_REREAD,
+)
+# The functions keep a secret's value for this long per container (upscaler.settings), in both designs.
+SECRET_CACHE_SECONDS = Figure(
+    300, "seconds a container keeps a secret's value", "upscaler/settings.py", "this repository"
+)
 SQS_REQUEST_PRICE = Figure(0.40 / 1e6, "USD per request (standard queue, per 64 KB chunk)", SQS_PRICING, NOT_REREAD)
 # "Standard queues support a nearly unlimited number of API calls per second, per API action."
 SQS_THROUGHPUT = Figure(float("inf"), "API calls per second per action (nearly unlimited)", SQS_STANDARD, NOT_REREAD)

@@ -216,6 +216,24 @@ def log_sources(run: dict[str, Any], functions: dict[str, dict[str, Any]], webho
     return sources
 
 
+def full_batch_sqs_requests(run: dict[str, Any]) -> float:
+    """SQS's billed requests for this run's messages as they go at volume, where Lambda's pollers
+    receive full batches and batch requests are full: each ReceiveMessage that brought messages, and
+    each batch request, counted as its messages or entries over SQS_BATCH_LIMIT; single-message
+    requests and S3's notifications (one SendMessage per upload) as they are. Empty receives are a
+    cost per hour whatever the volume, left out as in the measured count."""
+    batch = figures.SQS_BATCH_LIMIT.value
+    requests = float(run["uploads"])
+    for request in run["sqs"]:
+        if request["operation"] == "ReceiveMessage":
+            requests += (request["received"] or 0) / batch
+        elif request["entries"] is not None:
+            requests += request["entries"] / batch
+        else:
+            requests += 1
+    return requests
+
+
 def traces_per_image(functions: dict[str, dict[str, Any]], jobs: int, rate: float = TARGET_JOBS_PER_SECOND) -> float:
     """X-Ray traces per image at `rate` images per second under the default sampling rule: per
     function, the first invocation each second and 5 % of the others, so a function invoked k
@@ -260,6 +278,9 @@ def model(
     # S3 sends one message per upload to the ingestion queue (inside moto here, so not a client call).
     sqs_requests["SendMessage (S3 event notification)"] += run["uploads"]
     billed_sqs = sum(count for name, count in sqs_requests.items() if name != "ReceiveMessage (empty)")
+    at_volume = traces_per_invocation is None  # the per-image model, at TARGET_JOBS_PER_SECOND
+    if at_volume:
+        billed_sqs = full_batch_sqs_requests(run)
 
     webhook_requests = http["webhook"]
     log_bytes = (
@@ -301,11 +322,15 @@ def model(
             f"{invocations * per_job:.2f} invocations/job",
         )
     )
+    measured_sqs = sum(count for name, count in sqs_requests.items() if name != "ReceiveMessage (empty)")
     lines.append(
         (
-            "SQS requests",
+            f"SQS requests (full batches, as at {TARGET_JOBS_PER_SECOND:,.0f} images/s)"
+            if at_volume
+            else "SQS requests",
             1000 * billed_sqs * per_job * figures.SQS_REQUEST_PRICE.value,
-            f"{billed_sqs * per_job:.2f} requests/job",
+            f"{billed_sqs * per_job:.2f} requests/job"
+            + (f" ({measured_sqs * per_job:.2f} in this run)" if at_volume else ""),
         )
     )
     lines.append(
@@ -338,11 +363,20 @@ def model(
         )
     )
     secret_calls = calls["secretsmanager:GetSecretValue"]
+    measured_secret_calls = secret_calls
+    if at_volume:
+        # Each warm container reads the secret once per cache period; at a steady rate the warm
+        # containers number the rate times the seconds each image keeps a function busy (Little's law).
+        busy_seconds = sum(f["billed_ms"] for f in functions.values()) / 1000
+        secret_calls = busy_seconds / figures.SECRET_CACHE_SECONDS.value
     lines.append(
         (
-            "Secrets Manager API calls",
+            f"Secrets Manager API calls (each warm container's, as at {TARGET_JOBS_PER_SECOND:,.0f} images/s)"
+            if at_volume
+            else "Secrets Manager API calls",
             1000 * secret_calls * per_job * figures.SECRETS_CALL_PRICE.value,
-            f"{secret_calls * per_job:.3f}/job",
+            f"{secret_calls * per_job:.4f}/job"
+            + (f" ({measured_secret_calls * per_job:.3f} in this run)" if at_volume else ""),
         )
     )
     lines.append(

@@ -204,3 +204,21 @@ def test_log_bytes_per_image_by_source_add_up_and_leave_the_quiet_runs_out():
     # The quiet sweeps' 200 bytes are the schedule's; the sweep that finished a job printed 400 in 3 lines.
     assert sources["ReconcileFunction: its lines and metrics"] == pytest.approx((400 + 3 * 26) / 2)
     assert sources["HTTP API: access log lines"] > 0
+
+
+def test_sqs_requests_at_volume_count_full_batches_and_each_notification():
+    from benchmarks.capacity_model import full_batch_sqs_requests
+
+    run = {
+        "uploads": 20,
+        "sqs": [
+            {"operation": "ReceiveMessage", "received": 4, "entries": None},
+            {"operation": "ReceiveMessage", "received": 6, "entries": None},
+            {"operation": "ReceiveMessage", "received": 0, "entries": None},  # empty: a cost per hour
+            {"operation": "DeleteMessageBatch", "received": None, "entries": 10},
+            {"operation": "SendMessageBatch", "received": None, "entries": 5},
+            {"operation": "SendMessage", "received": None, "entries": None},
+        ],
+    }
+    # 20 notifications, 10 messages received (1 full receive), 10 deleted (1), 5 sent (0.5), 1 single send.
+    assert full_batch_sqs_requests(run) == 20 + 1 + 1 + 0.5 + 1
