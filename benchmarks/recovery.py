@@ -28,6 +28,8 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
+import resource
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -147,11 +149,55 @@ def completion_events(stack: LocalStack) -> int:
     return sum(int(value) for value in attributes.values())
 
 
+def _proc_cpu_seconds(pid: int) -> float:
+    """User and system CPU a process has used (Linux /proc; 0 where it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, all) CPU seconds of the whole machine so far, every core (Linux /proc/stat)."""
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(value) for value in stat.readline().split()[1:]]
+    except OSError:
+        return 0.0, 0.0
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    hertz = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - idle) / hertz, sum(ticks) / hertz
+
+
+def _cpu_by_process(stack: LocalStack) -> dict[str, float]:
+    """CPU seconds so far: the stack's process, its moto server's process (when it has one), the
+    recover function's worker processes, and the whole machine (busy and all)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    moto = stack.moto_server.cpu_seconds() if stack.moto_server is not None else None
+    workers = stack.recover_processes.pids() if stack.recover_processes is not None else []
+    busy, available = _machine_cpu_seconds()
+    return {
+        "stack_process": usage.ru_utime + usage.ru_stime,
+        "moto_process": moto or 0.0,
+        "recover_processes": sum(_proc_cpu_seconds(pid) for pid in workers),
+        "machine_busy": busy,
+        "machine_available": available,
+    }
+
+
 def run(
-    jobs: int, sample: int, max_seconds: float, concurrency: int | None = None, processes: bool = True
+    jobs: int,
+    sample: int,
+    max_seconds: float,
+    concurrency: int | None = None,
+    processes: bool = True,
+    moto_in_own_process: bool = True,
 ) -> dict[str, Any]:
     """`processes`: each concurrent recover invocation in a process of its own, as Lambda runs them in
-    separate environments (False: in threads of this process, sharing one interpreter lock)."""
+    separate environments (False: in threads of this process, sharing one interpreter lock);
+    `moto_in_own_process`: the moto server in a process of its own (False: threads of this one)."""
     overrides = {"RecoveryMaximumConcurrency": str(concurrency)} if concurrency else {}
     config = StackConfig(
         reconcile_interval_seconds=0,
@@ -159,6 +205,7 @@ def run(
         parameter_overrides=overrides,
         recover_on_start=False,
         recover_processes=(concurrency or _template_concurrency()) if processes else 0,
+        moto_in_own_process=moto_in_own_process,
     )
     with LocalStack(config) as stack:
         # Baseline first: one sweep run over a run's worth of jobs (no checks exist for them).
@@ -181,7 +228,9 @@ def run(
             raise RuntimeError(f"{len(refused)} checks refused")
         sent_seconds = time.perf_counter() - sending
         started = time.perf_counter()
+        load_before = os.getloadavg()
         stack.start_recovery()
+        cpu_before = _cpu_by_process(stack)
         progress: list[tuple[float, int]] = []
         while True:
             done = completion_events(stack) - events_before
@@ -191,6 +240,9 @@ def run(
                 break
             time.sleep(POLL_SECONDS)
         recovery_seconds = time.perf_counter() - started
+        cpu_after = _cpu_by_process(stack)
+        load_after = os.getloadavg()
+        cpu = {name: cpu_after[name] - cpu_before[name] for name in cpu_after}
         store = JobStore(stack.client("dynamodb"), stack.names["jobs_table"])
         statuses: dict[str, int] = {}
         for job in store.get_many(ids).values():
@@ -212,6 +264,11 @@ def run(
             "median_batch": sorted(mapping.batch_sizes)[len(mapping.batch_sizes) // 2] if mapping.batch_sizes else 0,
             "peak_concurrency": mapping.peak_concurrency,
             "messages_failed": mapping.messages_failed,
+            "moto_in_own_process": moto_in_own_process,
+            "cpu_seconds": cpu,
+            "cpu_seconds_per_job": sum(cpu[name] for name in ("stack_process", "moto_process", "recover_processes"))
+            / max(1, statuses.get("COMPLETED", 0)),
+            "load_average": [round(load_before[0], 1), round(load_after[0], 1)],
             "goal_seconds": GOAL_SECONDS,
             "sweep_sample": sample,
             "sweep_run_seconds": sweep_run_seconds,
@@ -230,14 +287,18 @@ def main() -> int:
         spec.get("max_seconds", 1800.0),
         spec.get("concurrency"),
         spec.get("processes", True),
+        spec.get("moto_in_own_process", True),
     )
     sys.stdout.write("\n" + RESULT_PREFIX + json.dumps(result, default=str) + "\n")
     return 0
 
 
-def measure(jobs: int, concurrency: int | None = None, *, processes: bool = True) -> dict[str, Any]:
+def measure(
+    jobs: int, concurrency: int | None = None, *, processes: bool = True, moto_in_own_process: bool = True
+) -> dict[str, Any]:
     """`concurrency`: RecoveryMaximumConcurrency for the run (None: the template's default);
-    `processes`: each concurrent recover invocation in a process of its own (False: threads)."""
+    `processes`: each concurrent recover invocation in a process of its own (False: threads);
+    `moto_in_own_process`: the stack's moto server in a process of its own (False: its threads)."""
     from benchmarks.services import run_child
     from benchmarks.suites import progress
 
@@ -247,6 +308,7 @@ def measure(jobs: int, concurrency: int | None = None, *, processes: bool = True
         "concurrency": concurrency,
         "max_seconds": 1800,
         "processes": processes,
+        "moto_in_own_process": moto_in_own_process,
     }
     result = run_child("benchmarks.recovery", spec, timeout=3600)
     result.pop("stderr")
