@@ -12,12 +12,20 @@ consumer, in the completion events queue). moto does work per message on every r
 - every EventBridge target parses the same eight JSONPath expressions again per event;
 - every DynamoDB transaction deep-copies each table it writes, every item of it, to roll back to;
 - every DynamoDB update parses its UpdateExpression twice (once to check the request, once to apply
-  it), though the jobs' updates use a few expression texts over and over.
+  it), though the jobs' updates use a few expression texts over and over;
+- every DynamoDB answer that carries items (GetItem, BatchGetItem, Query, an update's ReturnValues)
+  is written out by moto's model-driven serializer, which looks up each of an AttributeValue's ten
+  members (S, N, B, SS, NS, BS, M, L, NULL, BOOL) under every alias it knows, though a value holds
+  one: most of the moto server's time under a recovery backlog (BatchGetItem of 25 jobs per batch).
 Here the retention period is read from the queue, the clock from `time.time()`, the
 directory listing once, each JSONPath expression is parsed once, a transaction keeps copies of
-the items it writes only, and each UpdateExpression text is parsed once (moto's validator works on
+the items it writes only, each UpdateExpression text is parsed once (moto's validator works on
 a deep copy of the parsed tree, so the tree kept is never changed; a text that does not parse is
-not kept and raises each time). Installed by the local stack before its moto server starts.
+not kept and raises each time), and an AttributeValue held as moto holds it (a dict keyed by
+member names only) is written member by member from the keys it has, in the model's member order,
+by the serializer's own per-type methods (what the alias search found anyway: no alias of a
+member names another member; a value of any other form, or any response transformer in force,
+takes moto's own path). Installed by the local stack before its moto server starts.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ def install_moto_speedups() -> None:
     _parse_each_jsonpath_once()
     _transactions_copy_their_items_only()
     _parse_each_update_expression_once()
+    _serialize_attribute_values_directly()
     _installed = True
 
 
@@ -84,6 +93,36 @@ def _parse_each_update_expression_once() -> None:
 
     make = functools.lru_cache(maxsize=256)(UpdateExpressionParser.make.__func__)  # type: ignore[attr-defined]
     UpdateExpressionParser.make = classmethod(make)  # type: ignore[method-assign,assignment]
+
+
+ATTRIBUTE_VALUE_SHAPE = "AttributeValue"
+
+
+def _serialize_attribute_values_directly() -> None:
+    from moto.core.serialize import BaseJSONSerializer
+
+    serialize_structure = BaseJSONSerializer._serialize_type_structure
+
+    def serialize_type_structure(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        if (
+            shape.name != ATTRIBUTE_VALUE_SHAPE
+            or type(value) is not dict
+            or not key
+            or getattr(self._value_picker, "response_transformers", None)
+            or not value.keys() <= shape.members.keys()
+        ):
+            return serialize_structure(self, serialized, value, shape, key)
+        wrapper = self.MAP_TYPE()
+        for member_key, member_shape in shape.members.items():
+            member_value = value.get(member_key)
+            if member_value is not None:
+                member_shape.parent = shape
+                self._serialize(wrapper, member_value, member_shape, member_key)
+        self._default_serialize(serialized, wrapper, shape, key)
+        return None
+
+    BaseJSONSerializer._serialize_type_structure = serialize_type_structure  # type: ignore[method-assign]
+    BaseJSONSerializer.moto_serialize_structure = serialize_structure  # type: ignore[attr-defined]
 
 
 class _TablesKept(threading.local):

@@ -188,3 +188,49 @@ def test_an_expression_that_does_not_parse_is_refused_every_time(dynamodb):
                 ExpressionAttributeValues={":s": {"S": "SUBMITTED"}},
             )
         assert raised.value.response["Error"]["Code"] == "ValidationException"
+
+
+EVERY_KIND = {
+    "jobId": {"S": "every-kind"},
+    "count": {"N": "12.5"},
+    "raw": {"B": b"\x00\xffbytes"},
+    "names": {"SS": ["a", "b"]},
+    "sizes": {"NS": ["1", "2"]},
+    "blobs": {"BS": [b"\x01", b"\x02"]},
+    "nested": {"M": {"inner": {"L": [{"S": "x"}, {"N": "3"}, {"M": {"deep": {"B": b"\x03"}}}, {"NULL": True}]}}},
+    "nothing": {"NULL": True},
+    "yes": {"BOOL": True},
+    "no": {"BOOL": False},
+    "empty": {"S": ""},
+}
+
+
+def _reads(dynamodb) -> list[dict]:
+    """Every answer shape that carries items, with the ResponseMetadata (request ids) left out."""
+    key = {"jobId": {"S": "every-kind"}}
+    answers = [
+        dynamodb.get_item(TableName=JOBS_TABLE, Key=key),
+        dynamodb.batch_get_item(RequestItems={JOBS_TABLE: {"Keys": [key, {"jobId": {"S": "missing"}}]}}),
+        dynamodb.scan(TableName=JOBS_TABLE),
+        dynamodb.update_item(
+            TableName=JOBS_TABLE,
+            Key=key,
+            UpdateExpression="SET #c = :c",
+            ExpressionAttributeNames={"#c": "count"},
+            ExpressionAttributeValues={":c": {"N": "12.5"}},
+            ReturnValues="ALL_NEW",
+        ),
+    ]
+    return [{k: v for k, v in answer.items() if k != "ResponseMetadata"} for answer in answers]
+
+
+def test_attribute_values_read_back_the_same_as_moto_serializes_them(dynamodb, monkeypatch):
+    from moto.core.serialize import BaseJSONSerializer
+
+    dynamodb.put_item(TableName=JOBS_TABLE, Item=EVERY_KIND)
+    direct = _reads(dynamodb)
+    monkeypatch.setattr(BaseJSONSerializer, "_serialize_type_structure", BaseJSONSerializer.moto_serialize_structure)
+    by_moto = _reads(dynamodb)
+
+    assert direct == by_moto
+    assert direct[0]["Item"] == EVERY_KIND
