@@ -8,7 +8,8 @@ consumer, in the completion events queue). moto does work per message on every r
 - each count (sending a message builds the attribute set too) asks the clock once per message,
   through datetime arithmetic;
 - every request to the server lists moto's package directory (about 180 entries, twice) under the
-  server's one lock, to find the service;
+  server's one lock, to find the service, and lists its handler class's methods (inspect.getmembers
+  over the class and its bases) to find the action's;
 - every EventBridge target parses the same eight JSONPath expressions again per event;
 - every DynamoDB transaction deep-copies each table it writes, every item of it, to roll back to;
 - every DynamoDB update parses its UpdateExpression twice (once to check the request, once to apply
@@ -17,15 +18,16 @@ consumer, in the completion events queue). moto does work per message on every r
   is written out by moto's model-driven serializer, which looks up each of an AttributeValue's ten
   members (S, N, B, SS, NS, BS, M, L, NULL, BOOL) under every alias it knows, though a value holds
   one: most of the moto server's time under a recovery backlog (BatchGetItem of 25 jobs per batch).
-Here the retention period is read from the queue, the clock from `time.time()`, the
-directory listing once, each JSONPath expression is parsed once, a transaction keeps copies of
-the items it writes only, each UpdateExpression text is parsed once (moto's validator works on
-a deep copy of the parsed tree, so the tree kept is never changed; a text that does not parse is
-not kept and raises each time), and an AttributeValue held as moto holds it (a dict keyed by
-member names only) is written member by member from the keys it has, in the model's member order,
-by the serializer's own per-type methods (what the alias search found anyway: no alias of a
-member names another member; a value of any other form, or any response transformer in force,
-takes moto's own path). Installed by the local stack before its moto server starts.
+Here the retention period is read from the queue, the clock from `time.time()`, the directory
+listing once, a handler class's methods once for as long as no class in its bases gains or loses an
+attribute (the stack adds actions to moto's SQS handler before it serves), each JSONPath expression
+is parsed once, a transaction keeps copies of the items it writes only, each UpdateExpression text
+is parsed once (moto's validator works on a deep copy of the parsed tree, so the tree kept is never
+changed; a text that does not parse is not kept and raises each time), and an AttributeValue held
+as moto holds it (a dict keyed by member names only) is written member by member from the keys it
+has, in the model's member order, by the serializer's own per-type methods (what the alias search
+found anyway: no alias of a member names another member; a value of any other form, or any response
+transformer in force, takes moto's own path). Installed by the local stack before its moto server starts.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def install_moto_speedups() -> None:
     if _installed:
         return
     _read_moto_modules_once()
+    _list_handler_methods_once()
     _sqs_without_queue_counts()
     _parse_each_jsonpath_once()
     _transactions_copy_their_items_only()
@@ -58,6 +61,23 @@ def _read_moto_modules_once() -> None:
 
     modules = tuple(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: modules  # type: ignore[assignment]
+
+
+def _list_handler_methods_once() -> None:
+    from moto.core import responses
+
+    list_methods = responses.method_names_from_class
+    listed: dict[tuple[Any, ...], list[str]] = {}
+
+    def method_names_from_class(clazz: Any) -> list[str]:
+        # A class that gains or loses an attribute (an action added) changes its key.
+        key = (clazz, *(len(vars(base)) for base in clazz.__mro__))
+        names = listed.get(key)
+        if names is None:
+            names = listed[key] = list_methods(clazz)
+        return list(names)
+
+    responses.method_names_from_class = method_names_from_class  # type: ignore[assignment]
 
 
 def _clock(original: Callable[..., float], per_second: float) -> Callable[..., float]:

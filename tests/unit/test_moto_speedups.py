@@ -234,3 +234,16 @@ def test_attribute_values_read_back_the_same_as_moto_serializes_them(dynamodb, m
 
     assert direct == by_moto
     assert direct[0]["Item"] == EVERY_KIND
+
+
+def test_a_handler_class_lists_an_action_added_after_its_first_request(aws):
+    install_moto_speedups()
+    from moto.core import responses
+
+    class Handler:
+        def first(self) -> None: ...
+
+    assert responses.method_names_from_class(Handler) == ["first"]
+    assert responses.method_names_from_class(Handler) == ["first"]  # listed once, answered again
+    Handler.second = lambda self: None  # type: ignore[attr-defined]
+    assert responses.method_names_from_class(Handler) == ["first", "second"]
