@@ -247,3 +247,25 @@ def test_a_handler_class_lists_an_action_added_after_its_first_request(aws):
     assert responses.method_names_from_class(Handler) == ["first"]  # listed once, answered again
     Handler.second = lambda self: None  # type: ignore[attr-defined]
     assert responses.method_names_from_class(Handler) == ["first", "second"]
+
+
+def test_a_delete_removes_the_message_that_had_the_handle_and_refuses_an_unknown_one(sqs):
+    url = sqs.create_queue(QueueName="deletes")["QueueUrl"]
+    for index in range(5):
+        sqs.send_message(QueueUrl=url, MessageBody=f"m{index}")
+    first = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2, VisibilityTimeout=0)["Messages"]
+    # Received again: the first handle is now an earlier handle of its message, and still deletes it.
+    again = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30)["Messages"]
+    assert {m["Body"] for m in first} <= {m["Body"] for m in again}
+
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=first[0]["ReceiptHandle"])
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=first[0]["ReceiptHandle"])  # again: not an error
+    later = next(m for m in again if m["Body"] == first[1]["Body"])
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=later["ReceiptHandle"])
+    with pytest.raises(ClientError) as refused:
+        sqs.delete_message(QueueUrl=url, ReceiptHandle="not-a-handle-of-this-queue")
+
+    assert refused.value.response["Error"]["Code"] == "ReceiptHandleIsInvalid"
+    assert sorted(m.body for m in backend_queue("deletes")._messages) == sorted(
+        m["Body"] for m in again if m["Body"] not in (first[0]["Body"], first[1]["Body"])
+    )
