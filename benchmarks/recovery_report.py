@@ -112,7 +112,8 @@ def _cpu_line(data: dict[str, Any], cpu: dict[str, float]) -> str:
         line += (
             f" The machine's {cpu['machine_available'] / data['recovery_seconds']:.0f} cores were busy "
             f"{cpu['machine_busy'] / cpu['machine_available']:.0%} of the time, "
-            f"{(cpu['machine_busy'] - ours) / cpu['machine_available']:.0%} with work outside this benchmark"
+            f"{max(0.0, cpu['machine_busy'] - ours) / cpu['machine_available']:.0%} with work outside this "
+            "benchmark"
         )
         if data.get("load_average"):
             before, after = data["load_average"]
