@@ -10,6 +10,9 @@ consumer, in the completion events queue). moto does work per message on every r
 - every request to the server lists moto's package directory (about 180 entries, twice) under the
   server's one lock, to find the service, and lists its handler class's methods (inspect.getmembers
   over the class and its bases) to find the action's;
+- sending a message builds the queue's whole attribute set (counting every message three ways) to
+  read one attribute, ContentBasedDeduplication: a queue that keeps 10,000 completion events makes
+  each send count them;
 - deleting a message looks for its receipt handle through the whole queue twice, building each
   message's list of receipt handles twice per message: a backlog of 10,000 recovery checks makes
   every delete walk 10,000 messages with 40,000 lists built;
@@ -21,18 +24,20 @@ consumer, in the completion events queue). moto does work per message on every r
   is written out by moto's model-driven serializer, which looks up each of an AttributeValue's ten
   members (S, N, B, SS, NS, BS, M, L, NULL, BOOL) under every alias it knows, though a value holds
   one: most of the moto server's time under a recovery backlog (BatchGetItem of 25 jobs per batch).
-Here a delete compares the handle with each message's current and earlier handles in place,
-building no list per message (the same messages deleted, the same error when none had it), the
-retention period is read from the queue, the clock from `time.time()`, the directory
-listing once, a handler class's methods once for as long as no class in its bases gains or loses an
-attribute (the stack adds actions to moto's SQS handler before it serves), each JSONPath expression
-is parsed once, a transaction keeps copies of the items it writes only, each UpdateExpression text
-is parsed once (moto's validator works on a deep copy of the parsed tree, so the tree kept is never
-changed; a text that does not parse is not kept and raises each time), and an AttributeValue held
-as moto holds it (a dict keyed by member names only) is written member by member from the keys it
-has, in the model's member order, by the serializer's own per-type methods (what the alias search
-found anyway: no alias of a member names another member; a value of any other form, or any response
-transformer in force, takes moto's own path). Installed by the local stack before its moto server
+Here the counts answer 0 inside a send, in the sending thread only (moto's send reads nothing from
+that attribute set but ContentBasedDeduplication, and the set never leaves it); a delete compares
+the handle with each message's current and earlier handles in place, building no list per message
+(the same messages deleted, the same error when none had it); the retention period is read from
+the queue, the clock from `time.time()`, the directory listing once, a handler class's methods once
+for as long as no class in its bases gains or loses an attribute (the stack adds actions to moto's
+SQS handler before it serves), each JSONPath expression is parsed once, a transaction keeps copies
+of the items it writes only, each UpdateExpression text is parsed once (moto's validator works on a
+deep copy of the parsed tree, so the tree kept is never changed; a text that does not parse is not
+kept and raises each time), and an AttributeValue held as moto holds it (a dict keyed by member
+names only) is written member by member from the keys it has, in the model's member order, by the
+serializer's own per-type methods (what the alias search found anyway: no alias of a member names
+another member; a value of any other form, or any response transformer in force, takes moto's own
+path). Installed by the local stack before its moto server
 starts.
 """
 
@@ -56,6 +61,7 @@ def install_moto_speedups() -> None:
     _list_handler_methods_once()
     _sqs_without_queue_counts()
     _delete_in_one_pass()
+    _send_without_counting()
     _parse_each_jsonpath_once()
     _transactions_copy_their_items_only()
     _parse_each_update_expression_once()
@@ -107,6 +113,42 @@ def _sqs_without_queue_counts() -> None:
         return bool(retention_period + message.sent_timestamp / 1000 > time.time())
 
     models.SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period  # type: ignore[method-assign]
+
+
+COUNT_PROPERTIES = (
+    "approximate_number_of_messages",
+    "approximate_number_of_messages_delayed",
+    "approximate_number_of_messages_not_visible",
+)
+
+
+class _Sending(threading.local):
+    """How many sends this thread is inside (moto's send_message)."""
+
+    depth = 0
+
+
+def _send_without_counting() -> None:
+    from moto.sqs import models
+
+    sending = _Sending()
+    for name in COUNT_PROPERTIES:
+        count = getattr(models.Queue, name).fget
+
+        def counted(queue: Any, count: Callable[[Any], int] = count) -> int:
+            return 0 if sending.depth else count(queue)
+
+        setattr(models.Queue, name, property(counted))
+    send_message = models.SQSBackend.send_message
+
+    def send_without_counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        sending.depth += 1
+        try:
+            return send_message(self, *args, **kwargs)
+        finally:
+            sending.depth -= 1
+
+    models.SQSBackend.send_message = send_without_counting  # type: ignore[method-assign]
 
 
 def _delete_in_one_pass() -> None:

@@ -269,3 +269,21 @@ def test_a_delete_removes_the_message_that_had_the_handle_and_refuses_an_unknown
     assert sorted(m.body for m in backend_queue("deletes")._messages) == sorted(
         m["Body"] for m in again if m["Body"] not in (first[0]["Body"], first[1]["Body"])
     )
+
+
+def test_sends_keep_deduplication_and_the_counts_after_them(sqs):
+    standard = sqs.create_queue(QueueName="counted-sends")["QueueUrl"]
+    fifo = sqs.create_queue(
+        QueueName="deduplicated.fifo", Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"}
+    )["QueueUrl"]
+    for body in ("a", "b", "c"):
+        sqs.send_message(QueueUrl=standard, MessageBody=body)
+    sqs.send_message_batch(QueueUrl=standard, Entries=[{"Id": "d", "MessageBody": "d", "DelaySeconds": 60}])
+    for _ in range(2):  # the same body twice: one message (content-based deduplication)
+        sqs.send_message(QueueUrl=fifo, MessageBody="same", MessageGroupId="g")
+
+    counts = sqs.get_queue_attributes(QueueUrl=standard, AttributeNames=["All"])["Attributes"]
+    assert (counts["ApproximateNumberOfMessages"], counts["ApproximateNumberOfMessagesDelayed"]) == ("3", "1")
+    fifo_count = sqs.get_queue_attributes(QueueUrl=fifo, AttributeNames=["ApproximateNumberOfMessages"])
+    assert fifo_count["Attributes"]["ApproximateNumberOfMessages"] == "1"
+    assert backend_queue("counted-sends").approximate_number_of_messages == 3, "counted outside a send"
