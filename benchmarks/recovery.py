@@ -2,7 +2,8 @@
 
 Run by the benchmark driver in a process of its own (moto's state is global to a process):
 
-    python -m benchmarks.recovery    (a JSON spec on stdin: jobs, sample)
+    python -m benchmarks.recovery    (a JSON spec on stdin: jobs, sample, concurrency, processes,
+                                      moto_in_own_process; the run itself is benchmarks/recovery_run.py)
 
 In one local stack, with the safety-net schedule off so recovery is the only path:
 - `jobs` submitted jobs whose webhooks never came are prepared directly: their records (claimed and
@@ -13,8 +14,9 @@ In one local stack, with the safety-net schedule off so recovery is the only pat
   from the moment the recovery checks queue's event source mapping starts until every job is
   COMPLETED, through the real recover handler (the template's batch size and batching window), each
   of the invocations that may run at once in a process of its own, as Lambda runs them in separate
-  environments (local.function_processes; in threads of the stack's process on request).
-- The baseline, the sweep as it was (a faithful copy of its loop, `sweep_run` below): the oldest
+  environments (local.function_processes; in threads of the stack's process on request), and the
+  moto server in a process of its own (local.moto_process; in the stack's threads on request).
+- The baseline, the sweep as it was (a faithful copy of its loop, `sweep_run` in recovery_run.py): the oldest
   ReconcileMaxJobs (200) SUBMITTED jobs per run, getResponse per 25, then each job settled one after
   another, once per ReconcileSchedule (5 minutes). It is measured on `sample` further jobs prepared
   the same way (one run's worth), and extrapolated: a run cannot start before the schedule says, so
@@ -25,204 +27,20 @@ read by key; the per-job work (getResponse, the bucket, the conditional write) i
 
 from __future__ import annotations
 
-import io
 import json
-import math
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from typing import Any
 
-from PIL import Image
-
 from benchmarks.probe import RESULT_PREFIX
-from local.runware_emulator.images import RenderedImage
-from local.runware_emulator.tasks import TaskRecord
-from local.stack import LOCAL_RUNWARE_KEY, LocalStack, StackConfig
-from local.template import load_template
-from upscaler.clock import iso, utc_now
-from upscaler.job_record import Job, JobStatus, job_id_for
-from upscaler.jobs import CLAIM, SUBMIT, JobStore
-from upscaler.open_jobs import OpenJobs
-from upscaler.reconciliation import POLL_BATCH_SIZE
-from upscaler.recovery_checks import Check, CheckQueue
-from upscaler.results import ResultRecorder
-from upscaler.runware import RunwareClient
-from upscaler.settlement import Settler
-from upscaler.storage import ObjectStore
 
 SWEEP_JOBS_PER_RUN = 200  # ReconcileMaxJobs' default
 SWEEP_INTERVAL_SECONDS = 300  # ReconcileSchedule's default, rate(5 minutes)
 GOAL_SECONDS = 600
-INPUT_SIDES = (64, 48)
-OUTPUT_SIDES = (128, 96)
-UPLOADERS = 8
-POLL_SECONDS = 2.0
-
-
-def output_jpeg() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", OUTPUT_SIDES, (120, 80, 200)).save(buffer, format="JPEG", quality=80)
-    return buffer.getvalue()
-
-
-def prepare(stack: LocalStack, prefix: str, count: int) -> list[str]:
-    """`count` SUBMITTED jobs whose outputs are staged and whose Runware tasks succeeded."""
-    store = JobStore(stack.client("dynamodb"), stack.names["jobs_table"])
-    bucket = stack.names["output_bucket"]
-    submitted = utc_now() - timedelta(minutes=30)
-    jobs = [
-        Job(
-            job_id=job_id_for("bench-inbox", f"inbox/{prefix}/{n}.png", "v1"),
-            source_bucket="bench-inbox",
-            source_key=f"inbox/{prefix}/{n}.png",
-            source_version_id="v1",
-            input_format="PNG",
-            input_width=INPUT_SIDES[0],
-            input_height=INPUT_SIDES[1],
-            output_format="JPG",
-            output_bucket=bucket,
-            output_key=f"{stack.names['output_prefix']}{prefix}/{n}.jpg",
-        )
-        for n in range(count)
-    ]
-    for start in range(0, count, 100):
-        batch = jobs[start : start + 100]
-        _all_written(store.create_all([(job, CLAIM) for job in batch], now=submitted - timedelta(seconds=1)))
-        moves = [
-            (job.job_id, {"submitted_at": iso(submitted), "staging_key": f"staging/{job.job_id}"}) for job in batch
-        ]
-        _all_written(store.move_all(moves, SUBMIT, now=submitted))
-    data = output_jpeg()
-    s3 = stack.client("s3")
-    with ThreadPoolExecutor(UPLOADERS) as pool:
-        list(pool.map(lambda job: s3.put_object(Bucket=bucket, Key=f"staging/{job.job_id}", Body=data), jobs))
-    assert stack.emulator is not None
-    tasks = stack.emulator.task_store
-    rendered = RenderedImage(data, OUTPUT_SIDES[0], OUTPUT_SIDES[1], "JPG")
-    for job in jobs:
-        record = TaskRecord(job.job_id, "upscale", "async", {}, tasks.now(), 0)
-        tasks.add(record)
-        tasks.complete_with_success(
-            record, {"taskType": "upscale", "taskUUID": job.job_id, "imageUUID": job.job_id}, rendered
-        )
-    return [job.job_id for job in jobs]
-
-
-def _all_written(results: list[Exception | None]) -> None:
-    problems = [result for result in results if result is not None]
-    if problems:
-        raise RuntimeError(f"{len(problems)} jobs not written: {problems[0]}")
-
-
-def sweep_run(stack: LocalStack, max_jobs: int) -> int:
-    """One run of the sweep as it was: the oldest `max_jobs` SUBMITTED jobs, getResponse per 25,
-    each job settled in turn. The jobs it settled."""
-    dynamodb = stack.client("dynamodb")
-    store = JobStore(dynamodb, stack.names["jobs_table"])
-    settler = Settler(store, ResultRecorder(ObjectStore(stack.client("s3")), store), max_age_seconds=4 * 3600)
-    assert stack.emulator is not None
-    runware = RunwareClient(stack.emulator.url, lambda: LOCAL_RUNWARE_KEY)
-    candidates = list(OpenJobs(dynamodb, stack.names["jobs_table"]).oldest(status=JobStatus.SUBMITTED))[:max_jobs]
-    settled = 0
-    for start in range(0, len(candidates), POLL_BATCH_SIZE):
-        batch = store.get_many([job.job_id for job in candidates[start : start + POLL_BATCH_SIZE]])
-        answer = runware.get_responses(list(batch))
-        for job in batch.values():
-            if settler.settle(job, answer.outcome(job.job_id)).recorded is not None:
-                settled += 1
-    return settled
-
-
-def _template_concurrency() -> int:
-    return int(load_template()["Parameters"]["RecoveryMaximumConcurrency"]["Default"])
-
-
-def completion_events(stack: LocalStack) -> int:
-    attributes = stack.client("sqs").get_queue_attributes(
-        QueueUrl=stack.names["completion_events_url"],
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return sum(int(value) for value in attributes.values())
-
-
-def run(
-    jobs: int, sample: int, max_seconds: float, concurrency: int | None = None, processes: bool = True
-) -> dict[str, Any]:
-    """`processes`: each concurrent recover invocation in a process of its own, as Lambda runs them in
-    separate environments (False: in threads of this process, sharing one interpreter lock)."""
-    overrides = {"RecoveryMaximumConcurrency": str(concurrency)} if concurrency else {}
-    config = StackConfig(
-        reconcile_interval_seconds=0,
-        function_log_level="ERROR",
-        parameter_overrides=overrides,
-        recover_on_start=False,
-        recover_processes=(concurrency or _template_concurrency()) if processes else 0,
-    )
-    with LocalStack(config) as stack:
-        # Baseline first: one sweep run over a run's worth of jobs (no checks exist for them).
-        baseline_ids = prepare(stack, "baseline", sample)
-        started = time.perf_counter()
-        swept = sweep_run(stack, SWEEP_JOBS_PER_RUN)
-        sweep_run_seconds = time.perf_counter() - started
-        if swept != len(baseline_ids):
-            raise RuntimeError(f"the sweep settled {swept} of {len(baseline_ids)} jobs")
-        events_before = completion_events(stack)
-
-        prepare_started = time.perf_counter()
-        ids = prepare(stack, "recovery", jobs)
-        prepare_seconds = time.perf_counter() - prepare_started
-        queue = CheckQueue(stack.client("sqs"), stack.resolver.resources["RecoveryQueue"]["QueueUrl"])
-        now = utc_now()
-        sending = time.perf_counter()
-        refused = queue.send([Check(job_id, now, 1) for job_id in ids], now)
-        if refused:
-            raise RuntimeError(f"{len(refused)} checks refused")
-        sent_seconds = time.perf_counter() - sending
-        started = time.perf_counter()
-        stack.start_recovery()
-        progress: list[tuple[float, int]] = []
-        while True:
-            done = completion_events(stack) - events_before
-            elapsed = time.perf_counter() - started
-            progress.append((round(elapsed, 1), done))
-            if done >= jobs or elapsed > max_seconds:
-                break
-            time.sleep(POLL_SECONDS)
-        recovery_seconds = time.perf_counter() - started
-        store = JobStore(stack.client("dynamodb"), stack.names["jobs_table"])
-        statuses: dict[str, int] = {}
-        for job in store.get_many(ids).values():
-            statuses[str(job.status)] = statuses.get(str(job.status), 0) + 1
-        mapping = stack.recovery
-        assert mapping is not None
-        runs = math.ceil(jobs / SWEEP_JOBS_PER_RUN)
-        per_run = sweep_run_seconds * SWEEP_JOBS_PER_RUN / sample
-        return {
-            "jobs": jobs,
-            "recovery_concurrency": concurrency,
-            "recover_processes": config.recover_processes,
-            "statuses": statuses,
-            "prepare_seconds": prepare_seconds,
-            "checks_sent_seconds": sent_seconds,
-            "recovery_seconds": recovery_seconds,
-            "recovery_jobs_per_second": statuses.get("COMPLETED", 0) / recovery_seconds,
-            "invocations": mapping.invocations,
-            "median_batch": sorted(mapping.batch_sizes)[len(mapping.batch_sizes) // 2] if mapping.batch_sizes else 0,
-            "peak_concurrency": mapping.peak_concurrency,
-            "messages_failed": mapping.messages_failed,
-            "goal_seconds": GOAL_SECONDS,
-            "sweep_sample": sample,
-            "sweep_run_seconds": sweep_run_seconds,
-            "sweep_runs": runs,
-            "sweep_seconds": (runs - 1) * max(SWEEP_INTERVAL_SECONDS, per_run) + per_run,
-            "sweep_work_seconds": runs * per_run,
-            "progress": progress[:: max(1, len(progress) // 30)],
-        }
 
 
 def main() -> int:
+    from benchmarks.recovery_run import run
+
     spec = json.loads(sys.stdin.read())
     result = run(
         spec["jobs"],
@@ -230,14 +48,18 @@ def main() -> int:
         spec.get("max_seconds", 1800.0),
         spec.get("concurrency"),
         spec.get("processes", True),
+        spec.get("moto_in_own_process", True),
     )
     sys.stdout.write("\n" + RESULT_PREFIX + json.dumps(result, default=str) + "\n")
     return 0
 
 
-def measure(jobs: int, concurrency: int | None = None, *, processes: bool = True) -> dict[str, Any]:
+def measure(
+    jobs: int, concurrency: int | None = None, *, processes: bool = True, moto_in_own_process: bool = True
+) -> dict[str, Any]:
     """`concurrency`: RecoveryMaximumConcurrency for the run (None: the template's default);
-    `processes`: each concurrent recover invocation in a process of its own (False: threads)."""
+    `processes`: each concurrent recover invocation in a process of its own (False: threads);
+    `moto_in_own_process`: the stack's moto server in a process of its own (False: its threads)."""
     from benchmarks.services import run_child
     from benchmarks.suites import progress
 
@@ -247,6 +69,7 @@ def measure(jobs: int, concurrency: int | None = None, *, processes: bool = True
         "concurrency": concurrency,
         "max_seconds": 1800,
         "processes": processes,
+        "moto_in_own_process": moto_in_own_process,
     }
     result = run_child("benchmarks.recovery", spec, timeout=3600)
     result.pop("stderr")

@@ -15,7 +15,8 @@ def recovery_goals(data: dict[str, Any]) -> list[tuple[str, str, str]]:
         (
             f"{data['jobs']} lost webhooks: every job COMPLETED through recovery alone within "
             f"{data['goal_seconds'] // 60} minutes",
-            f"{completed} COMPLETED in {data['recovery_seconds']:.0f} s (the sweep: {sweep})",
+            f"{completed} COMPLETED in {data['recovery_seconds']:.0f} s (the sweep: {sweep}, extrapolated from "
+            f"one run of {data['sweep_sample']} jobs)",
             "met" if met else "not met",
         )
     ]
@@ -63,20 +64,62 @@ def recovery_section(data: dict[str, Any]) -> list[str]:
         f"Preparing the jobs took {data['prepare_seconds']:.0f} s and sending their checks "
         f"{data['checks_sent_seconds']:.0f} s (submit sends each with its job, spread over the submissions); "
         "neither is counted. Completion is counted from the completion events each job sends when it ends. "
-        + (
-            f"Each of the {data['recover_processes']} recover invocations that may run at once ran in a process "
-            "of its own (as Lambda runs concurrent invocations in separate environments), loading the handler "
-            "once; moto, the Runware emulator and the event source mapping's pollers share the stack's process. "
-            if data.get("recover_processes")
-            else "The recover invocations ran in threads of the stack's process, with moto and the emulator (one "
-            "interpreter lock). "
-        )
+        + _process_model(data)
         + "On this machine (shared with other work) the sweep's own work ran at "
-        f"{data['sweep_sample'] / data['sweep_run_seconds']:.1f} jobs per second one job after another: "
-        "the local stack, not the design, bounds the checks' rate here.",
+        f"{data['sweep_sample'] / data['sweep_run_seconds']:.1f} jobs per second one job after another.",
         "",
     ]
+    cpu = data.get("cpu_seconds")
+    if cpu:
+        lines += [
+            "CPU used while the checks were consumed (user and system seconds, from the processes' own "
+            "accounting): " + _cpu_line(data, cpu),
+            "",
+        ]
     return lines
+
+
+def _process_model(data: dict[str, Any]) -> str:
+    moto = (
+        "the moto server ran in a process of its own (local/moto_process.py); the Runware emulator and the "
+        "event source mapping's pollers in the stack's process. "
+        if data.get("moto_in_own_process")
+        else "moto, the Runware emulator and the event source mapping's pollers shared the stack's process. "
+    )
+    if data.get("recover_processes"):
+        return (
+            f"Each of the {data['recover_processes']} recover invocations that may run at once ran in a process "
+            "of its own (as Lambda runs concurrent invocations in separate environments), loading the handler "
+            "once (its start is inside the measured time); " + moto
+        )
+    return "The recover invocations ran in threads of the stack's process (one interpreter lock); " + moto
+
+
+def _cpu_line(data: dict[str, Any], cpu: dict[str, float]) -> str:
+    completed = max(1, data["statuses"].get("COMPLETED", 0))
+    own = bool(data.get("moto_in_own_process"))
+    parts = [("the moto server's process", cpu.get("moto_process", 0.0))] if own else []
+    parts += [
+        ("the recover processes", cpu.get("recover_processes", 0.0)),
+        ("the stack's process" + ("" if own else " (moto included)"), cpu["stack_process"]),
+    ]
+    shown = ", ".join(
+        f"{name} {seconds:.0f} s ({seconds / completed * 1000:.1f} ms per job)" for name, seconds in parts
+    )
+    line = f"{shown}; {data['cpu_seconds_per_job'] * 1000:.0f} ms of CPU per job in all."
+    if cpu.get("machine_available"):
+        ours = sum(seconds for _, seconds in parts)
+        line += (
+            f" The machine's {cpu['machine_available'] / data['recovery_seconds']:.0f} cores were busy "
+            f"{cpu['machine_busy'] / cpu['machine_available']:.0%} of the time, "
+            f"{max(0.0, cpu['machine_busy'] - ours) / cpu['machine_available']:.0%} with work outside this "
+            "benchmark"
+        )
+        if data.get("load_average"):
+            before, after = data["load_average"]
+            line += f" (load average {before} at the start, {after} at the end)"
+        line += "."
+    return line
 
 
 def _duration(seconds: float) -> str:

@@ -294,12 +294,16 @@ def register_mapping(lambda_client: Any, iam_client: Any, function_name: str, se
 
 
 def detach_moto_invoker(queue_arn: str) -> None:
-    """moto's SQS invokes a mapped function itself on every send (moto.sqs.models.Queue); the
-    moto server runs in this process, so the hook is removed where moto keeps it."""
+    """moto's SQS invokes a mapped function itself on every send (moto.sqs.models.Queue); where
+    moto runs in this process, the hook is removed where moto keeps it. A moto server in a process
+    of its own (local.moto_process) has no such queue here: that process takes the hook off itself
+    as the mapping is made."""
     from moto.sqs.models import sqs_backends
 
     _, _, _, region, account, name = queue_arn.split(":", 5)
-    sqs_backends[account][region].queues[name].lambda_event_source_mappings.clear()
+    queue = sqs_backends[account][region].queues.get(name)
+    if queue is not None:
+        queue.lambda_event_source_mappings.clear()
 
 
 def sqs_event(messages: list[dict[str, Any]], *, queue_arn: str, region: str) -> dict[str, Any]:

@@ -53,6 +53,10 @@ class FunctionProcesses:
             self.errors += 1
             raise
 
+    def pids(self) -> list[int]:
+        """The worker processes' ids (those started so far)."""
+        return list(getattr(self._pool, "_processes", None) or {})
+
     def stop(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 

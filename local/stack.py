@@ -1,7 +1,8 @@
 """The embedded local stack: everything the pipeline needs, on loopback, in one process.
 
 - AWS: a moto server (S3, DynamoDB, SQS, EventBridge, Secrets Manager) with the resources
-  template.yaml declares, named the way the template names them.
+  template.yaml declares, named the way the template names them; in threads of this process, or
+  on request in a process of its own (local/moto_process.py).
 - Ingestion: the inbox bucket notifies the ingestion queue (or, with ExistingBucketName, the bucket
   sends EventBridge events that the template's rule routes to it); the queue's event source mapping
   is played by local/event_source_mapping.py for the real submit handler, and the queue's redrive
@@ -46,6 +47,7 @@ from local.custom_resources import create_all, custom_resources, service_functio
 from local.event_source_mapping import EventSourceMapping, MappingSettings, MappingState, register_mapping
 from local.function_processes import FunctionProcesses
 from local.lambda_runtime import LocalFunction, ensure_layer_on_path
+from local.moto_process import MotoServer
 from local.runware_emulator import FaultConfig, RunwareEmulator
 from local.template import (
     FunctionSpec,
@@ -93,6 +95,9 @@ class StackConfig:
     # More than 0: the recover function's invocations run in that many processes of their own
     # (local.function_processes), as Lambda runs concurrent invocations in separate environments.
     recover_processes: int = 0
+    # True: the moto server runs in a process of its own (local.moto_process), not in threads of the
+    # stack's; tests that reach moto's state need it here (the default).
+    moto_in_own_process: bool = False
     seed: int | None = None
     aws_port: int = 0  # 0 picks a free port
 
@@ -111,7 +116,7 @@ class LocalStack:
         self.names: dict[str, str] = {}
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.moto_server: Any = None
+        self.moto_server: MotoServer | None = None
         self.emulator: RunwareEmulator | None = None
         self.gateway: WebhookGateway | None = None
         self.ingestion: EventSourceMapping | None = None
@@ -210,26 +215,11 @@ class LocalStack:
     # ---- AWS (moto) ------------------------------------------------------------------------
 
     def _start_moto(self) -> None:
-        from moto.server import ThreadedMotoServer
+        from local.moto_process import MotoInProcess, MotoServerProcess
 
-        from local.event_dead_letters import install_target_dead_letter_queues
-        from local.message_move import install_message_move_tasks
-        from local.moto_atomic_queues import install_atomic_queue_changes
-        from local.moto_atomic_tables import install_atomic_table_requests
-        from local.moto_speedups import install_moto_speedups
-        from local.s3_events import add_missing_event_fields
-
-        add_missing_event_fields()
-        install_message_move_tasks()
-        install_moto_speedups()
-        install_atomic_queue_changes()
-        install_atomic_table_requests()
-        install_target_dead_letter_queues()
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self.moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.config.aws_port, verbose=False)
-        self.moto_server.start()
-        host, port = self.moto_server.get_host_and_port()
-        self.aws_endpoint = f"http://{host}:{port}"
+        server = MotoServerProcess if self.config.moto_in_own_process else MotoInProcess
+        self.moto_server = server(port=self.config.aws_port)
+        self.aws_endpoint = self.moto_server.endpoint
         os.environ.update(
             {
                 "AWS_ENDPOINT_URL": self.aws_endpoint,
@@ -393,9 +383,12 @@ class LocalStack:
 
     def _apply_source_kms_grant(self) -> None:
         """moto has no IAM: inbox reads are refused as the template's KMS grant would refuse them."""
-        from local.s3_encrypted_sources import refuse_ungranted_reads
-
-        refuse_ungranted_reads(self.names["inbox_bucket"], str(self.resolver.parameter("SourceKmsKeyArns")).split(","))
+        assert self.moto_server is not None
+        self.moto_server.call(
+            "local.s3_encrypted_sources:refuse_ungranted_reads",
+            self.names["inbox_bucket"],
+            str(self.resolver.parameter("SourceKmsKeyArns")).split(","),
+        )
 
     def _route_completion_events(self) -> None:
         """A local rule sends the completion events on the template's bus to a queue the CLI reads."""

@@ -188,3 +188,102 @@ def test_an_expression_that_does_not_parse_is_refused_every_time(dynamodb):
                 ExpressionAttributeValues={":s": {"S": "SUBMITTED"}},
             )
         assert raised.value.response["Error"]["Code"] == "ValidationException"
+
+
+EVERY_KIND = {
+    "jobId": {"S": "every-kind"},
+    "count": {"N": "12.5"},
+    "raw": {"B": b"\x00\xffbytes"},
+    "names": {"SS": ["a", "b"]},
+    "sizes": {"NS": ["1", "2"]},
+    "blobs": {"BS": [b"\x01", b"\x02"]},
+    "nested": {"M": {"inner": {"L": [{"S": "x"}, {"N": "3"}, {"M": {"deep": {"B": b"\x03"}}}, {"NULL": True}]}}},
+    "nothing": {"NULL": True},
+    "yes": {"BOOL": True},
+    "no": {"BOOL": False},
+    "empty": {"S": ""},
+}
+
+
+def _reads(dynamodb) -> list[dict]:
+    """Every answer shape that carries items, with the ResponseMetadata (request ids) left out."""
+    key = {"jobId": {"S": "every-kind"}}
+    answers = [
+        dynamodb.get_item(TableName=JOBS_TABLE, Key=key),
+        dynamodb.batch_get_item(RequestItems={JOBS_TABLE: {"Keys": [key, {"jobId": {"S": "missing"}}]}}),
+        dynamodb.scan(TableName=JOBS_TABLE),
+        dynamodb.update_item(
+            TableName=JOBS_TABLE,
+            Key=key,
+            UpdateExpression="SET #c = :c",
+            ExpressionAttributeNames={"#c": "count"},
+            ExpressionAttributeValues={":c": {"N": "12.5"}},
+            ReturnValues="ALL_NEW",
+        ),
+    ]
+    return [{k: v for k, v in answer.items() if k != "ResponseMetadata"} for answer in answers]
+
+
+def test_attribute_values_read_back_the_same_as_moto_serializes_them(dynamodb, monkeypatch):
+    from moto.core.serialize import BaseJSONSerializer
+
+    dynamodb.put_item(TableName=JOBS_TABLE, Item=EVERY_KIND)
+    direct = _reads(dynamodb)
+    monkeypatch.setattr(BaseJSONSerializer, "_serialize_type_structure", BaseJSONSerializer.moto_serialize_structure)
+    by_moto = _reads(dynamodb)
+
+    assert direct == by_moto
+    assert direct[0]["Item"] == EVERY_KIND
+
+
+def test_a_handler_class_lists_an_action_added_after_its_first_request(aws):
+    install_moto_speedups()
+    from moto.core import responses
+
+    class Handler:
+        def first(self) -> None: ...
+
+    assert responses.method_names_from_class(Handler) == ["first"]
+    assert responses.method_names_from_class(Handler) == ["first"]  # listed once, answered again
+    Handler.second = lambda self: None  # type: ignore[attr-defined]
+    assert responses.method_names_from_class(Handler) == ["first", "second"]
+
+
+def test_a_delete_removes_the_message_that_had_the_handle_and_refuses_an_unknown_one(sqs):
+    url = sqs.create_queue(QueueName="deletes")["QueueUrl"]
+    for index in range(5):
+        sqs.send_message(QueueUrl=url, MessageBody=f"m{index}")
+    first = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2, VisibilityTimeout=0)["Messages"]
+    # Received again: the first handle is now an earlier handle of its message, and still deletes it.
+    again = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30)["Messages"]
+    assert {m["Body"] for m in first} <= {m["Body"] for m in again}
+
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=first[0]["ReceiptHandle"])
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=first[0]["ReceiptHandle"])  # again: not an error
+    later = next(m for m in again if m["Body"] == first[1]["Body"])
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=later["ReceiptHandle"])
+    with pytest.raises(ClientError) as refused:
+        sqs.delete_message(QueueUrl=url, ReceiptHandle="not-a-handle-of-this-queue")
+
+    assert refused.value.response["Error"]["Code"] == "ReceiptHandleIsInvalid"
+    assert sorted(m.body for m in backend_queue("deletes")._messages) == sorted(
+        m["Body"] for m in again if m["Body"] not in (first[0]["Body"], first[1]["Body"])
+    )
+
+
+def test_sends_keep_deduplication_and_the_counts_after_them(sqs):
+    standard = sqs.create_queue(QueueName="counted-sends")["QueueUrl"]
+    fifo = sqs.create_queue(
+        QueueName="deduplicated.fifo", Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"}
+    )["QueueUrl"]
+    for body in ("a", "b", "c"):
+        sqs.send_message(QueueUrl=standard, MessageBody=body)
+    sqs.send_message_batch(QueueUrl=standard, Entries=[{"Id": "d", "MessageBody": "d", "DelaySeconds": 60}])
+    for _ in range(2):  # the same body twice: one message (content-based deduplication)
+        sqs.send_message(QueueUrl=fifo, MessageBody="same", MessageGroupId="g")
+
+    counts = sqs.get_queue_attributes(QueueUrl=standard, AttributeNames=["All"])["Attributes"]
+    assert (counts["ApproximateNumberOfMessages"], counts["ApproximateNumberOfMessagesDelayed"]) == ("3", "1")
+    fifo_count = sqs.get_queue_attributes(QueueUrl=fifo, AttributeNames=["ApproximateNumberOfMessages"])
+    assert fifo_count["Attributes"]["ApproximateNumberOfMessages"] == "1"
+    assert backend_queue("counted-sends").approximate_number_of_messages == 3, "counted outside a send"
