@@ -27,12 +27,12 @@ from benchmarks.capacity_attribution import split_run
 from benchmarks.capacity_model import (
     AWS_ROUND_TRIP_SECONDS,
     fixed_cost,
-    indexes_for,
+    item_write_costs,
     memory_gb,
     model,
     table_indexes,
 )
-from benchmarks.dynamodb_billing import item_size, write_cost, write_units
+from benchmarks.dynamodb_billing import item_size, write_units
 from benchmarks.probe import RESULT_PREFIX
 from benchmarks.services import ROOT
 from local.template import load_template
@@ -138,14 +138,7 @@ def batch_model(batch_run: dict[str, Any], template: dict[str, Any]) -> dict[str
     kinds = Counter[str]()
     for write in batch_run["units_batch"]["writes"]:
         kinds[write["operation"]] += 1
-        for item in write["items"]:
-            cost = write_cost(
-                item["before"],
-                item["after"],
-                indexes_for(item["table"], tables),
-                transactional=write["transactional"],
-                condition_failed=item["failed"],
-            )
+        for cost in item_write_costs(write, tables):
             units["table"] += cost.table_units
             units["indexes"] += sum(w.units for w in cost.index)
     billed = [sample["billed_ms"] for sample in batch_run["samples"]]

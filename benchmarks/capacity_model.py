@@ -11,11 +11,12 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from benchmarks import capacity_figures as figures
 from benchmarks.capacity_limits import TARGET_JOBS_PER_SECOND
-from benchmarks.dynamodb_billing import IndexDefinition, indexes_of, item_size, read_units, write_cost
+from benchmarks.dynamodb_billing import IndexDefinition, WriteCost, indexes_of, item_size, read_units, write_cost
 from local.template import TemplateResolver
 
 # Round trips added to each AWS call for the durations in AWS (as benchmarks.suites, AWS's
@@ -97,19 +98,24 @@ def memory_gb(template: dict[str, Any], logical_id: str) -> float:
 # ---- the model of one run ---------------------------------------------------------------------------
 
 
+def item_write_costs(write: dict[str, Any], tables: dict[str, list[IndexDefinition]]) -> Iterator[WriteCost]:
+    """What DynamoDB bills for each item of one recorded write request."""
+    for item in write["items"]:
+        yield write_cost(
+            item["before"],
+            item["after"],
+            indexes_for(item["table"], tables),
+            transactional=write["transactional"],
+            condition_failed=item["failed"],
+        )
+
+
 def dynamodb_units(run: dict[str, Any], tables: dict[str, list[IndexDefinition]]) -> dict[str, Any]:
     table_writes: Counter[str] = Counter()
     index_writes: Counter[str] = Counter()
     partition_writes: Counter[tuple[str, str]] = Counter()
     for write in run["writes"]:
-        for item in write["items"]:
-            cost = write_cost(
-                item["before"],
-                item["after"],
-                indexes_for(item["table"], tables),
-                transactional=write["transactional"],
-                condition_failed=item["failed"],
-            )
+        for cost in item_write_costs(write, tables):
             table_writes["table"] += cost.table_units
             for index_write in cost.index:
                 index_writes[index_write.index] += index_write.units
